@@ -1,0 +1,31 @@
+//! Generates the ABI constants, tables and layout asserts from abi.toml, and checks that the
+//! C header matches the same spec (so a change on one side only fails this build).
+
+use std::path::PathBuf;
+use upsched_build::abi_spec::AbiSpec;
+use upsched_build::bpf::BpfCompiler;
+use upsched_build::or_fail;
+
+fn main() {
+    let spec_path = upsched_build::abi_spec_path();
+    println!("cargo:rerun-if-changed={}", spec_path.display());
+    let spec = or_fail(AbiSpec::load(&spec_path));
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+
+    write(&out_dir.join("abi_tables.rs"), &spec.rust_tables());
+    write(
+        &out_dir.join("abi_layout_asserts.rs"),
+        &spec.rust_layout_asserts("UpschedCtx"),
+    );
+
+    let c_check = out_dir.join("abi_layout_check.c");
+    write(&c_check, &spec.c_layout_asserts());
+    let compiler = or_fail(BpfCompiler::new());
+    or_fail(compiler.compile(&c_check, &out_dir.join("abi_layout_check.o")));
+}
+
+fn write(path: &std::path::Path, text: &str) {
+    or_fail(
+        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display())),
+    );
+}

@@ -1,0 +1,34 @@
+//! Build-time support shared by the crates' build scripts.
+//!
+//! - [`abi_spec`]: the model of `crates/upsched-abi/abi.toml` (the single source of truth of the
+//!   policy ABI) and the generators that turn it into Rust constants, Rust layout asserts and C
+//!   layout asserts.
+//! - [`bpf`]: compiles `*.bpf.c` sources with clang (`-target bpf`, BTF on) for the crates that
+//!   embed BPF objects.
+
+pub mod abi_spec;
+pub mod bpf;
+
+use std::path::PathBuf;
+
+/// Directory of the public C headers (`upsched.h`, `upsched_sdk.h`).
+pub fn sdk_include_dir() -> PathBuf {
+    abi_crate_dir().join("include")
+}
+
+/// Path of the ABI spec, `abi.toml`.
+pub fn abi_spec_path() -> PathBuf {
+    abi_crate_dir().join("abi.toml")
+}
+
+fn abi_crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../upsched-abi")
+}
+
+/// Turns an error into a build failure that prints the message (for build scripts).
+pub fn or_fail<T>(result: Result<T, String>) -> T {
+    result.unwrap_or_else(|message| {
+        eprintln!("error: {message}");
+        std::process::exit(1)
+    })
+}
