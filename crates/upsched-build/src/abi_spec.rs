@@ -109,7 +109,7 @@ impl AbiSpec {
                     field.name, field.offset
                 ));
             }
-            if field.offset % field.scalar.size() != 0 {
+            if !field.offset.is_multiple_of(field.scalar.size()) {
                 return Err(format!("field `{}` is misaligned", field.name));
             }
             if field.dir == Direction::In && field.write_cap.is_some() {
@@ -123,7 +123,7 @@ impl AbiSpec {
         if end != self.size {
             return Err(format!("fields end at {end} but size is {}", self.size));
         }
-        if self.size % 8 != 0 {
+        if !self.size.is_multiple_of(8) {
             return Err(format!("size {} is not a multiple of 8", self.size));
         }
         for hook in &self.hooks {

@@ -1,0 +1,131 @@
+//! Instruction builders shared by the integration tests.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use upsched_ebpf::insn::*;
+use upsched_ebpf::{ExecError, Externals, Interpreter, Memory, NoExternals, Program};
+
+pub const BUDGET: u64 = 100_000;
+
+pub fn alu64_imm(op: u8, dst: u8, imm: i32) -> Insn {
+    Insn::new(BPF_ALU64 | op | BPF_K, dst, 0, 0, imm)
+}
+
+pub fn alu64_reg(op: u8, dst: u8, src: u8) -> Insn {
+    Insn::new(BPF_ALU64 | op | BPF_X, dst, src, 0, 0)
+}
+
+pub fn alu32_imm(op: u8, dst: u8, imm: i32) -> Insn {
+    Insn::new(BPF_ALU | op | BPF_K, dst, 0, 0, imm)
+}
+
+pub fn alu32_reg(op: u8, dst: u8, src: u8) -> Insn {
+    Insn::new(BPF_ALU | op | BPF_X, dst, src, 0, 0)
+}
+
+/// Signed division or modulo (`off` 1).
+pub fn signed(mut insn: Insn) -> Insn {
+    insn.off = 1;
+    insn
+}
+
+pub fn mov64_imm(dst: u8, imm: i32) -> Insn {
+    alu64_imm(BPF_MOV, dst, imm)
+}
+
+pub fn mov64_reg(dst: u8, src: u8) -> Insn {
+    alu64_reg(BPF_MOV, dst, src)
+}
+
+pub fn lddw(dst: u8, value: u64) -> [Insn; 2] {
+    [
+        Insn::new(LDDW, dst, 0, 0, value as u32 as i32),
+        Insn::new(0, 0, 0, 0, (value >> 32) as u32 as i32),
+    ]
+}
+
+pub fn jmp_imm(op: u8, dst: u8, imm: i32, off: i16) -> Insn {
+    Insn::new(BPF_JMP | op | BPF_K, dst, 0, off, imm)
+}
+
+pub fn jmp_reg(op: u8, dst: u8, src: u8, off: i16) -> Insn {
+    Insn::new(BPF_JMP | op | BPF_X, dst, src, off, 0)
+}
+
+pub fn jmp32_imm(op: u8, dst: u8, imm: i32, off: i16) -> Insn {
+    Insn::new(BPF_JMP32 | op | BPF_K, dst, 0, off, imm)
+}
+
+pub fn jmp32_reg(op: u8, dst: u8, src: u8, off: i16) -> Insn {
+    Insn::new(BPF_JMP32 | op | BPF_X, dst, src, off, 0)
+}
+
+pub fn ja(off: i16) -> Insn {
+    Insn::new(BPF_JMP | BPF_JA, 0, 0, off, 0)
+}
+
+pub fn ldx(size: u8, dst: u8, src: u8, off: i16) -> Insn {
+    Insn::new(BPF_LDX | BPF_MEM | size, dst, src, off, 0)
+}
+
+pub fn ldxsx(size: u8, dst: u8, src: u8, off: i16) -> Insn {
+    Insn::new(BPF_LDX | BPF_MEMSX | size, dst, src, off, 0)
+}
+
+pub fn st(size: u8, dst: u8, off: i16, imm: i32) -> Insn {
+    Insn::new(BPF_ST | BPF_MEM | size, dst, 0, off, imm)
+}
+
+pub fn stx(size: u8, dst: u8, src: u8, off: i16) -> Insn {
+    Insn::new(BPF_STX | BPF_MEM | size, dst, src, off, 0)
+}
+
+pub fn atomic(size: u8, op: i32, dst: u8, src: u8, off: i16) -> Insn {
+    Insn::new(BPF_STX | BPF_ATOMIC | size, dst, src, off, op)
+}
+
+pub fn call_helper(id: i32) -> Insn {
+    Insn::new(CALL, 0, 0, 0, id)
+}
+
+pub fn call_kfunc(id: i32) -> Insn {
+    Insn::new(CALL, 0, BPF_PSEUDO_KFUNC_CALL, 0, id)
+}
+
+pub fn call_local(relative: i32) -> Insn {
+    Insn::new(CALL, 0, BPF_PSEUDO_CALL, 0, relative)
+}
+
+pub fn exit() -> Insn {
+    Insn::new(EXIT, 0, 0, 0, 0)
+}
+
+/// Flattens instruction groups (single instructions and `lddw` pairs) into one program.
+pub fn program(parts: &[&[Insn]]) -> Vec<Insn> {
+    parts.iter().flat_map(|part| part.iter().copied()).collect()
+}
+
+pub fn run_with(
+    insns: Vec<Insn>,
+    memory: &mut Memory,
+    externals: &mut dyn Externals,
+    args: [u64; 5],
+) -> Result<u64, ExecError> {
+    let program = Program::new(insns).expect("structurally valid test program");
+    Interpreter::run(&program, 0, args, memory, externals, BUDGET)
+}
+
+/// Runs with fresh memory, no externals and zero arguments.
+pub fn run(insns: Vec<Insn>) -> Result<u64, ExecError> {
+    run_with(insns, &mut Memory::new(), &mut NoExternals, [0; 5])
+}
+
+/// r0 after `r0 = a; r1 = b; <op>; exit`, for binary operations on r0 and r1.
+pub fn binary(a: u64, b: u64, op: Insn) -> u64 {
+    run(program(&[&lddw(0, a), &lddw(1, b), &[op, exit()]])).unwrap()
+}
+
+/// r0 after `r0 = a; <op>; exit`.
+pub fn unary(a: u64, op: Insn) -> u64 {
+    run(program(&[&lddw(0, a), &[op, exit()]])).unwrap()
+}

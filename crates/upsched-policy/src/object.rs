@@ -1,0 +1,508 @@
+//! Parsing a policy's BPF ELF object and linking each hook program with the subprograms it
+//! calls, the way libbpf prepares programs for the kernel.
+//!
+//! ELF reading uses the `object` crate (gimli-rs; maintained, fuzzed, handles malformed input
+//! with errors rather than panics); BTF uses `btf-rs` (maintained by the retis project). What
+//! this module adds is BPF-specific: section roles, relocations of global variables and calls,
+//! and the bpf-to-bpf call linking.
+
+use std::collections::BTreeMap;
+
+use object::{Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget};
+use upsched_abi::{HOOK_SECTION_PREFIX, HookInfo, POLICY_INFO_SECTION};
+use upsched_ebpf::insn::{self, Insn};
+
+/// ELF `e_machine` of BPF objects.
+const EM_BPF: u16 = 247;
+/// Relocation types of BPF ELF objects (see the kernel's Documentation/bpf/llvm_reloc.rst).
+const R_BPF_64_64: u32 = 1;
+const R_BPF_64_32: u32 = 10;
+
+/// Why a file cannot be read as a BPF object at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ObjectError {
+    #[error("not an ELF file (no ELF magic at the start)")]
+    NotElf,
+    #[error("not a 64-bit little-endian ELF file (BPF objects are ELF64 little-endian)")]
+    WrongClass,
+    #[error("not a BPF object: ELF machine is {0} (expected 247, EM_BPF)")]
+    NotBpf(u16),
+    #[error("not a relocatable object file (compile with `clang -c`)")]
+    NotRelocatable,
+    #[error("malformed ELF: {0}")]
+    Malformed(String),
+    #[error("section {section}: {message}")]
+    Section { section: String, message: String },
+    #[error("section {section}, instruction {insn}: {message}")]
+    Insn {
+        section: String,
+        insn: usize,
+        message: String,
+    },
+}
+
+fn malformed(e: object::Error) -> ObjectError {
+    ObjectError::Malformed(e.to_string())
+}
+
+/// `struct upsched_policy_info` as stored in the `.upsched` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyInfo {
+    pub abi_version: u32,
+    pub ctx_size: u32,
+    pub name: String,
+}
+
+/// Where a relocated instruction points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelocTarget {
+    /// `lddw` of the address of byte `offset` of a global data section.
+    Global { section: String, offset: u64 },
+    /// Call of the kernel function `name`.
+    Kfunc(String),
+}
+
+/// A function inside a linked program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSpan {
+    pub name: String,
+    /// First instruction in the linked program.
+    pub start: usize,
+    pub len: usize,
+}
+
+/// One program section of the object (a hook, if named `freplace/upsched_<hook>`), linked with
+/// the subprograms it calls: `insns` is what the kernel or the engine runs for this hook.
+#[derive(Debug, Clone)]
+pub struct Program {
+    /// ELF section name, e.g. `freplace/upsched_enqueue`.
+    pub section: String,
+    /// The ABI hook this section implements; `None` if the name is not a known hook.
+    pub hook: Option<&'static HookInfo>,
+    /// Functions in the section (a hook section must hold exactly one).
+    pub section_functions: Vec<String>,
+    /// Linked instructions: the section's code, then each called subprogram.
+    pub insns: Vec<Insn>,
+    /// Instructions that came from the section itself (the rest are subprograms).
+    pub own_len: usize,
+    /// The entry function first, then the appended subprograms.
+    pub functions: Vec<FunctionSpan>,
+    /// Relocations by linked instruction index.
+    pub relocs: BTreeMap<usize, RelocTarget>,
+}
+
+/// A data section (`.bss`, `.data`, `.rodata`, `.data.*`, `.rodata.*`) and its variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataSection {
+    pub name: String,
+    pub size: u64,
+    /// Named variables: (name, offset, size).
+    pub variables: Vec<(String, u64, u64)>,
+}
+
+/// A parsed policy object.
+pub struct PolicyObject {
+    pub info: Option<PolicyInfo>,
+    /// Raw `.upsched` section size, when present but not decodable.
+    pub info_error: Option<String>,
+    pub license: Option<String>,
+    pub programs: Vec<Program>,
+    pub data_sections: Vec<DataSection>,
+    /// Sections that libbpf would give a meaning the policy format does not allow
+    /// (`.maps`, `.kconfig`, ...), with the reason.
+    pub unsupported_sections: Vec<(String, &'static str)>,
+    /// The object's BTF, when present and parsable.
+    pub btf: Option<btf_rs::Btf>,
+    pub btf_error: Option<String>,
+}
+
+fn is_data_section(name: &str) -> bool {
+    [".bss", ".data", ".rodata"]
+        .iter()
+        .any(|base| name == *base || name.starts_with(&format!("{base}.")))
+}
+
+fn unsupported_reason(name: &str) -> Option<&'static str> {
+    match name {
+        ".maps" | "maps" => Some("policies cannot define BPF maps (they cannot call map helpers)"),
+        ".kconfig" => Some("policies cannot read kernel config externs"),
+        ".struct_ops" | ".struct_ops.link" => Some("policies cannot define struct_ops"),
+        _ => None,
+    }
+}
+
+/// Checks the ELF header by hand first so that the common wrong inputs get precise messages.
+fn check_header(data: &[u8]) -> Result<(), ObjectError> {
+    if data.len() < 4 || &data[..4] != b"\x7fELF" {
+        return Err(ObjectError::NotElf);
+    }
+    // EI_CLASS = 2 (64-bit), EI_DATA = 1 (little-endian).
+    if data.len() < 20 || data[4] != 2 || data[5] != 1 {
+        return Err(ObjectError::WrongClass);
+    }
+    let machine = u16::from_le_bytes([data[18], data[19]]);
+    if machine != EM_BPF {
+        return Err(ObjectError::NotBpf(machine));
+    }
+    Ok(())
+}
+
+impl PolicyObject {
+    /// Parses `data` as a BPF ELF object and links its programs.
+    pub fn parse(data: &[u8]) -> Result<PolicyObject, ObjectError> {
+        check_header(data)?;
+        let file =
+            object::read::elf::ElfFile64::<object::LittleEndian>::parse(data).map_err(malformed)?;
+        if file.kind() != object::ObjectKind::Relocatable {
+            return Err(ObjectError::NotRelocatable);
+        }
+
+        let mut object = PolicyObject {
+            info: None,
+            info_error: None,
+            license: None,
+            programs: Vec::new(),
+            data_sections: Vec::new(),
+            unsupported_sections: Vec::new(),
+            btf: None,
+            btf_error: None,
+        };
+        let mut code_sections = Vec::new();
+        for section in file.sections() {
+            let name = section.name().map_err(malformed)?.to_string();
+            let section_error = |message: String| ObjectError::Section {
+                section: name.clone(),
+                message,
+            };
+            if let Some(reason) = unsupported_reason(&name) {
+                object.unsupported_sections.push((name.clone(), reason));
+            } else if name == POLICY_INFO_SECTION {
+                let bytes = section.data().map_err(|e| section_error(e.to_string()))?;
+                match decode_info(bytes) {
+                    Ok(info) => object.info = Some(info),
+                    Err(e) => object.info_error = Some(e),
+                }
+            } else if name == "license" {
+                let bytes = section.data().map_err(|e| section_error(e.to_string()))?;
+                let text = bytes.split(|b| *b == 0).next().unwrap_or_default();
+                object.license = Some(String::from_utf8_lossy(text).into_owned());
+            } else if name == ".BTF" {
+                let bytes = section.data().map_err(|e| section_error(e.to_string()))?;
+                match btf_rs::Btf::from_bytes(bytes) {
+                    Ok(btf) => object.btf = Some(btf),
+                    Err(e) => object.btf_error = Some(e.to_string()),
+                }
+            } else if is_data_section(&name) {
+                if section.size() > u64::from(u32::MAX) {
+                    return Err(section_error(format!(
+                        "size {} bytes is beyond any policy limit",
+                        section.size()
+                    )));
+                }
+                object.data_sections.push(DataSection {
+                    name: name.clone(),
+                    size: section.size(),
+                    variables: Vec::new(),
+                });
+            } else if is_code_section(&section) {
+                let bytes = section.data().map_err(|e| section_error(e.to_string()))?;
+                let insns = insn::decode(bytes).map_err(|e| section_error(e.to_string()))?;
+                code_sections.push(CodeSection {
+                    index: section.index().0,
+                    name,
+                    insns,
+                    functions: Vec::new(),
+                    relocs: BTreeMap::new(),
+                });
+            }
+        }
+
+        collect_symbols(&file, &mut object, &mut code_sections)?;
+        for section in &mut code_sections {
+            collect_relocations(&file, section)?;
+        }
+        object.programs = link_programs(&code_sections)?;
+        Ok(object)
+    }
+
+    /// Total size in bytes of the policy's global data.
+    pub fn globals_size(&self) -> u64 {
+        self.data_sections.iter().map(|s| s.size).sum()
+    }
+}
+
+fn decode_info(bytes: &[u8]) -> Result<PolicyInfo, String> {
+    let name_len = upsched_abi::POLICY_NAME_LEN as usize;
+    if bytes.len() != 8 + name_len {
+        return Err(format!(
+            "section {POLICY_INFO_SECTION} has {} bytes, expected {}",
+            bytes.len(),
+            8 + name_len
+        ));
+    }
+    let word = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let name = bytes[8..].split(|b| *b == 0).next().unwrap_or_default();
+    Ok(PolicyInfo {
+        abi_version: word(0),
+        ctx_size: word(4),
+        name: String::from_utf8_lossy(name).into_owned(),
+    })
+}
+
+fn is_code_section(
+    section: &object::read::elf::ElfSection64<'_, '_, object::LittleEndian>,
+) -> bool {
+    section.kind() == object::SectionKind::Text
+}
+
+/// A code section before linking: its own instructions, functions and relocations (indices are
+/// section-relative).
+struct CodeSection {
+    /// ELF section index.
+    index: usize,
+    name: String,
+    insns: Vec<Insn>,
+    /// (name, first insn, number of insns), sorted by start.
+    functions: Vec<(String, usize, usize)>,
+    relocs: BTreeMap<usize, SectionReloc>,
+}
+
+#[derive(Clone)]
+enum SectionReloc {
+    Global {
+        section: String,
+        offset: u64,
+    },
+    Kfunc(String),
+    /// bpf-to-bpf call into another code section, at `insn` of that section.
+    Call {
+        section: usize,
+        insn: usize,
+    },
+}
+
+type Elf<'data> = object::read::elf::ElfFile64<'data, object::LittleEndian>;
+
+fn collect_symbols(
+    file: &Elf<'_>,
+    object: &mut PolicyObject,
+    code_sections: &mut [CodeSection],
+) -> Result<(), ObjectError> {
+    for symbol in file.symbols() {
+        let Some(section_index) = symbol.section_index() else {
+            continue;
+        };
+        let name = symbol.name().map_err(malformed)?;
+        if name.is_empty() || symbol.kind() == object::SymbolKind::Section {
+            continue;
+        }
+        let section_name = file
+            .section_by_index(section_index)
+            .and_then(|s| s.name().map(str::to_string))
+            .map_err(malformed)?;
+        if symbol.kind() == object::SymbolKind::Text {
+            if let Some(code) = code_sections
+                .iter_mut()
+                .find(|c| c.index == section_index.0)
+            {
+                let start = (symbol.address() / insn::INSN_SIZE as u64) as usize;
+                let len = (symbol.size() / insn::INSN_SIZE as u64) as usize;
+                if start
+                    .checked_add(len)
+                    .is_none_or(|end| end > code.insns.len())
+                {
+                    return Err(ObjectError::Section {
+                        section: section_name,
+                        message: format!("function {name} extends beyond its section"),
+                    });
+                }
+                code.functions.push((name.to_string(), start, len));
+            }
+        } else if let Some(data) = object
+            .data_sections
+            .iter_mut()
+            .find(|d| d.name == section_name)
+        {
+            data.variables
+                .push((name.to_string(), symbol.address(), symbol.size()));
+        }
+    }
+    for code in code_sections {
+        code.functions.sort_by_key(|(_, start, _)| *start);
+    }
+    Ok(())
+}
+
+fn collect_relocations(file: &Elf<'_>, code: &mut CodeSection) -> Result<(), ObjectError> {
+    let section = file
+        .section_by_index(object::SectionIndex(code.index))
+        .map_err(malformed)?;
+    for (offset, relocation) in section.relocations() {
+        let index = (offset / insn::INSN_SIZE as u64) as usize;
+        let insn_error = |message: String| ObjectError::Insn {
+            section: code.name.clone(),
+            insn: index,
+            message,
+        };
+        let Some(insn) = code.insns.get(index).copied() else {
+            return Err(insn_error(
+                "relocation beyond the end of the section".into(),
+            ));
+        };
+        let RelocationTarget::Symbol(symbol_index) = relocation.target() else {
+            return Err(insn_error("relocation without a symbol".into()));
+        };
+        let symbol = file.symbol_by_index(symbol_index).map_err(|_| {
+            insn_error(format!(
+                "relocation to a missing symbol (index {})",
+                symbol_index.0
+            ))
+        })?;
+        let symbol_name = symbol.name().unwrap_or("?").to_string();
+        let r_type = match relocation.flags() {
+            RelocationFlags::Elf { r_type } => r_type,
+            _ => 0,
+        };
+        let reloc = match (r_type, symbol.section_index()) {
+            (R_BPF_64_64, Some(target)) if insn.is_lddw() => {
+                let target_name = file
+                    .section_by_index(target)
+                    .and_then(|s| s.name().map(str::to_string))
+                    .map_err(malformed)?;
+                if !is_data_section(&target_name) {
+                    return Err(insn_error(format!(
+                        "loads the address of {symbol_name} in section {target_name}, which is not global data"
+                    )));
+                }
+                SectionReloc::Global {
+                    section: target_name,
+                    offset: symbol.address().wrapping_add(insn.imm as i64 as u64),
+                }
+            }
+            (R_BPF_64_32, None) if insn.is_kfunc_call() || insn.is_call() => {
+                if symbol.is_undefined() && !symbol_name.is_empty() {
+                    SectionReloc::Kfunc(symbol_name)
+                } else {
+                    return Err(insn_error(format!(
+                        "call to undefined symbol `{symbol_name}`"
+                    )));
+                }
+            }
+            (R_BPF_64_32, Some(target)) if insn.is_pseudo_call() => {
+                let base = symbol.address() / insn::INSN_SIZE as u64;
+                let target_insn = (base as i64).checked_add(i64::from(insn.imm) + 1);
+                let Some(target_insn) = target_insn.and_then(|t| usize::try_from(t).ok()) else {
+                    return Err(insn_error(
+                        "call target before the start of its section".into(),
+                    ));
+                };
+                SectionReloc::Call {
+                    section: target.0,
+                    insn: target_insn,
+                }
+            }
+            (_, None) => {
+                return Err(insn_error(format!(
+                    "relocation to undefined symbol `{symbol_name}`"
+                )));
+            }
+            _ => {
+                return Err(insn_error(format!(
+                    "unsupported relocation (type {r_type}) against `{symbol_name}` on `{insn}`"
+                )));
+            }
+        };
+        code.relocs.insert(index, reloc);
+    }
+    Ok(())
+}
+
+/// Builds one linked program per code section other than `.text`.
+fn link_programs(code_sections: &[CodeSection]) -> Result<Vec<Program>, ObjectError> {
+    code_sections
+        .iter()
+        .filter(|c| c.name != ".text")
+        .map(|entry| link_program(entry, code_sections))
+        .collect()
+}
+
+fn link_program(entry: &CodeSection, all: &[CodeSection]) -> Result<Program, ObjectError> {
+    let hook = entry
+        .name
+        .strip_prefix(HOOK_SECTION_PREFIX)
+        .and_then(upsched_abi::hook);
+    let mut program = Program {
+        section: entry.name.clone(),
+        hook,
+        section_functions: entry.functions.iter().map(|f| f.0.clone()).collect(),
+        insns: entry.insns.clone(),
+        own_len: entry.insns.len(),
+        functions: vec![FunctionSpan {
+            name: entry
+                .functions
+                .first()
+                .map_or_else(|| entry.name.clone(), |f| f.0.clone()),
+            start: 0,
+            len: entry.insns.len(),
+        }],
+        relocs: BTreeMap::new(),
+    };
+    // Appended code sections by index -> linked base of the section.
+    let mut placed: BTreeMap<usize, usize> = BTreeMap::from([(entry.index, 0)]);
+    let mut pending = vec![(entry, 0usize)];
+    while let Some((code, base)) = pending.pop() {
+        for (&index, reloc) in &code.relocs {
+            let linked = base + index;
+            let target = match reloc {
+                SectionReloc::Global { section, offset } => RelocTarget::Global {
+                    section: section.clone(),
+                    offset: *offset,
+                },
+                SectionReloc::Kfunc(name) => {
+                    // clang emits extern calls as bpf-to-bpf calls; mark them as kfunc calls,
+                    // as libbpf does before loading.
+                    program.insns[linked].src = insn::BPF_PSEUDO_KFUNC_CALL;
+                    RelocTarget::Kfunc(name.clone())
+                }
+                SectionReloc::Call { section, insn } => {
+                    let call_error = |message: String| ObjectError::Insn {
+                        section: code.name.clone(),
+                        insn: index,
+                        message,
+                    };
+                    let Some(callee) = all.iter().find(|c| c.index == *section) else {
+                        return Err(call_error("call into a section that holds no code".into()));
+                    };
+                    let Some((name, _, len)) =
+                        callee.functions.iter().find(|(_, start, _)| start == insn)
+                    else {
+                        return Err(call_error(format!(
+                            "call to instruction {insn} of {}, which is not the start of a function",
+                            callee.name
+                        )));
+                    };
+                    let section_base = *placed.entry(*section).or_insert_with(|| {
+                        let section_base = program.insns.len();
+                        program.insns.extend_from_slice(&callee.insns);
+                        pending.push((callee, section_base));
+                        section_base
+                    });
+                    let start = section_base + insn;
+                    if !program.functions.iter().any(|f| f.start == start) {
+                        program.functions.push(FunctionSpan {
+                            name: name.clone(),
+                            start,
+                            len: *len,
+                        });
+                    }
+                    let offset = start as i64 - (linked as i64 + 1);
+                    program.insns[linked].imm = i32::try_from(offset)
+                        .map_err(|_| call_error("linked program too large".into()))?;
+                    continue;
+                }
+            };
+            program.relocs.insert(linked, target);
+        }
+    }
+    Ok(program)
+}
