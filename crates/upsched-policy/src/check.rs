@@ -334,6 +334,12 @@ fn check_object(object: &PolicyObject, limits: &Limits, report: &mut CheckReport
             continue;
         };
         if report.hooks.iter().any(|h| h.hook == hook.name) {
+            problems.push(problem(
+                ProblemKind::NotAHook,
+                Some(&program.section),
+                None,
+                format!("hook {} is implemented by more than one section", hook.name),
+            ));
             continue;
         }
         let hook_report = check_hook(

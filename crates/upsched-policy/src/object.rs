@@ -379,7 +379,7 @@ fn collect_relocations(file: &Elf<'_>, code: &mut CodeSection) -> Result<(), Obj
                     offset: symbol.address().wrapping_add(insn.imm as i64 as u64),
                 }
             }
-            (R_BPF_64_32, None) if insn.is_kfunc_call() || insn.is_call() => {
+            (R_BPF_64_32, None) if insn.is_call() => {
                 if symbol.is_undefined() && !symbol_name.is_empty() {
                     SectionReloc::Kfunc(symbol_name)
                 } else {
