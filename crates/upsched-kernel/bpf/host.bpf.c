@@ -1,0 +1,1351 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * host.bpf.c - the upsched host scheduler: one sched_ext scheduler that owns all mechanism.
+ *
+ * Classes: a default class (weighted virtual-time fairness) for tasks of no tenant, and
+ * UPSCHED_NR_SLOTS tenant slots. A tenant is a policy attached (freplace) onto the slot's hook
+ * stubs, bound to a cgroup subtree, placed at a chain level with a weight. The host fills a
+ * struct upsched_ctx, calls the slot's stub, and validates and clamps what comes back. Each stub
+ * is called from exactly one struct_ops program, because a global subprogram exists once per
+ * calling program and freplace targets one of those copies.
+ *
+ * The exact semantics are in docs/mechanism.md; keep the two in step.
+ */
+#include "kernel.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "upsched.h"
+#include "host_intf.h"
+
+char _license[] SEC("license") = "GPL";
+
+#define NSEC_PER_USEC 1000ULL
+#define NICE_0_WEIGHT 100
+#define MAX_TASK_SLOTS UPSCHED_MAX_TASKS
+/* Scans of one DSQ per timer run stop after this many tasks (verifier bound, and cost bound). */
+#define SCAN_LIMIT 512
+/* pick_class(): the task ending its slice keeps the CPU. */
+#define KEEP_PREV (-2)
+/* Deepest cgroup nesting searched for a tenant's cgroup. */
+#define MAX_CGROUP_DEPTH 16
+/* Arrays indexed by class or level are sized to a power of two and indexed through a mask:
+ * clang may reload a bounds-checked index from the stack, and the verifier then sees it
+ * unbounded. */
+#define CLASS_ARRAY 16
+#define CLS_IDX(c) masked_index((c), CLASS_ARRAY - 1)
+#define LVL_IDX(l) masked_index((l), UPSCHED_NR_LEVELS - 1)
+
+/* The empty asm hides the value's known range from clang, so the mask survives optimisation. */
+static __always_inline u32 masked_index(u32 index, u32 mask)
+{
+	barrier_var(index);
+	return index & mask;
+}
+
+/* ---- maps shared with user space ------------------------------------------------------------ */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct upsched_host_config);
+} host_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, UPSCHED_NR_SLOTS);
+	__type(key, u32);
+	__type(value, struct upsched_tenant_config);
+} tenant_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, UPSCHED_NR_SLOTS);
+	__type(key, u32);
+	__type(value, struct upsched_tenant_status);
+} tenant_status SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, UPSCHED_NR_CLASSES);
+	__type(key, u32);
+	__type(value, struct upsched_class_stats);
+} class_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, UPSCHED_NR_SLOTS * MAX_TASK_SLOTS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, u32);
+	__type(value, struct upsched_hint_words);
+} hints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, UPSCHED_NR_SLOTS * MAX_TASK_SLOTS);
+	__type(key, u32);
+	__type(value, struct upsched_task_where);
+} task_lookup SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct upsched_exit_record);
+} exit_record SEC(".maps");
+
+/* ---- host-private state ---------------------------------------------------------------------- */
+
+/* Per-tenant pool of task slots: a stack of returned slots plus a high-water mark of slots never
+ * handed out, so that no initialisation loop over 4096 entries is needed. */
+struct slot_pool {
+	struct bpf_spin_lock lock;
+	u32 nr_free;
+	u32 next_fresh;
+	u16 free[MAX_TASK_SLOTS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, UPSCHED_NR_SLOTS);
+	__type(key, u32);
+	__type(value, struct slot_pool);
+} slot_pools SEC(".maps");
+
+struct task_ctx {
+	s32 tenant;          /* slot the task belongs to, -1: default class */
+	u32 tenant_gen;      /* incarnation of that slot when the task joined */
+	u32 seen_classify_gen; /* host_config.classify_gen at the last classification */
+	u32 seen_ejections;  /* nr_ejections at the last classification */
+	u32 task_slot;
+	s32 cls;             /* class the task is queued or running under (accounting) */
+	s32 runnable_slot;   /* slot whose nr_runnable counts this task, -1: none */
+	u32 parked;
+	u64 runnable_at;     /* became runnable (0: not runnable) */
+	u64 waiting_since;   /* runnable and not running since (0: running or asleep) */
+	u64 running_at;
+	u64 last_runtime_ns;
+	u64 vtime;           /* default-class virtual time */
+	u64 park_deadline;   /* a parked task is re-evaluated at this time at the latest */
+	u32 last_flags;      /* UPSCHED_F_* bits for the next enqueue (preempted, yield...) */
+	u32 pad;
+	u64 cgroup_id;       /* cgroup2 id at the last classification */
+	u64 last_key;        /* DSQ order key given at the last tenant enqueue */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_ctx);
+} task_ctxs SEC(".maps");
+
+struct host_timer {
+	struct bpf_timer timer;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct host_timer);
+} host_timer SEC(".maps");
+
+/* Virtual time of each class within its level (weighted CPU time). */
+u64 class_vtime[CLASS_ARRAY];
+/* Largest class vtime picked so far per level: a class that was idle restarts near it. */
+u64 level_vnow[UPSCHED_NR_LEVELS];
+/* CPU time consumed per level in the current guard window, and the window's start. */
+u64 level_runtime[UPSCHED_NR_LEVELS];
+u64 guard_window_start;
+/* Default-class virtual time of the task that last started running. */
+u64 default_vnow;
+/* Bumped by every ejection, so tasks reclassify themselves. */
+u32 nr_ejections;
+/* Counter for the timer's scan loops, in a global because the verifier rejects it in a register
+ * inside the DSQ iterator loop ("sequence of 8193 jumps is too complex"). */
+u32 scan_count;
+u32 timer_runs;
+
+/* ---- tenant hook stubs ----------------------------------------------------------------------- */
+
+/*
+ * One global stub per slot and hook. Its body is the documented default: the outputs are
+ * pre-filled with the default decision, so doing nothing is the default. The empty asm with a
+ * memory clobber stops clang from assuming the call leaves *ctx unchanged (it will be replaced).
+ */
+#define DEFINE_STUB(slot, hook)                                                            \
+	__attribute__((noinline)) void upsched_s##slot##_##hook(struct upsched_ctx *ctx)   \
+	{                                                                                  \
+		if (ctx)                                                                   \
+			asm volatile("" ::"r"(ctx) : "memory");                            \
+	}
+
+#define DEFINE_SLOT_STUBS(slot)                                                            \
+	DEFINE_STUB(slot, select_cpu)                                                      \
+	DEFINE_STUB(slot, enqueue)                                                         \
+	DEFINE_STUB(slot, running)                                                         \
+	DEFINE_STUB(slot, stopping)                                                        \
+	DEFINE_STUB(slot, tick)                                                            \
+	DEFINE_STUB(slot, task_init)                                                       \
+	DEFINE_STUB(slot, task_exit)
+
+DEFINE_SLOT_STUBS(0)
+DEFINE_SLOT_STUBS(1)
+DEFINE_SLOT_STUBS(2)
+DEFINE_SLOT_STUBS(3)
+DEFINE_SLOT_STUBS(4)
+DEFINE_SLOT_STUBS(5)
+DEFINE_SLOT_STUBS(6)
+DEFINE_SLOT_STUBS(7)
+
+#define CALL_STUB(hook, slot, ctx)                                                         \
+	do {                                                                               \
+		switch (slot) {                                                            \
+		case 0: upsched_s0_##hook(ctx); break;                                     \
+		case 1: upsched_s1_##hook(ctx); break;                                     \
+		case 2: upsched_s2_##hook(ctx); break;                                     \
+		case 3: upsched_s3_##hook(ctx); break;                                     \
+		case 4: upsched_s4_##hook(ctx); break;                                     \
+		case 5: upsched_s5_##hook(ctx); break;                                     \
+		case 6: upsched_s6_##hook(ctx); break;                                     \
+		case 7: upsched_s7_##hook(ctx); break;                                     \
+		}                                                                          \
+	} while (0)
+
+/* ---- small helpers ------------------------------------------------------------------------- */
+
+static __always_inline struct upsched_host_config *host_cfg(void)
+{
+	u32 zero = 0;
+
+	return bpf_map_lookup_elem(&host_config, &zero);
+}
+
+static __always_inline struct upsched_class_stats *stats_of(s32 cls)
+{
+	u32 key = (u32)cls;
+
+	return bpf_map_lookup_elem(&class_stats, &key);
+}
+
+static __always_inline struct upsched_tenant_config *tenant_cfg(s32 slot)
+{
+	u32 key = (u32)slot;
+
+	if (slot < 0 || slot >= UPSCHED_NR_SLOTS)
+		return NULL;
+	return bpf_map_lookup_elem(&tenant_config, &key);
+}
+
+static __always_inline struct upsched_tenant_status *tenant_stat(s32 slot)
+{
+	u32 key = (u32)slot;
+
+	if (slot < 0 || slot >= UPSCHED_NR_SLOTS)
+		return NULL;
+	return bpf_map_lookup_elem(&tenant_status, &key);
+}
+
+static __always_inline struct task_ctx *task_ctx_of(struct task_struct *p)
+{
+	return bpf_task_storage_get(&task_ctxs, p, NULL, 0);
+}
+
+static __always_inline u64 default_slice(void)
+{
+	struct upsched_host_config *cfg = host_cfg();
+
+	return cfg && cfg->default_slice_ns ? cfg->default_slice_ns : SCX_SLICE_DFL;
+}
+
+/* The tenant config of a task if the task belongs to a live (attached, not ejected) tenant. */
+static __always_inline struct upsched_tenant_config *live_tenant(struct task_ctx *tctx)
+{
+	struct upsched_tenant_config *cfg = tenant_cfg(tctx->tenant);
+
+	if (!cfg || cfg->state != UPSCHED_SLOT_ACTIVE || cfg->gen != tctx->tenant_gen)
+		return NULL;
+	return cfg;
+}
+
+static __always_inline u32 class_level(s32 cls)
+{
+	struct upsched_tenant_config *cfg;
+	struct upsched_host_config *hcfg;
+	u32 level = 0;
+
+	if (cls == UPSCHED_DEFAULT_CLASS) {
+		hcfg = host_cfg();
+		if (hcfg)
+			level = hcfg->default_level;
+	} else {
+		cfg = tenant_cfg(cls);
+		if (cfg)
+			level = cfg->level;
+	}
+	return level < UPSCHED_NR_LEVELS ? level : UPSCHED_NR_LEVELS - 1;
+}
+
+static __always_inline u32 class_weight(s32 cls)
+{
+	struct upsched_tenant_config *cfg;
+	struct upsched_host_config *hcfg;
+	u32 weight = NICE_0_WEIGHT;
+
+	if (cls == UPSCHED_DEFAULT_CLASS) {
+		hcfg = host_cfg();
+		if (hcfg && hcfg->default_weight)
+			weight = hcfg->default_weight;
+	} else {
+		cfg = tenant_cfg(cls);
+		if (cfg && cfg->weight)
+			weight = cfg->weight;
+	}
+	return weight;
+}
+
+/* Signed-difference ordering of the kernel's vtime DSQs would invert keys 2^63 apart; halving
+ * the key makes every pair of keys order as unsigned numbers (ties for keys differing in bit 0). */
+static __always_inline u64 key_to_dsq_vtime(u64 key)
+{
+	return key >> 1;
+}
+
+static __always_inline u32 wait_bucket(u64 wait_ns)
+{
+	u64 us = wait_ns / NSEC_PER_USEC;
+	u32 bucket = 0;
+
+	/* floor(log2(us)), bounded: bucket 0 holds < 2 us. */
+	if (us >= (1ULL << 16)) { us >>= 16; bucket += 16; }
+	if (us >= (1ULL << 8)) { us >>= 8; bucket += 8; }
+	if (us >= (1ULL << 4)) { us >>= 4; bucket += 4; }
+	if (us >= (1ULL << 2)) { us >>= 2; bucket += 2; }
+	if (us >= (1ULL << 1)) { bucket += 1; }
+	if (wait_ns >= (1ULL << 32) * NSEC_PER_USEC)
+		bucket = UPSCHED_WAIT_BUCKETS - 1;
+	return bucket < UPSCHED_WAIT_BUCKETS ? bucket : UPSCHED_WAIT_BUCKETS - 1;
+}
+
+/* ---- task slots ---------------------------------------------------------------------------- */
+
+static s32 alloc_task_slot(s32 slot)
+{
+	u32 key = (u32)slot;
+	struct slot_pool *pool = bpf_map_lookup_elem(&slot_pools, &key);
+	s32 got = -1;
+
+	if (!pool)
+		return -1;
+	bpf_spin_lock(&pool->lock);
+	if (pool->nr_free > 0 && pool->nr_free <= MAX_TASK_SLOTS) {
+		pool->nr_free--;
+		got = pool->free[pool->nr_free & (MAX_TASK_SLOTS - 1)];
+	} else if (pool->next_fresh < MAX_TASK_SLOTS) {
+		got = pool->next_fresh++;
+	}
+	bpf_spin_unlock(&pool->lock);
+	return got;
+}
+
+static void free_task_slot(s32 slot, u32 task_slot)
+{
+	u32 key = (u32)slot;
+	struct slot_pool *pool = bpf_map_lookup_elem(&slot_pools, &key);
+
+	if (!pool)
+		return;
+	bpf_spin_lock(&pool->lock);
+	if (pool->nr_free < MAX_TASK_SLOTS) {
+		pool->free[pool->nr_free & (MAX_TASK_SLOTS - 1)] = task_slot;
+		pool->nr_free++;
+	}
+	bpf_spin_unlock(&pool->lock);
+}
+
+static __always_inline struct upsched_hint_words *hint_words(s32 slot, u32 task_slot)
+{
+	u32 key = (u32)slot * MAX_TASK_SLOTS + (task_slot & (MAX_TASK_SLOTS - 1));
+
+	if (slot < 0 || slot >= UPSCHED_NR_SLOTS)
+		return NULL;
+	return bpf_map_lookup_elem(&hints, &key);
+}
+
+static __always_inline void clear_hints(s32 slot, u32 task_slot)
+{
+	struct upsched_hint_words *words = hint_words(slot, task_slot);
+
+	if (words)
+		__builtin_memset(words, 0, sizeof(*words));
+}
+
+/* ---- runnable accounting per tenant -------------------------------------------------------- */
+
+static __always_inline void runnable_count(s32 slot, int delta)
+{
+	struct upsched_tenant_status *st = tenant_stat(slot);
+
+	if (st)
+		__sync_fetch_and_add(&st->nr_runnable, delta);
+}
+
+static __always_inline void member_count(s32 slot, int delta)
+{
+	struct upsched_tenant_status *st = tenant_stat(slot);
+
+	if (st)
+		__sync_fetch_and_add(&st->nr_tasks, delta);
+}
+
+/* ---- context filling ------------------------------------------------------------------------- */
+
+static __always_inline void fill_ctx(struct upsched_ctx *ctx, struct task_struct *p,
+				     struct task_ctx *tctx, struct upsched_tenant_config *cfg,
+				     u32 hook, u32 flags, u64 now)
+{
+	struct upsched_tenant_status *st = tenant_stat(tctx->tenant);
+	struct upsched_hint_words *words = hint_words(tctx->tenant, tctx->task_slot);
+	u64 slice_dfl = cfg->slice_dfl_ns ? cfg->slice_dfl_ns : default_slice();
+
+	__builtin_memset(ctx, 0, sizeof(*ctx));
+	ctx->abi_version = UPSCHED_ABI_VERSION;
+	ctx->ctx_size = sizeof(*ctx);
+	ctx->now_ns = now;
+	ctx->hook = hook;
+	ctx->cpu = bpf_get_smp_processor_id();
+	ctx->nr_cpus = scx_bpf_nr_cpu_ids();
+	ctx->flags = flags;
+	ctx->pid = p->pid;
+	ctx->tgid = p->tgid;
+	ctx->task_slot = tctx->task_slot & (MAX_TASK_SLOTS - 1);
+	ctx->weight = p->scx.weight;
+	ctx->nice = p->static_prio - 120;
+	ctx->prev_cpu = scx_bpf_task_cpu(p);
+	ctx->sum_runtime_ns = p->se.sum_exec_runtime;
+	ctx->last_runtime_ns = tctx->last_runtime_ns;
+	if ((hook == UPSCHED_HOOK_SELECT_CPU || hook == UPSCHED_HOOK_ENQUEUE) && tctx->runnable_at &&
+	    now > tctx->runnable_at)
+		ctx->runnable_ns = now - tctx->runnable_at;
+	ctx->nr_voluntary_switches = p->nvcsw;
+	ctx->nr_involuntary_switches = p->nivcsw;
+	if (words) {
+		ctx->hints[0] = words->words[0];
+		ctx->hints[1] = words->words[1];
+		ctx->hints[2] = words->words[2];
+		ctx->hints[3] = words->words[3];
+		ctx->hints[4] = words->words[4];
+		ctx->hints[5] = words->words[5];
+		ctx->hints[6] = words->words[6];
+		ctx->hints[7] = words->words[7];
+	}
+	ctx->tenant_id = tctx->tenant;
+	ctx->tenant_level = cfg->level;
+	ctx->tenant_weight = cfg->weight;
+	ctx->tenant_nr_runnable = st && st->nr_runnable > 0 ? st->nr_runnable : 0;
+	ctx->slice_min_ns = cfg->slice_min_ns;
+	ctx->slice_max_ns = cfg->slice_max_ns;
+	ctx->park_max_ns = cfg->park_max_ns;
+	/* Default decision. */
+	ctx->key = now;
+	ctx->slice_ns = slice_dfl;
+	ctx->park_until_ns = 0;
+	ctx->target_cpu = UPSCHED_CPU_ANY;
+	ctx->verdict = UPSCHED_VERDICT_RUN;
+}
+
+/* ---- classification: which class a task belongs to -------------------------------------------- */
+
+/*
+ * The task's cgroup on the cgroup2 hierarchy (css_set->dfl_cgrp), read directly rather than
+ * with scx_bpf_task_cgroup(): that kfunc answers with the task's cgroup of the cpu controller,
+ * which is the root unless the cpu controller is enabled down to the task's cgroup, and
+ * ops.cgroup_move only fires for cpu-controller moves. Tenants bind plain cgroup2 subtrees.
+ */
+static __always_inline struct cgroup *task_dfl_cgroup(struct task_struct *p)
+{
+	struct css_set *cset = p->cgroups;
+
+	return cset ? cset->dfl_cgrp : NULL;
+}
+
+static __always_inline u64 task_cgroup_id(struct task_struct *p)
+{
+	struct cgroup *cgrp = task_dfl_cgroup(p);
+
+	return cgrp && cgrp->kn ? cgrp->kn->id : 0;
+}
+
+/* The active tenant bound to the task's cgroup or its nearest ancestor that has one, or -1. */
+static s32 tenant_of_task(struct task_struct *p)
+{
+	struct upsched_tenant_config *cfg;
+	struct cgroup_subsys_state *parent;
+	struct cgroup *cgrp = task_dfl_cgroup(p);
+	u64 id;
+	int depth, slot;
+
+	for (depth = 0; depth < MAX_CGROUP_DEPTH && cgrp; depth++) {
+		id = cgrp->kn ? cgrp->kn->id : 0;
+		for (slot = 0; slot < UPSCHED_NR_SLOTS; slot++) {
+			cfg = tenant_cfg(slot);
+			if (cfg && cfg->state == UPSCHED_SLOT_ACTIVE && cfg->cgroup_id == id)
+				return slot;
+		}
+		parent = cgrp->self.parent;
+		cgrp = parent ? parent->cgroup : NULL;
+	}
+	return -1;
+}
+
+static void leave_tenant(struct task_struct *p, struct task_ctx *tctx)
+{
+	struct upsched_task_where where = { .tenant = -1, .task_slot = 0 };
+	u32 pid = p->pid;
+
+	if (tctx->tenant < 0)
+		return;
+	clear_hints(tctx->tenant, tctx->task_slot);
+	free_task_slot(tctx->tenant, tctx->task_slot);
+	member_count(tctx->tenant, -1);
+	tctx->tenant = -1;
+	tctx->tenant_gen = 0;
+	bpf_map_update_elem(&task_lookup, &pid, &where, BPF_ANY);
+}
+
+/* Called from ops.enqueue only (it is the one caller of the task_init stubs). */
+static void classify(struct task_struct *p, struct task_ctx *tctx, u64 now)
+{
+	struct upsched_host_config *hcfg = host_cfg();
+	struct upsched_tenant_config *cfg;
+	struct upsched_task_where where;
+	struct upsched_ctx ctx;
+	u32 classify_gen = hcfg ? hcfg->classify_gen : 0;
+	u32 pid = p->pid;
+	s32 new_tenant, task_slot;
+
+	u64 cgroup_id = task_cgroup_id(p);
+
+	/* Tenants changed (attach, detach, ejection) or the task moved to another cgroup. */
+	if (tctx->seen_classify_gen == classify_gen && tctx->seen_ejections == nr_ejections &&
+	    tctx->cgroup_id == cgroup_id)
+		return;
+	tctx->cgroup_id = cgroup_id;
+	tctx->seen_classify_gen = classify_gen;
+	tctx->seen_ejections = nr_ejections;
+
+	new_tenant = tenant_of_task(p);
+	cfg = tenant_cfg(new_tenant);
+	if (new_tenant == tctx->tenant && cfg && cfg->gen == tctx->tenant_gen)
+		return;
+
+	/* The runnable count follows the task to its new class. */
+	if (tctx->runnable_slot >= 0) {
+		runnable_count(tctx->runnable_slot, -1);
+		tctx->runnable_slot = -1;
+	}
+	leave_tenant(p, tctx);
+	if (!cfg)
+		return;
+	task_slot = alloc_task_slot(new_tenant);
+	if (task_slot < 0)
+		return; /* tenant full: the task stays in the default class */
+	tctx->tenant = new_tenant;
+	tctx->tenant_gen = cfg->gen;
+	tctx->task_slot = task_slot;
+	tctx->vtime = 0;
+	member_count(new_tenant, 1);
+	clear_hints(new_tenant, task_slot);
+	where.tenant = new_tenant;
+	where.task_slot = task_slot;
+	bpf_map_update_elem(&task_lookup, &pid, &where, BPF_ANY);
+	if (tctx->runnable_at) {
+		runnable_count(new_tenant, 1);
+		tctx->runnable_slot = new_tenant;
+	}
+	fill_ctx(&ctx, p, tctx, cfg, UPSCHED_HOOK_TASK_INIT, 0, now);
+	CALL_STUB(task_init, new_tenant, &ctx);
+}
+
+/* ---- ejection ----------------------------------------------------------------------------- */
+
+static void eject_tenant(s32 slot, u32 pid, u64 waited, u64 now)
+{
+	struct upsched_tenant_config *cfg = tenant_cfg(slot);
+	struct upsched_tenant_status *st = tenant_stat(slot);
+	struct upsched_class_stats *stats = stats_of(slot);
+
+	if (!cfg || !st || cfg->state != UPSCHED_SLOT_ACTIVE)
+		return;
+	cfg->state = UPSCHED_SLOT_EJECTED;
+	st->ejected_gen = cfg->gen;
+	st->eject_reason = UPSCHED_EJECT_WATCHDOG;
+	st->eject_pid = pid;
+	st->eject_waited_ns = waited;
+	st->eject_at_ns = now;
+	__sync_fetch_and_add(&nr_ejections, 1);
+	if (stats)
+		stats->ejections++;
+	/* Parked tasks go back through ops.enqueue, which now puts them in the default class. */
+	if (bpf_ksym_exists(scx_bpf_dsq_reenq))
+		scx_bpf_dsq_reenq(UPSCHED_PARK_DSQ(slot), 0);
+}
+
+/* ---- default class --------------------------------------------------------------------------- */
+
+static __always_inline void enqueue_default(struct task_struct *p, struct task_ctx *tctx,
+					    u64 enq_flags)
+{
+	u64 slice = default_slice();
+	u64 floor = default_vnow > slice ? default_vnow - slice : 0;
+
+	/* A sleeper restarts at most one slice behind: it cannot bank credit by sleeping. */
+	if (tctx->vtime < floor)
+		tctx->vtime = floor;
+	tctx->cls = UPSCHED_DEFAULT_CLASS;
+	scx_bpf_dsq_insert_vtime(p, UPSCHED_CLASS_DSQ(UPSCHED_DEFAULT_CLASS), slice, tctx->vtime,
+				 enq_flags);
+}
+
+/* A class that had nothing queued restarts near its level's virtual now. */
+static __always_inline void catch_up_class(s32 cls)
+{
+	u32 level = class_level(cls);
+	u64 vnow, floor;
+
+	if (cls < 0 || cls >= UPSCHED_NR_CLASSES || level >= UPSCHED_NR_LEVELS)
+		return;
+	if (scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(cls)) > 0)
+		return;
+	vnow = level_vnow[LVL_IDX(level)];
+	floor = vnow > default_slice() ? vnow - default_slice() : 0;
+	if (class_vtime[CLS_IDX(cls)] < floor)
+		class_vtime[CLS_IDX(cls)] = floor;
+}
+
+/* Wake an idle CPU the task may run on, so queued work never waits while a CPU idles. */
+static __always_inline void kick_for(struct task_struct *p)
+{
+	s32 cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
+
+	if (cpu >= 0)
+		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
+}
+
+/* ---- struct_ops callbacks ------------------------------------------------------------------- */
+
+SEC("struct_ops/host_select_cpu")
+s32 BPF_PROG(host_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
+{
+	struct upsched_tenant_config *cfg;
+	struct upsched_class_stats *stats;
+	struct task_ctx *tctx;
+	struct upsched_ctx uctx;
+	bool is_idle = false;
+	u32 flags = UPSCHED_F_WAKEUP;
+	s32 cpu, target;
+
+	/* No direct insertion here: every wake-up must reach ops.enqueue, where the tenant's
+	 * policy decides (and where parked tasks and hints are looked at). */
+	cpu = scx_bpf_select_cpu_dfl(p, prev_cpu, wake_flags, &is_idle);
+	tctx = task_ctx_of(p);
+	if (!tctx)
+		return cpu;
+	cfg = live_tenant(tctx);
+	if (!cfg)
+		return cpu;
+	if (wake_flags & SCX_WAKE_SYNC)
+		flags |= UPSCHED_F_WAKE_SYNC;
+	if (wake_flags & SCX_WAKE_FORK)
+		flags |= UPSCHED_F_FORK;
+	fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_SELECT_CPU, flags, bpf_ktime_get_ns());
+	uctx.prev_cpu = prev_cpu;
+	CALL_STUB(select_cpu, tctx->tenant, &uctx);
+	stats = stats_of(tctx->tenant);
+	if (stats)
+		stats->policy_calls++;
+	target = uctx.target_cpu;
+	if (target == UPSCHED_CPU_ANY)
+		return cpu;
+	if (target >= 0 && (u32)target < scx_bpf_nr_cpu_ids() &&
+	    bpf_cpumask_test_cpu(target, p->cpus_ptr))
+		return target;
+	if (stats)
+		stats->clamp_cpu++;
+	return cpu;
+}
+
+SEC("struct_ops/host_enqueue")
+void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
+{
+	struct upsched_tenant_config *cfg;
+	struct upsched_class_stats *stats;
+	struct upsched_hint_words *words;
+	struct task_ctx *tctx;
+	struct upsched_ctx uctx;
+	u64 now = bpf_ktime_get_ns();
+	u64 slice, park_bound, until, insert_flags;
+	u32 flags, verdict;
+	s32 slot;
+	bool released = false;
+
+	tctx = task_ctx_of(p);
+	if (!tctx) {
+		scx_bpf_dsq_insert_vtime(p, UPSCHED_CLASS_DSQ(UPSCHED_DEFAULT_CLASS),
+					 default_slice(), default_vnow, enq_flags);
+		return;
+	}
+	classify(p, tctx, now);
+	if (!tctx->waiting_since)
+		tctx->waiting_since = now;
+
+	cfg = live_tenant(tctx);
+	if (!cfg) {
+		tctx->parked = 0;
+		stats = stats_of(UPSCHED_DEFAULT_CLASS);
+		if (stats)
+			stats->enqueues++;
+		if (enq_flags & SCX_ENQ_LAST) {
+			tctx->cls = UPSCHED_DEFAULT_CLASS;
+			scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, default_slice(), enq_flags);
+			return;
+		}
+		enqueue_default(p, tctx, enq_flags);
+		kick_for(p);
+		return;
+	}
+	slot = tctx->tenant;
+
+	/* A parked task comes back here when scx_bpf_dsq_reenq() re-enqueues its park queue:
+	 * it stays parked, without asking the policy again, until a release condition holds. */
+	if (tctx->parked) {
+		words = hint_words(slot, tctx->task_slot);
+		released = now >= tctx->park_deadline ||
+			   (p->signal->flags & SIGNAL_GROUP_EXIT) ||
+			   (words && (words->words[UPSCHED_HINT_PENDING] != 0 ||
+				      !(words->words[UPSCHED_HINT_FLAGS] & UPSCHED_HINTF_SLEEPY)));
+		if (!released) {
+			scx_bpf_dsq_insert_vtime(p, UPSCHED_PARK_DSQ(slot), SCX_SLICE_DFL,
+						 tctx->park_deadline, enq_flags & ~SCX_ENQ_HEAD);
+			return;
+		}
+		tctx->parked = 0;
+	}
+
+	flags = tctx->last_flags;
+	tctx->last_flags = 0;
+	if (enq_flags & SCX_ENQ_WAKEUP)
+		flags |= UPSCHED_F_WAKEUP;
+	if (released)
+		flags |= UPSCHED_F_RELEASED;
+	fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_ENQUEUE, flags, now);
+	CALL_STUB(enqueue, slot, &uctx);
+
+	stats = stats_of(slot);
+	if (!stats)
+		return;
+	stats->policy_calls++;
+	stats->enqueues++;
+	if (released)
+		stats->releases++;
+
+	/* Clamps. */
+	slice = uctx.slice_ns;
+	if (slice == 0 || slice < cfg->slice_min_ns) {
+		slice = cfg->slice_min_ns;
+		stats->clamp_slice++;
+	} else if (slice > cfg->slice_max_ns) {
+		slice = cfg->slice_max_ns;
+		stats->clamp_slice++;
+	}
+	if (!slice)
+		slice = default_slice();
+	verdict = uctx.verdict;
+	if (verdict > UPSCHED_VERDICT_PREEMPT) {
+		verdict = UPSCHED_VERDICT_RUN;
+		stats->clamp_verdict++;
+	}
+
+	if (verdict == UPSCHED_VERDICT_PARK) {
+		park_bound = (tctx->runnable_at ? tctx->runnable_at : now) + cfg->park_max_ns;
+		if (now >= park_bound || (p->signal->flags & SIGNAL_GROUP_EXIT)) {
+			verdict = UPSCHED_VERDICT_RUN;
+			stats->clamp_park++;
+		} else {
+			until = uctx.park_until_ns;
+			if (until == 0 || until > park_bound) {
+				if (until)
+					stats->clamp_park++;
+				until = park_bound;
+			}
+			tctx->parked = 1;
+			tctx->park_deadline = until;
+			tctx->cls = slot;
+			stats->parks++;
+			scx_bpf_dsq_insert_vtime(p, UPSCHED_PARK_DSQ(slot), slice, until,
+						 enq_flags & ~SCX_ENQ_HEAD);
+			return;
+		}
+	}
+
+	catch_up_class(slot);
+	tctx->cls = slot;
+	tctx->last_key = key_to_dsq_vtime(uctx.key);
+	if (enq_flags & SCX_ENQ_LAST) {
+		/* Nothing else wants this CPU (dispatch found no better class): run on. */
+		scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, slice, enq_flags);
+		return;
+	}
+	insert_flags = enq_flags & ~SCX_ENQ_HEAD;
+	scx_bpf_dsq_insert_vtime(p, UPSCHED_CLASS_DSQ(slot), slice, key_to_dsq_vtime(uctx.key),
+				 insert_flags);
+	if (verdict == UPSCHED_VERDICT_PREEMPT) {
+		stats->preempt_kicks++;
+		scx_bpf_kick_cpu(scx_bpf_task_cpu(p), SCX_KICK_PREEMPT);
+	} else {
+		kick_for(p);
+	}
+}
+
+/*
+ * Scratch state of pick_class(), per CPU. Keeping it in a map value rather than in registers
+ * makes every value unknown to the verifier, so its loops do not multiply verifier states
+ * (with register state, the 9x9x8 iterations exceeded the verifier's 1M instruction budget).
+ */
+struct pick_scratch {
+	u32 work_levels;   /* bit per level that has queued work */
+	u32 work_classes;  /* bit per class that has queued work (or is prev's) */
+	u8 levels[CLASS_ARRAY]; /* level of each class with work, from the first pass */
+	u32 top_level;
+	u32 chosen_level;
+	s32 best;
+	u64 best_vtime;
+	u64 best_deficit;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct pick_scratch);
+} pick_scratch SEC(".maps");
+
+/*
+ * The highest-priority class with queued work, taking the starvation guard into account.
+ * `prev_cls` is the class of the task that ends its slice and would stay runnable (-1: none):
+ * it competes too, although its DSQ may be empty, so that a class holding all its tasks on
+ * CPUs is not passed over. Returns KEEP_PREV when that class wins and has nothing queued.
+ * Global (not static) so that the verifier checks it once, not once per call site.
+ */
+__attribute__((noinline)) s32 pick_class(u64 now, u32 tried, s32 prev_cls)
+{
+	struct upsched_host_config *hcfg = host_cfg();
+	struct pick_scratch *sc;
+	u64 elapsed, owed, deficit, runtime;
+	u32 level, nr_cpus = scx_bpf_nr_cpu_ids(), zero = 0;
+	s32 cls;
+
+	sc = bpf_map_lookup_elem(&pick_scratch, &zero);
+	if (!sc)
+		return -1;
+	sc->work_levels = 0;
+	sc->work_classes = 0;
+	sc->top_level = 0;
+	sc->best = -1;
+	sc->best_vtime = 0;
+	sc->best_deficit = 0;
+
+	for (cls = 0; cls < UPSCHED_NR_CLASSES; cls++) {
+		if (tried & (1U << cls))
+			continue;
+		if (cls != prev_cls && scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(cls)) <= 0)
+			continue;
+		level = class_level(cls);
+		sc->work_levels |= 1U << LVL_IDX(level);
+		sc->work_classes |= 1U << cls;
+		sc->levels[CLS_IDX(cls)] = level;
+		if (level > sc->top_level)
+			sc->top_level = level;
+	}
+	if (!sc->work_levels)
+		return -1;
+	sc->chosen_level = sc->top_level;
+
+	/* Fast path: one class with work (the host alone, or one busy tenant). */
+	if (!(sc->work_classes & (sc->work_classes - 1))) {
+		for (cls = 0; cls < UPSCHED_NR_CLASSES; cls++)
+			if (sc->work_classes == (1U << cls))
+				break;
+		if (cls >= UPSCHED_NR_CLASSES)
+			return -1;
+		/* Keep the level's virtual now moving, so that a class that wakes up later
+		 * cannot claim the time it was idle as credit. */
+		if (class_vtime[CLS_IDX(cls)] > level_vnow[LVL_IDX(sc->top_level)])
+			level_vnow[LVL_IDX(sc->top_level)] = class_vtime[CLS_IDX(cls)];
+		if (cls == prev_cls && scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(cls)) <= 0)
+			return KEEP_PREV;
+		return cls;
+	}
+
+	/* Starvation guard: a lower level with work that got less than its minimum share of the
+	 * CPU time elapsed in this window runs first; the most short-changed one wins. */
+	if (hcfg && hcfg->guard_min_permille && guard_window_start && now > guard_window_start &&
+	    (sc->work_levels & (sc->work_levels - 1))) {
+		elapsed = now - guard_window_start;
+		owed = elapsed * nr_cpus / 1000 * hcfg->guard_min_permille;
+		for (level = 0; level < UPSCHED_NR_LEVELS; level++) {
+			if (level >= sc->top_level || !(sc->work_levels & (1U << level)))
+				continue;
+			runtime = level_runtime[LVL_IDX(level)];
+			if (runtime >= owed)
+				continue;
+			deficit = owed - runtime;
+			if (deficit > sc->best_deficit) {
+				sc->best_deficit = deficit;
+				sc->chosen_level = level;
+			}
+		}
+	}
+
+	/* Within the level: the class with the least virtual time (classes and levels as seen
+	 * by the first pass). */
+	for (cls = 0; cls < UPSCHED_NR_CLASSES; cls++) {
+		if (!(sc->work_classes & (1U << cls)))
+			continue;
+		if (sc->levels[CLS_IDX(cls)] != sc->chosen_level)
+			continue;
+		if (sc->best < 0 || class_vtime[CLS_IDX(cls)] < sc->best_vtime) {
+			sc->best = cls;
+			sc->best_vtime = class_vtime[CLS_IDX(cls)];
+		}
+	}
+	if (sc->best >= 0 && sc->best_vtime > level_vnow[LVL_IDX(sc->chosen_level)])
+		level_vnow[LVL_IDX(sc->chosen_level)] = sc->best_vtime;
+	if (sc->best >= 0 && sc->best == prev_cls &&
+	    scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(prev_cls)) <= 0)
+		return KEEP_PREV;
+	return sc->best;
+}
+
+static __always_inline void roll_guard_window(u64 now)
+{
+	struct upsched_host_config *hcfg = host_cfg();
+	u64 start = guard_window_start, window;
+	int level;
+
+	window = hcfg && hcfg->guard_window_ns ? hcfg->guard_window_ns : 100000000ULL;
+	if (start && now - start < window)
+		return;
+	if (__sync_val_compare_and_swap(&guard_window_start, start, now) != start)
+		return;
+	for (level = 0; level < UPSCHED_NR_LEVELS; level++)
+		level_runtime[LVL_IDX(level)] = 0;
+}
+
+SEC("struct_ops/host_dispatch")
+void BPF_PROG(host_dispatch, s32 cpu, struct task_struct *prev)
+{
+	struct task_struct *head;
+	struct task_ctx *tctx;
+	u64 now = bpf_ktime_get_ns(), prev_key = 0;
+	u32 tried = 0;
+	s32 cls, prev_cls = -1;
+	int attempt;
+
+	roll_guard_window(now);
+	if (prev && (prev->scx.flags & SCX_TASK_QUEUED)) {
+		tctx = task_ctx_of(prev);
+		if (tctx && !tctx->parked) {
+			prev_cls = tctx->cls;
+			prev_key = tctx->last_key;
+		}
+	}
+	for (attempt = 0; attempt < UPSCHED_NR_CLASSES; attempt++) {
+		cls = pick_class(now, tried, prev_cls);
+		/* Nothing, or the ending task's class wins: dispatch nothing. The kernel then calls
+		 * ops.enqueue(prev, SCX_ENQ_LAST) (SCX_OPS_ENQ_LAST), so the policy still sees the
+		 * slice end, and the host puts prev back on this CPU. */
+		if (cls < 0 || cls >= UPSCHED_NR_CLASSES)
+			return;
+		/* Within a tenant the policy's keys decide: the ending task runs on if its key
+		 * (from its last enqueue) is below every queued one. The default class rotates. */
+		if (cls == prev_cls && cls != UPSCHED_DEFAULT_CLASS &&
+		    bpf_ksym_exists(scx_bpf_dsq_peek)) {
+			head = scx_bpf_dsq_peek(UPSCHED_CLASS_DSQ(cls));
+			if (head && prev_key < head->scx.dsq_vtime)
+				return;
+		}
+		if (scx_bpf_dsq_move_to_local(UPSCHED_CLASS_DSQ(cls)))
+			return;
+		/* Another CPU took the last task meanwhile: try the next class. */
+		tried |= 1U << cls;
+	}
+}
+
+SEC("struct_ops/host_runnable")
+void BPF_PROG(host_runnable, struct task_struct *p, u64 enq_flags)
+{
+	struct task_ctx *tctx = task_ctx_of(p);
+	u64 now = bpf_ktime_get_ns();
+
+	if (!tctx)
+		return;
+	tctx->runnable_at = now;
+	tctx->waiting_since = now;
+	if (tctx->tenant >= 0 && tctx->runnable_slot < 0) {
+		runnable_count(tctx->tenant, 1);
+		tctx->runnable_slot = tctx->tenant;
+	}
+}
+
+SEC("struct_ops/host_running")
+void BPF_PROG(host_running, struct task_struct *p)
+{
+	struct upsched_tenant_config *cfg;
+	struct upsched_class_stats *stats;
+	struct task_ctx *tctx = task_ctx_of(p);
+	struct upsched_ctx uctx;
+	u64 now = bpf_ktime_get_ns(), wait;
+	u32 bucket;
+
+	if (!tctx)
+		return;
+	tctx->running_at = now;
+	if (tctx->cls == UPSCHED_DEFAULT_CLASS && tctx->vtime > default_vnow)
+		default_vnow = tctx->vtime;
+	stats = stats_of(tctx->cls);
+	if (stats) {
+		stats->dispatches++;
+		if (tctx->waiting_since && now > tctx->waiting_since) {
+			wait = now - tctx->waiting_since;
+			stats->wait_sum_ns += wait;
+			if (wait > stats->wait_max_ns)
+				stats->wait_max_ns = wait;
+			bucket = wait_bucket(wait);
+			if (bucket < UPSCHED_WAIT_BUCKETS)
+				stats->wait_hist[bucket]++;
+		}
+	}
+	tctx->waiting_since = 0;
+	cfg = live_tenant(tctx);
+	if (!cfg)
+		return;
+	fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_RUNNING, 0, now);
+	CALL_STUB(running, tctx->tenant, &uctx);
+}
+
+SEC("struct_ops/host_stopping")
+void BPF_PROG(host_stopping, struct task_struct *p, bool runnable)
+{
+	struct upsched_tenant_config *cfg;
+	struct upsched_class_stats *stats;
+	struct task_ctx *tctx = task_ctx_of(p);
+	struct upsched_ctx uctx;
+	u64 now = bpf_ktime_get_ns(), ran = 0;
+	u32 level, weight;
+	s32 cls;
+
+	if (!tctx)
+		return;
+	if (tctx->running_at && now > tctx->running_at)
+		ran = now - tctx->running_at;
+	tctx->last_runtime_ns = ran;
+	cls = tctx->cls;
+	if (cls >= 0 && cls < UPSCHED_NR_CLASSES) {
+		weight = class_weight(cls);
+		level = class_level(cls);
+		__sync_fetch_and_add(&class_vtime[CLS_IDX(cls)], ran * NICE_0_WEIGHT / weight);
+		if (level < UPSCHED_NR_LEVELS)
+			__sync_fetch_and_add(&level_runtime[LVL_IDX(level)], ran);
+		stats = stats_of(cls);
+		if (stats)
+			stats->cpu_time_ns += ran;
+	}
+	if (cls == UPSCHED_DEFAULT_CLASS)
+		tctx->vtime += ran * NICE_0_WEIGHT / (p->scx.weight ? p->scx.weight : 1);
+	if (runnable) {
+		tctx->waiting_since = now;
+		if (p->scx.slice > 0)
+			tctx->last_flags |= UPSCHED_F_PREEMPTED;
+	}
+	cfg = live_tenant(tctx);
+	if (!cfg)
+		return;
+	fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_STOPPING, runnable ? UPSCHED_F_RUNNABLE : 0, now);
+	CALL_STUB(stopping, tctx->tenant, &uctx);
+}
+
+SEC("struct_ops/host_quiescent")
+void BPF_PROG(host_quiescent, struct task_struct *p, u64 deq_flags)
+{
+	struct task_ctx *tctx = task_ctx_of(p);
+
+	if (!tctx)
+		return;
+	tctx->runnable_at = 0;
+	tctx->waiting_since = 0;
+	tctx->parked = 0;
+	if (tctx->runnable_slot >= 0) {
+		runnable_count(tctx->runnable_slot, -1);
+		tctx->runnable_slot = -1;
+	}
+}
+
+SEC("struct_ops/host_tick")
+void BPF_PROG(host_tick, struct task_struct *p)
+{
+	struct upsched_tenant_config *cfg;
+	struct upsched_class_stats *stats;
+	struct task_ctx *tctx = task_ctx_of(p);
+	struct upsched_ctx uctx;
+	u32 level, cls;
+
+	if (!tctx)
+		return;
+	/* Moved to another cgroup, or tenants changed: end the slice so that ops.enqueue
+	 * classifies the task now rather than at its next sleep. */
+	if (tctx->cgroup_id != task_cgroup_id(p) ||
+	    (tctx->tenant >= 0 && !live_tenant(tctx))) {
+		p->scx.slice = 0;
+		return;
+	}
+	/* A higher level with queued work takes the CPU at the next tick, like a higher
+	 * scheduling class would. */
+	level = class_level(tctx->cls);
+	for (cls = 0; cls < UPSCHED_NR_CLASSES; cls++) {
+		if (class_level(cls) > level && scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(cls)) > 0) {
+			p->scx.slice = 0;
+			return;
+		}
+	}
+	cfg = live_tenant(tctx);
+	if (!cfg)
+		return;
+	fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_TICK, 0, bpf_ktime_get_ns());
+	CALL_STUB(tick, tctx->tenant, &uctx);
+	if (uctx.verdict == UPSCHED_VERDICT_PREEMPT) {
+		p->scx.slice = 0;
+	} else if (uctx.verdict != UPSCHED_VERDICT_RUN) {
+		stats = stats_of(tctx->tenant);
+		if (stats)
+			stats->clamp_verdict++;
+	}
+}
+
+SEC("struct_ops/host_init_task")
+s32 BPF_PROG(host_init_task, struct task_struct *p, struct scx_init_task_args *args)
+{
+	struct task_ctx *tctx;
+
+	tctx = bpf_task_storage_get(&task_ctxs, p, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!tctx)
+		return -12; /* -ENOMEM */
+	tctx->tenant = -1;
+	tctx->runnable_slot = -1;
+	tctx->cls = UPSCHED_DEFAULT_CLASS;
+	/* Stale on purpose: the first enqueue classifies the task. */
+	tctx->seen_classify_gen = (u32)-1;
+	return 0;
+}
+
+SEC("struct_ops/host_exit_task")
+void BPF_PROG(host_exit_task, struct task_struct *p, struct scx_exit_task_args *args)
+{
+	struct upsched_tenant_config *cfg;
+	struct task_ctx *tctx = task_ctx_of(p);
+	struct upsched_ctx uctx;
+	u32 pid = p->pid;
+
+	if (!tctx)
+		return;
+	cfg = live_tenant(tctx);
+	if (cfg) {
+		fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_TASK_EXIT, 0, bpf_ktime_get_ns());
+		CALL_STUB(task_exit, tctx->tenant, &uctx);
+	}
+	if (tctx->runnable_slot >= 0) {
+		runnable_count(tctx->runnable_slot, -1);
+		tctx->runnable_slot = -1;
+	}
+	leave_tenant(p, tctx);
+	bpf_map_delete_elem(&task_lookup, &pid);
+}
+
+SEC("struct_ops/host_enable")
+void BPF_PROG(host_enable, struct task_struct *p)
+{
+	struct task_ctx *tctx = task_ctx_of(p);
+
+	if (tctx)
+		tctx->vtime = default_vnow;
+}
+
+SEC("struct_ops/host_cgroup_move")
+void BPF_PROG(host_cgroup_move, struct task_struct *p, struct cgroup *from, struct cgroup *to)
+{
+	struct task_ctx *tctx = task_ctx_of(p);
+
+	/* Reclassified at its next enqueue. */
+	if (tctx)
+		tctx->seen_classify_gen = (u32)-1;
+}
+
+/* ---- timer: park release and the per-tenant watchdog ----------------------------------------- */
+
+static __always_inline bool should_release(struct task_struct *p, struct task_ctx *tctx, u64 now)
+{
+	struct upsched_hint_words *words = hint_words(tctx->tenant, tctx->task_slot);
+
+	if (now >= tctx->park_deadline)
+		return true;
+	if (p->signal->flags & SIGNAL_GROUP_EXIT)
+		return true;
+	if (words && (words->words[UPSCHED_HINT_PENDING] != 0 ||
+		      !(words->words[UPSCHED_HINT_FLAGS] & UPSCHED_HINTF_SLEEPY)))
+		return true;
+	return false;
+}
+
+/* The longest wait among the tasks queued in `dsq`, with the waiting task's pid. */
+static u64 scan_dsq(u64 dsq, u64 now, bool check_release, bool *release, u32 *pid)
+{
+	struct bpf_iter_scx_dsq it;
+	struct task_struct *p;
+	struct task_ctx *tctx;
+	u64 longest = 0;
+
+	scan_count = 0;
+	if (bpf_iter_scx_dsq_new(&it, dsq, 0) == 0) {
+		while ((p = bpf_iter_scx_dsq_next(&it))) {
+			if (++scan_count > SCAN_LIMIT)
+				break;
+			tctx = task_ctx_of(p);
+			if (!tctx)
+				continue;
+			if (tctx->waiting_since && now > tctx->waiting_since &&
+			    now - tctx->waiting_since > longest) {
+				longest = now - tctx->waiting_since;
+				*pid = p->pid;
+			}
+			if (check_release && tctx->parked && should_release(p, tctx, now))
+				*release = true;
+		}
+	}
+	bpf_iter_scx_dsq_destroy(&it);
+	return longest;
+}
+
+static int host_timer_fn(void *map, int *key, struct bpf_timer *timer)
+{
+	struct upsched_host_config *hcfg = host_cfg();
+	struct upsched_tenant_config *cfg;
+	u64 now = bpf_ktime_get_ns(), waited, longest;
+	u64 period = hcfg && hcfg->timer_period_ns ? hcfg->timer_period_ns : 2000000ULL;
+	bool release;
+	u32 pid, longest_pid;
+	int slot;
+
+	timer_runs++;
+	bpf_rcu_read_lock();
+	for (slot = 0; slot < UPSCHED_NR_SLOTS; slot++) {
+		cfg = tenant_cfg(slot);
+		if (!cfg)
+			continue;
+		release = false;
+		longest = 0;
+		longest_pid = 0;
+		if (scx_bpf_dsq_nr_queued(UPSCHED_PARK_DSQ(slot)) > 0) {
+			pid = 0;
+			longest = scan_dsq(UPSCHED_PARK_DSQ(slot), now, true, &release, &pid);
+			longest_pid = pid;
+			/* Not live any more: every parked task goes back (to the default class). */
+			if (cfg->state != UPSCHED_SLOT_ACTIVE)
+				release = true;
+			if (release && bpf_ksym_exists(scx_bpf_dsq_reenq))
+				scx_bpf_dsq_reenq(UPSCHED_PARK_DSQ(slot), 0);
+		}
+		if (cfg->state != UPSCHED_SLOT_ACTIVE || !cfg->watchdog_ns)
+			continue;
+		if (scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(slot)) > 0) {
+			pid = 0;
+			waited = scan_dsq(UPSCHED_CLASS_DSQ(slot), now, false, &release, &pid);
+			if (waited > longest) {
+				longest = waited;
+				longest_pid = pid;
+			}
+		}
+		if (longest > cfg->watchdog_ns)
+			eject_tenant(slot, longest_pid, longest, now);
+	}
+	bpf_rcu_read_unlock();
+	bpf_timer_start(timer, period, 0);
+	return 0;
+}
+
+/* ---- init / exit ------------------------------------------------------------------------------ */
+
+SEC("struct_ops.s/host_init")
+s32 BPF_PROG(host_init)
+{
+	struct host_timer *t;
+	u32 zero = 0;
+	s32 err;
+	int i;
+
+	for (i = 0; i < UPSCHED_NR_CLASSES; i++) {
+		err = scx_bpf_create_dsq(UPSCHED_CLASS_DSQ(i), NUMA_NO_NODE);
+		if (err)
+			return err;
+	}
+	for (i = 0; i < UPSCHED_NR_SLOTS; i++) {
+		err = scx_bpf_create_dsq(UPSCHED_PARK_DSQ(i), NUMA_NO_NODE);
+		if (err)
+			return err;
+	}
+	t = bpf_map_lookup_elem(&host_timer, &zero);
+	if (!t)
+		return -2; /* -ENOENT */
+	bpf_timer_init(&t->timer, &host_timer, CLOCK_MONOTONIC);
+	bpf_timer_set_callback(&t->timer, host_timer_fn);
+	bpf_timer_start(&t->timer, 2000000ULL, 0);
+	return 0;
+}
+
+SEC("struct_ops/host_exit")
+void BPF_PROG(host_exit, struct scx_exit_info *info)
+{
+	struct upsched_exit_record *rec;
+	u32 zero = 0;
+
+	rec = bpf_map_lookup_elem(&exit_record, &zero);
+	if (!rec)
+		return;
+	rec->kind = info->kind;
+	rec->exit_code = info->exit_code;
+	bpf_probe_read_kernel_str(rec->reason, sizeof(rec->reason), info->reason);
+	bpf_probe_read_kernel_str(rec->msg, sizeof(rec->msg), info->msg);
+}
+
+SEC(".struct_ops.link")
+struct sched_ext_ops upsched_host = {
+	.select_cpu = (void *)host_select_cpu,
+	.enqueue = (void *)host_enqueue,
+	.dispatch = (void *)host_dispatch,
+	.tick = (void *)host_tick,
+	.runnable = (void *)host_runnable,
+	.running = (void *)host_running,
+	.stopping = (void *)host_stopping,
+	.quiescent = (void *)host_quiescent,
+	.init_task = (void *)host_init_task,
+	.exit_task = (void *)host_exit_task,
+	.enable = (void *)host_enable,
+	.cgroup_move = (void *)host_cgroup_move,
+	.init = (void *)host_init,
+	.exit = (void *)host_exit,
+	/* ops.enqueue also for a task that would run on alone: classification and the policy's
+	 * decisions happen at every slice end. */
+	.flags = SCX_OPS_ENQ_LAST,
+	.timeout_ms = 10000,
+	.name = "upsched_host",
+};

@@ -1,0 +1,43 @@
+//! Compiles the host scheduler (`bpf/host.bpf.c`) and the test policies (`tests/bpf/*.bpf.c`)
+//! into BPF objects and embeds them. The host needs no kernel headers: `bpf/kernel.h` declares
+//! the kernel types it uses with CO-RE relocations, and libbpf's own headers come from the
+//! vendored libbpf of libbpf-sys (`DEP_BPF_INCLUDE`).
+
+use std::path::PathBuf;
+
+use upsched_build::abi_spec::AbiSpec;
+use upsched_build::bpf::{BpfCompiler, embed_module};
+use upsched_build::or_fail;
+
+fn main() {
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let spec_path = upsched_build::abi_spec_path();
+    println!("cargo:rerun-if-changed={}", spec_path.display());
+    let spec = or_fail(AbiSpec::load(&spec_path));
+    let asserts = out_dir.join("upsched_abi_asserts.h");
+    or_fail(std::fs::write(&asserts, spec.c_layout_asserts()).map_err(|e| e.to_string()));
+
+    let libbpf_include = std::env::var("DEP_BPF_INCLUDE")
+        .expect("libbpf-sys exports its include directory as DEP_BPF_INCLUDE");
+    println!("cargo:rerun-if-changed=bpf");
+
+    let host = or_fail(BpfCompiler::new())
+        .arg("-Ibpf")
+        .arg(format!("-I{libbpf_include}"))
+        .arg("-D__TARGET_ARCH_x86")
+        .arg(format!("-include{}", asserts.display()));
+    let host_object = out_dir.join("host.bpf.o");
+    or_fail(host.compile(&PathBuf::from("bpf/host.bpf.c"), &host_object));
+    println!("cargo:rerun-if-changed=bpf/kernel.h");
+    println!("cargo:rerun-if-changed=bpf/host_intf.h");
+
+    let policies = or_fail(BpfCompiler::new()).arg(format!("-include{}", asserts.display()));
+    let test_policies = or_fail(policies.compile_dir(&PathBuf::from("tests/bpf"), &out_dir));
+    or_fail(
+        std::fs::write(
+            out_dir.join("test_policies.rs"),
+            embed_module("TEST_POLICIES", &test_policies),
+        )
+        .map_err(|e| e.to_string()),
+    );
+}

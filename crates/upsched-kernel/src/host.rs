@@ -1,0 +1,1032 @@
+//! Loading the host scheduler, attaching tenant policies onto its slots, reading its state.
+//!
+//! ```no_run
+//! use upsched_kernel::{Host, HostConfig, TenantConfig};
+//! # fn main() -> Result<(), upsched_kernel::HostError> {
+//! let mut host = Host::load(&HostConfig::default())?; // the scheduler is now in charge
+//! let policy = upsched_policies::policy("wfq").unwrap();
+//! let tenant = host.attach(policy, &TenantConfig::new("/sys/fs/cgroup/batch"))?;
+//! println!("{:#?}", host.stats()?);
+//! host.detach(tenant)?;
+//! # Ok(())
+//! # }   // dropping the host detaches every policy, then the scheduler
+//! ```
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use libbpf_rs::{
+    AsRawLibbpf, Link, MapCore, MapFlags, Object, ObjectBuilder, PrintLevel, ProgramType,
+};
+
+use crate::detect::{self, ApiGeneration};
+use crate::error::{HostError, is_permission};
+use crate::intf::*;
+
+/// The host scheduler object, compiled from `bpf/host.bpf.c` by the build.
+pub static HOST_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/host.bpf.o"));
+
+/// Name of the struct_ops map in the host object (and of the scheduler in sysfs).
+pub const SCHEDULER_NAME: &str = "upsched_host";
+const STRUCT_OPS_MAP: &str = "upsched_host";
+
+/// Hooks of the ABI, with the host program that calls their stubs.
+pub const HOOK_CALLERS: [(&str, &str); 7] = [
+    ("select_cpu", "host_select_cpu"),
+    ("enqueue", "host_enqueue"),
+    ("running", "host_running"),
+    ("stopping", "host_stopping"),
+    ("tick", "host_tick"),
+    // Tasks join tenants when ops.enqueue classifies them, so it calls the task_init stubs.
+    ("task_init", "host_enqueue"),
+    ("task_exit", "host_exit_task"),
+];
+
+/// Settings of the host scheduler itself.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// Slice of default-class tasks (and of tenants that set none).
+    pub default_slice: Duration,
+    /// Chain level of the default class (default: the top level, NR_LEVELS - 1).
+    pub default_level: u32,
+    /// Weight of the default class among the classes of its level.
+    pub default_weight: u32,
+    /// Starvation guard: each lower level with work gets at least this share (per mille) of
+    /// all CPU time in every window.
+    pub guard_min_permille: u32,
+    pub guard_window: Duration,
+    /// Period of the timer that releases parked tasks and runs the tenant watchdog.
+    pub timer_period: Duration,
+    /// How long to wait for the kernel to report the scheduler enabled.
+    pub enable_timeout: Duration,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            default_slice: Duration::from_millis(20),
+            // On top: tasks that belong to no tenant (the system, the broker, shells) are never
+            // starved by tenants; a tenant at the top level shares with them by weight.
+            default_level: NR_LEVELS - 1,
+            default_weight: 100,
+            guard_min_permille: 50,
+            guard_window: Duration::from_millis(100),
+            timer_period: Duration::from_millis(2),
+            enable_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Where a tenant sits and what bounds its policy's decisions.
+#[derive(Clone, Debug)]
+pub struct TenantConfig {
+    /// Root of the cgroup2 subtree whose tasks the tenant governs.
+    pub cgroup: PathBuf,
+    /// Chain level, 0..NR_LEVELS; higher levels run first.
+    pub level: u32,
+    /// Weight among the classes of the same level.
+    pub weight: u32,
+    pub slice_min: Duration,
+    pub slice_max: Duration,
+    /// Slice pre-filled into ctx->slice_ns.
+    pub slice_default: Duration,
+    /// Longest a task may stay parked after it became runnable.
+    pub park_max: Duration,
+    /// A tenant task waiting (runnable, not running) longer than this ejects the tenant.
+    /// Must stay well under sched_ext's own watchdog (10 s for the host).
+    pub watchdog: Duration,
+}
+
+impl TenantConfig {
+    pub fn new(cgroup: impl Into<PathBuf>) -> Self {
+        TenantConfig {
+            cgroup: cgroup.into(),
+            level: 1,
+            weight: 100,
+            slice_min: Duration::from_micros(500),
+            slice_max: Duration::from_millis(20),
+            slice_default: Duration::from_millis(5),
+            park_max: Duration::from_millis(100),
+            watchdog: Duration::from_secs(3),
+        }
+    }
+
+    pub fn level(mut self, level: u32) -> Self {
+        self.level = level;
+        self
+    }
+
+    pub fn weight(mut self, weight: u32) -> Self {
+        self.weight = weight;
+        self
+    }
+
+    fn validate(&self) -> Result<(), HostError> {
+        let bad = |msg: String| Err(HostError::BadTenantConfig(msg));
+        if self.level >= NR_LEVELS {
+            return bad(format!(
+                "level {} (levels are 0..{})",
+                self.level,
+                NR_LEVELS - 1
+            ));
+        }
+        if self.weight == 0 || self.weight > 10_000 {
+            return bad(format!("weight {} (must be 1..10000)", self.weight));
+        }
+        if self.slice_min.is_zero() || self.slice_min > self.slice_max {
+            return bad(format!(
+                "slice bounds {:?}..{:?} (need 0 < min <= max)",
+                self.slice_min, self.slice_max
+            ));
+        }
+        if self.slice_max > Duration::from_secs(1) {
+            return bad(format!("slice_max {:?} (at most 1 s)", self.slice_max));
+        }
+        if self.watchdog.is_zero() || self.watchdog > Duration::from_secs(8) {
+            return bad(format!(
+                "watchdog {:?} (must be 0 < watchdog <= 8 s, under sched_ext's 10 s)",
+                self.watchdog
+            ));
+        }
+        if self.park_max >= self.watchdog {
+            return bad(format!(
+                "park_max {:?} must be below the watchdog bound {:?}",
+                self.park_max, self.watchdog
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A tenant attached to the host: slot and incarnation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TenantHandle {
+    pub slot: usize,
+    pub generation: u32,
+}
+
+/// Why a tenant was removed by the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ejection {
+    pub handle: TenantHandle,
+    pub policy: String,
+    pub reason: String,
+    pub pid: u32,
+    pub waited: Duration,
+}
+
+struct Tenant {
+    handle: TenantHandle,
+    policy: String,
+    config: TenantConfig,
+    // Field order matters: links detach before the object (and its programs) go away.
+    _links: Vec<Link>,
+    _object: Object,
+}
+
+/// Statistics of one class (the default class or a tenant slot).
+#[derive(Clone, Debug, Default)]
+pub struct ClassStats {
+    /// `default`, or the tenant's policy name, or `slot N` for a free slot.
+    pub name: String,
+    pub raw: ClassStatsRaw,
+}
+
+impl ClassStats {
+    pub fn clamps(&self) -> u64 {
+        self.raw.clamp_slice + self.raw.clamp_cpu + self.raw.clamp_verdict + self.raw.clamp_park
+    }
+}
+
+/// Per-tenant state as the host sees it.
+#[derive(Clone, Debug)]
+pub struct TenantInfo {
+    pub handle: TenantHandle,
+    pub policy: String,
+    pub cgroup: PathBuf,
+    pub level: u32,
+    pub weight: u32,
+    pub nr_tasks: i32,
+    pub nr_runnable: i32,
+}
+
+#[derive(Clone, Debug)]
+pub struct HostStats {
+    /// Index 0..NR_SLOTS: tenant slots; index DEFAULT_CLASS: the default class.
+    pub classes: Vec<ClassStats>,
+    pub tenants: Vec<TenantInfo>,
+}
+
+impl HostStats {
+    /// Lines for people: one per class with activity.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (index, class) in self.classes.iter().enumerate() {
+            let raw = &class.raw;
+            if raw.enqueues == 0 && raw.dispatches == 0 && index != DEFAULT_CLASS {
+                continue;
+            }
+            out.push_str(&format!(
+                "{:<14} enq {:>8} run {:>8} cpu {:>9.3}s wait max {:>8.3}ms avg {:>7.3}ms parks {} releases {} clamps {} ejections {}\n",
+                class.name,
+                raw.enqueues,
+                raw.dispatches,
+                raw.cpu_time_ns as f64 / 1e9,
+                raw.wait_max_ns as f64 / 1e6,
+                if raw.dispatches > 0 {
+                    raw.wait_sum_ns as f64 / raw.dispatches as f64 / 1e6
+                } else {
+                    0.0
+                },
+                raw.parks,
+                raw.releases,
+                class.clamps(),
+                raw.ejections,
+            ));
+        }
+        out
+    }
+}
+
+/// How the kernel stopped the scheduler, if it did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub kind: i32,
+    pub exit_code: i64,
+    pub reason: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (kind {})", self.reason, self.kind)?;
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// The loaded and attached host scheduler. Dropping it detaches every policy, then the
+/// scheduler: all tasks go back to the kernel's fair class.
+pub struct Host {
+    tenants: Vec<Option<Tenant>>,
+    generations: [u32; NR_SLOTS],
+    host_config: HostConfigRaw,
+    struct_ops_link: Option<Link>,
+    object: Object,
+}
+
+/// libbpf's messages of the current load, to hand the verifier log to the caller.
+static LIBBPF_LOG: Mutex<String> = Mutex::new(String::new());
+
+fn capture_libbpf_log(level: PrintLevel, message: String) {
+    if level == PrintLevel::Debug {
+        return;
+    }
+    if let Ok(mut log) = LIBBPF_LOG.lock() {
+        // Bounded: a verifier log can be megabytes; its end holds the reason.
+        if log.len() > 1 << 20 {
+            let cut = log.len() - (1 << 19);
+            let cut = (cut..log.len())
+                .find(|i| log.is_char_boundary(*i))
+                .unwrap_or(0);
+            log.drain(..cut);
+        }
+        log.push_str(&message);
+    }
+}
+
+fn start_log_capture() {
+    libbpf_rs::set_print(Some((PrintLevel::Info, capture_libbpf_log)));
+    if let Ok(mut log) = LIBBPF_LOG.lock() {
+        log.clear();
+    }
+}
+
+fn take_log() -> String {
+    LIBBPF_LOG
+        .lock()
+        .map(|mut log| std::mem::take(&mut *log))
+        .unwrap_or_default()
+}
+
+/// The kernel verifier's own words: the last lines of its log before the statistics.
+pub fn verifier_summary(log: &str) -> String {
+    let body: Vec<&str> = log
+        .lines()
+        .skip_while(|l| !l.contains("BEGIN PROG LOAD LOG"))
+        .skip(1)
+        .take_while(|l| !l.contains("END PROG LOAD LOG"))
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with("processed ")
+                && !l.starts_with("verification time")
+                && !l.starts_with("stack depth")
+        })
+        .collect();
+    if let Some(last) = body.last() {
+        return (*last).to_string();
+    }
+    log.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .to_string()
+}
+
+fn map_error(action: &str, error: impl std::fmt::Display) -> HostError {
+    HostError::Map {
+        action: action.to_string(),
+        message: error.to_string(),
+    }
+}
+
+/// Kernel state of sched_ext right now (`enabled`, `disabled`, ...), or `None` without sched_ext.
+pub fn sched_ext_state() -> Option<String> {
+    std::fs::read_to_string(detect::SCHED_EXT_STATE)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+impl Host {
+    /// Loads the host scheduler and makes it the system's scheduler (full switch).
+    pub fn load(config: &HostConfig) -> Result<Host, HostError> {
+        let support = detect::detect();
+        if !support.sched_ext {
+            return Err(HostError::NoSchedExt);
+        }
+        if support.api == ApiGeneration::Dispatch {
+            return Err(HostError::UnsupportedApi(support.api));
+        }
+        match support.state.as_deref() {
+            Some("disabled") | None => {}
+            Some(state) => {
+                return Err(HostError::OtherSchedulerActive(
+                    support
+                        .active_ops
+                        .map(|ops| format!("{ops}, state {state}"))
+                        .unwrap_or_else(|| format!("state {state}")),
+                ));
+            }
+        }
+
+        start_log_capture();
+        let open = ObjectBuilder::default()
+            .open_memory(HOST_OBJECT)
+            .map_err(|e| HostError::HostLoad {
+                action: "opening the host object".into(),
+                message: e.to_string(),
+                log: take_log(),
+            })?;
+        let object = open.load().map_err(|e| {
+            let log = take_log();
+            // The verifier answers EACCES too: only without a verifier log is it a permission
+            // problem.
+            if is_permission(&e) && !log.contains("BEGIN PROG LOAD LOG") {
+                HostError::Permission("loading the host scheduler".into())
+            } else {
+                HostError::HostLoad {
+                    action: "loading the host scheduler".into(),
+                    message: e.to_string(),
+                    log,
+                }
+            }
+        })?;
+
+        let host_config = HostConfigRaw {
+            default_slice_ns: config.default_slice.as_nanos() as u64,
+            guard_window_ns: config.guard_window.as_nanos().max(1_000_000) as u64,
+            timer_period_ns: config.timer_period.as_nanos().max(100_000) as u64,
+            guard_min_permille: config.guard_min_permille.min(1000),
+            default_level: config.default_level.min(NR_LEVELS - 1),
+            default_weight: config.default_weight.clamp(1, 10_000),
+            classify_gen: 1,
+        };
+        let mut host = Host {
+            tenants: (0..NR_SLOTS).map(|_| None).collect(),
+            generations: [0; NR_SLOTS],
+            host_config,
+            struct_ops_link: None,
+            object,
+        };
+        host.write_host_config()?;
+
+        let link = {
+            let mut map = host
+                .object
+                .maps_mut()
+                .find(|m| m.name() == STRUCT_OPS_MAP)
+                .ok_or_else(|| map_error("finding the struct_ops map", STRUCT_OPS_MAP))?;
+            map.attach_struct_ops().map_err(|e| {
+                if is_permission(&e) {
+                    HostError::Permission("attaching the host scheduler".into())
+                } else if matches!(e.kind(), libbpf_rs::ErrorKind::AlreadyExists)
+                    || e.to_string().contains("busy")
+                {
+                    HostError::OtherSchedulerActive(
+                        detect::detect()
+                            .active_ops
+                            .unwrap_or_else(|| "unknown".to_string()),
+                    )
+                } else {
+                    HostError::HostLoad {
+                        action: "attaching the host scheduler".into(),
+                        message: e.to_string(),
+                        log: take_log(),
+                    }
+                }
+            })?
+        };
+        host.struct_ops_link = Some(link);
+        host.wait_enabled(config.enable_timeout)?;
+        Ok(host)
+    }
+
+    fn wait_enabled(&self, timeout: Duration) -> Result<(), HostError> {
+        let start = Instant::now();
+        loop {
+            if let Some(exit) = self.exit_info() {
+                return Err(HostError::HostExited(exit.to_string()));
+            }
+            if sched_ext_state().as_deref() == Some("enabled") {
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                return Err(HostError::HostExited(format!(
+                    "not enabled after {timeout:?} (state {})",
+                    sched_ext_state().unwrap_or_default()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn map(&self, name: &str) -> Result<libbpf_rs::Map<'_>, HostError> {
+        self.object
+            .maps()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| map_error("finding a map of the host", name))
+    }
+
+    fn write_host_config(&self) -> Result<(), HostError> {
+        self.map("host_config")?
+            .update(
+                &0u32.to_ne_bytes(),
+                self.host_config.as_bytes(),
+                MapFlags::ANY,
+            )
+            .map_err(|e| map_error("writing the host configuration", e))
+    }
+
+    fn write_tenant_config(&self, slot: usize, config: &TenantConfigRaw) -> Result<(), HostError> {
+        self.map("tenant_config")?
+            .update(
+                &(slot as u32).to_ne_bytes(),
+                config.as_bytes(),
+                MapFlags::ANY,
+            )
+            .map_err(|e| map_error("writing a tenant configuration", e))
+    }
+
+    fn read_tenant_config(&self, slot: usize) -> Result<TenantConfigRaw, HostError> {
+        let bytes = self
+            .map("tenant_config")?
+            .lookup(&(slot as u32).to_ne_bytes(), MapFlags::ANY)
+            .map_err(|e| map_error("reading a tenant configuration", e))?
+            .unwrap_or_default();
+        Ok(TenantConfigRaw::from_bytes(&bytes).unwrap_or_default())
+    }
+
+    fn read_tenant_status(&self, slot: usize) -> Result<TenantStatusRaw, HostError> {
+        let bytes = self
+            .map("tenant_status")?
+            .lookup(&(slot as u32).to_ne_bytes(), MapFlags::ANY)
+            .map_err(|e| map_error("reading a tenant status", e))?
+            .unwrap_or_default();
+        Ok(TenantStatusRaw::from_bytes(&bytes).unwrap_or_default())
+    }
+
+    fn reset_class_stats(&self, class: usize) -> Result<(), HostError> {
+        let cpus = libbpf_rs::num_possible_cpus().map_err(|e| map_error("counting CPUs", e))?;
+        let zero = vec![ClassStatsRaw::default().as_bytes().to_vec(); cpus];
+        self.map("class_stats")?
+            .update_percpu(&(class as u32).to_ne_bytes(), &zero, MapFlags::ANY)
+            .map_err(|e| map_error("resetting statistics", e))
+    }
+
+    /// Tasks reclassify themselves at their next enqueue when this changes.
+    fn bump_classification(&mut self) -> Result<(), HostError> {
+        self.host_config.classify_gen = self.host_config.classify_gen.wrapping_add(1).max(1);
+        self.write_host_config()
+    }
+
+    fn host_prog_fd(&self, name: &str) -> Result<i32, HostError> {
+        self.object
+            .progs()
+            .find(|p| p.name() == name)
+            .map(|p| p.as_fd().as_raw_fd())
+            .ok_or_else(|| map_error("finding a host program", name))
+    }
+
+    /// Attaches a policy object onto a free slot, bound to `config.cgroup`. The object must pass
+    /// `upsched check` and the kernel verifier; on any failure nothing changes.
+    pub fn attach(
+        &mut self,
+        policy: &[u8],
+        config: &TenantConfig,
+    ) -> Result<TenantHandle, HostError> {
+        let report = upsched_policy::check(policy, &upsched_policy::Limits::default());
+        if !report.accepted {
+            return Err(HostError::PolicyRejected(
+                report.problems.iter().map(|p| p.to_string()).collect(),
+            ));
+        }
+        let policy_name = report.policy.clone().unwrap_or_else(|| "unnamed".into());
+        self.attach_object(policy, &policy_name, config)
+    }
+
+    /// `attach` without `upsched check`: the kernel verifier is the only judge. Tests use it
+    /// to exercise the kernel's rejection path with objects our own checker already refuses;
+    /// a broker must always use [`Host::attach`].
+    pub fn attach_unchecked(
+        &mut self,
+        policy: &[u8],
+        config: &TenantConfig,
+    ) -> Result<TenantHandle, HostError> {
+        self.attach_object(policy, "unchecked", config)
+    }
+
+    fn attach_object(
+        &mut self,
+        policy: &[u8],
+        policy_name: &str,
+        config: &TenantConfig,
+    ) -> Result<TenantHandle, HostError> {
+        config.validate()?;
+        let policy_name = policy_name.to_string();
+        let (cgroup_id, cgroup_level) = cgroup_identity(&config.cgroup)?;
+        let slot = self
+            .tenants
+            .iter()
+            .position(Option::is_none)
+            .ok_or(HostError::NoFreeSlot(NR_SLOTS))?;
+
+        // Open, point every hook program at its stub in this slot, load (kernel verifier).
+        start_log_capture();
+        let mut open = ObjectBuilder::default().open_memory(policy).map_err(|e| {
+            HostError::PolicyVerifier {
+                message: format!("libbpf could not open the object: {e}"),
+                log: take_log(),
+            }
+        })?;
+        let mut targets = Vec::new();
+        for mut prog in open.progs_mut() {
+            let section = prog.section().to_string_lossy().into_owned();
+            let hook = section
+                .strip_prefix(upsched_abi::HOOK_SECTION_PREFIX)
+                .ok_or_else(|| HostError::PolicyRejected(vec![format!("{section}: not a hook")]))?
+                .to_string();
+            let caller = HOOK_CALLERS
+                .iter()
+                .find(|(name, _)| *name == hook)
+                .map(|(_, caller)| *caller)
+                .ok_or_else(|| HostError::PolicyRejected(vec![format!("unknown hook {hook}")]))?;
+            let target_fd = self.host_prog_fd(caller)?;
+            let stub = format!("upsched_s{slot}_{hook}");
+            prog.set_attach_target(target_fd, Some(stub.clone()))
+                .map_err(|e| HostError::PolicyAttach {
+                    hook: hook.clone(),
+                    message: e.to_string(),
+                })?;
+            targets.push((
+                prog.name().to_string_lossy().into_owned(),
+                hook,
+                target_fd,
+                stub,
+            ));
+        }
+        let object = open.load().map_err(|e| {
+            let log = take_log();
+            if is_permission(&e) && !log.contains("BEGIN PROG LOAD LOG") {
+                HostError::Permission("loading the policy".into())
+            } else {
+                HostError::PolicyVerifier {
+                    message: {
+                        let summary = verifier_summary(&log);
+                        if summary.is_empty() {
+                            e.to_string()
+                        } else {
+                            summary
+                        }
+                    },
+                    log,
+                }
+            }
+        })?;
+
+        let mut links = Vec::new();
+        for (prog_name, hook, target_fd, stub) in &targets {
+            let prog = object
+                .progs()
+                .find(|p| p.name().to_string_lossy() == *prog_name)
+                .ok_or_else(|| HostError::PolicyAttach {
+                    hook: hook.clone(),
+                    message: "program vanished after load".into(),
+                })?;
+            if prog.prog_type() != ProgramType::Ext {
+                return Err(HostError::PolicyAttach {
+                    hook: hook.clone(),
+                    message: format!("program type {:?} is not freplace (EXT)", prog.prog_type()),
+                });
+            }
+            let stub_c = CString::new(stub.as_str()).map_err(|e| HostError::PolicyAttach {
+                hook: hook.clone(),
+                message: e.to_string(),
+            })?;
+            // SAFETY: the program pointer is valid while `object` lives; libbpf copies the name.
+            let raw = unsafe {
+                libbpf_rs::libbpf_sys::bpf_program__attach_freplace(
+                    prog.as_libbpf_object().as_ptr(),
+                    *target_fd,
+                    stub_c.as_ptr(),
+                )
+            };
+            let Some(raw) = NonNull::new(raw) else {
+                let os = std::io::Error::last_os_error();
+                return Err(HostError::PolicyAttach {
+                    hook: hook.clone(),
+                    message: format!("{os}{}", {
+                        let log = take_log();
+                        if log.is_empty() {
+                            String::new()
+                        } else {
+                            format!("\n{log}")
+                        }
+                    }),
+                });
+            };
+            // SAFETY: `raw` is a link freshly returned by libbpf; Link takes ownership.
+            links.push(unsafe { Link::from_ptr(raw) });
+        }
+
+        // Statistics of a slot describe its current tenant only.
+        self.reset_class_stats(slot)?;
+        let generation = self.generations[slot].wrapping_add(1).max(1);
+        self.generations[slot] = generation;
+        let raw = TenantConfigRaw {
+            state: SLOT_ACTIVE,
+            generation,
+            cgroup_id,
+            cgroup_level,
+            level: config.level,
+            weight: config.weight,
+            pad: 0,
+            slice_min_ns: config.slice_min.as_nanos() as u64,
+            slice_max_ns: config.slice_max.as_nanos() as u64,
+            slice_dfl_ns: config
+                .slice_default
+                .clamp(config.slice_min, config.slice_max)
+                .as_nanos() as u64,
+            park_max_ns: config.park_max.as_nanos() as u64,
+            watchdog_ns: config.watchdog.as_nanos() as u64,
+        };
+        self.write_tenant_config(slot, &raw)?;
+        let handle = TenantHandle { slot, generation };
+        self.tenants[slot] = Some(Tenant {
+            handle,
+            policy: policy_name,
+            config: config.clone(),
+            _links: links,
+            _object: object,
+        });
+        self.bump_classification()?;
+        Ok(handle)
+    }
+
+    /// Detaches a tenant: its tasks go back to the default class at their next enqueue; the
+    /// policy's programs are detached from the stubs.
+    pub fn detach(&mut self, handle: TenantHandle) -> Result<(), HostError> {
+        let tenant = match self.tenants.get(handle.slot) {
+            Some(Some(t)) if t.handle == handle => self.tenants[handle.slot].take(),
+            _ => return Err(HostError::UnknownTenant),
+        };
+        self.release_slot(handle.slot)?;
+        drop(tenant);
+        Ok(())
+    }
+
+    /// Marks a slot free in the kernel (keeping its level so queued tasks drain at it).
+    fn release_slot(&mut self, slot: usize) -> Result<(), HostError> {
+        let mut raw = self.read_tenant_config(slot)?;
+        raw.state = SLOT_FREE;
+        self.write_tenant_config(slot, &raw)?;
+        self.bump_classification()
+    }
+
+    /// Tenants the host's watchdog ejected since the last call. Their policies are detached and
+    /// their slots freed here.
+    pub fn poll_ejections(&mut self) -> Result<Vec<Ejection>, HostError> {
+        let mut ejections = Vec::new();
+        for slot in 0..NR_SLOTS {
+            let Some(tenant) = &self.tenants[slot] else {
+                continue;
+            };
+            let status = self.read_tenant_status(slot)?;
+            if status.ejected_gen != tenant.handle.generation || status.eject_reason == 0 {
+                continue;
+            }
+            let reason = match status.eject_reason {
+                EJECT_WATCHDOG => format!(
+                    "watchdog: task {} waited {:.3} s to run, longer than the tenant's bound of {:.3} s",
+                    status.eject_pid,
+                    status.eject_waited_ns as f64 / 1e9,
+                    tenant.config.watchdog.as_secs_f64()
+                ),
+                other => format!("reason code {other}"),
+            };
+            ejections.push(Ejection {
+                handle: tenant.handle,
+                policy: tenant.policy.clone(),
+                reason,
+                pid: status.eject_pid,
+                waited: Duration::from_nanos(status.eject_waited_ns),
+            });
+            let tenant = self.tenants[slot].take();
+            self.release_slot(slot)?;
+            drop(tenant);
+        }
+        Ok(ejections)
+    }
+
+    /// Handles of the attached tenants.
+    pub fn tenants(&self) -> Vec<TenantHandle> {
+        self.tenants.iter().flatten().map(|t| t.handle).collect()
+    }
+
+    /// Statistics per class and per tenant.
+    pub fn stats(&self) -> Result<HostStats, HostError> {
+        let map = self.map("class_stats")?;
+        let mut classes = Vec::with_capacity(NR_CLASSES);
+        for index in 0..NR_CLASSES {
+            let per_cpu = map
+                .lookup_percpu(&(index as u32).to_ne_bytes(), MapFlags::ANY)
+                .map_err(|e| map_error("reading statistics", e))?
+                .unwrap_or_default();
+            let mut raw = ClassStatsRaw::default();
+            for cpu in &per_cpu {
+                if let Some(value) = ClassStatsRaw::from_bytes(cpu) {
+                    raw.accumulate(&value);
+                }
+            }
+            let name = if index == DEFAULT_CLASS {
+                "default".to_string()
+            } else {
+                match &self.tenants[index] {
+                    Some(t) => format!("{}[{}]", t.policy, index),
+                    None => format!("slot {index}"),
+                }
+            };
+            classes.push(ClassStats { name, raw });
+        }
+        let mut tenants = Vec::new();
+        for tenant in self.tenants.iter().flatten() {
+            let status = self.read_tenant_status(tenant.handle.slot)?;
+            tenants.push(TenantInfo {
+                handle: tenant.handle,
+                policy: tenant.policy.clone(),
+                cgroup: tenant.config.cgroup.clone(),
+                level: tenant.config.level,
+                weight: tenant.config.weight,
+                nr_tasks: status.nr_tasks,
+                nr_runnable: status.nr_runnable,
+            });
+        }
+        Ok(HostStats { classes, tenants })
+    }
+
+    /// Set when the kernel stopped the scheduler (error, watchdog, sysrq).
+    pub fn exit_info(&self) -> Option<ExitInfo> {
+        let bytes = self
+            .map("exit_record")
+            .ok()?
+            .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+            .ok()??;
+        if bytes.len() < EXIT_RECORD_SIZE {
+            return None;
+        }
+        let kind = i32::from_ne_bytes(bytes[0..4].try_into().ok()?);
+        if kind == 0 {
+            return None;
+        }
+        let text = |range: std::ops::Range<usize>| {
+            let raw = &bytes[range];
+            let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+            String::from_utf8_lossy(&raw[..end]).into_owned()
+        };
+        Some(ExitInfo {
+            kind,
+            exit_code: i64::from_ne_bytes(bytes[8..16].try_into().ok()?),
+            reason: text(16..144),
+            message: text(144..EXIT_RECORD_SIZE),
+        })
+    }
+
+    /// Ok while the kernel runs the host; the exit reason once it stopped it.
+    pub fn check_running(&self) -> Result<(), HostError> {
+        match self.exit_info() {
+            Some(exit) => Err(HostError::HostExited(exit.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// The tenant slot and task slot of a task, if it belongs to a tenant.
+    pub fn task_slot(&self, pid: u32) -> Result<Option<(usize, u32)>, HostError> {
+        let bytes = self
+            .map("task_lookup")?
+            .lookup(&pid.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|e| map_error("looking up a task", e))?;
+        Ok(bytes
+            .and_then(|b| TaskWhereRaw::from_bytes(&b))
+            .filter(|w| w.tenant >= 0 && (w.tenant as usize) < NR_SLOTS)
+            .map(|w| (w.tenant as usize, w.task_slot)))
+    }
+
+    /// Posts the hint words of task `pid` (as its runtime would through the hint map).
+    pub fn set_hints(&self, pid: u32, words: [u64; 8]) -> Result<(), HostError> {
+        let (slot, task_slot) = self
+            .task_slot(pid)?
+            .ok_or_else(|| map_error("posting hints", format!("task {pid} is in no tenant")))?;
+        let key = slot as u32 * MAX_TASKS + (task_slot % MAX_TASKS);
+        self.map("hints")?
+            .update(
+                &key.to_ne_bytes(),
+                HintWordsRaw { words }.as_bytes(),
+                MapFlags::ANY,
+            )
+            .map_err(|e| map_error("posting hints", e))
+    }
+}
+
+/// Kernel run-time statistics of one BPF program (`kernel.bpf_stats_enabled=1` must be set
+/// for the kernel to count; the times are wall clock, inflated under emulation).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProgramStats {
+    pub name: String,
+    pub run_count: u64,
+    pub run_time_ns: u64,
+}
+
+fn program_stats_of(name: String, fd: i32) -> Option<ProgramStats> {
+    // SAFETY: bpf_prog_info is plain data; the kernel fills at most `len` bytes of it.
+    let mut info: libbpf_rs::libbpf_sys::bpf_prog_info = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libbpf_rs::libbpf_sys::bpf_prog_info>() as u32;
+    // SAFETY: valid fd, pointer and length.
+    let ret = unsafe { libbpf_rs::libbpf_sys::bpf_prog_get_info_by_fd(fd, &mut info, &mut len) };
+    (ret == 0).then_some(ProgramStats {
+        name,
+        run_count: info.run_cnt,
+        run_time_ns: info.run_time_ns,
+    })
+}
+
+impl Host {
+    /// Run counts and times of the host's struct_ops programs and of every attached policy
+    /// program (a policy program's time is also inside its host caller's time).
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        let mut out: Vec<ProgramStats> = self
+            .object
+            .progs()
+            .filter_map(|p| {
+                program_stats_of(
+                    p.name().to_string_lossy().into_owned(),
+                    p.as_fd().as_raw_fd(),
+                )
+            })
+            .collect();
+        for tenant in self.tenants.iter().flatten() {
+            for prog in tenant._object.progs() {
+                let name = format!(
+                    "{}[{}]/{}",
+                    tenant.policy,
+                    tenant.handle.slot,
+                    prog.name().to_string_lossy()
+                );
+                out.extend(program_stats_of(name, prog.as_fd().as_raw_fd()));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // Policies first (their links reference host programs), then the scheduler.
+        for slot in 0..NR_SLOTS {
+            if self.tenants[slot].is_some() {
+                let _ = self.release_slot(slot);
+                self.tenants[slot] = None;
+            }
+        }
+        self.struct_ops_link = None;
+    }
+}
+
+/// The cgroup2 id (inode number) and depth below the cgroup2 root of `path`.
+pub fn cgroup_identity(path: &Path) -> Result<(u64, u32), HostError> {
+    let err = |message: String| HostError::Cgroup {
+        path: path.display().to_string(),
+        message,
+    };
+    let canonical = path
+        .canonicalize()
+        .map_err(|e| err(format!("cannot resolve it: {e}")))?;
+    let metadata = std::fs::metadata(&canonical).map_err(|e| err(e.to_string()))?;
+    if !metadata.is_dir() || !canonical.join("cgroup.procs").exists() {
+        return Err(err("not a cgroup2 directory (no cgroup.procs)".into()));
+    }
+    let mount = cgroup2_mount_of(&canonical)
+        .ok_or_else(|| err("not below a cgroup2 mount (see /proc/self/mountinfo)".into()))?;
+    let relative = canonical
+        .strip_prefix(&mount)
+        .map_err(|e| err(e.to_string()))?;
+    let level = relative.components().count() as u32;
+    Ok((metadata.ino(), level))
+}
+
+fn cgroup2_mount_of(path: &Path) -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            // "id parent major:minor root mountpoint options ... - fstype source superopts"
+            let (left, right) = line.split_once(" - ")?;
+            let fstype = right.split_whitespace().next()?;
+            let mountpoint = left.split_whitespace().nth(4)?;
+            (fstype == "cgroup2").then(|| PathBuf::from(mountpoint))
+        })
+        .filter(|mount| path.starts_with(mount))
+        .max_by_key(|mount| mount.components().count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_object_has_all_stubs_and_callers() {
+        let object = upsched_policy::object::PolicyObject::parse(HOST_OBJECT);
+        // The host is no policy; parse errors are expected. Look at the symbol names instead.
+        drop(object);
+        let text = String::from_utf8_lossy(HOST_OBJECT);
+        for slot in 0..NR_SLOTS {
+            for (hook, _) in HOOK_CALLERS {
+                let stub = format!("upsched_s{slot}_{hook}");
+                assert!(text.contains(&stub), "{stub} missing from the host object");
+            }
+        }
+        for (_, caller) in HOOK_CALLERS {
+            assert!(text.contains(caller), "{caller} missing");
+        }
+    }
+
+    #[test]
+    fn tenant_config_validation() {
+        let good = TenantConfig::new("/sys/fs/cgroup/x");
+        assert!(good.validate().is_ok());
+        assert!(good.clone().level(NR_LEVELS).validate().is_err());
+        assert!(good.clone().weight(0).validate().is_err());
+        let mut long_park = good.clone();
+        long_park.park_max = long_park.watchdog;
+        assert!(long_park.validate().is_err());
+        let mut slow_watchdog = good;
+        slow_watchdog.watchdog = Duration::from_secs(30);
+        assert!(slow_watchdog.validate().is_err());
+    }
+
+    #[test]
+    fn verifier_summary_picks_the_reason() {
+        let log = "libbpf: prog 'x': BPF program load failed: Permission denied\n\
+                   libbpf: prog 'x': -- BEGIN PROG LOAD LOG --\n\
+                   0: R1=ctx() R10=fp0\n\
+                   0: (7b) *(u64 *)(r1 +48) = r2\n\
+                   R1 invalid mem access 'mem_or_null'\n\
+                   processed 2 insns (limit 1000000)\n\
+                   -- END PROG LOAD LOG --\n";
+        assert_eq!(verifier_summary(log), "R1 invalid mem access 'mem_or_null'");
+        assert_eq!(verifier_summary("just one line\n"), "just one line");
+    }
+
+    #[test]
+    fn cgroup_identity_refuses_non_cgroups() {
+        assert!(cgroup_identity(Path::new("/nonexistent/upsched")).is_err());
+        assert!(cgroup_identity(Path::new("/tmp")).is_err());
+    }
+}

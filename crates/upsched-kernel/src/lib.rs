@@ -1,0 +1,35 @@
+//! The kernel path of upsched: the sched_ext host scheduler (`bpf/host.bpf.c`), its loader, and
+//! tenant policies attached onto its slots with freplace.
+//!
+//! - [`detect`]: does the running kernel have sched_ext, which API generation, who is in charge.
+//! - [`Host`]: load and attach the host scheduler; [`Host::attach`] a policy object onto a free
+//!   tenant slot, bound to a cgroup, at a chain level with a weight; [`Host::detach`];
+//!   [`Host::stats`]; ejections by the host's watchdog ([`Host::poll_ejections`]).
+//! - [`intf`]: the map layouts shared with the BPF side.
+//!
+//! The mechanism's exact semantics are in `docs/mechanism.md`.
+
+pub mod detect;
+pub mod error;
+pub mod host;
+pub mod intf;
+pub mod signals;
+
+pub use error::HostError;
+pub use host::{
+    ClassStats, Ejection, ExitInfo, HOST_OBJECT, Host, HostConfig, HostStats, ProgramStats,
+    TenantConfig, TenantHandle, TenantInfo, sched_ext_state,
+};
+
+/// Misbehaving and invalid policies used by the tests (`tests/bpf/*.bpf.c`), as object bytes.
+pub mod test_policies {
+    include!(concat!(env!("OUT_DIR"), "/test_policies.rs"));
+
+    /// The test policy named `name`.
+    pub fn get(name: &str) -> Option<&'static [u8]> {
+        TEST_POLICIES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, bytes)| *bytes)
+    }
+}

@@ -1,0 +1,82 @@
+//! The host scheduler's scenarios on the real sched_ext kernel, under QEMU: one boot, one host
+//! load, every scenario of `upsched-vm-scenarios all` (see that binary for what each measures).
+//!
+//! Without a kernel at hand (no UPSCHED_KERNEL, nothing cached) or without QEMU the test is
+//! skipped with a loud message, unless UPSCHED_VM_REQUIRED=1: then it downloads the kernel if
+//! needed and fails when anything is missing.
+
+use std::io::Write;
+use std::time::Duration;
+
+use upsched_vmtest::tools::find_tool;
+use upsched_vmtest::{InitramfsSpec, Scenario, guest_binary, kernel, print_event, run_scenario};
+
+const REQUIRED_ENV: &str = "UPSCHED_VM_REQUIRED";
+const RUNNER: &str = "upsched-vm-scenarios";
+const RUNNER_GUEST_PATH: &str = "/usr/bin/upsched-vm-scenarios";
+
+/// Every check the guest must report as passed, in order.
+const EXPECTED: &[&str] = &[
+    "detect",
+    "host_load",
+    "verifier_rejection_reported",
+    "check_rejection_reported",
+    "host_alone",
+    "weights_1_to_3",
+    "levels_and_guard",
+    "strict_priority",
+    "detach_while_running",
+    "absurd_decisions_clamped",
+    "park_forever_bounded",
+    "starving_policy_ejected",
+    "hint_release",
+    "unload",
+];
+
+fn skip_loudly(why: &str) {
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+         !! SKIPPED the host scheduler's real-kernel scenarios: {why}.\n\
+         !! Run `upsched-vmtest kernel` once (needs network) or set UPSCHED_KERNEL, and set\n\
+         !! {REQUIRED_ENV}=1 to make this a failure instead of a skip.\n\
+         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+    );
+}
+
+#[test]
+fn host_scheduler_scenarios_pass_on_the_real_kernel() {
+    let required = std::env::var(REQUIRED_ENV).is_ok_and(|v| v.trim() == "1");
+    if let Err(err) = find_tool("qemu-system-x86_64", "apt-get install qemu-system-x86") {
+        assert!(!required, "{REQUIRED_ENV}=1 but {err}");
+        skip_loudly(&err.to_string());
+        return;
+    }
+    let kernel = match kernel::locate_offline() {
+        Ok(Some(kernel)) => kernel,
+        Ok(None) if required => kernel::fetch_from_sid()
+            .unwrap_or_else(|err| panic!("{REQUIRED_ENV}=1 but no kernel: {err:#}")),
+        Ok(None) => {
+            skip_loudly("no sched_ext kernel is cached and UPSCHED_KERNEL is not set");
+            return;
+        }
+        Err(err) => panic!("looking for a kernel: {err:#}"),
+    };
+
+    let runner = guest_binary::build_static_binary(env!("CARGO_PKG_NAME"), RUNNER)
+        .unwrap_or_else(|err| panic!("{err:#}"));
+    let script = format!("#!/bin/sh\n{RUNNER_GUEST_PATH} all --alone-secs 20\n");
+    let mut files = InitramfsSpec::with_default_busybox(script).unwrap_or_else(|e| panic!("{e:#}"));
+    files.add_host_file(&runner, RUNNER_GUEST_PATH, 0o755);
+    let mut scenario = Scenario::new("host-scenarios", files);
+    scenario.timeout = Duration::from_secs(420);
+
+    let report = run_scenario(&kernel, &scenario, &mut print_event)
+        .unwrap_or_else(|err| panic!("the harness failed: {err:#}"));
+    let description = report.describe();
+    let _ = writeln!(std::io::stderr().lock(), "{description}");
+    assert!(report.passed(), "{description}");
+    let results = &report.final_boot().expect("a boot").console.results;
+    let names: Vec<&str> = results.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, EXPECTED, "{description}");
+}
