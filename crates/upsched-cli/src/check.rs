@@ -7,11 +7,11 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Serialize;
-use upsched_policy::{CheckReport, Limits};
+use upsched_policy::{CheckReport, EngineStatus, Limits};
 
 #[derive(Args)]
 pub struct CheckArgs {
-    /// Policy objects (.bpf.o) to check.
+    /// Policy objects (.bpf.o) to check; `example:NAME` names a built-in example policy.
     files: Vec<PathBuf>,
     /// Also check every example policy built into this binary.
     #[arg(long)]
@@ -46,9 +46,20 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     };
     let mut inputs: Vec<(String, Vec<u8>)> = Vec::new();
     for path in &args.files {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        inputs.push((path.display().to_string(), bytes));
+        let name = path.display().to_string();
+        let bytes = match name.strip_prefix("example:") {
+            Some(example) => upsched_policies::policy(example)
+                .with_context(|| {
+                    let known: Vec<_> = upsched_policies::names().collect();
+                    format!(
+                        "no example policy `{example}` (examples: {})",
+                        known.join(", ")
+                    )
+                })?
+                .to_vec(),
+            None => std::fs::read(path).with_context(|| format!("cannot read {name}"))?,
+        };
+        inputs.push((name, bytes));
     }
     if args.examples {
         for (name, bytes) in upsched_policies::POLICIES {
@@ -109,6 +120,12 @@ fn render(file_report: &FileReport) -> String {
     for problem in &r.problems {
         let _ = writeln!(out, "  error[{}]: {problem}", kind_name(problem));
     }
+    let engine = match r.engine.status {
+        EngineStatus::Accepted => "accepted",
+        EngineStatus::Rejected => "rejected",
+        EngineStatus::NotRun => "not run",
+    };
+    let _ = writeln!(out, "  engine verifier: {engine}");
     if !r.hooks.is_empty() {
         out.push_str("  hooks:\n");
     }

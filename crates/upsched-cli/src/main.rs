@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod call;
 mod check;
+mod sim;
 
 /// upsched: user-programmable CPU scheduling on Linux sched_ext.
 ///
@@ -32,6 +34,30 @@ enum Command {
         after_help = "Examples:\n  upsched check --examples\n  upsched check my_policy.bpf.o --json | jq .hooks"
     )]
     Check(check::CheckArgs),
+    /// Run one hook of a policy on the engine and print its outputs (no kernel needed).
+    ///
+    /// The context starts from sane defaults: a nice-0 task (weight 100) in task slot 0 on CPU
+    /// 0 of 4, now_ns 1 s, runnable since now, no hints, tenant_nr_runnable 1, slices 100 µs to
+    /// 50 ms, park bound 100 ms, outputs at the host's defaults (key = now_ns, slice_ns 20 ms,
+    /// target_cpu -1, verdict RUN, park_until_ns 0); abi_version, ctx_size and hook are set
+    /// automatically. --ctx overrides fields.
+    ///
+    /// Exit status: 0 ran, 1 policy rejected or the call failed, 2 usage error.
+    #[command(
+        after_help = "Examples:\n  upsched call example:fifo enqueue --ctx 'now_ns=5000000,runnable_ns=1000'\n  upsched call faas.bpf.o enqueue --ctx 'hints=1:0:0' --json\n  upsched call policy.bpf.o enqueue --ctx 'hints[3]=123' --kfunc scx_bpf_dsq_nr_queued=4"
+    )]
+    Call(call::CallArgs),
+    /// Simulate a scenario (TOML or rt-app JSON) under one or more policies.
+    ///
+    /// Prints a summary per policy: CPU shares, runnable-wait percentiles, switches,
+    /// migrations, spin time, utilisation, fairness. The same scenario and seed always give the
+    /// same numbers. The format is documented in docs/simulator.md.
+    ///
+    /// Exit status: 0 ran, 1 a policy broke an invariant, 2 bad scenario or usage.
+    #[command(
+        after_help = "Examples:\n  upsched sim examples/cpu-weights.toml --policy linux-eevdf --policy upsched-default\n  upsched sim examples/mm1.toml --policy fifo --json | jq '.runs[0].totals.wait'\n  upsched sim examples/interactive.toml --out results/"
+    )]
+    Sim(sim::SimArgs),
     /// List or export the example policies built into this binary.
     Examples {
         #[command(subcommand)]
@@ -51,6 +77,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => check::run(&args),
+        Command::Call(args) => call::run(&args),
+        Command::Sim(args) => sim::run(&args),
         Command::Examples { action } => examples(action),
     };
     result.unwrap_or_else(|error| {

@@ -28,6 +28,25 @@ fn accepted_objects_exit_zero_with_the_analysis() {
     assert!(text.contains("ACCEPTED  policy \"fifo\""), "{text}");
     assert!(text.contains("writes:      key, slice_ns"), "{text}");
     assert!(text.contains("sched.order"), "{text}");
+    assert!(text.contains("engine verifier: accepted"), "{text}");
+}
+
+#[test]
+fn examples_are_named_with_the_example_prefix() {
+    let out = upsched(&["check", "example:wfq"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("policy \"wfq\"")
+    );
+    let out = upsched(&["check", "example:nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("examples: edf, faas")
+    );
 }
 
 #[test]

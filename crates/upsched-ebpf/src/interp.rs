@@ -657,3 +657,87 @@ fn atomic(
     memory.store(addr, size, new)?;
     Ok(old)
 }
+
+/// The result of ALU instruction `insn` (ALU or ALU64 class) on `dst` with source operand
+/// `src` (the register's value; ignored for K forms, which use `imm`). Shares the helpers of the
+/// dispatch loop, so the verifier folds constants with exactly the interpreter's semantics.
+pub(crate) fn eval_alu(insn: &Insn, dst: u64, src: u64) -> u64 {
+    let wide = insn.class() == BPF_ALU64;
+    let operand = match (insn.source(), wide) {
+        (BPF_X, _) => src,
+        (_, true) => insn.imm as i64 as u64,
+        (_, false) => u64::from(insn.imm as u32),
+    };
+    let signed = insn.off == 1;
+    if wide {
+        match insn.op() {
+            BPF_ADD => dst.wrapping_add(operand),
+            BPF_SUB => dst.wrapping_sub(operand),
+            BPF_MUL => dst.wrapping_mul(operand),
+            BPF_DIV => div64(dst, operand, signed),
+            BPF_OR => dst | operand,
+            BPF_AND => dst & operand,
+            BPF_LSH => dst << (operand & 63),
+            BPF_RSH => dst >> (operand & 63),
+            BPF_NEG => dst.wrapping_neg(),
+            BPF_MOD => mod64(dst, operand, signed),
+            BPF_XOR => dst ^ operand,
+            BPF_MOV => sign_extend(operand, insn.off),
+            BPF_ARSH => ((dst as i64) >> (operand & 63)) as u64,
+            // BPF_END: ALU64 END is the unconditional byte swap.
+            _ => swap_bytes(dst, insn.imm),
+        }
+    } else {
+        let (d, o) = (dst as u32, operand as u32);
+        match insn.op() {
+            BPF_ADD => u64::from(d.wrapping_add(o)),
+            BPF_SUB => u64::from(d.wrapping_sub(o)),
+            BPF_MUL => u64::from(d.wrapping_mul(o)),
+            BPF_DIV => div32(dst, operand, signed),
+            BPF_OR => u64::from(d | o),
+            BPF_AND => u64::from(d & o),
+            BPF_LSH => u64::from(d << (o & 31)),
+            BPF_RSH => u64::from(d >> (o & 31)),
+            BPF_NEG => u64::from(d.wrapping_neg()),
+            BPF_MOD => mod32(dst, operand, signed),
+            BPF_XOR => u64::from(d ^ o),
+            BPF_MOV => u64::from(sign_extend(operand, insn.off) as u32),
+            BPF_ARSH => arsh32(dst, o),
+            _ if insn.source() == BPF_TO_BE => swap_bytes(dst, insn.imm),
+            _ => truncate(dst, insn.imm),
+        }
+    }
+}
+
+/// Whether conditional jump `insn` (JMP or JMP32 class) is taken for `dst` and source operand
+/// `src` (ignored for K forms).
+pub(crate) fn eval_condition(insn: &Insn, dst: u64, src: u64) -> bool {
+    let wide = insn.class() == BPF_JMP;
+    let (a, b) = match (insn.source(), wide) {
+        (BPF_X, true) => (dst, src),
+        (BPF_X, false) => (u64::from(dst as u32), u64::from(src as u32)),
+        (_, true) => (dst, insn.imm as i64 as u64),
+        (_, false) => (u64::from(dst as u32), u64::from(insn.imm as u32)),
+    };
+    // Signed comparisons at the instruction's width.
+    let (sa, sb) = if wide {
+        (a as i64, b as i64)
+    } else {
+        (i64::from(a as u32 as i32), i64::from(b as u32 as i32))
+    };
+    match insn.op() {
+        BPF_JEQ => a == b,
+        BPF_JGT => a > b,
+        BPF_JGE => a >= b,
+        BPF_JSET => a & b != 0,
+        BPF_JNE => a != b,
+        BPF_JSGT => sa > sb,
+        BPF_JSGE => sa >= sb,
+        BPF_JLT => a < b,
+        BPF_JLE => a <= b,
+        BPF_JSLT => sa < sb,
+        BPF_JSLE => sa <= sb,
+        // BPF_JA
+        _ => true,
+    }
+}

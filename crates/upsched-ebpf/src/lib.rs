@@ -8,6 +8,8 @@
 //! - [`memory`]: the synthetic address space a program sees: embedder regions and the stack.
 //! - [`interp`]: the interpreter, with helper/kfunc calls routed to the embedder's
 //!   [`Externals`].
+//! - [`verifier`]: proves memory safety, initialisation, no pointer leaks, allowed calls and
+//!   termination for a program in an [`Environment`] the embedder describes.
 
 #![forbid(unsafe_code)]
 
@@ -15,7 +17,12 @@ pub mod insn;
 pub mod interp;
 pub mod memory;
 pub mod program;
+pub mod verifier;
 
 pub use interp::{CallError, CallKind, ExecError, Externals, Interpreter, NoExternals};
 pub use memory::{Memory, MemoryFault, RegionError, RegionId};
 pub use program::{Program, ProgramError};
+pub use verifier::{
+    AllowedCall, ContextSpec, Environment, RegionLoad, RegionSpec, RejectKind, Rejection, Verdict,
+    verify,
+};

@@ -66,6 +66,8 @@ pub enum ProblemKind {
     GlobalsTooLarge,
     UnsupportedSection,
     License,
+    /// The engine's verifier (range analysis, see docs/verifier.md) rejected a hook.
+    EngineVerifier,
     /// Warning: an output the hook's caller ignores.
     IgnoredOutput,
 }
@@ -125,6 +127,45 @@ pub struct CapabilityUse {
     pub needed_for: Vec<String>,
 }
 
+/// Whether the engine's verifier accepts the object (see docs/verifier.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineStatus {
+    Accepted,
+    Rejected,
+    /// The object could not be parsed or prepared for the engine (the problems say why).
+    NotRun,
+}
+
+/// The engine verifier's verdict on one hook.
+#[derive(Clone, Debug, Serialize)]
+pub struct EngineHookVerdict {
+    pub hook: String,
+    pub accepted: bool,
+    /// Instructions the analysis explored over all paths (when accepted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explored_insns: Option<u64>,
+    /// Where and why it was rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insn: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Source file, line and text of the rejected instruction (from `.BTF.ext`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<String>,
+}
+
+/// The engine verifier's verdict, reported next to the static analysis. A rejection also
+/// rejects the object; when the static analysis already rejected it, the verdict is reported
+/// here only, so that one mistake does not appear twice among the problems.
+#[derive(Clone, Debug, Serialize)]
+pub struct EngineReport {
+    pub status: EngineStatus,
+    pub hooks: Vec<EngineHookVerdict>,
+}
+
 /// Everything `upsched check` reports about one object.
 #[derive(Clone, Debug, Serialize)]
 pub struct CheckReport {
@@ -140,6 +181,7 @@ pub struct CheckReport {
     pub kfuncs: Vec<String>,
     pub capabilities: Vec<CapabilityUse>,
     pub limits: Limits,
+    pub engine: EngineReport,
     pub problems: Vec<Problem>,
     pub warnings: Vec<Problem>,
 }
@@ -158,15 +200,94 @@ pub fn check(data: &[u8], limits: &Limits) -> CheckReport {
         kfuncs: Vec::new(),
         capabilities: Vec::new(),
         limits: *limits,
+        engine: EngineReport {
+            status: EngineStatus::NotRun,
+            hooks: Vec::new(),
+        },
         problems: Vec::new(),
         warnings: Vec::new(),
     };
     match PolicyObject::parse(data) {
-        Ok(object) => check_object(&object, limits, &mut report),
+        Ok(object) => {
+            check_object(&object, limits, &mut report);
+            check_with_engine_verifier(&object, data, &mut report);
+        }
         Err(error) => report.problems.push(object_problem(error)),
     }
     report.accepted = report.problems.is_empty();
     report
+}
+
+/// Runs the engine's verifier on every hook and records its verdict.
+fn check_with_engine_verifier(object: &PolicyObject, data: &[u8], report: &mut CheckReport) {
+    let lines = crate::engine::LineTable::parse(data);
+    let verifications = match crate::engine::verify_object(object, &lines) {
+        Ok(verifications) => verifications,
+        Err(error) => {
+            if report.problems.is_empty() {
+                report.problems.push(problem(
+                    ProblemKind::EngineVerifier,
+                    None,
+                    None,
+                    format!("the engine cannot prepare the object: {error}"),
+                ));
+            }
+            return;
+        }
+    };
+    let statically_accepted = report.problems.is_empty();
+    let mut all_accepted = true;
+    for verification in verifications {
+        let section = format!("{HOOK_SECTION_PREFIX}{}", verification.hook);
+        let line = verification.line.as_ref().map(ToString::to_string);
+        let verdict = match verification.result {
+            Ok(verdict) => EngineHookVerdict {
+                hook: verification.hook.to_string(),
+                accepted: true,
+                explored_insns: Some(verdict.explored),
+                insn: None,
+                reason: None,
+                message: None,
+                line: None,
+            },
+            Err(rejection) => {
+                all_accepted = false;
+                if statically_accepted {
+                    let message = match &line {
+                        Some(line) => format!("{} (at {line})", rejection.message),
+                        None => rejection.message.clone(),
+                    };
+                    report.problems.push(problem(
+                        ProblemKind::EngineVerifier,
+                        Some(&section),
+                        Some(rejection.pc),
+                        message,
+                    ));
+                }
+                EngineHookVerdict {
+                    hook: verification.hook.to_string(),
+                    accepted: false,
+                    explored_insns: None,
+                    insn: Some(rejection.pc),
+                    reason: Some(rejection.kind.to_string()),
+                    message: Some(rejection.message),
+                    line,
+                }
+            }
+        };
+        report.engine.hooks.push(verdict);
+    }
+    report
+        .engine
+        .hooks
+        .sort_by_key(|h| upsched_abi::hook(&h.hook).map(|info| info.id));
+    report.engine.status = if report.engine.hooks.is_empty() {
+        EngineStatus::NotRun
+    } else if all_accepted {
+        EngineStatus::Accepted
+    } else {
+        EngineStatus::Rejected
+    };
 }
 
 fn object_problem(error: ObjectError) -> Problem {

@@ -1,9 +1,12 @@
 //! Tenant policy objects: parsing (`object`), static analysis of what each hook does to the
-//! context (`analysis`), and the admission checks behind `upsched check` (`check`).
+//! context (`analysis`), the admission checks behind `upsched check` (`check`), and running
+//! policies on upsched's own eBPF engine (`engine`).
 
 pub mod analysis;
 pub mod check;
+pub mod engine;
 pub mod object;
 
-pub use check::{CheckReport, Limits, Problem, ProblemKind, check};
+pub use check::{CheckReport, EngineReport, EngineStatus, Limits, Problem, ProblemKind, check};
+pub use engine::{EngineError, FixedKfuncs, KfuncProvider, LoadedPolicy, NoKfuncs, PolicyInstance};
 pub use object::{ObjectError, PolicyObject, Program};

@@ -98,6 +98,9 @@ pub struct DataSection {
     pub size: u64,
     /// Named variables: (name, offset, size).
     pub variables: Vec<(String, u64, u64)>,
+    /// Initial contents: the section's bytes for `.data` and `.rodata`, empty for `.bss`
+    /// (which starts zeroed). The engine initialises each instance's globals from them.
+    pub bytes: Vec<u8>,
 }
 
 /// A parsed policy object.
@@ -199,10 +202,13 @@ impl PolicyObject {
                         section.size()
                     )));
                 }
+                // SHT_NOBITS (.bss) has no bytes in the file: `data()` is empty for it.
+                let bytes = section.data().map_err(|e| section_error(e.to_string()))?;
                 object.data_sections.push(DataSection {
                     name: name.clone(),
                     size: section.size(),
                     variables: Vec::new(),
+                    bytes: bytes.to_vec(),
                 });
             } else if is_code_section(&section) {
                 let bytes = section.data().map_err(|e| section_error(e.to_string()))?;

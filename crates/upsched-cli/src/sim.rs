@@ -1,0 +1,190 @@
+//! `upsched sim`: run a scenario in the simulator under one or more policies.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use upsched_sim::rtapp::ImportOptions;
+use upsched_sim::units::{MS, parse_duration};
+use upsched_sim::{BUILTIN_POLICIES, RunOptions, Scenario, engine, plots, report};
+
+#[derive(Args)]
+pub struct SimArgs {
+    /// Scenario: TOML (see docs/simulator.md) or rt-app JSON (`*.json`).
+    scenario: PathBuf,
+    /// Policy to run; repeat to compare several (default: the scenario's `policy`).
+    /// Built in: linux-eevdf, upsched-default, fifo, rr.
+    #[arg(long = "policy", value_name = "NAME")]
+    policies: Vec<String>,
+    /// Seed of the random streams (default: the scenario's `seed`).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Simulated time to run, e.g. 10s (default: the scenario's `duration`).
+    #[arg(long, value_parser = parse_duration_arg)]
+    duration: Option<u64>,
+    /// Print the full report as JSON on stdout instead of the summary table.
+    #[arg(long)]
+    json: bool,
+    /// Write report.json and, per policy, POLICY-tasks.csv, POLICY-timeline.svg,
+    /// POLICY-latency-cdf.svg and POLICY-trace.json (Chrome/Perfetto trace) into DIR.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Time span shown by the timeline plot.
+    #[arg(long, default_value = "50ms", value_parser = parse_duration_arg)]
+    timeline_window: u64,
+    /// Most CPU stints kept for the timeline and the trace.
+    #[arg(long, default_value_t = 2_000_000)]
+    trace_limit: usize,
+    /// CPUs of the machine for an rt-app JSON scenario.
+    #[arg(long)]
+    cpus: Option<u32>,
+    /// Check the policy's invariants (work conservation) after every event; slow.
+    #[arg(long)]
+    check: bool,
+}
+
+fn parse_duration_arg(text: &str) -> Result<u64, String> {
+    parse_duration(text)
+}
+
+fn load(args: &SimArgs) -> Result<Scenario, upsched_sim::ScenarioError> {
+    if args.scenario.extension().is_some_and(|e| e == "json") {
+        let file = args.scenario.display().to_string();
+        let text =
+            std::fs::read_to_string(&args.scenario).map_err(|e| upsched_sim::ScenarioError {
+                file: file.clone(),
+                line: None,
+                message: format!("cannot read: {e}"),
+            })?;
+        upsched_sim::rtapp::import(
+            &text,
+            &file,
+            &ImportOptions {
+                nr_cpus: args.cpus,
+                ..Default::default()
+            },
+        )
+    } else {
+        upsched_sim::load_scenario(&args.scenario)
+    }
+}
+
+fn write(dir: &Path, name: &str, contents: &str) -> anyhow::Result<()> {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
+    let scenario = match load(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("upsched sim: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    for warning in &scenario.warnings {
+        eprintln!("upsched sim: warning: {warning}");
+    }
+    let policies = if args.policies.is_empty() {
+        scenario.policies.clone()
+    } else {
+        args.policies.clone()
+    };
+    for p in &policies {
+        if !BUILTIN_POLICIES.contains(&p.as_str()) {
+            eprintln!(
+                "upsched sim: unknown policy {p:?} (built in: {})",
+                BUILTIN_POLICIES.join(", ")
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let seed = args.seed.unwrap_or(scenario.seed);
+    let duration = args.duration.unwrap_or(scenario.duration);
+    let show_progress = std::io::stderr().is_terminal();
+
+    let mut runs = Vec::new();
+    for policy in &policies {
+        let bar = show_progress.then(|| {
+            let bar = indicatif::ProgressBar::new(duration / MS);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix:>16} [{bar:40}] {pos}/{len} ms simulated, {elapsed}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(policy.clone());
+            bar
+        });
+        let mut progress = |now: u64| {
+            if let Some(bar) = &bar {
+                bar.set_position(now / MS);
+            }
+        };
+        let opts = RunOptions {
+            seed,
+            duration: Some(duration),
+            record_trace: args.out.is_some(),
+            trace_limit: args.trace_limit,
+            // Debug builds always check, as the tests do.
+            check_invariants: args.check || cfg!(debug_assertions),
+            progress: Some(&mut progress),
+        };
+        let outcome = match engine::run_builtin(&scenario, policy, opts) {
+            Ok(o) => o,
+            Err(e) => {
+                if let Some(bar) = &bar {
+                    bar.abandon();
+                }
+                eprintln!("upsched sim: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        };
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        let run = report::run_report(&outcome, &scenario);
+        if let Some(dir) = &args.out {
+            write(
+                dir,
+                &format!("{policy}-tasks.csv"),
+                &report::tasks_csv(&run),
+            )?;
+            let timeline = plots::timeline_svg(&outcome, &scenario, args.timeline_window)
+                .map_err(anyhow::Error::msg)?;
+            write(dir, &format!("{policy}-timeline.svg"), &timeline)?;
+            let cdf = plots::latency_cdf_svg(&outcome, &scenario).map_err(anyhow::Error::msg)?;
+            write(dir, &format!("{policy}-latency-cdf.svg"), &cdf)?;
+            write(
+                dir,
+                &format!("{policy}-trace.json"),
+                &plots::perfetto_trace(&outcome, &scenario),
+            )?;
+            if outcome.trace_truncated {
+                eprintln!(
+                    "upsched sim: {policy}: timeline and trace keep the first {} stints only (--trace-limit)",
+                    args.trace_limit
+                );
+            }
+        }
+        if !args.json {
+            print!("{}", report::text_summary(&run, 40));
+        }
+        runs.push(run);
+    }
+    let full = report::report(&scenario, seed, runs);
+    let json = serde_json::to_string_pretty(&full)? + "\n";
+    if let Some(dir) = &args.out {
+        write(dir, "report.json", &json)?;
+    }
+    if args.json {
+        print!("{json}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

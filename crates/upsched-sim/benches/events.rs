@@ -1,0 +1,110 @@
+//! Simulated scheduling events per second on one core, per built-in policy.
+//!
+//! `cargo bench -p upsched-sim --bench events` (after `--`: `--quick` for a tenth of the
+//! simulated time, `--policy NAME` for one policy, `--scenario FILE` for another workload).
+//! Not a test: it prints figures for docs/simulator.md.
+
+use std::time::Instant;
+
+use upsched_sim::{RunOptions, parse_scenario, run_builtin};
+
+/// 16 CPUs (8 cores x 2 SMT, 2 LLCs), 64 tasks that run ~200 µs and sleep ~1 ms (about 80%
+/// load: queues form and the balancer works), 16 polling tasks signalled by a Poisson source,
+/// and a stream of short jobs.
+const MIXED: &str = r#"
+name = "bench-mixed"
+duration = "20s"
+[machine]
+cpus = 16
+smt = 2
+llc_cpus = 8
+[[event]]
+name = "req"
+[[task]]
+name = "worker"
+count = 64
+program = [{ loop = "forever", body = [
+  { run = { dist = "exponential", mean = "200us" } },
+  { sleep = { dist = "exponential", mean = "1ms" } },
+] }]
+[[task]]
+name = "poller"
+count = 16
+program = [{ loop = "forever", body = [{ spin_until = "req" }, { run = "50us" }, { sleep = "2ms" }] }]
+[[task]]
+name = "job"
+count = 0
+program = [{ run = { dist = "exponential", mean = "100us" } }]
+[[arrival]]
+name = "jobs"
+process = "poisson"
+rate = 20000.0
+spawn = "job"
+[[arrival]]
+name = "requests"
+process = "poisson"
+rate = 5000.0
+signal = "req"
+"#;
+
+/// CPU time this thread has run, from the kernel's schedstat (ns). On a shared machine the
+/// wall-clock time also counts time spent waiting for a core.
+fn thread_cpu_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let file: Vec<String> = std::env::args()
+        .skip_while(|a| a != "--scenario")
+        .skip(1)
+        .take(1)
+        .collect();
+    let mut scenario = match file.first() {
+        Some(path) => {
+            upsched_sim::load_scenario(std::path::Path::new(path)).unwrap_or_else(|e| panic!("{e}"))
+        }
+        None => parse_scenario(MIXED, "bench-mixed").expect("bench scenario parses"),
+    };
+    if quick {
+        scenario.duration /= 10;
+    }
+    println!(
+        "scenario {} ({} s simulated, 16 CPUs)",
+        scenario.name,
+        scenario.duration as f64 / 1e9
+    );
+    let only: Vec<String> = std::env::args()
+        .skip_while(|a| a != "--policy")
+        .skip(1)
+        .take(1)
+        .collect();
+    for policy in upsched_sim::BUILTIN_POLICIES
+        .iter()
+        .filter(|p| only.is_empty() || only[0] == **p)
+    {
+        let start = Instant::now();
+        let cpu_start = thread_cpu_ns();
+        let outcome = run_builtin(
+            &scenario,
+            policy,
+            RunOptions {
+                check_invariants: false,
+                ..Default::default()
+            },
+        )
+        .expect("bench runs");
+        let wall = start.elapsed().as_secs_f64();
+        let cpu = match (cpu_start, thread_cpu_ns()) {
+            (Some(a), Some(b)) => (b - a) as f64 / 1e9,
+            _ => wall,
+        };
+        println!(
+            "{policy:>16}: {:>9} events, {wall:.3} s wall, {cpu:.3} s CPU: {:.2} M events/s per CPU second ({:.1} x real time)",
+            outcome.events,
+            outcome.events as f64 / cpu / 1e6,
+            outcome.end as f64 / 1e9 / cpu
+        );
+    }
+}
