@@ -13,6 +13,8 @@
 
 #![forbid(unsafe_code)]
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod insn;
 pub mod interp;
 pub mod memory;
