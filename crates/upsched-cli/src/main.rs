@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod call;
 mod check;
+mod demo;
 mod sim;
 
 /// upsched: user-programmable CPU scheduling on Linux sched_ext.
@@ -58,6 +59,33 @@ enum Command {
         after_help = "Examples:\n  upsched sim examples/cpu-weights.toml --policy linux-eevdf --policy upsched-default\n  upsched sim examples/mm1.toml --policy fifo --json | jq '.runs[0].totals.wait'\n  upsched sim examples/interactive.toml --out results/"
     )]
     Sim(sim::SimArgs),
+    /// Show the host scheduler and two tenant policies at work on a real kernel.
+    ///
+    /// Loads the host scheduler, creates two cgroups (/sys/fs/cgroup/upsched-demo/{batch,
+    /// interactive}) with a mixed workload (CPU hogs; a sleeping/waking task plus a hog),
+    /// attaches the example policies wfq (batch, level 1) and prio (interactive, level 2) while
+    /// the work runs, prints per-tenant statistics every second (CPU share, enqueues and
+    /// dispatches per second, longest wait, parks, clamps), detaches prio (its tasks go on in
+    /// the default class), then stops the workload, unloads the scheduler (sched_ext state
+    /// enabled -> disabled), removes the cgroups and prints a summary. Ctrl-C cleans up too.
+    ///
+    /// Where it runs: as root on a kernel with sched_ext, on this machine. Anywhere else it
+    /// boots the test VM (QEMU software emulation, Debian sid's sched_ext kernel, downloaded
+    /// and cached on first use; see docs/vm-harness.md) with a static upsched in its initramfs,
+    /// runs `upsched demo --here` in the guest and streams its output. Outside a source
+    /// checkout the VM needs this binary to be static (or the workspace to build one).
+    ///
+    /// Exit status: 0 the demo ran and looked right, 1 it ran but failed (host stopped, a
+    /// policy ejected or never ran, unload incomplete), 2 it could not start (not root, no
+    /// sched_ext with --here, another scheduler active, no cgroup2, no QEMU), 3 the VM crashed
+    /// or timed out, 130 interrupted by Ctrl-C (after cleaning up).
+    #[command(
+        after_help = "Examples:\n  upsched demo                 # here if possible, else in the VM\n  upsched demo --vm --seconds 12\n  sudo upsched demo --here"
+    )]
+    Demo(demo::DemoArgs),
+    /// Internal: one process of the demo's workload.
+    #[command(hide = true)]
+    DemoWorker(demo::WorkerArgs),
     /// List or export the example policies built into this binary.
     Examples {
         #[command(subcommand)]
@@ -79,6 +107,8 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Call(args) => call::run(&args),
         Command::Sim(args) => sim::run(&args),
+        Command::Demo(args) => demo::run(&args),
+        Command::DemoWorker(args) => demo::worker(&args),
         Command::Examples { action } => examples(action),
     };
     result.unwrap_or_else(|error| {
