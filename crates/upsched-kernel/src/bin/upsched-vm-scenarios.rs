@@ -227,8 +227,10 @@ fn spawn(args: &[String]) -> Result<Child, String> {
         .args(args)
         .stdout(Stdio::piped())
         .stdin(Stdio::piped());
-    // Join the cgroup (and take the nice value) between fork and exec: a child that had to
-    // run first to move itself would wait in the default class, below the tenants' levels.
+    // Join the cgroup (and take the nice value) between fork and exec, so that the child runs
+    // no code of its own outside the cgroup. It may then join a tenant before its exec, at the
+    // next tick or enqueue, and wait there under the tenant's policy while `spawn` waits for
+    // the exec: scenarios that need every child started use `--wait-stdin`.
     let cgroup = args
         .iter()
         .position(|a| a == "--cgroup")
@@ -636,47 +638,89 @@ fn strict_priority(host: &mut Host) -> Result<String, String> {
 }
 
 /// Detaching a policy while its tasks run: they go on in the default class and finish.
+///
+/// The workers wait on their standard input until all three are spawned. Released one by one
+/// instead, the third would join the FIFO tenant (between fork and exec) behind two spinners
+/// that hold both CPUs and keep their place in line, and would wait there until one of them
+/// finished, with this process blocked in `spawn` until its exec: the tenant governed its tasks,
+/// but never all three at once where the poll below could see them.
 fn detach_while_running(host: &mut Host) -> Result<String, String> {
     let cgroup = make_cgroup("detach")?;
     let handle = attach(host, example("fifo")?, &TenantConfig::new(&cgroup).level(1))?;
     let cg = cgroup.display().to_string();
+    // The slot's counters before its tasks ran (the evidence is their difference).
+    let dispatches_before = host.stats().map_err(|e| e.to_string())?.classes[handle.slot]
+        .raw
+        .dispatches;
     let mut children = Vec::new();
+    let mut spawn_ms = Vec::new();
     for _ in 0..3 {
+        let spawned = Instant::now();
         children.push(spawn(&args(&[
-            "spin", "--cgroup", &cg, "--cpu-ms", "1500",
+            "spin",
+            "--cgroup",
+            &cg,
+            "--cpu-ms",
+            "1500",
+            "--wait-stdin",
         ]))?);
+        spawn_ms.push(spawned.elapsed().as_millis());
+    }
+    for child in &mut children {
+        drop(child.stdin.take());
     }
     // Detach once all three run under the tenant (each pid found in the host's task map).
     let pids: Vec<u32> = children.iter().map(Child::id).collect();
     let start = Instant::now();
-    let members = loop {
-        let members = pids
+    let mut history: Vec<String> = Vec::new();
+    let (members, stats) = loop {
+        let slots: Vec<Option<usize>> = pids
             .iter()
-            .filter(
-                |pid| matches!(host.task_slot(**pid), Ok(Some((slot, _))) if slot == handle.slot),
-            )
-            .count();
-        if members == pids.len() || start.elapsed() > Duration::from_secs(5) {
-            break members;
+            .map(|pid| match host.task_slot(*pid) {
+                Ok(Some((slot, _))) => Some(slot),
+                _ => None,
+            })
+            .collect();
+        let line = slots
+            .iter()
+            .map(|s| s.map_or("-".to_string(), |s| s.to_string()))
+            .collect::<Vec<_>>()
+            .join(",");
+        if history
+            .last()
+            .is_none_or(|l| !l.ends_with(&format!(" {line}")))
+        {
+            history.push(format!("{} ms {line}", start.elapsed().as_millis()));
+        }
+        let members = slots.iter().filter(|s| **s == Some(handle.slot)).count();
+        // ... and ran under it (a task joins at its enqueue, before it first runs).
+        let stats = host.stats().map_err(|e| e.to_string())?;
+        let ran = stats.classes[handle.slot].raw.dispatches > dispatches_before;
+        if (members == pids.len() && ran) || start.elapsed() > Duration::from_secs(5) {
+            break (members, stats);
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let stats = host.stats().map_err(|e| e.to_string())?;
     let tenant_tasks = stats
         .tenants
         .iter()
         .find(|t| t.handle == handle)
         .map(|t| t.nr_tasks)
         .unwrap_or(0);
-    let tenant_dispatches = stats.classes[handle.slot].raw.dispatches;
+    let tenant_dispatches = stats.classes[handle.slot]
+        .raw
+        .dispatches
+        .saturating_sub(dispatches_before);
     host.detach(handle).map_err(|e| e.to_string())?;
     let detached_at = Instant::now();
     wait_all(&mut children, Duration::from_secs(60))?;
-    if members < pids.len() || tenant_dispatches == 0 {
+    if members < pids.len() || tenant_tasks < pids.len() as i32 || tenant_dispatches == 0 {
         return Err(format!(
             "the tenant never governed its tasks before the detach ({members} of {} in the \
-             tenant, member count {tenant_tasks}, {tenant_dispatches} dispatches)",
-            pids.len()
+             tenant, member count {tenant_tasks}, {tenant_dispatches} dispatches; spawns took \
+             {spawn_ms:?} ms; task map: {})",
+            pids.len(),
+            history.join(" | ")
         ));
     }
     Ok(format!(
