@@ -9,22 +9,6 @@ use std::io::Write;
 use std::process::Command;
 use std::time::Instant;
 
-use upsched_vmtest::kernel;
-use upsched_vmtest::tools::find_tool;
-
-const REQUIRED_ENV: &str = "UPSCHED_VM_REQUIRED";
-
-fn skip_loudly(why: &str) {
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-         !! SKIPPED `upsched demo --vm`: {why}.\n\
-         !! Run `upsched-vmtest kernel` once (needs network) or set UPSCHED_KERNEL, and set\n\
-         !! {REQUIRED_ENV}=1 to make this a failure instead of a skip.\n\
-         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
-    );
-}
-
 /// The stats rows of `tenant` printed while its policy was attached: (cpu %, line).
 fn policy_rows<'a>(text: &'a str, tenant: &str, policy: &str) -> Vec<(f64, &'a str)> {
     text.lines()
@@ -43,21 +27,9 @@ fn policy_rows<'a>(text: &'a str, tenant: &str, policy: &str) -> Vec<(f64, &'a s
 
 #[test]
 fn demo_runs_in_the_vm() {
-    let required = std::env::var(REQUIRED_ENV).is_ok_and(|v| v.trim() == "1");
-    if let Err(err) = find_tool("qemu-system-x86_64", "apt-get install qemu-system-x86") {
-        assert!(!required, "{REQUIRED_ENV}=1 but {err}");
-        skip_loudly(&err.to_string());
+    // With UPSCHED_VM_REQUIRED=1 this fetches the kernel the demo then finds in the cache.
+    if upsched_vmtest::testing::kernel_or_skip("`upsched demo --vm`").is_none() {
         return;
-    }
-    match kernel::locate_offline() {
-        Ok(Some(_)) => {}
-        // The demo downloads the kernel itself.
-        Ok(None) if required => {}
-        Ok(None) => {
-            skip_loudly("no sched_ext kernel is cached and UPSCHED_KERNEL is not set");
-            return;
-        }
-        Err(err) => panic!("looking for a kernel: {err:#}"),
     }
 
     let start = Instant::now();

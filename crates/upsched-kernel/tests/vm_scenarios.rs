@@ -8,10 +8,8 @@
 use std::io::Write;
 use std::time::Duration;
 
-use upsched_vmtest::tools::find_tool;
-use upsched_vmtest::{InitramfsSpec, Scenario, guest_binary, kernel, print_event, run_scenario};
+use upsched_vmtest::{InitramfsSpec, Scenario, guest_binary, print_event, run_scenario};
 
-const REQUIRED_ENV: &str = "UPSCHED_VM_REQUIRED";
 const RUNNER: &str = "upsched-vm-scenarios";
 const RUNNER_GUEST_PATH: &str = "/usr/bin/upsched-vm-scenarios";
 
@@ -33,34 +31,12 @@ const EXPECTED: &[&str] = &[
     "unload",
 ];
 
-fn skip_loudly(why: &str) {
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-         !! SKIPPED the host scheduler's real-kernel scenarios: {why}.\n\
-         !! Run `upsched-vmtest kernel` once (needs network) or set UPSCHED_KERNEL, and set\n\
-         !! {REQUIRED_ENV}=1 to make this a failure instead of a skip.\n\
-         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
-    );
-}
-
 #[test]
 fn host_scheduler_scenarios_pass_on_the_real_kernel() {
-    let required = std::env::var(REQUIRED_ENV).is_ok_and(|v| v.trim() == "1");
-    if let Err(err) = find_tool("qemu-system-x86_64", "apt-get install qemu-system-x86") {
-        assert!(!required, "{REQUIRED_ENV}=1 but {err}");
-        skip_loudly(&err.to_string());
+    let Some(kernel) =
+        upsched_vmtest::testing::kernel_or_skip("the host scheduler's real-kernel scenarios")
+    else {
         return;
-    }
-    let kernel = match kernel::locate_offline() {
-        Ok(Some(kernel)) => kernel,
-        Ok(None) if required => kernel::fetch_from_sid()
-            .unwrap_or_else(|err| panic!("{REQUIRED_ENV}=1 but no kernel: {err:#}")),
-        Ok(None) => {
-            skip_loudly("no sched_ext kernel is cached and UPSCHED_KERNEL is not set");
-            return;
-        }
-        Err(err) => panic!("looking for a kernel: {err:#}"),
     };
 
     let runner = guest_binary::build_static_binary(env!("CARGO_PKG_NAME"), RUNNER)

@@ -30,6 +30,7 @@ pub mod protocol;
 pub mod qemu;
 pub mod scenario;
 pub mod smoke;
+pub mod testing;
 pub mod tools;
 pub mod vmlinux;
 

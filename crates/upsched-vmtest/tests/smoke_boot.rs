@@ -7,42 +7,13 @@
 
 use std::io::Write;
 
-use upsched_vmtest::tools::find_tool;
-use upsched_vmtest::{guest_binary, kernel, print_event, run_scenario, smoke};
-
-const REQUIRED_ENV: &str = "UPSCHED_VM_REQUIRED";
-
-/// Written with `io::stderr()` directly: libtest captures `eprintln!` of passing tests, and a
-/// skip must be seen.
-fn skip_loudly(why: &str) {
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-         !! SKIPPED the real-kernel VM smoke test: {why}.\n\
-         !! Run `upsched-vmtest kernel` once (needs network) or set UPSCHED_KERNEL, and set\n\
-         !! {REQUIRED_ENV}=1 to make this a failure instead of a skip.\n\
-         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
-    );
-}
+use upsched_vmtest::{guest_binary, print_event, run_scenario, smoke};
 
 #[test]
 fn smoke_scenario_passes_on_the_real_kernel() {
-    let required = std::env::var(REQUIRED_ENV).is_ok_and(|v| v.trim() == "1");
-
-    if let Err(err) = find_tool("qemu-system-x86_64", "apt-get install qemu-system-x86") {
-        assert!(!required, "{REQUIRED_ENV}=1 but {err}");
-        skip_loudly(&err.to_string());
+    let Some(kernel) = upsched_vmtest::testing::kernel_or_skip("the real-kernel VM smoke test")
+    else {
         return;
-    }
-    let kernel = match kernel::locate_offline() {
-        Ok(Some(kernel)) => kernel,
-        Ok(None) if required => kernel::fetch_from_sid()
-            .unwrap_or_else(|err| panic!("{REQUIRED_ENV}=1 but no kernel: {err:#}")),
-        Ok(None) => {
-            skip_loudly("no sched_ext kernel is cached and UPSCHED_KERNEL is not set");
-            return;
-        }
-        Err(err) => panic!("looking for a kernel: {err:#}"),
     };
 
     let probe = guest_binary::guest_probe().unwrap_or_else(|err| panic!("{err:#}"));
