@@ -370,8 +370,6 @@ fn cgroup_usage(cgroup: &Path) -> Duration {
 /// outside its tenant) with the given nice value; it dies with this process.
 fn spawn_worker(kind: &str, cgroup: &Path, nice: i32, max_seconds: u64) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("finding this binary to start the workload")?;
-    let procs = std::ffi::CString::new(cgroup.join("cgroup.procs").to_string_lossy().as_bytes())
-        .context("cgroup path")?;
     let mut command = Command::new(exe);
     command
         .args([
@@ -382,27 +380,15 @@ fn spawn_worker(kind: &str, cgroup: &Path, nice: i32, max_seconds: u64) -> anyho
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null());
-    // SAFETY: the closure makes only async-signal-safe system calls (open, write, close,
-    // setpriority, prctl) on data prepared before the fork.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // "0" moves the writing process itself.
-            let written = libc::write(fd, b"0".as_ptr().cast(), 1);
-            libc::close(fd);
-            if written != 1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if nice != 0 {
-                libc::setpriority(libc::PRIO_PROCESS, 0, nice);
-            }
-            Ok(())
-        });
-    }
+    upsched_kernel::join_cgroup_before_exec(
+        &mut command,
+        cgroup,
+        upsched_kernel::ChildSetup {
+            nice,
+            die_with_parent: true,
+        },
+    )
+    .context("preparing a worker's cgroup")?;
     command
         .spawn()
         .with_context(|| format!("starting a {kind} worker in {}", cgroup.display()))

@@ -5,16 +5,19 @@
 //! - [`Host`]: load and attach the host scheduler; [`Host::attach`] a policy object onto a free
 //!   tenant slot, bound to a cgroup, at a chain level with a weight; [`Host::detach`];
 //!   [`Host::stats`]; ejections by the host's watchdog ([`Host::poll_ejections`]).
+//! - [`join_cgroup_before_exec`]: start workloads already inside a tenant's cgroup.
 //! - [`intf`]: the map layouts shared with the BPF side.
 //!
 //! The mechanism's exact semantics are in `docs/mechanism.md`.
 
+pub mod child;
 pub mod detect;
 pub mod error;
 pub mod host;
 pub mod intf;
 pub mod signals;
 
+pub use child::{ChildSetup, join_cgroup_before_exec};
 pub use error::HostError;
 pub use host::{
     ClassStats, Ejection, ExitInfo, HOST_OBJECT, Host, HostConfig, HostStats, ProgramStats,

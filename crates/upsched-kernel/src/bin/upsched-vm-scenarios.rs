@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use upsched_kernel::intf::DEFAULT_CLASS;
-use upsched_kernel::{Host, HostConfig, HostError, TenantConfig, TenantHandle, sched_ext_state};
+use upsched_kernel::{
+    ChildSetup, Host, HostConfig, HostError, TenantConfig, TenantHandle, join_cgroup_before_exec,
+    sched_ext_state,
+};
 
 #[derive(Parser)]
 #[command(about = "upsched host scheduler scenarios for the test VM (needs root and sched_ext)")]
@@ -234,40 +237,46 @@ fn spawn(args: &[String]) -> Result<Child, String> {
     let cgroup = args
         .iter()
         .position(|a| a == "--cgroup")
-        .and_then(|i| args.get(i + 1))
-        .map(|path| format!("{path}/cgroup.procs"));
+        .and_then(|i| args.get(i + 1));
     let nice: i32 = args
         .iter()
         .position(|a| a == "--nice")
         .and_then(|i| args.get(i + 1))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    if let Some(procs) = cgroup {
-        let procs = std::ffi::CString::new(procs).map_err(|e| e.to_string())?;
-        // SAFETY: the closure only makes async-signal-safe system calls (open, write,
-        // close, setpriority) on data prepared before the fork.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
-                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
-                if fd < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // "0" moves the writing process itself.
-                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
-                libc::close(fd);
-                if written != 1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if nice != 0 {
-                    libc::setpriority(libc::PRIO_PROCESS, 0, nice);
-                }
-                Ok(())
-            });
-        }
+    if let Some(cgroup) = cgroup {
+        let setup = ChildSetup {
+            nice,
+            die_with_parent: false,
+        };
+        join_cgroup_before_exec(&mut command, Path::new(cgroup), setup)
+            .map_err(|e| e.to_string())?;
     }
     command
         .spawn()
         .map_err(|e| format!("spawning workload {args:?}: {e}"))
+}
+
+/// Runs a 7 s hog in each of `hog_cgroups` and returns the CPU seconds each of `measured` got
+/// over 4 s of saturation (after 2 s to settle), with the wall-clock seconds measured, once
+/// every hog has finished.
+fn saturate(hog_cgroups: &[&Path], measured: [&Path; 2]) -> Result<([f64; 2], f64), String> {
+    let mut children = Vec::new();
+    for cgroup in hog_cgroups {
+        let cgroup = cgroup.display().to_string();
+        children.push(spawn(&args(&["hog", "--cgroup", &cgroup, "--secs", "7"]))?);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let start = Instant::now();
+    let before = [cgroup_usage(measured[0])?, cgroup_usage(measured[1])?];
+    std::thread::sleep(Duration::from_secs(4));
+    let after = [cgroup_usage(measured[0])?, cgroup_usage(measured[1])?];
+    let seconds = start.elapsed().as_secs_f64();
+    wait_all(&mut children, Duration::from_secs(30))?;
+    Ok((
+        [0, 1].map(|i| (after[i] - before[i]).as_secs_f64()),
+        seconds,
+    ))
 }
 
 fn args(list: &[&str]) -> Vec<String> {
@@ -530,22 +539,8 @@ fn weights(host: &mut Host) -> Result<String, String> {
     let wfq = example("wfq")?;
     attach(host, wfq, &TenantConfig::new(&light).level(1).weight(100))?;
     attach(host, wfq, &TenantConfig::new(&heavy).level(1).weight(300))?;
-    let mut children = Vec::new();
-    for cgroup in [&light, &heavy, &light, &heavy] {
-        children.push(spawn(&args(&[
-            "hog",
-            "--cgroup",
-            &cgroup.display().to_string(),
-            "--secs",
-            "7",
-        ]))?);
-    }
-    std::thread::sleep(Duration::from_secs(2));
-    let (l0, h0) = (cgroup_usage(&light)?, cgroup_usage(&heavy)?);
-    std::thread::sleep(Duration::from_secs(4));
-    let (l1, h1) = (cgroup_usage(&light)?, cgroup_usage(&heavy)?);
-    wait_all(&mut children, Duration::from_secs(30))?;
-    let (light_cpu, heavy_cpu) = ((l1 - l0).as_secs_f64(), (h1 - h0).as_secs_f64());
+    let ([light_cpu, heavy_cpu], _) =
+        saturate(&[&light, &heavy, &light, &heavy], [&light, &heavy])?;
     if light_cpu <= 0.0 {
         return Err("the light tenant got no CPU at all".into());
     }
@@ -567,24 +562,8 @@ fn levels(host: &mut Host) -> Result<String, String> {
     let low = make_cgroup("l_low")?;
     attach(host, example("fifo")?, &TenantConfig::new(&high).level(2))?;
     attach(host, example("rr")?, &TenantConfig::new(&low).level(1))?;
-    let mut children = Vec::new();
-    for cgroup in [&low, &low, &high, &high] {
-        children.push(spawn(&args(&[
-            "hog",
-            "--cgroup",
-            &cgroup.display().to_string(),
-            "--secs",
-            "7",
-        ]))?);
-    }
-    std::thread::sleep(Duration::from_secs(2));
-    let start = Instant::now();
-    let (hi0, lo0) = (cgroup_usage(&high)?, cgroup_usage(&low)?);
-    std::thread::sleep(Duration::from_secs(4));
-    let (hi1, lo1) = (cgroup_usage(&high)?, cgroup_usage(&low)?);
-    let capacity = start.elapsed().as_secs_f64() * 2.0;
-    wait_all(&mut children, Duration::from_secs(30))?;
-    let (hi, lo) = ((hi1 - hi0).as_secs_f64(), (lo1 - lo0).as_secs_f64());
+    let ([hi, lo], seconds) = saturate(&[&low, &low, &high, &high], [&high, &low])?;
+    let capacity = seconds * 2.0;
     let (hi_share, lo_share) = (hi / capacity, lo / capacity);
     let detail = format!(
         "over {:.1} s: level 2 {:.1}% of CPU, level 1 {:.1}% (guard minimum 5%)",
