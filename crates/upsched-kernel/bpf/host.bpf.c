@@ -162,6 +162,10 @@ u64 guard_window_start;
 u64 default_vnow;
 /* Bumped by every ejection, so tasks reclassify themselves. */
 u32 nr_ejections;
+/* Bit per class whose DSQ may hold tasks: set after every insertion into a class DSQ, cleared
+ * (and checked again) by pick_class() when it finds the DSQ empty. A clear bit means empty, so
+ * dispatch and tick ask only the queues of set bits. */
+u32 queued_classes;
 /* Counter for the timer's scan loops, in a global because the verifier rejects it in a register
  * inside the DSQ iterator loop ("sequence of 8193 jumps is too complex"). */
 u32 scan_count;
@@ -267,6 +271,43 @@ static __always_inline struct upsched_tenant_config *live_tenant(struct task_ctx
 	if (!cfg || cfg->state != UPSCHED_SLOT_ACTIVE || cfg->gen != tctx->tenant_gen)
 		return NULL;
 	return cfg;
+}
+
+static __always_inline u64 tenant_slice_dfl(struct upsched_tenant_config *cfg)
+{
+	return cfg->slice_dfl_ns ? cfg->slice_dfl_ns : default_slice();
+}
+
+/* Whether the tenant's policy replaced `hook`'s stub: an unreplaced stub returns the
+ * pre-filled defaults, so the host skips filling the context and calling it. */
+static __always_inline bool calls_hook(struct upsched_tenant_config *cfg, u32 hook)
+{
+	return cfg->hooks & (1U << hook);
+}
+
+static __always_inline void mark_queued(s32 cls)
+{
+	u32 bit = 1U << CLS_IDX(cls);
+
+	if (!(queued_classes & bit))
+		__sync_fetch_and_or(&queued_classes, bit);
+}
+
+/* Whether class `cls` has queued tasks; clears its bit in queued_classes when it has none. An
+ * insertion racing with the clear sets the bit after queueing, so the second look sees it. */
+static __always_inline bool class_has_queued(s32 cls)
+{
+	u32 bit = 1U << CLS_IDX(cls);
+
+	if (!(queued_classes & bit))
+		return false;
+	if (scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(cls)) > 0)
+		return true;
+	__sync_fetch_and_and(&queued_classes, ~bit);
+	if (scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(cls)) <= 0)
+		return false;
+	__sync_fetch_and_or(&queued_classes, bit);
+	return true;
 }
 
 static __always_inline u32 class_level(s32 cls)
@@ -407,7 +448,7 @@ static __always_inline void fill_ctx(struct upsched_ctx *ctx, struct task_struct
 {
 	struct upsched_tenant_status *st = tenant_stat(tctx->tenant);
 	struct upsched_hint_words *words = hint_words(tctx->tenant, tctx->task_slot);
-	u64 slice_dfl = cfg->slice_dfl_ns ? cfg->slice_dfl_ns : default_slice();
+	u64 slice_dfl = tenant_slice_dfl(cfg);
 
 	__builtin_memset(ctx, 0, sizeof(*ctx));
 	ctx->abi_version = UPSCHED_ABI_VERSION;
@@ -499,6 +540,18 @@ static s32 tenant_of_task(struct task_struct *p)
 	return -1;
 }
 
+/* Whether the task's last classification still holds: no tenant change (attach, detach,
+ * ejection) and no cgroup move since. */
+static __always_inline bool classification_current(struct task_struct *p, struct task_ctx *tctx,
+						   u64 cgroup_id)
+{
+	struct upsched_host_config *hcfg = host_cfg();
+	u32 classify_gen = hcfg ? hcfg->classify_gen : 0;
+
+	return tctx->seen_classify_gen == classify_gen && tctx->seen_ejections == nr_ejections &&
+	       tctx->cgroup_id == cgroup_id;
+}
+
 static void leave_tenant(struct task_struct *p, struct task_ctx *tctx)
 {
 	struct upsched_task_where where = { .tenant = -1, .task_slot = 0 };
@@ -521,18 +574,14 @@ static void classify(struct task_struct *p, struct task_ctx *tctx, u64 now)
 	struct upsched_tenant_config *cfg;
 	struct upsched_task_where where;
 	struct upsched_ctx ctx;
-	u32 classify_gen = hcfg ? hcfg->classify_gen : 0;
+	u64 cgroup_id = task_cgroup_id(p);
 	u32 pid = p->pid;
 	s32 new_tenant, task_slot;
 
-	u64 cgroup_id = task_cgroup_id(p);
-
-	/* Tenants changed (attach, detach, ejection) or the task moved to another cgroup. */
-	if (tctx->seen_classify_gen == classify_gen && tctx->seen_ejections == nr_ejections &&
-	    tctx->cgroup_id == cgroup_id)
+	if (classification_current(p, tctx, cgroup_id))
 		return;
 	tctx->cgroup_id = cgroup_id;
-	tctx->seen_classify_gen = classify_gen;
+	tctx->seen_classify_gen = hcfg ? hcfg->classify_gen : 0;
 	tctx->seen_ejections = nr_ejections;
 
 	new_tenant = tenant_of_task(p);
@@ -564,6 +613,8 @@ static void classify(struct task_struct *p, struct task_ctx *tctx, u64 now)
 		runnable_count(new_tenant, 1);
 		tctx->runnable_slot = new_tenant;
 	}
+	if (!calls_hook(cfg, UPSCHED_HOOK_TASK_INIT))
+		return;
 	fill_ctx(&ctx, p, tctx, cfg, UPSCHED_HOOK_TASK_INIT, 0, now);
 	CALL_STUB(task_init, new_tenant, &ctx);
 }
@@ -594,18 +645,38 @@ static void eject_tenant(s32 slot, u32 pid, u64 waited, u64 now)
 
 /* ---- default class --------------------------------------------------------------------------- */
 
-static __always_inline void enqueue_default(struct task_struct *p, struct task_ctx *tctx,
-					    u64 enq_flags)
+/* Counts a default-class enqueue and raises the task's virtual time: a sleeper restarts at most
+ * one slice behind, so it cannot bank credit by sleeping. Returns the default slice. */
+static __always_inline u64 admit_default(struct task_ctx *tctx)
 {
+	struct upsched_class_stats *stats = stats_of(UPSCHED_DEFAULT_CLASS);
 	u64 slice = default_slice();
 	u64 floor = default_vnow > slice ? default_vnow - slice : 0;
 
-	/* A sleeper restarts at most one slice behind: it cannot bank credit by sleeping. */
+	if (stats)
+		stats->enqueues++;
 	if (tctx->vtime < floor)
 		tctx->vtime = floor;
+	tctx->parked = 0;
 	tctx->cls = UPSCHED_DEFAULT_CLASS;
+	return slice;
+}
+
+static __always_inline void enqueue_default(struct task_struct *p, struct task_ctx *tctx,
+					    u64 enq_flags)
+{
+	u64 slice = admit_default(tctx);
+
 	scx_bpf_dsq_insert_vtime(p, UPSCHED_CLASS_DSQ(UPSCHED_DEFAULT_CLASS), slice, tctx->vtime,
 				 enq_flags);
+	mark_queued(UPSCHED_DEFAULT_CLASS);
+}
+
+/* A default-class task that runs next on the CPU whose local queue it goes to. */
+static __always_inline void insert_default_local(struct task_struct *p, struct task_ctx *tctx,
+						 u64 enq_flags)
+{
+	scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, admit_default(tctx), enq_flags);
 }
 
 /* A class that had nothing queued restarts near its level's virtual now. */
@@ -616,7 +687,7 @@ static __always_inline void catch_up_class(s32 cls)
 
 	if (cls < 0 || cls >= UPSCHED_NR_CLASSES || level >= UPSCHED_NR_LEVELS)
 		return;
-	if (scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(cls)) > 0)
+	if (class_has_queued(cls))
 		return;
 	vnow = level_vnow[LVL_IDX(level)];
 	floor = vnow > default_slice() ? vnow - default_slice() : 0;
@@ -646,14 +717,23 @@ s32 BPF_PROG(host_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flag
 	u32 flags = UPSCHED_F_WAKEUP;
 	s32 cpu, target;
 
-	/* No direct insertion here: every wake-up must reach ops.enqueue, where the tenant's
-	 * policy decides (and where parked tasks and hints are looked at). */
 	cpu = scx_bpf_select_cpu_dfl(p, prev_cpu, wake_flags, &is_idle);
 	tctx = task_ctx_of(p);
 	if (!tctx)
 		return cpu;
 	cfg = live_tenant(tctx);
-	if (!cfg)
+	if (!cfg) {
+		/* A default-class task waking onto an idle CPU goes straight to that CPU's local
+		 * queue (as scx_simple does), skipping ops.enqueue and a dispatch, when nothing can
+		 * change that choice: its class is current and no tenant has queued work. Tenant
+		 * tasks never take this path: every one of their wake-ups must reach ops.enqueue,
+		 * where the policy decides and parked tasks and hints are looked at. */
+		if (is_idle && tctx->tenant < 0 && !(queued_classes & ~(1U << UPSCHED_DEFAULT_CLASS)) &&
+		    classification_current(p, tctx, task_cgroup_id(p)))
+			insert_default_local(p, tctx, 0);
+		return cpu;
+	}
+	if (!calls_hook(cfg, UPSCHED_HOOK_SELECT_CPU))
 		return cpu;
 	if (wake_flags & SCX_WAKE_SYNC)
 		flags |= UPSCHED_F_WAKE_SYNC;
@@ -685,7 +765,7 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 	struct task_ctx *tctx;
 	struct upsched_ctx uctx;
 	u64 now = bpf_ktime_get_ns();
-	u64 slice, park_bound, until, insert_flags;
+	u64 key, slice, park_bound, until, insert_flags;
 	u32 flags, verdict;
 	s32 slot;
 	bool released = false;
@@ -694,6 +774,7 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 	if (!tctx) {
 		scx_bpf_dsq_insert_vtime(p, UPSCHED_CLASS_DSQ(UPSCHED_DEFAULT_CLASS),
 					 default_slice(), default_vnow, enq_flags);
+		mark_queued(UPSCHED_DEFAULT_CLASS);
 		return;
 	}
 	classify(p, tctx, now);
@@ -702,13 +783,8 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 
 	cfg = live_tenant(tctx);
 	if (!cfg) {
-		tctx->parked = 0;
-		stats = stats_of(UPSCHED_DEFAULT_CLASS);
-		if (stats)
-			stats->enqueues++;
 		if (enq_flags & SCX_ENQ_LAST) {
-			tctx->cls = UPSCHED_DEFAULT_CLASS;
-			scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, default_slice(), enq_flags);
+			insert_default_local(p, tctx, enq_flags);
 			return;
 		}
 		enqueue_default(p, tctx, enq_flags);
@@ -735,23 +811,33 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 
 	flags = tctx->last_flags;
 	tctx->last_flags = 0;
-	if (enq_flags & SCX_ENQ_WAKEUP)
-		flags |= UPSCHED_F_WAKEUP;
-	if (released)
-		flags |= UPSCHED_F_RELEASED;
-	fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_ENQUEUE, flags, now);
-	CALL_STUB(enqueue, slot, &uctx);
-
 	stats = stats_of(slot);
 	if (!stats)
 		return;
-	stats->policy_calls++;
+	if (calls_hook(cfg, UPSCHED_HOOK_ENQUEUE)) {
+		if (enq_flags & SCX_ENQ_WAKEUP)
+			flags |= UPSCHED_F_WAKEUP;
+		if (released)
+			flags |= UPSCHED_F_RELEASED;
+		fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_ENQUEUE, flags, now);
+		CALL_STUB(enqueue, slot, &uctx);
+		stats->policy_calls++;
+		key = uctx.key;
+		slice = uctx.slice_ns;
+		verdict = uctx.verdict;
+		until = uctx.park_until_ns;
+	} else {
+		/* The stub's default decision, as fill_ctx would pre-fill it. */
+		key = now;
+		slice = tenant_slice_dfl(cfg);
+		verdict = UPSCHED_VERDICT_RUN;
+		until = 0;
+	}
 	stats->enqueues++;
 	if (released)
 		stats->releases++;
 
 	/* Clamps. */
-	slice = uctx.slice_ns;
 	if (slice == 0 || slice < cfg->slice_min_ns) {
 		slice = cfg->slice_min_ns;
 		stats->clamp_slice++;
@@ -761,7 +847,6 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 	}
 	if (!slice)
 		slice = default_slice();
-	verdict = uctx.verdict;
 	if (verdict > UPSCHED_VERDICT_PREEMPT) {
 		verdict = UPSCHED_VERDICT_RUN;
 		stats->clamp_verdict++;
@@ -773,7 +858,6 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 			verdict = UPSCHED_VERDICT_RUN;
 			stats->clamp_park++;
 		} else {
-			until = uctx.park_until_ns;
 			if (until == 0 || until > park_bound) {
 				if (until)
 					stats->clamp_park++;
@@ -791,15 +875,16 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 
 	catch_up_class(slot);
 	tctx->cls = slot;
-	tctx->last_key = key_to_dsq_vtime(uctx.key);
+	tctx->last_key = key_to_dsq_vtime(key);
 	if (enq_flags & SCX_ENQ_LAST) {
 		/* Nothing else wants this CPU (dispatch found no better class): run on. */
 		scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, slice, enq_flags);
 		return;
 	}
 	insert_flags = enq_flags & ~SCX_ENQ_HEAD;
-	scx_bpf_dsq_insert_vtime(p, UPSCHED_CLASS_DSQ(slot), slice, key_to_dsq_vtime(uctx.key),
+	scx_bpf_dsq_insert_vtime(p, UPSCHED_CLASS_DSQ(slot), slice, key_to_dsq_vtime(key),
 				 insert_flags);
+	mark_queued(slot);
 	if (verdict == UPSCHED_VERDICT_PREEMPT) {
 		stats->preempt_kicks++;
 		scx_bpf_kick_cpu(scx_bpf_task_cpu(p), SCX_KICK_PREEMPT);
@@ -859,7 +944,7 @@ __attribute__((noinline)) s32 pick_class(u64 now, u32 tried, s32 prev_cls)
 	for (cls = 0; cls < UPSCHED_NR_CLASSES; cls++) {
 		if (tried & (1U << cls))
 			continue;
-		if (cls != prev_cls && scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(cls)) <= 0)
+		if (cls != prev_cls && !class_has_queued(cls))
 			continue;
 		level = class_level(cls);
 		sc->work_levels |= 1U << LVL_IDX(level);
@@ -953,7 +1038,6 @@ void BPF_PROG(host_dispatch, s32 cpu, struct task_struct *prev)
 	s32 cls, prev_cls = -1;
 	int attempt;
 
-	roll_guard_window(now);
 	if (prev && (prev->scx.flags & SCX_TASK_QUEUED)) {
 		tctx = task_ctx_of(prev);
 		if (tctx && !tctx->parked) {
@@ -961,6 +1045,10 @@ void BPF_PROG(host_dispatch, s32 cpu, struct task_struct *prev)
 			prev_key = tctx->last_key;
 		}
 	}
+	/* Nothing queued and nothing to keep running: the CPU goes idle (or prev runs on). */
+	if (!queued_classes && prev_cls < 0)
+		return;
+	roll_guard_window(now);
 	for (attempt = 0; attempt < UPSCHED_NR_CLASSES; attempt++) {
 		cls = pick_class(now, tried, prev_cls);
 		/* Nothing, or the ending task's class wins: dispatch nothing. The kernel then calls
@@ -1029,7 +1117,7 @@ void BPF_PROG(host_running, struct task_struct *p)
 	}
 	tctx->waiting_since = 0;
 	cfg = live_tenant(tctx);
-	if (!cfg)
+	if (!cfg || !calls_hook(cfg, UPSCHED_HOOK_RUNNING))
 		return;
 	fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_RUNNING, 0, now);
 	CALL_STUB(running, tctx->tenant, &uctx);
@@ -1070,7 +1158,7 @@ void BPF_PROG(host_stopping, struct task_struct *p, bool runnable)
 			tctx->last_flags |= UPSCHED_F_PREEMPTED;
 	}
 	cfg = live_tenant(tctx);
-	if (!cfg)
+	if (!cfg || !calls_hook(cfg, UPSCHED_HOOK_STOPPING))
 		return;
 	fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_STOPPING, runnable ? UPSCHED_F_RUNNABLE : 0, now);
 	CALL_STUB(stopping, tctx->tenant, &uctx);
@@ -1112,15 +1200,17 @@ void BPF_PROG(host_tick, struct task_struct *p)
 	}
 	/* A higher level with queued work takes the CPU at the next tick, like a higher
 	 * scheduling class would. */
-	level = class_level(tctx->cls);
-	for (cls = 0; cls < UPSCHED_NR_CLASSES; cls++) {
-		if (class_level(cls) > level && scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(cls)) > 0) {
-			p->scx.slice = 0;
-			return;
+	if (queued_classes & ~(1U << CLS_IDX(tctx->cls))) {
+		level = class_level(tctx->cls);
+		for (cls = 0; cls < UPSCHED_NR_CLASSES; cls++) {
+			if (class_level(cls) > level && class_has_queued(cls)) {
+				p->scx.slice = 0;
+				return;
+			}
 		}
 	}
 	cfg = live_tenant(tctx);
-	if (!cfg)
+	if (!cfg || !calls_hook(cfg, UPSCHED_HOOK_TICK))
 		return;
 	fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_TICK, 0, bpf_ktime_get_ns());
 	CALL_STUB(tick, tctx->tenant, &uctx);
@@ -1160,7 +1250,7 @@ void BPF_PROG(host_exit_task, struct task_struct *p, struct scx_exit_task_args *
 	if (!tctx)
 		return;
 	cfg = live_tenant(tctx);
-	if (cfg) {
+	if (cfg && calls_hook(cfg, UPSCHED_HOOK_TASK_EXIT)) {
 		fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_TASK_EXIT, 0, bpf_ktime_get_ns());
 		CALL_STUB(task_exit, tctx->tenant, &uctx);
 	}

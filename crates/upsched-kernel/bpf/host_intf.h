@@ -51,7 +51,7 @@ struct upsched_tenant_config {
 	unsigned int cgroup_level;  /* depth of that cgroup below the cgroup2 root */
 	unsigned int level;         /* chain level, < UPSCHED_NR_LEVELS */
 	unsigned int weight;        /* weight among the classes of its level, >= 1 */
-	unsigned int pad;
+	unsigned int hooks;         /* bit 1 << UPSCHED_HOOK_x per hook the policy replaces */
 	unsigned long long slice_min_ns;
 	unsigned long long slice_max_ns;
 	unsigned long long slice_dfl_ns;

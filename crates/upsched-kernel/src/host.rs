@@ -588,6 +588,7 @@ impl Host {
             }
         })?;
         let mut targets = Vec::new();
+        let mut hooks = 0u32;
         for mut prog in open.progs_mut() {
             let section = prog.section().to_string_lossy().into_owned();
             let hook = section
@@ -600,6 +601,7 @@ impl Host {
                 .map(|(_, caller)| *caller)
                 .ok_or_else(|| HostError::PolicyRejected(vec![format!("unknown hook {hook}")]))?;
             let target_fd = self.host_prog_fd(caller)?;
+            hooks |= upsched_abi::hook(&hook).map_or(0, |info| 1 << info.id);
             let stub = format!("upsched_s{slot}_{hook}");
             prog.set_attach_target(target_fd, Some(stub.clone()))
                 .map_err(|e| HostError::PolicyAttach {
@@ -688,7 +690,7 @@ impl Host {
             cgroup_level,
             level: config.level,
             weight: config.weight,
-            pad: 0,
+            hooks,
             slice_min_ns: config.slice_min.as_nanos() as u64,
             slice_max_ns: config.slice_max.as_nanos() as u64,
             slice_dfl_ns: config

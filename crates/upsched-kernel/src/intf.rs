@@ -71,7 +71,9 @@ pub struct TenantConfigRaw {
     pub cgroup_level: u32,
     pub level: u32,
     pub weight: u32,
-    pub pad: u32,
+    /// Bit `1 << hook id` for every hook the policy replaces; the host calls no other stub
+    /// (an unreplaced stub is the default decision, which the host fills in itself).
+    pub hooks: u32,
     pub slice_min_ns: u64,
     pub slice_max_ns: u64,
     pub slice_dfl_ns: u64,
