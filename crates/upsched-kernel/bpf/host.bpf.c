@@ -540,6 +540,22 @@ static s32 tenant_of_task(struct task_struct *p)
 	return -1;
 }
 
+/* The context of task_init and task_exit calls, per CPU: they run below ops.enqueue's own
+ * context on the stack, and a BPF call chain has 512 bytes of stack in all. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct upsched_ctx);
+} membership_ctxs SEC(".maps");
+
+static __always_inline struct upsched_ctx *membership_ctx(void)
+{
+	u32 zero = 0;
+
+	return bpf_map_lookup_elem(&membership_ctxs, &zero);
+}
+
 /* Whether the task's last classification still holds: no tenant change (attach, detach,
  * ejection) and no cgroup move since. */
 static __always_inline bool classification_current(struct task_struct *p, struct task_ctx *tctx,
@@ -552,16 +568,31 @@ static __always_inline bool classification_current(struct task_struct *p, struct
 	       tctx->cgroup_id == cgroup_id;
 }
 
-static void leave_tenant(struct task_struct *p, struct task_ctx *tctx)
+/*
+ * The task leaves its tenant (moved, tenant detached or ejected, task exiting). While the slot
+ * still holds the incarnation the task joined and is not FREE, the policy's programs are
+ * attached: its task_exit is called and the task's slot and membership are returned. A FREE
+ * slot (user space stopped waiting for the members) or a newer incarnation no longer knows the
+ * task: nothing is called or returned there (its task slot stays used until the pool is new).
+ */
+static void leave_tenant(struct task_struct *p, struct task_ctx *tctx, u64 now)
 {
 	struct upsched_task_where where = { .tenant = -1, .task_slot = 0 };
+	struct upsched_tenant_config *cfg = tenant_cfg(tctx->tenant);
+	struct upsched_ctx *ctx = membership_ctx();
 	u32 pid = p->pid;
 
 	if (tctx->tenant < 0)
 		return;
-	clear_hints(tctx->tenant, tctx->task_slot);
-	free_task_slot(tctx->tenant, tctx->task_slot);
-	member_count(tctx->tenant, -1);
+	if (cfg && cfg->gen == tctx->tenant_gen && cfg->state != UPSCHED_SLOT_FREE) {
+		if (ctx && calls_hook(cfg, UPSCHED_HOOK_TASK_EXIT)) {
+			fill_ctx(ctx, p, tctx, cfg, UPSCHED_HOOK_TASK_EXIT, 0, now);
+			CALL_STUB(task_exit, tctx->tenant, ctx);
+		}
+		clear_hints(tctx->tenant, tctx->task_slot);
+		free_task_slot(tctx->tenant, tctx->task_slot);
+		member_count(tctx->tenant, -1);
+	}
 	tctx->tenant = -1;
 	tctx->tenant_gen = 0;
 	bpf_map_update_elem(&task_lookup, &pid, &where, BPF_ANY);
@@ -573,7 +604,7 @@ static void classify(struct task_struct *p, struct task_ctx *tctx, u64 now)
 	struct upsched_host_config *hcfg = host_cfg();
 	struct upsched_tenant_config *cfg;
 	struct upsched_task_where where;
-	struct upsched_ctx ctx;
+	struct upsched_ctx *ctx;
 	u64 cgroup_id = task_cgroup_id(p);
 	u32 pid = p->pid;
 	s32 new_tenant, task_slot;
@@ -594,7 +625,7 @@ static void classify(struct task_struct *p, struct task_ctx *tctx, u64 now)
 		runnable_count(tctx->runnable_slot, -1);
 		tctx->runnable_slot = -1;
 	}
-	leave_tenant(p, tctx);
+	leave_tenant(p, tctx, now);
 	if (!cfg)
 		return;
 	task_slot = alloc_task_slot(new_tenant);
@@ -613,10 +644,11 @@ static void classify(struct task_struct *p, struct task_ctx *tctx, u64 now)
 		runnable_count(new_tenant, 1);
 		tctx->runnable_slot = new_tenant;
 	}
-	if (!calls_hook(cfg, UPSCHED_HOOK_TASK_INIT))
+	ctx = membership_ctx();
+	if (!ctx || !calls_hook(cfg, UPSCHED_HOOK_TASK_INIT))
 		return;
-	fill_ctx(&ctx, p, tctx, cfg, UPSCHED_HOOK_TASK_INIT, 0, now);
-	CALL_STUB(task_init, new_tenant, &ctx);
+	fill_ctx(ctx, p, tctx, cfg, UPSCHED_HOOK_TASK_INIT, 0, now);
+	CALL_STUB(task_init, new_tenant, ctx);
 }
 
 /* ---- ejection ----------------------------------------------------------------------------- */
@@ -1242,23 +1274,16 @@ s32 BPF_PROG(host_init_task, struct task_struct *p, struct scx_init_task_args *a
 SEC("struct_ops/host_exit_task")
 void BPF_PROG(host_exit_task, struct task_struct *p, struct scx_exit_task_args *args)
 {
-	struct upsched_tenant_config *cfg;
 	struct task_ctx *tctx = task_ctx_of(p);
-	struct upsched_ctx uctx;
 	u32 pid = p->pid;
 
 	if (!tctx)
 		return;
-	cfg = live_tenant(tctx);
-	if (cfg && calls_hook(cfg, UPSCHED_HOOK_TASK_EXIT)) {
-		fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_TASK_EXIT, 0, bpf_ktime_get_ns());
-		CALL_STUB(task_exit, tctx->tenant, &uctx);
-	}
 	if (tctx->runnable_slot >= 0) {
 		runnable_count(tctx->runnable_slot, -1);
 		tctx->runnable_slot = -1;
 	}
-	leave_tenant(p, tctx);
+	leave_tenant(p, tctx, bpf_ktime_get_ns());
 	bpf_map_delete_elem(&task_lookup, &pid);
 }
 

@@ -24,6 +24,9 @@ enum upsched_slot_state {
 	UPSCHED_SLOT_FREE = 0,
 	UPSCHED_SLOT_ACTIVE = 1,
 	UPSCHED_SLOT_EJECTED = 2,
+	/* Detached by user space, whose links still hold the policy: members leave, calling
+	 * task_exit, until user space frees the slot. */
+	UPSCHED_SLOT_DRAINING = 3,
 };
 
 enum upsched_eject_reason {

@@ -35,17 +35,29 @@ pub static HOST_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/host.b
 pub const SCHEDULER_NAME: &str = "upsched_host";
 const STRUCT_OPS_MAP: &str = "upsched_host";
 
-/// Hooks of the ABI, with the host program that calls their stubs.
-pub const HOOK_CALLERS: [(&str, &str); 7] = [
-    ("select_cpu", "host_select_cpu"),
-    ("enqueue", "host_enqueue"),
-    ("running", "host_running"),
-    ("stopping", "host_stopping"),
-    ("tick", "host_tick"),
+/// Hooks of the ABI, with the host programs that call their stubs. A stub exists once per
+/// calling program, and one loaded freplace program replaces one of them (the kernel refuses
+/// to re-attach it to a struct_ops program of another member), so a hook with a second caller
+/// is served by a second load of its program, sharing the policy's maps.
+pub const HOOK_CALLERS: [(&str, &[&str]); 7] = [
+    ("select_cpu", &["host_select_cpu"]),
+    ("enqueue", &["host_enqueue"]),
+    ("running", &["host_running"]),
+    ("stopping", &["host_stopping"]),
+    ("tick", &["host_tick"]),
     // Tasks join tenants when ops.enqueue classifies them, so it calls the task_init stubs.
-    ("task_init", "host_enqueue"),
-    ("task_exit", "host_exit_task"),
+    ("task_init", &["host_enqueue"]),
+    // Exits call it from ops.exit_task; moves, detaches and ejections from ops.enqueue.
+    ("task_exit", &["host_exit_task", "host_enqueue"]),
 ];
+
+/// Most callers any hook has (the number of loads of a policy's programs).
+const MAX_CALLERS: usize = 2;
+
+/// How long `detach` and `poll_ejections` wait for a tenant's members to leave (calling its
+/// `task_exit`) before freeing the slot. Running and runnable members leave within a tick or
+/// a timer period; a member asleep longer leaves without the call.
+const DRAIN_BOUND: Duration = Duration::from_millis(200);
 
 /// Settings of the host scheduler itself.
 #[derive(Clone, Debug)]
@@ -184,9 +196,16 @@ struct Tenant {
     handle: TenantHandle,
     policy: String,
     config: TenantConfig,
+    /// The policy's loads: the first owns its maps, the others reuse them.
+    instances: Vec<PolicyInstance>,
+}
+
+/// One load of a policy object and the links of its programs to their stubs.
+struct PolicyInstance {
+    hooks: u32,
     // Field order matters: links detach before the object (and its programs) go away.
     _links: Vec<Link>,
-    _object: Object,
+    object: Object,
 }
 
 /// Statistics of one class (the default class or a tenant slot).
@@ -476,24 +495,32 @@ impl Host {
             .ok_or_else(|| map_error("finding a map of the host", name))
     }
 
+    /// Writes entry `index` of the host's array map `map`; `what` names it in errors.
+    fn write_entry(
+        &self,
+        map: &str,
+        index: u32,
+        value: &[u8],
+        what: &str,
+    ) -> Result<(), HostError> {
+        self.map(map)?
+            .update(&index.to_ne_bytes(), value, MapFlags::ANY)
+            .map_err(|e| map_error(&format!("writing {what}"), e))
+    }
+
     fn write_host_config(&self) -> Result<(), HostError> {
-        self.map("host_config")?
-            .update(
-                &0u32.to_ne_bytes(),
-                self.host_config.as_bytes(),
-                MapFlags::ANY,
-            )
-            .map_err(|e| map_error("writing the host configuration", e))
+        let config = self.host_config.as_bytes();
+        self.write_entry("host_config", 0, config, "the host configuration")
     }
 
     fn write_tenant_config(&self, slot: usize, config: &TenantConfigRaw) -> Result<(), HostError> {
-        self.map("tenant_config")?
-            .update(
-                &(slot as u32).to_ne_bytes(),
-                config.as_bytes(),
-                MapFlags::ANY,
-            )
-            .map_err(|e| map_error("writing a tenant configuration", e))
+        let config = config.as_bytes();
+        self.write_entry(
+            "tenant_config",
+            slot as u32,
+            config,
+            "a tenant configuration",
+        )
     }
 
     fn read_tenant_config(&self, slot: usize) -> Result<TenantConfigRaw, HostError> {
@@ -503,6 +530,11 @@ impl Host {
             .map_err(|e| map_error("reading a tenant configuration", e))?
             .unwrap_or_default();
         Ok(TenantConfigRaw::from_bytes(&bytes).unwrap_or_default())
+    }
+
+    fn write_tenant_status(&self, slot: usize, status: &TenantStatusRaw) -> Result<(), HostError> {
+        let status = status.as_bytes();
+        self.write_entry("tenant_status", slot as u32, status, "a tenant status")
     }
 
     fn read_tenant_status(&self, slot: usize) -> Result<TenantStatusRaw, HostError> {
@@ -579,7 +611,71 @@ impl Host {
             .position(Option::is_none)
             .ok_or(HostError::NoFreeSlot(NR_SLOTS))?;
 
-        // Open, point every hook program at its stub in this slot, load (kernel verifier).
+        // Load the policy once per caller of its hooks (the first load owns the maps) and
+        // attach each load's programs to their stubs in this slot.
+        let mut instances: Vec<PolicyInstance> = Vec::new();
+        let mut hooks = 0u32;
+        for caller_index in 0..MAX_CALLERS {
+            let instance = self.load_policy_instance(
+                policy,
+                slot,
+                caller_index,
+                instances.first().map(|first| &first.object),
+            )?;
+            if let Some(instance) = instance {
+                hooks |= instance.hooks;
+                instances.push(instance);
+            }
+        }
+
+        // Statistics and the member count of a slot describe its current tenant only (members
+        // of an earlier one that never left are no longer counted, see drain_and_free).
+        self.reset_class_stats(slot)?;
+        let mut status = self.read_tenant_status(slot)?;
+        status.nr_tasks = 0;
+        self.write_tenant_status(slot, &status)?;
+        let generation = self.generations[slot].wrapping_add(1).max(1);
+        self.generations[slot] = generation;
+        let raw = TenantConfigRaw {
+            state: SLOT_ACTIVE,
+            generation,
+            cgroup_id,
+            cgroup_level,
+            level: config.level,
+            weight: config.weight,
+            hooks,
+            slice_min_ns: config.slice_min.as_nanos() as u64,
+            slice_max_ns: config.slice_max.as_nanos() as u64,
+            slice_dfl_ns: config
+                .slice_default
+                .clamp(config.slice_min, config.slice_max)
+                .as_nanos() as u64,
+            park_max_ns: config.park_max.as_nanos() as u64,
+            watchdog_ns: config.watchdog.as_nanos() as u64,
+        };
+        self.write_tenant_config(slot, &raw)?;
+        let handle = TenantHandle { slot, generation };
+        self.tenants[slot] = Some(Tenant {
+            handle,
+            policy: policy_name,
+            config: config.clone(),
+            instances,
+        });
+        self.bump_classification()?;
+        Ok(handle)
+    }
+
+    /// Loads `policy` with each hook program aimed at the stub of its `caller_index`-th caller
+    /// in `slot` and attaches them; programs of hooks with no such caller are not loaded, and
+    /// `None` means no program had one. `maps_of` is the first load, whose maps are reused so
+    /// that all loads share the policy's globals.
+    fn load_policy_instance(
+        &self,
+        policy: &[u8],
+        slot: usize,
+        caller_index: usize,
+        maps_of: Option<&Object>,
+    ) -> Result<Option<PolicyInstance>, HostError> {
         start_log_capture();
         let mut open = ObjectBuilder::default().open_memory(policy).map_err(|e| {
             HostError::PolicyVerifier {
@@ -595,11 +691,15 @@ impl Host {
                 .strip_prefix(upsched_abi::HOOK_SECTION_PREFIX)
                 .ok_or_else(|| HostError::PolicyRejected(vec![format!("{section}: not a hook")]))?
                 .to_string();
-            let caller = HOOK_CALLERS
+            let callers = HOOK_CALLERS
                 .iter()
                 .find(|(name, _)| *name == hook)
-                .map(|(_, caller)| *caller)
+                .map(|(_, callers)| *callers)
                 .ok_or_else(|| HostError::PolicyRejected(vec![format!("unknown hook {hook}")]))?;
+            let Some(caller) = callers.get(caller_index) else {
+                prog.set_autoload(false);
+                continue;
+            };
             let target_fd = self.host_prog_fd(caller)?;
             hooks |= upsched_abi::hook(&hook).map_or(0, |info| 1 << info.id);
             let stub = format!("upsched_s{slot}_{hook}");
@@ -614,6 +714,24 @@ impl Host {
                 target_fd,
                 stub,
             ));
+        }
+        if targets.is_empty() {
+            return Ok(None);
+        }
+        if let Some(first) = maps_of {
+            for mut map in open.maps_mut() {
+                let shared = first
+                    .maps()
+                    .find(|m| m.name() == map.name())
+                    .ok_or_else(|| {
+                        map_error(
+                            "finding a policy map to share",
+                            map.name().to_string_lossy(),
+                        )
+                    })?;
+                map.reuse_fd(shared.as_fd())
+                    .map_err(|e| map_error("sharing a policy map between loads", e))?;
+            }
         }
         let object = open.load().map_err(|e| {
             let log = take_log();
@@ -678,59 +796,65 @@ impl Host {
             // SAFETY: `raw` is a link freshly returned by libbpf; Link takes ownership.
             links.push(unsafe { Link::from_ptr(raw) });
         }
-
-        // Statistics of a slot describe its current tenant only.
-        self.reset_class_stats(slot)?;
-        let generation = self.generations[slot].wrapping_add(1).max(1);
-        self.generations[slot] = generation;
-        let raw = TenantConfigRaw {
-            state: SLOT_ACTIVE,
-            generation,
-            cgroup_id,
-            cgroup_level,
-            level: config.level,
-            weight: config.weight,
+        Ok(Some(PolicyInstance {
             hooks,
-            slice_min_ns: config.slice_min.as_nanos() as u64,
-            slice_max_ns: config.slice_max.as_nanos() as u64,
-            slice_dfl_ns: config
-                .slice_default
-                .clamp(config.slice_min, config.slice_max)
-                .as_nanos() as u64,
-            park_max_ns: config.park_max.as_nanos() as u64,
-            watchdog_ns: config.watchdog.as_nanos() as u64,
-        };
-        self.write_tenant_config(slot, &raw)?;
-        let handle = TenantHandle { slot, generation };
-        self.tenants[slot] = Some(Tenant {
-            handle,
-            policy: policy_name,
-            config: config.clone(),
             _links: links,
-            _object: object,
-        });
-        self.bump_classification()?;
-        Ok(handle)
+            object,
+        }))
     }
 
-    /// Detaches a tenant: its tasks go back to the default class at their next enqueue; the
-    /// policy's programs are detached from the stubs.
+    /// Detaches a tenant: its tasks leave it (calling its `task_exit`) and go back to the
+    /// default class; then the policy's programs are detached from the stubs.
     pub fn detach(&mut self, handle: TenantHandle) -> Result<(), HostError> {
         let tenant = match self.tenants.get(handle.slot) {
             Some(Some(t)) if t.handle == handle => self.tenants[handle.slot].take(),
             _ => return Err(HostError::UnknownTenant),
         };
-        self.release_slot(handle.slot)?;
+        self.drain_and_free(handle.slot, SLOT_DRAINING)?;
         drop(tenant);
         Ok(())
     }
 
-    /// Marks a slot free in the kernel (keeping its level so queued tasks drain at it).
-    fn release_slot(&mut self, slot: usize) -> Result<(), HostError> {
+    /// Frees the slot of a departing tenant. In `leaving_state` (DRAINING after a detach,
+    /// EJECTED after an ejection) the policy is still attached but governs nothing: every
+    /// member leaves at its next enqueue (within a tick if it runs) and calls `task_exit`.
+    /// Once none is left, or after DRAIN_BOUND, the slot becomes FREE (keeping its level, so
+    /// that queued tasks drain at it).
+    fn drain_and_free(&mut self, slot: usize, leaving_state: u32) -> Result<(), HostError> {
         let mut raw = self.read_tenant_config(slot)?;
+        raw.state = leaving_state;
+        self.write_tenant_config(slot, &raw)?;
+        self.bump_classification()?;
+        let start = Instant::now();
+        while self.read_tenant_status(slot)?.nr_tasks > 0 && start.elapsed() < DRAIN_BOUND {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         raw.state = SLOT_FREE;
         self.write_tenant_config(slot, &raw)?;
         self.bump_classification()
+    }
+
+    /// A handle on the map of `handle`'s policy whose name ends with `suffix` (its globals:
+    /// `.bss`, `.data`), which stays usable after the tenant is detached.
+    pub fn policy_map(
+        &self,
+        handle: TenantHandle,
+        suffix: &str,
+    ) -> Result<libbpf_rs::MapHandle, HostError> {
+        let tenant = match self.tenants.get(handle.slot) {
+            Some(Some(t)) if t.handle == handle => t,
+            _ => return Err(HostError::UnknownTenant),
+        };
+        let object = &tenant
+            .instances
+            .first()
+            .ok_or(HostError::UnknownTenant)?
+            .object;
+        let map = object
+            .maps()
+            .find(|m| m.name().to_string_lossy().ends_with(suffix))
+            .ok_or_else(|| map_error("finding a policy map", suffix))?;
+        libbpf_rs::MapHandle::try_from(&map).map_err(|e| map_error("sharing a policy map", e))
     }
 
     /// Tenants the host's watchdog ejected since the last call. Their policies are detached and
@@ -762,7 +886,7 @@ impl Host {
                 waited: Duration::from_nanos(status.eject_waited_ns),
             });
             let tenant = self.tenants[slot].take();
-            self.release_slot(slot)?;
+            self.drain_and_free(slot, SLOT_EJECTED)?;
             drop(tenant);
         }
         Ok(ejections)
@@ -914,14 +1038,22 @@ impl Host {
             })
             .collect();
         for tenant in self.tenants.iter().flatten() {
-            for prog in tenant._object.progs() {
-                let name = format!(
-                    "{}[{}]/{}",
-                    tenant.policy,
-                    tenant.handle.slot,
-                    prog.name().to_string_lossy()
-                );
-                out.extend(program_stats_of(name, prog.as_fd().as_raw_fd()));
+            for (load, instance) in tenant.instances.iter().enumerate() {
+                // Only loaded programs have statistics (a later load holds a few of them).
+                for prog in instance.object.progs().filter(|p| p.autoload()) {
+                    let load = if load == 0 {
+                        String::new()
+                    } else {
+                        format!(" (load {})", load + 1)
+                    };
+                    let name = format!(
+                        "{}[{}]/{}{load}",
+                        tenant.policy,
+                        tenant.handle.slot,
+                        prog.name().to_string_lossy()
+                    );
+                    out.extend(program_stats_of(name, prog.as_fd().as_raw_fd()));
+                }
             }
         }
         out
@@ -930,14 +1062,12 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        // Policies first (their links reference host programs), then the scheduler.
-        for slot in 0..NR_SLOTS {
-            if self.tenants[slot].is_some() {
-                let _ = self.release_slot(slot);
-                self.tenants[slot] = None;
-            }
-        }
+        // The scheduler first: unloading it calls ops.exit_task for every task, which calls
+        // the task_exit of each member's policy while the policies are still attached.
         self.struct_ops_link = None;
+        for tenant in &mut self.tenants {
+            *tenant = None;
+        }
     }
 }
 
@@ -994,7 +1124,7 @@ mod tests {
                 assert!(text.contains(&stub), "{stub} missing from the host object");
             }
         }
-        for (_, caller) in HOOK_CALLERS {
+        for caller in HOOK_CALLERS.iter().flat_map(|(_, callers)| *callers) {
             assert!(text.contains(caller), "{caller} missing");
         }
     }

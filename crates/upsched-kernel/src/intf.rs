@@ -16,6 +16,7 @@ pub const MAX_TASKS: u32 = 4096;
 pub const SLOT_FREE: u32 = 0;
 pub const SLOT_ACTIVE: u32 = 1;
 pub const SLOT_EJECTED: u32 = 2;
+pub const SLOT_DRAINING: u32 = 3;
 
 pub const EJECT_WATCHDOG: u32 = 1;
 

@@ -28,6 +28,7 @@ const EXPECTED: &[&str] = &[
     "park_forever_bounded",
     "starving_policy_ejected",
     "hint_release",
+    "membership_hooks",
     "unload",
 ];
 

@@ -342,6 +342,15 @@ fn example(name: &str) -> Result<&'static [u8], String> {
     upsched_policies::policy(name).ok_or_else(|| format!("no example policy {name}"))
 }
 
+/// Attaches test policy `name` to `cgroup` at level 1 with the default bounds.
+fn attach_test_policy(host: &mut Host, name: &str, cgroup: &Path) -> Result<TenantHandle, String> {
+    attach(
+        host,
+        test_policy(name)?,
+        &TenantConfig::new(cgroup).level(1),
+    )
+}
+
 fn test_policy(name: &str) -> Result<&'static [u8], String> {
     upsched_kernel::test_policies::get(name).ok_or_else(|| format!("no test policy {name}"))
 }
@@ -387,7 +396,7 @@ fn run_all(alone_secs: u64) -> i32 {
     let outcome = host_alone(&mut host, alone_secs, &mut report);
     report.result("host_alone", outcome);
 
-    let scenarios: [(&str, ScenarioFn); 8] = [
+    let scenarios: [(&str, ScenarioFn); 9] = [
         ("weights_1_to_3", weights),
         ("levels_and_guard", levels),
         ("strict_priority", strict_priority),
@@ -396,6 +405,7 @@ fn run_all(alone_secs: u64) -> i32 {
         ("park_forever_bounded", park_forever),
         ("starving_policy_ejected", starving_ejected),
         ("hint_release", hint_release),
+        ("membership_hooks", membership_hooks),
     ];
     for (name, scenario) in scenarios {
         if let Err(err) = host_alive(&host) {
@@ -709,15 +719,89 @@ fn detach_while_running(host: &mut Host) -> Result<String, String> {
     ))
 }
 
+/// The `task_init` and `task_exit` calls the count_members policy counted in its .bss.
+fn member_counts(bss: &libbpf_rs::MapHandle) -> Result<(u64, u64), String> {
+    use libbpf_rs::MapCore;
+    let bytes = bss
+        .lookup(&0u32.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
+        .map_err(|e| format!("reading the policy's .bss: {e}"))?
+        .ok_or("the policy's .bss is empty")?;
+    let word = |at: usize| -> Result<u64, String> {
+        let field = bytes
+            .get(at..at + 8)
+            .ok_or("the policy's .bss is too short")?;
+        Ok(u64::from_ne_bytes(
+            field.try_into().map_err(|_| "bad .bss")?,
+        ))
+    };
+    Ok((word(0)?, word(8)?))
+}
+
+/// Polls the policy's counts until `done` holds or `timeout` passes; returns the last counts.
+fn wait_counts(
+    bss: &libbpf_rs::MapHandle,
+    timeout: Duration,
+    done: impl Fn((u64, u64)) -> bool,
+) -> Result<(u64, u64), String> {
+    let start = Instant::now();
+    loop {
+        let counts = member_counts(bss)?;
+        if done(counts) || start.elapsed() > timeout {
+            return Ok(counts);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every task that joins a tenant leaves it through `task_exit`, whichever way it leaves:
+/// two short spinners exit inside the tenant, two hogs move to another cgroup, four hogs are
+/// still there when the tenant detaches. The policy counts both hooks in its own globals.
+fn membership_hooks(host: &mut Host) -> Result<String, String> {
+    let cgroup = make_cgroup("members")?;
+    let outside = make_cgroup("outside")?;
+    let handle = attach_test_policy(host, "count_members", &cgroup)?;
+    let bss = host.policy_map(handle, ".bss").map_err(|e| e.to_string())?;
+    let cg = cgroup.display().to_string();
+    let mut spinners = Vec::new();
+    for _ in 0..2 {
+        spinners.push(spawn(&args(&["spin", "--cgroup", &cg, "--cpu-ms", "100"]))?);
+    }
+    let mut hogs = Vec::new();
+    for _ in 0..6 {
+        hogs.push(spawn(&args(&["hog", "--cgroup", &cg, "--secs", "6"]))?);
+    }
+    wait_all(&mut spinners, Duration::from_secs(30))?;
+    let joined = wait_counts(&bss, Duration::from_secs(5), |(inits, exits)| {
+        inits >= 8 && exits >= 2
+    })?;
+    for hog in &hogs[..2] {
+        std::fs::write(outside.join("cgroup.procs"), hog.id().to_string())
+            .map_err(|e| format!("moving hog {} out: {e}", hog.id()))?;
+    }
+    let moved = wait_counts(&bss, Duration::from_secs(5), |(_, exits)| {
+        exits >= joined.1 + 2
+    })?;
+    host.detach(handle).map_err(|e| e.to_string())?;
+    let detached = member_counts(&bss)?;
+    wait_all(&mut hogs, Duration::from_secs(60))?;
+    let detail = format!(
+        "(task_init, task_exit) calls: {joined:?} once 8 workers joined and 2 exited, {moved:?} \
+         after 2 moved out, {detached:?} right after the detach"
+    );
+    // Every worker joined, the 2 exits, the 2 moves and the detach each called task_exit, and
+    // after the detach every task that ever joined has left.
+    if joined.0 >= 8 && joined.1 == 2 && moved.1 >= joined.1 + 2 && detached.0 == detached.1 {
+        Ok(detail)
+    } else {
+        Err(detail)
+    }
+}
+
 /// A policy answering nonsense (CPU 4093, verdict 77, zero slices, extreme keys): each
 /// decision is clamped and counted, and the tasks finish.
 fn absurd_clamped(host: &mut Host) -> Result<String, String> {
     let cgroup = make_cgroup("absurd")?;
-    let handle = attach(
-        host,
-        test_policy("absurd")?,
-        &TenantConfig::new(&cgroup).level(1),
-    )?;
+    let handle = attach_test_policy(host, "absurd", &cgroup)?;
     let cg = cgroup.display().to_string();
     let mut children = Vec::new();
     for _ in 0..3 {
