@@ -128,7 +128,7 @@ struct task_ctx {
 	u64 vtime;           /* default-class virtual time */
 	u64 park_deadline;   /* a parked task is re-evaluated at this time at the latest */
 	u32 last_flags;      /* UPSCHED_F_* bits for the next enqueue (preempted, yield...) */
-	u32 pad;
+	u32 woke_on_idle;    /* select_cpu sent this wake-up to an idle CPU it claimed */
 	u64 cgroup_id;       /* cgroup2 id at the last classification */
 	u64 last_key;        /* DSQ order key given at the last tenant enqueue */
 };
@@ -285,12 +285,14 @@ static __always_inline bool calls_hook(struct upsched_tenant_config *cfg, u32 ho
 	return cfg->hooks & (1U << hook);
 }
 
+/* Always the locked read-modify-write, never "read, then set if clear": the locked operation
+ * orders the DSQ insertion before it, so a concurrent class_has_queued() that cleared the bit
+ * either sees the queued task on its second look or has its clear overwritten here. A plain
+ * read could see the bit before the clear while the insertion is still invisible to the
+ * clearing CPU, and a queued task would lose its bit and wait unseen. */
 static __always_inline void mark_queued(s32 cls)
 {
-	u32 bit = 1U << CLS_IDX(cls);
-
-	if (!(queued_classes & bit))
-		__sync_fetch_and_or(&queued_classes, bit);
+	__sync_fetch_and_or(&queued_classes, 1U << CLS_IDX(cls));
 }
 
 /* Whether class `cls` has queued tasks; clears its bit in queued_classes when it has none. An
@@ -727,6 +729,16 @@ static __always_inline void catch_up_class(s32 cls)
 		class_vtime[CLS_IDX(cls)] = floor;
 }
 
+/* A class runs while alone at its level: its level's virtual now follows it, so that a class
+ * that wakes up later cannot claim the time it was idle as credit. */
+static __always_inline void note_level_vnow(s32 cls)
+{
+	u32 level = class_level(cls);
+
+	if (class_vtime[CLS_IDX(cls)] > level_vnow[LVL_IDX(level)])
+		level_vnow[LVL_IDX(level)] = class_vtime[CLS_IDX(cls)];
+}
+
 /* Wake an idle CPU the task may run on, so queued work never waits while a CPU idles. */
 static __always_inline void kick_for(struct task_struct *p)
 {
@@ -753,6 +765,7 @@ s32 BPF_PROG(host_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flag
 	tctx = task_ctx_of(p);
 	if (!tctx)
 		return cpu;
+	tctx->woke_on_idle = 0;
 	cfg = live_tenant(tctx);
 	if (!cfg) {
 		/* A default-class task waking onto an idle CPU goes straight to that CPU's local
@@ -765,6 +778,7 @@ s32 BPF_PROG(host_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flag
 			insert_default_local(p, tctx, 0);
 		return cpu;
 	}
+	tctx->woke_on_idle = is_idle;
 	if (!calls_hook(cfg, UPSCHED_HOOK_SELECT_CPU))
 		return cpu;
 	if (wake_flags & SCX_WAKE_SYNC)
@@ -778,11 +792,13 @@ s32 BPF_PROG(host_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flag
 	if (stats)
 		stats->policy_calls++;
 	target = uctx.target_cpu;
-	if (target == UPSCHED_CPU_ANY)
+	if (target == UPSCHED_CPU_ANY || target == cpu)
 		return cpu;
 	if (target >= 0 && (u32)target < scx_bpf_nr_cpu_ids() &&
-	    bpf_cpumask_test_cpu(target, p->cpus_ptr))
+	    bpf_cpumask_test_cpu(target, p->cpus_ptr)) {
+		tctx->woke_on_idle = 0;
 		return target;
+	}
 	if (stats)
 		stats->clamp_cpu++;
 	return cpu;
@@ -800,7 +816,7 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 	u64 key, slice, park_bound, until, insert_flags;
 	u32 flags, verdict;
 	s32 slot;
-	bool released = false;
+	bool released = false, woke_on_idle;
 
 	tctx = task_ctx_of(p);
 	if (!tctx) {
@@ -843,6 +859,8 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 
 	flags = tctx->last_flags;
 	tctx->last_flags = 0;
+	woke_on_idle = tctx->woke_on_idle && (enq_flags & SCX_ENQ_WAKEUP);
+	tctx->woke_on_idle = 0;
 	stats = stats_of(slot);
 	if (!stats)
 		return;
@@ -908,8 +926,12 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 	catch_up_class(slot);
 	tctx->cls = slot;
 	tctx->last_key = key_to_dsq_vtime(key);
-	if (enq_flags & SCX_ENQ_LAST) {
-		/* Nothing else wants this CPU (dispatch found no better class): run on. */
+	/* Nothing else wants this CPU (dispatch found no better class): run on. Or the task
+	 * woke onto an idle CPU and no class has queued tasks: that CPU's dispatch would take
+	 * exactly this task, so it goes to the CPU's local queue now, saving the dispatch. */
+	if ((enq_flags & SCX_ENQ_LAST) ||
+	    (woke_on_idle && verdict == UPSCHED_VERDICT_RUN && !queued_classes)) {
+		note_level_vnow(slot);
 		scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, slice, enq_flags);
 		return;
 	}
@@ -996,10 +1018,7 @@ __attribute__((noinline)) s32 pick_class(u64 now, u32 tried, s32 prev_cls)
 				break;
 		if (cls >= UPSCHED_NR_CLASSES)
 			return -1;
-		/* Keep the level's virtual now moving, so that a class that wakes up later
-		 * cannot claim the time it was idle as credit. */
-		if (class_vtime[CLS_IDX(cls)] > level_vnow[LVL_IDX(sc->top_level)])
-			level_vnow[LVL_IDX(sc->top_level)] = class_vtime[CLS_IDX(cls)];
+		note_level_vnow(cls);
 		if (cls == prev_cls && scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(cls)) <= 0)
 			return KEEP_PREV;
 		return cls;
@@ -1380,6 +1399,12 @@ static int host_timer_fn(void *map, int *key, struct bpf_timer *timer)
 			if (release && bpf_ksym_exists(scx_bpf_dsq_reenq))
 				scx_bpf_dsq_reenq(UPSCHED_PARK_DSQ(slot), 0);
 		}
+		/* Not live: queued members go back through ops.enqueue now (where they leave the
+		 * tenant) rather than waiting for their turn at the slot's level. */
+		if (cfg->state != UPSCHED_SLOT_ACTIVE &&
+		    scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(slot)) > 0 &&
+		    bpf_ksym_exists(scx_bpf_dsq_reenq))
+			scx_bpf_dsq_reenq(UPSCHED_CLASS_DSQ(slot), 0);
 		if (cfg->state != UPSCHED_SLOT_ACTIVE || !cfg->watchdog_ns)
 			continue;
 		if (scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(slot)) > 0) {

@@ -55,9 +55,9 @@ pub const HOOK_CALLERS: [(&str, &[&str]); 7] = [
 const MAX_CALLERS: usize = 2;
 
 /// How long `detach` and `poll_ejections` wait for a tenant's members to leave (calling its
-/// `task_exit`) before freeing the slot. Running and runnable members leave within a tick or
-/// a timer period; a member asleep longer leaves without the call.
-const DRAIN_BOUND: Duration = Duration::from_millis(200);
+/// `task_exit`) before freeing the slot. Running members leave within a tick, queued ones
+/// within a timer period; a member asleep longer leaves without the call.
+const DRAIN_BOUND: Duration = Duration::from_millis(500);
 
 /// Settings of the host scheduler itself.
 #[derive(Clone, Debug)]
