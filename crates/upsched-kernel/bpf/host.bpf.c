@@ -575,7 +575,7 @@ static __always_inline bool classification_current(struct task_struct *p, struct
  * still holds the incarnation the task joined and is not FREE, the policy's programs are
  * attached: its task_exit is called and the task's slot and membership are returned. A FREE
  * slot (user space stopped waiting for the members) or a newer incarnation no longer knows the
- * task: nothing is called or returned there (its task slot stays used until the pool is new).
+ * task: nothing is called or returned there (the next attach starts the slot's pool anew).
  */
 static void leave_tenant(struct task_struct *p, struct task_ctx *tctx, u64 now)
 {

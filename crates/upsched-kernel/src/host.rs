@@ -554,6 +554,14 @@ impl Host {
             .map_err(|e| map_error("resetting statistics", e))
     }
 
+    /// Empties a slot's pool of task slots (every one fresh again). Members of an earlier
+    /// tenant that never left hold slots of the old pool, but no longer use or return them.
+    fn reset_slot_pool(&self, slot: usize) -> Result<(), HostError> {
+        let map = self.map("slot_pools")?;
+        let zero = vec![0u8; map.value_size() as usize];
+        self.write_entry("slot_pools", slot as u32, &zero, "a slot's task pool")
+    }
+
     /// Tasks reclassify themselves at their next enqueue when this changes.
     fn bump_classification(&mut self) -> Result<(), HostError> {
         self.host_config.classify_gen = self.host_config.classify_gen.wrapping_add(1).max(1);
@@ -628,9 +636,10 @@ impl Host {
             }
         }
 
-        // Statistics and the member count of a slot describe its current tenant only (members
-        // of an earlier one that never left are no longer counted, see drain_and_free).
+        // Statistics, task pool and member count of a slot describe its current tenant only
+        // (members of an earlier one that never left no longer count, see drain_and_free).
         self.reset_class_stats(slot)?;
+        self.reset_slot_pool(slot)?;
         let mut status = self.read_tenant_status(slot)?;
         status.nr_tasks = 0;
         self.write_tenant_status(slot, &status)?;
