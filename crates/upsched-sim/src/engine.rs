@@ -276,6 +276,8 @@ pub struct RunOutcome {
     pub trace_truncated: bool,
     pub tasks_started: u64,
     pub tasks_alive_at_end: u64,
+    /// Per-tenant and per-class statistics when the policy is the upsched mechanism.
+    pub mechanism: Option<crate::sched::upsched::MechanismReport>,
 }
 
 struct Sim<'s, 'p> {
@@ -416,6 +418,8 @@ impl Sim<'_, '_> {
     }
 
     fn start(&mut self) {
+        self.sched.init(cx!(self));
+        self.apply_requests();
         for (spec, t) in self.scenario.tasks.iter().enumerate() {
             for instance in 0..t.count {
                 self.push(
@@ -1210,6 +1214,7 @@ impl Sim<'_, '_> {
             trace_truncated: self.trace_truncated,
             tasks_started: self.started,
             tasks_alive_at_end: alive,
+            mechanism: self.sched.mechanism_report(),
         }
     }
 }
