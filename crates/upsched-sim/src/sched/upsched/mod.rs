@@ -151,10 +151,10 @@ struct TaskCtx {
     /// Its entry in the park queue while parked: (deadline, order).
     park_deadline: Time,
     park_order: u64,
-    /// When it became runnable (0: not runnable).
-    runnable_at: Time,
-    /// Runnable and not running since (0: running or asleep).
-    waiting_since: Time,
+    /// When it became runnable (None: not runnable).
+    runnable_at: Option<Time>,
+    /// Runnable and not running since (None: running or asleep).
+    waiting_since: Option<Time>,
     running_at: Time,
     last_runtime: Time,
     /// The clamped slice of its last tenant enqueue.
@@ -177,8 +177,8 @@ impl TaskCtx {
             parked: false,
             park_deadline: 0,
             park_order: 0,
-            runnable_at: 0,
-            waiting_since: 0,
+            runnable_at: None,
+            waiting_since: None,
             running_at: 0,
             last_runtime: 0,
             slice: 0,
@@ -464,11 +464,11 @@ impl UpschedHost {
             park_max_ns: config.park_max,
             ..UpschedCtx::default()
         };
-        if matches!(hook, Hook::SelectCpu | Hook::Enqueue)
-            && t.runnable_at != 0
-            && now > t.runnable_at
+        if let Some(since) = t
+            .runnable_at
+            .filter(|_| matches!(hook, Hook::SelectCpu | Hook::Enqueue))
         {
-            ctx.runnable_ns = now - t.runnable_at;
+            ctx.runnable_ns = now.saturating_sub(since);
         }
         ctx.key = now;
         ctx.slice_ns = config.slice_default;
@@ -643,7 +643,7 @@ impl UpschedHost {
         t.task_slot = task_slot;
         t.hints = [0; upsched_abi::NR_HINTS as usize];
         self.default_class.reset_task(task);
-        if t.runnable_at != 0 {
+        if t.runnable_at.is_some() {
             t.runnable_slot = Some(slot);
             self.slots[slot].nr_runnable += 1;
         }
@@ -676,9 +676,7 @@ impl UpschedHost {
     fn enqueue_task(&mut self, cx: &mut Cx, task: TaskId, cpu: CpuId, flags: u32) {
         self.classify(cx, task);
         let now = cx.now;
-        if self.tasks[task as usize].waiting_since == 0 {
-            self.tasks[task as usize].waiting_since = now;
-        }
+        self.tasks[task as usize].waiting_since.get_or_insert(now);
         let Some(slot) = self.live_tenant(task) else {
             self.enqueue_default(cx, task, cpu);
             return;
@@ -692,14 +690,15 @@ impl UpschedHost {
         };
         let config = self.slots[slot]
             .config
-            .clone()
+            .as_ref()
             .expect("a live slot has a configuration");
-        let t = &self.tasks[task as usize];
-        let runnable_at = if t.runnable_at != 0 {
-            t.runnable_at
-        } else {
-            now
-        };
+        let (slice_min, slice_max, park_max, watched) = (
+            config.slice_min,
+            config.slice_max,
+            config.park_max,
+            config.watchdog != 0,
+        );
+        let runnable_at = self.tasks[task as usize].runnable_at.unwrap_or(now);
         let stats = self.stats_of(slot).expect("a live slot has statistics");
         stats.policy_calls += 1;
         stats.enqueues += 1;
@@ -708,11 +707,11 @@ impl UpschedHost {
         }
         // Clamps.
         let mut slice = out.slice_ns;
-        if slice == 0 || slice < config.slice_min {
-            slice = config.slice_min;
+        if slice == 0 || slice < slice_min {
+            slice = slice_min;
             stats.clamp_slice += 1;
-        } else if slice > config.slice_max {
-            slice = config.slice_max;
+        } else if slice > slice_max {
+            slice = slice_max;
             stats.clamp_slice += 1;
         }
         let mut verdict = out.verdict;
@@ -721,7 +720,7 @@ impl UpschedHost {
             stats.clamp_verdict += 1;
         }
         if verdict == VERDICT_PARK {
-            let bound = runnable_at.saturating_add(config.park_max);
+            let bound = runnable_at.saturating_add(park_max);
             if now >= bound {
                 verdict = VERDICT_RUN;
                 stats.clamp_park += 1;
@@ -760,7 +759,7 @@ impl UpschedHost {
         } else {
             kick_an_idle_cpu(cx, task, cpu);
         }
-        if config.watchdog != 0 {
+        if watched {
             self.ensure_timer(cx);
         }
     }
@@ -868,8 +867,8 @@ impl UpschedHost {
             .take(SCAN_LIMIT)
             .chain(s.queue.iter().map(|e| e.2).take(SCAN_LIMIT))
             .filter_map(|task| {
-                let since = self.tasks[task as usize].waiting_since;
-                (since != 0 && now > since).then(|| (now - since, task))
+                let since = self.tasks[task as usize].waiting_since?;
+                (now > since).then(|| (now - since, task))
             })
             .max_by_key(|(waited, task)| (*waited, std::cmp::Reverse(*task)));
         if let Some((waited, task)) = longest.filter(|(w, _)| *w > config.watchdog) {
@@ -993,8 +992,8 @@ impl Scheduler for UpschedHost {
         if woke {
             // ops.runnable: counted where the task was classified last.
             let t = &mut self.tasks[task as usize];
-            t.runnable_at = now;
-            t.waiting_since = now;
+            t.runnable_at = Some(now);
+            t.waiting_since = Some(now);
             if let (Some(slot), None) = (t.tenant, t.runnable_slot) {
                 t.runnable_slot = Some(slot);
                 self.slots[slot].nr_runnable += 1;
@@ -1036,8 +1035,8 @@ impl Scheduler for UpschedHost {
         let cls = t.cls;
         if let Some(stats) = self.stats_of(cls) {
             stats.dispatches += 1;
-            if waiting_since != 0 && now > waiting_since {
-                stats.record_wait(now - waiting_since);
+            if let Some(since) = waiting_since {
+                stats.record_wait(now - since);
             }
         }
         if let Some(slot) = self.live_tenant(task) {
@@ -1052,11 +1051,11 @@ impl Scheduler for UpschedHost {
         t.last_runtime = ran;
         let cls = t.cls;
         if runnable {
-            t.waiting_since = now;
+            t.waiting_since = Some(now);
         } else {
             // ops.quiescent.
-            t.runnable_at = 0;
-            t.waiting_since = 0;
+            t.runnable_at = None;
+            t.waiting_since = None;
             t.parked = false;
             if let Some(slot) = t.runnable_slot.take() {
                 self.slots[slot].nr_runnable -= 1;
