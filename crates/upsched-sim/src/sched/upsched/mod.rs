@@ -73,15 +73,16 @@ enum SlotState {
     Ejected,
 }
 
+/// The hooks, with their ids in the ABI (`abi.toml` order; a test checks them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Hook {
-    SelectCpu,
-    Enqueue,
-    Running,
-    Stopping,
-    Tick,
-    TaskInit,
-    TaskExit,
+    SelectCpu = 0,
+    Enqueue = 1,
+    Running = 2,
+    Stopping = 3,
+    Tick = 4,
+    TaskInit = 5,
+    TaskExit = 6,
 }
 
 impl Hook {
@@ -430,12 +431,11 @@ impl UpschedHost {
             0
         };
         let (voluntary, involuntary) = cx.switches(task);
-        let info = upsched_abi::hook(hook.name()).expect("the ABI names every hook");
         let mut ctx = UpschedCtx {
             abi_version: upsched_abi::ABI_VERSION,
             ctx_size: std::mem::size_of::<UpschedCtx>() as u32,
             now_ns: now,
-            hook: info.id,
+            hook: hook as u32,
             cpu,
             nr_cpus: cx.nr_cpus(),
             flags,
@@ -802,43 +802,41 @@ impl UpschedHost {
     /// The class a CPU takes its next task from: the highest level with work unless the
     /// guard owes a lower one its share; within the level the least virtual time.
     fn pick_class(&mut self, now: Time, nr_cpus: u32, tried: u32) -> Option<usize> {
+        let mut work_classes = 0u32;
         let mut work_levels = 0u32;
         let mut top_level = 0;
-        let with_work: Vec<usize> = (0..NR_CLASSES)
-            .filter(|cls| tried & (1 << cls) == 0 && self.class_len(*cls) > 0)
-            .collect();
-        for &cls in &with_work {
-            let level = self.class_level(cls);
-            work_levels |= 1 << level;
-            top_level = top_level.max(level);
+        for cls in 0..NR_CLASSES {
+            if tried & (1 << cls) == 0 && self.class_len(cls) > 0 {
+                let level = self.class_level(cls);
+                work_classes |= 1 << cls;
+                work_levels |= 1 << level;
+                top_level = top_level.max(level);
+            }
         }
-        if with_work.is_empty() {
+        if work_classes == 0 {
             return None;
         }
         let mut chosen_level = top_level;
-        if with_work.len() > 1 && work_levels.count_ones() > 1 && self.config.guard_min_permille > 0
-        {
+        if work_levels.count_ones() > 1 && self.config.guard_min_permille > 0 {
             if let Some(start) = self.guard_window_start.filter(|s| now > *s) {
                 let owed =
                     (now - start) * u64::from(nr_cpus) / 1000 * self.config.guard_min_permille;
                 let mut best_deficit = 0;
                 for level in 0..top_level {
-                    if work_levels & (1 << level) == 0 {
-                        continue;
-                    }
                     let runtime = self.level_runtime[level as usize];
-                    if runtime < owed && owed - runtime > best_deficit {
+                    if work_levels & (1 << level) != 0
+                        && owed.saturating_sub(runtime) > best_deficit
+                    {
                         best_deficit = owed - runtime;
                         chosen_level = level;
                     }
                 }
             }
         }
-        let best = with_work
-            .iter()
-            .filter(|cls| self.class_level(**cls) == chosen_level)
-            .min_by_key(|cls| (self.class_vtime[**cls], **cls))
-            .copied()?;
+        // Ties: the lowest class index.
+        let best = (0..NR_CLASSES)
+            .filter(|cls| work_classes & (1 << cls) != 0 && self.class_level(*cls) == chosen_level)
+            .min_by_key(|cls| (self.class_vtime[*cls], *cls))?;
         let level = chosen_level as usize;
         self.level_vnow[level] = self.level_vnow[level].max(self.class_vtime[best]);
         Some(best)
@@ -969,10 +967,9 @@ impl Scheduler for UpschedHost {
         // The engine's F_FORK means a new task; the ABI's select_cpu flags are WAKEUP plus
         // FORK for it.
         let abi_flags = upsched_abi::F_WAKEUP | (flags & F_FORK);
-        let Some(mut out) = self.call(cx, task, slot, Hook::SelectCpu, abi_flags) else {
+        let Some(out) = self.call(cx, task, slot, Hook::SelectCpu, abi_flags) else {
             return host_choice;
         };
-        out.prev_cpu = prev_cpu as i32;
         let stats = self.stats_of(slot).expect("live");
         stats.policy_calls += 1;
         let target = out.target_cpu;
@@ -1139,6 +1136,25 @@ mod tests {
         assert!(!is_within("/a", "/a/b"));
         assert_eq!(depth_below("/a/b/c", "/a"), 2);
         assert_eq!(depth_below("/a", "/"), 1);
+    }
+
+    #[test]
+    fn hook_ids_are_the_abis() {
+        for hook in [
+            Hook::SelectCpu,
+            Hook::Enqueue,
+            Hook::Running,
+            Hook::Stopping,
+            Hook::Tick,
+            Hook::TaskInit,
+            Hook::TaskExit,
+        ] {
+            assert_eq!(
+                upsched_abi::hook(hook.name()).map(|h| h.id),
+                Some(hook as u32)
+            );
+        }
+        assert_eq!(upsched_abi::HOOKS.len(), 7);
     }
 
     #[test]
