@@ -495,3 +495,36 @@ fn a_policy_the_checks_or_the_verifier_refuse_is_not_run_and_the_reason_is_given
         .expect("refused");
     assert!(error.contains("declares no [[tenant]]"), "{error}");
 }
+
+#[test]
+fn every_example_runs_in_the_mechanism() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("examples")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml" || e == "json"))
+        .collect();
+    names.sort();
+    let mut with_tenants = 0;
+    for path in names {
+        let mut s = upsched_sim::load_scenario(&path).unwrap_or_else(|e| panic!("{e}"));
+        s.duration = s.duration.min(300 * MS);
+        let file = path.display().to_string();
+        // The scenario's own tenants, or the example wfq on every task.
+        let policy = if s.tenants.is_empty() {
+            "example:wfq"
+        } else {
+            with_tenants += 1;
+            "upsched"
+        };
+        let sched = tenants::scheduler_for(policy, &s, &file).unwrap_or_else(|e| panic!("{e}"));
+        let outcome =
+            engine::run(&s, sched, RunOptions::default()).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let run = report::run_report(&outcome, &s);
+        let m = mechanism(&run);
+        let tenant_cpu: Time = m.tenants.iter().map(|t| t.stats.cpu_time_ns).sum();
+        assert!(tenant_cpu > 0, "{file}: no tenant ran");
+        assert!(m.tenants.iter().all(|t| t.ejection.is_none()), "{file}");
+    }
+    assert!(with_tenants >= 1);
+}
