@@ -270,20 +270,42 @@ fn two_tenants_at_one_level_share_by_their_weights() {
     assert!(((b / a) - 3.0).abs() < 0.15, "b/a = {}", b / a);
 }
 
-fn misbehaving(name: &str, config: &str, tasks: &str, duration: &str) -> RunReport {
+/// Runs `tasks` on one CPU with the policy object `bytes` as the only tenant (on "/").
+fn with_policy_object(
+    name: &str,
+    bytes: &[u8],
+    config: &str,
+    tasks: &str,
+    duration: &str,
+) -> RunReport {
     let dir = std::env::temp_dir().join(format!("upsched-sim-mech-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join(format!("{name}.bpf.o"));
-    std::fs::write(
-        &path,
-        upsched_testdata::misbehaving(name).expect("test policy"),
-    )
-    .expect("write the policy");
+    std::fs::write(&path, bytes).expect("write the policy");
     let text = format!(
         "duration = \"{duration}\"\n[machine]\ncpus = 1\ncosts = {{ preset = \"zero\" }}\n[[tenant]]\npolicy = \"{}\"\n{config}\n{tasks}",
         path.display()
     );
     run(&text, "upsched")
+}
+
+fn misbehaving(name: &str, config: &str, tasks: &str, duration: &str) -> RunReport {
+    let bytes = upsched_testdata::misbehaving(name).expect("test policy");
+    with_policy_object(name, bytes, config, tasks, duration)
+}
+
+#[test]
+fn the_kfunc_is_answered_from_the_model() {
+    // kfunc_user asks scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL): the host never queues there, so
+    // the answer is 0 and the policy asks for the longest slice.
+    let tasks: String = ["a", "b", "c"].iter().map(|n| hog(n, "", "1s")).collect();
+    let bytes = upsched_testdata::object("kfunc_user");
+    let run = with_policy_object("kfunc_user", bytes, "", &tasks, "300ms");
+    let t = &mechanism(&run).tenants[0];
+    assert!(t.ejection.is_none(), "{:?}", t.ejection);
+    assert!(t.stats.policy_calls > 0);
+    // 20 ms slices in turn: each task waits for the two others.
+    assert_eq!(task(&run, "a").wait.max_ns, 40 * MS);
 }
 
 const SLEEPERS: &str = r#"
