@@ -395,6 +395,10 @@ policy = "example:prio"
 cgroup = "/svc"
 attach = "100ms"
 detach = "300ms"
+[[tenant]]
+policy = "example:rr"
+cgroup = "/svc"
+attach = "500ms"
 [[task]]
 name = "w"
 count = 2
@@ -413,8 +417,15 @@ program = [{ run = "400ms" }]
         "tenant cpu {tenant_cpu}"
     );
     assert_eq!(t.nr_tasks, 0, "its tasks left it");
+    // A second tenant takes the freed slot at 500 ms and the tasks move to it.
+    let second = tenant(&run, "example:rr");
+    assert_eq!((t.slot, second.slot), (Some(0), Some(0)));
+    assert!(second.stats.cpu_time_ns > 0);
     let default_cpu = mechanism(&run).default_class.cpu_time_ns;
-    assert_eq!(default_cpu + tenant_cpu, 800 * MS);
+    assert_eq!(
+        default_cpu + tenant_cpu + second.stats.cpu_time_ns,
+        800 * MS
+    );
     assert_eq!(run.tasks_alive_at_end, 0);
 }
 

@@ -146,8 +146,8 @@ struct TaskCtx {
     task_slot: u32,
     /// Class the task is queued or running under (accounting).
     cls: usize,
-    /// Slot whose `nr_runnable` counts this task.
-    runnable_slot: Option<usize>,
+    /// Slot (and its incarnation) whose `nr_runnable` counts this task.
+    runnable_slot: Option<(usize, u32)>,
     parked: bool,
     /// Its entry in the park queue while parked: (deadline, order).
     park_deadline: Time,
@@ -530,6 +530,11 @@ impl UpschedHost {
         let s = &mut self.slots[slot];
         s.state = SlotState::Active;
         s.generation = s.generation.wrapping_add(1);
+        // A fresh incarnation: tasks of an earlier tenant of this slot hold nothing of it.
+        s.nr_runnable = 0;
+        s.nr_tasks = 0;
+        s.free_task_slots.clear();
+        s.next_fresh = 0;
         s.config = Some(record.tenant.config.clone());
         s.instance = Some(record.tenant.policy.instantiate());
         s.tenant = index;
@@ -589,17 +594,38 @@ impl UpschedHost {
             .map(|(_, slot)| slot)
     }
 
+    /// `ops.runnable` for the tenant count: the task counts where it was classified last.
+    fn count_runnable(&mut self, task: TaskId) {
+        let t = &mut self.tasks[task as usize];
+        if let (Some(slot), None) = (t.tenant, t.runnable_slot) {
+            t.runnable_slot = Some((slot, t.tenant_gen));
+            if self.slots[slot].generation == t.tenant_gen {
+                self.slots[slot].nr_runnable += 1;
+            }
+        }
+    }
+
+    fn uncount_runnable(&mut self, task: TaskId) {
+        if let Some((slot, generation)) = self.tasks[task as usize].runnable_slot.take() {
+            if self.slots[slot].generation == generation {
+                self.slots[slot].nr_runnable -= 1;
+            }
+        }
+    }
+
     fn leave_tenant(&mut self, task: TaskId) {
         let t = &mut self.tasks[task as usize];
         let Some(slot) = t.tenant.take() else {
             return;
         };
         t.hints = [0; upsched_abi::NR_HINTS as usize];
-        t.tenant_gen = 0;
-        let task_slot = t.task_slot;
+        let (task_slot, generation) = (t.task_slot, std::mem::take(&mut t.tenant_gen));
+        // A task of an earlier incarnation holds nothing of the slot's current pool.
         let s = &mut self.slots[slot];
-        s.free_task_slots.push(task_slot);
-        s.nr_tasks -= 1;
+        if s.generation == generation {
+            s.free_task_slots.push(task_slot);
+            s.nr_tasks -= 1;
+        }
     }
 
     fn classify(&mut self, cx: &mut Cx, task: TaskId) {
@@ -618,9 +644,7 @@ impl UpschedHost {
             return;
         }
         // The runnable count follows the task to its new class.
-        if let Some(slot) = self.tasks[task as usize].runnable_slot.take() {
-            self.slots[slot].nr_runnable -= 1;
-        }
+        self.uncount_runnable(task);
         self.leave_tenant(task);
         let Some(slot) = new_tenant else {
             return;
@@ -644,8 +668,7 @@ impl UpschedHost {
         t.hints = [0; upsched_abi::NR_HINTS as usize];
         self.default_class.reset_task(task);
         if t.runnable_at.is_some() {
-            t.runnable_slot = Some(slot);
-            self.slots[slot].nr_runnable += 1;
+            self.count_runnable(task);
         }
         self.call(cx, task, slot, Hook::TaskInit, 0);
     }
@@ -951,9 +974,7 @@ impl Scheduler for UpschedHost {
         if let Some(slot) = self.live_tenant(task) {
             self.call(cx, task, slot, Hook::TaskExit, 0);
         }
-        if let Some(slot) = self.tasks[task as usize].runnable_slot.take() {
-            self.slots[slot].nr_runnable -= 1;
-        }
+        self.uncount_runnable(task);
         self.leave_tenant(task);
     }
 
@@ -991,10 +1012,7 @@ impl Scheduler for UpschedHost {
             let t = &mut self.tasks[task as usize];
             t.runnable_at = Some(now);
             t.waiting_since = Some(now);
-            if let (Some(slot), None) = (t.tenant, t.runnable_slot) {
-                t.runnable_slot = Some(slot);
-                self.slots[slot].nr_runnable += 1;
-            }
+            self.count_runnable(task);
         }
         // sched_ext sets ENQ_WAKEUP for wake-ups, not for a new task.
         let abi_flags = (flags & F_WAKEUP) | (flags & F_PREEMPTED);
@@ -1054,9 +1072,7 @@ impl Scheduler for UpschedHost {
             t.runnable_at = None;
             t.waiting_since = None;
             t.parked = false;
-            if let Some(slot) = t.runnable_slot.take() {
-                self.slots[slot].nr_runnable -= 1;
-            }
+            self.uncount_runnable(task);
         }
         self.class_vtime[cls] += ran * NICE_0_WEIGHT / self.class_weight(cls);
         let level = self.class_level(cls) as usize;
