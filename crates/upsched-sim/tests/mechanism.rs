@@ -486,7 +486,15 @@ fn a_bad_tenant_table_is_refused_with_its_line() {
         ),
         (
             "policy = \"example:fifo\"\nwatchdog = \"9s\"",
-            "longer than the host's limit",
+            "need 0 < watchdog <= 8 s",
+        ),
+        (
+            "policy = \"example:fifo\"\nwatchdog = \"0s\"",
+            "need 0 < watchdog <= 8 s",
+        ),
+        (
+            "policy = \"example:fifo\"\nslice_max = \"2s\"",
+            "longer than 1 s",
         ),
         (
             "policy = \"example:fifo\"\nslice_min = \"2ms\"\nslice_max = \"1ms\"",

@@ -715,12 +715,8 @@ impl UpschedHost {
             .config
             .as_ref()
             .expect("a live slot has a configuration");
-        let (slice_min, slice_max, park_max, watched) = (
-            config.slice_min,
-            config.slice_max,
-            config.park_max,
-            config.watchdog != 0,
-        );
+        let (slice_min, slice_max, park_max) =
+            (config.slice_min, config.slice_max, config.park_max);
         let runnable_at = self.tasks[task as usize].runnable_at.unwrap_or(now);
         let stats = self.stats_of(slot).expect("a live slot has statistics");
         stats.policy_calls += 1;
@@ -782,9 +778,8 @@ impl UpschedHost {
         } else {
             kick_an_idle_cpu(cx, task, cpu);
         }
-        if watched {
-            self.ensure_timer(cx);
-        }
+        // The watchdog looks at queued tasks.
+        self.ensure_timer(cx);
     }
 
     /// Takes a parked task out of its park queue and enqueues it as released.
@@ -877,7 +872,7 @@ impl UpschedHost {
         let Some(config) = s.config.as_ref() else {
             return;
         };
-        if s.state != SlotState::Active || config.watchdog == 0 {
+        if s.state != SlotState::Active {
             return;
         }
         let now = cx.now;
@@ -929,12 +924,10 @@ impl UpschedHost {
             }
             self.watch(cx, slot);
         }
-        let needed = self.slots.iter().any(|s| {
-            !s.park.is_empty()
-                || (s.state == SlotState::Active
-                    && s.config.as_ref().is_some_and(|c| c.watchdog != 0)
-                    && !s.queue.is_empty())
-        });
+        let needed = self
+            .slots
+            .iter()
+            .any(|s| !s.park.is_empty() || (s.state == SlotState::Active && !s.queue.is_empty()));
         if needed {
             self.ensure_timer(cx);
         }
