@@ -648,3 +648,22 @@ fn a_cpu_choice_outside_the_affinity_is_replaced_and_counted() {
     assert_eq!(cpus_of("pinned"), [0]);
     assert_eq!(*cpus_of("free").last().unwrap(), 1);
 }
+
+#[test]
+fn a_ninth_tenant_finds_no_slot_and_the_report_says_so() {
+    let mut text = one_cpu("50ms", &hog("t", "cgroup = \"/t3\"", "10ms"));
+    for i in 0..9 {
+        text += &format!("[[tenant]]\npolicy = \"example:fifo\"\ncgroup = \"/t{i}\"\n");
+    }
+    let run = run(&text, "upsched");
+    let tenants = &mechanism(&run).tenants;
+    for (i, t) in tenants.iter().enumerate().take(8) {
+        assert_eq!(t.slot, Some(i as u32));
+        assert!(t.attach_error.is_none());
+    }
+    assert_eq!(tenants[8].slot, None);
+    let error = tenants[8].attach_error.as_deref().expect("refused");
+    assert!(error.contains("no free tenant slot"), "{error}");
+    // The task of /t3 ran in its tenant.
+    assert_eq!(tenants[3].stats.cpu_time_ns, 10 * MS);
+}

@@ -279,6 +279,7 @@ pub struct UpschedHost {
     guard_window_start: Option<Time>,
     /// Bumped by attach, detach and ejection: tasks classify themselves again.
     classify_gen: u32,
+    /// Insertion counter of the queues: equal keys run first in, first out.
     order: u64,
     timer_armed: bool,
     /// cgroup paths by the scenario's cgroup index.
