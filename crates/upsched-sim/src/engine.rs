@@ -276,6 +276,8 @@ pub struct RunOutcome {
     pub trace_truncated: bool,
     pub tasks_started: u64,
     pub tasks_alive_at_end: u64,
+    /// Per-tenant and per-class statistics when the policy is the upsched mechanism.
+    pub mechanism: Option<crate::sched::upsched::MechanismReport>,
 }
 
 struct Sim<'s, 'p> {
@@ -416,6 +418,8 @@ impl Sim<'_, '_> {
     }
 
     fn start(&mut self) {
+        self.sched.init(cx!(self));
+        self.apply_requests();
         for (spec, t) in self.scenario.tasks.iter().enumerate() {
             for instance in 0..t.count {
                 self.push(
@@ -938,6 +942,7 @@ impl Sim<'_, '_> {
 
     fn satisfy(&mut self, task: TaskId, spinning: bool) {
         if spinning {
+            self.post_pending(task);
             let t = &self.tasks[task as usize];
             if t.state == TaskState::Running {
                 let cpu = t.cpu;
@@ -951,6 +956,20 @@ impl Sim<'_, '_> {
             self.records[self.tasks[task as usize].record as usize].wakeups += 1;
             self.wake(task, F_WAKEUP);
         }
+    }
+
+    /// A poller that declared the event it awaits (hint `wait_event` non-zero) learns of its
+    /// arrival through its `pending` word, as a runtime's event source posts it, and the
+    /// policy is told; this is how a parked poller gets released.
+    fn post_pending(&mut self, task: TaskId) {
+        let hints = &mut self.tasks[task as usize].hints;
+        if hints[upsched_abi::HINT_WAIT_EVENT as usize] == 0 {
+            return;
+        }
+        let pending = &mut hints[upsched_abi::HINT_PENDING as usize];
+        *pending = pending.saturating_add(1);
+        self.sched.hints_changed(cx!(self), task);
+        self.apply_requests();
     }
 
     /// Ends the running task's stint (accounting, trace) and frees the CPU.
@@ -1210,6 +1229,7 @@ impl Sim<'_, '_> {
             trace_truncated: self.trace_truncated,
             tasks_started: self.started,
             tasks_alive_at_end: alive,
+            mechanism: self.sched.mechanism_report(),
         }
     }
 }

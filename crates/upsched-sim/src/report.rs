@@ -9,6 +9,7 @@ use crate::engine::RunOutcome;
 use crate::machine::Costs;
 use crate::metrics::{Histogram, LatencySummary, Record};
 use crate::scenario::Scenario;
+use crate::sched::upsched::MechanismReport;
 use crate::units::{Time, format_duration};
 
 #[derive(Serialize, Debug, Clone)]
@@ -42,6 +43,9 @@ pub struct RunReport {
     pub tasks: Vec<TaskReport>,
     pub cgroups: Vec<GroupReport>,
     pub cpus: Vec<CpuReport>,
+    /// Per-tenant and per-class statistics of the upsched mechanism.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<MechanismReport>,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -261,6 +265,7 @@ pub fn run_report(outcome: &RunOutcome, scenario: &Scenario) -> RunReport {
         tasks,
         cgroups,
         cpus,
+        mechanism: outcome.mechanism.clone(),
     }
 }
 
@@ -382,6 +387,9 @@ pub fn text_summary(run: &RunReport, max_rows: usize) -> String {
                 d(g.wait.max_ns),
             );
         }
+    }
+    if let Some(mechanism) = &run.mechanism {
+        out.push_str(&mechanism.text_table());
     }
     let utils: Vec<String> = run
         .cpus

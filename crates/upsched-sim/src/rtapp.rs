@@ -463,6 +463,7 @@ pub fn import(text: &str, file: &str, opts: &ImportOptions) -> Result<Scenario, 
         arrivals: Vec::new(),
         params: SchedParams::default(),
         warnings,
+        tenants: Vec::new(),
     })
 }
 

@@ -351,8 +351,16 @@ fn attach_test_policy(host: &mut Host, name: &str, cgroup: &Path) -> Result<Tena
     )
 }
 
+/// A misbehaving policy or one of the good test objects (e.g. count_members).
 fn test_policy(name: &str) -> Result<&'static [u8], String> {
-    upsched_kernel::test_policies::get(name).ok_or_else(|| format!("no test policy {name}"))
+    upsched_testdata::misbehaving(name)
+        .or_else(|| {
+            upsched_testdata::GOOD
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, bytes)| *bytes)
+        })
+        .ok_or_else(|| format!("no test policy {name}"))
 }
 
 // ---- scenarios -----------------------------------------------------------------------------
