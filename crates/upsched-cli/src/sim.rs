@@ -159,6 +159,13 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
             let timeline = plots::timeline_svg(&outcome, &scenario, args.timeline_window)
                 .map_err(anyhow::Error::msg)?;
             write(dir, &format!("{policy}-timeline.svg"), &timeline)?;
+            if run.chains.is_some() {
+                write(
+                    dir,
+                    &format!("{policy}-chains.csv"),
+                    &report::chains_csv(&run),
+                )?;
+            }
             let cdf = plots::latency_cdf_svg(&outcome, &scenario).map_err(anyhow::Error::msg)?;
             write(dir, &format!("{policy}-latency-cdf.svg"), &cdf)?;
             write(

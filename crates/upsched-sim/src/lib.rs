@@ -11,6 +11,7 @@
 //! The same scenario, policy and seed always give the same results, byte for byte.
 //! The format and the model are documented in `docs/simulator.md`.
 
+pub mod chains;
 pub mod engine;
 pub mod machine;
 pub mod metrics;
