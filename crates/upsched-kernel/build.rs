@@ -1,12 +1,12 @@
-//! Compiles the host scheduler (`bpf/host.bpf.c`) and the test policies (`tests/bpf/*.bpf.c`)
-//! into BPF objects and embeds them. The host needs no kernel headers: `bpf/kernel.h` declares
+//! Compiles the host scheduler (`bpf/host.bpf.c`) into a BPF object and embeds it (the test
+//! policies come from `upsched-testdata`). The host needs no kernel headers: `bpf/kernel.h` declares
 //! the kernel types it uses with CO-RE relocations, and libbpf's own headers come from the
 //! vendored libbpf of libbpf-sys (`DEP_BPF_INCLUDE`).
 
 use std::path::PathBuf;
 
 use upsched_build::abi_spec::AbiSpec;
-use upsched_build::bpf::{BpfCompiler, embed_module};
+use upsched_build::bpf::BpfCompiler;
 use upsched_build::or_fail;
 
 fn main() {
@@ -30,14 +30,4 @@ fn main() {
     or_fail(host.compile(&PathBuf::from("bpf/host.bpf.c"), &host_object));
     println!("cargo:rerun-if-changed=bpf/kernel.h");
     println!("cargo:rerun-if-changed=bpf/host_intf.h");
-
-    let policies = or_fail(BpfCompiler::new()).arg(format!("-include{}", asserts.display()));
-    let test_policies = or_fail(policies.compile_dir(&PathBuf::from("tests/bpf"), &out_dir));
-    or_fail(
-        std::fs::write(
-            out_dir.join("test_policies.rs"),
-            embed_module("TEST_POLICIES", &test_policies),
-        )
-        .map_err(|e| e.to_string()),
-    );
 }

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use upsched_sim::rtapp::ImportOptions;
 use upsched_sim::units::{MS, parse_duration};
-use upsched_sim::{BUILTIN_POLICIES, RunOptions, Scenario, engine, plots, report};
+use upsched_sim::{RunOptions, Scenario, engine, plots, report, tenants};
 
 #[derive(Args)]
 pub struct SimArgs {
@@ -16,8 +16,10 @@ pub struct SimArgs {
     /// chains `faas[:NAME=VALUE,...]` (docs/faas-sim.md), e.g. `faas:chains=50,rate=10`.
     scenario: PathBuf,
     /// Policy to run; repeat to compare several (default: the scenario's `policy`).
-    /// Built in: linux-eevdf, upsched-default, fifo, rr.
-    #[arg(long = "policy", value_name = "NAME")]
+    /// Built in: linux-eevdf, upsched-default, fifo, rr. `upsched`: the upsched mechanism with
+    /// the scenario's [[tenant]]s. `example:NAME` or FILE.bpf.o: the mechanism with that
+    /// tenant policy on the root cgroup (next to the scenario's tenants).
+    #[arg(long = "policy", value_name = "NAME|example:NAME|FILE.bpf.o")]
     policies: Vec<String>,
     /// Seed of the random streams (default: the scenario's `seed`).
     #[arg(long)]
@@ -75,6 +77,21 @@ fn load(args: &SimArgs) -> Result<Scenario, upsched_sim::ScenarioError> {
     }
 }
 
+/// A file name prefix for a policy's outputs: a path or `example:NAME` keeps its letters,
+/// digits, `.`, `-` and `_`.
+fn file_stem(policy: &str) -> String {
+    let name = policy.rsplit('/').next().unwrap_or(policy);
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 fn write(dir: &Path, name: &str, contents: &str) -> anyhow::Result<()> {
     let path = dir.join(name);
     std::fs::write(&path, contents).with_context(|| format!("cannot write {}", path.display()))
@@ -96,13 +113,16 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.policies.clone()
     };
+    // Every policy is loaded (and a tenant policy checked and verified) before anything runs.
+    let scenario_file = args.scenario.display().to_string();
+    let mut schedulers = Vec::new();
     for p in &policies {
-        if !BUILTIN_POLICIES.contains(&p.as_str()) {
-            eprintln!(
-                "upsched sim: unknown policy {p:?} (built in: {})",
-                BUILTIN_POLICIES.join(", ")
-            );
-            return Ok(ExitCode::from(2));
+        match tenants::scheduler_for(p, &scenario, &scenario_file) {
+            Ok(sched) => schedulers.push(sched),
+            Err(e) => {
+                eprintln!("upsched sim: {e}");
+                return Ok(ExitCode::from(2));
+            }
         }
     }
     if let Some(dir) = &args.out {
@@ -113,7 +133,8 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
     let show_progress = std::io::stderr().is_terminal();
 
     let mut runs = Vec::new();
-    for policy in &policies {
+    for (policy, sched) in policies.iter().zip(schedulers) {
+        let file_stem = file_stem(policy);
         let bar = show_progress.then(|| {
             let bar = indicatif::ProgressBar::new(duration / MS);
             bar.set_style(
@@ -140,7 +161,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
             check_invariants: args.check || cfg!(debug_assertions),
             progress: Some(&mut progress),
         };
-        let outcome = match engine::run_builtin(&scenario, policy, opts) {
+        let outcome = match engine::run(&scenario, sched, opts) {
             Ok(o) => o,
             Err(e) => {
                 if let Some(bar) = &bar {
@@ -157,24 +178,24 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
         if let Some(dir) = &args.out {
             write(
                 dir,
-                &format!("{policy}-tasks.csv"),
+                &format!("{file_stem}-tasks.csv"),
                 &report::tasks_csv(&run),
             )?;
             let timeline = plots::timeline_svg(&outcome, &scenario, args.timeline_window)
                 .map_err(anyhow::Error::msg)?;
-            write(dir, &format!("{policy}-timeline.svg"), &timeline)?;
+            write(dir, &format!("{file_stem}-timeline.svg"), &timeline)?;
             if run.chains.is_some() {
                 write(
                     dir,
-                    &format!("{policy}-chains.csv"),
+                    &format!("{file_stem}-chains.csv"),
                     &report::chains_csv(&run),
                 )?;
             }
             let cdf = plots::latency_cdf_svg(&outcome, &scenario).map_err(anyhow::Error::msg)?;
-            write(dir, &format!("{policy}-latency-cdf.svg"), &cdf)?;
+            write(dir, &format!("{file_stem}-latency-cdf.svg"), &cdf)?;
             write(
                 dir,
-                &format!("{policy}-trace.json"),
+                &format!("{file_stem}-trace.json"),
                 &plots::perfetto_trace(&outcome, &scenario),
             )?;
             if outcome.trace_truncated {

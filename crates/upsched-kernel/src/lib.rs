@@ -20,16 +20,3 @@ pub use host::{
     ClassStats, Ejection, ExitInfo, HOST_OBJECT, Host, HostConfig, HostStats, ProgramStats,
     TenantConfig, TenantHandle, TenantInfo, sched_ext_state,
 };
-
-/// Misbehaving and invalid policies used by the tests (`tests/bpf/*.bpf.c`), as object bytes.
-pub mod test_policies {
-    include!(concat!(env!("OUT_DIR"), "/test_policies.rs"));
-
-    /// The test policy named `name`.
-    pub fn get(name: &str) -> Option<&'static [u8]> {
-        TEST_POLICIES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, bytes)| *bytes)
-    }
-}

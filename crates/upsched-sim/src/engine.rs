@@ -282,6 +282,8 @@ pub struct RunOutcome {
     pub tasks_alive_at_end: u64,
     /// One entry per chain of the scenario.
     pub chains: Vec<ChainOutcome>,
+    /// Per-tenant and per-class statistics when the policy is the upsched mechanism.
+    pub mechanism: Option<crate::sched::upsched::MechanismReport>,
 }
 
 struct Sim<'s, 'p> {
@@ -424,6 +426,8 @@ impl Sim<'_, '_> {
     }
 
     fn start(&mut self) {
+        self.sched.init(cx!(self));
+        self.apply_requests();
         for (spec, t) in self.scenario.tasks.iter().enumerate() {
             for instance in 0..t.count {
                 self.push(
@@ -1027,19 +1031,12 @@ impl Sim<'_, '_> {
         self.schedule(cpu);
     }
 
-    /// Hands a signal to a waiter. A waiter whose `wait_event` hint names the event gets its
-    /// `pending` hint raised and the policy is told, as an instrumented runtime's event queue
-    /// does when it delivers to a thread that declared what wakes it up.
+    /// Hands a signal on `event` to a waiter, on behalf of `request`.
     fn satisfy(&mut self, task: TaskId, spinning: bool, event: u32, request: u32) {
         if let Some(chains) = self.chains.as_mut() {
             chains.set_task_request(task, request);
         }
-        let hints = &mut self.tasks[task as usize].hints;
-        if hints[upsched_abi::HINT_WAIT_EVENT as usize] == event_hint_id(event) {
-            hints[upsched_abi::HINT_PENDING as usize] += 1;
-            self.sched.hints_changed(cx!(self), task);
-            self.apply_requests();
-        }
+        self.post_pending(task, event);
         if spinning {
             let t = &self.tasks[task as usize];
             if t.state == TaskState::Running {
@@ -1054,6 +1051,21 @@ impl Sim<'_, '_> {
             self.records[self.tasks[task as usize].record as usize].wakeups += 1;
             self.wake(task, F_WAKEUP);
         }
+    }
+
+    /// A waiter whose `wait_event` hint names `event` (its id is 1 + the event's index) learns
+    /// of its arrival through its `pending` word, as an instrumented runtime's event source
+    /// posts it, and the policy is told; this is how a parked poller gets released, and how a
+    /// woken worker shows it has work.
+    fn post_pending(&mut self, task: TaskId, event: u32) {
+        let hints = &mut self.tasks[task as usize].hints;
+        if hints[upsched_abi::HINT_WAIT_EVENT as usize] != event_hint_id(event) {
+            return;
+        }
+        let pending = &mut hints[upsched_abi::HINT_PENDING as usize];
+        *pending = pending.saturating_add(1);
+        self.sched.hints_changed(cx!(self), task);
+        self.apply_requests();
     }
 
     /// Ends the running task's stint (accounting, trace) and frees the CPU.
@@ -1314,6 +1326,7 @@ impl Sim<'_, '_> {
             tasks_started: self.started,
             tasks_alive_at_end: alive,
             chains: self.chains.map(ChainTracker::finish).unwrap_or_default(),
+            mechanism: self.sched.mechanism_report(),
         }
     }
 }

@@ -277,6 +277,7 @@ impl FaasParams {
             arrivals: Vec::new(),
             params: SchedParams::default(),
             chains: Vec::new(),
+            tenants: Vec::new(),
             warnings: Vec::new(),
         };
         for chain in 0..self.chains {

@@ -22,6 +22,7 @@ pub mod rng;
 pub mod rtapp;
 pub mod scenario;
 pub mod sched;
+pub mod tenants;
 pub mod toml_scenario;
 pub mod units;
 

@@ -10,6 +10,7 @@ use crate::engine::RunOutcome;
 use crate::machine::Costs;
 use crate::metrics::{Histogram, LatencySummary, Record};
 use crate::scenario::Scenario;
+use crate::sched::upsched::MechanismReport;
 use crate::units::{Time, format_duration};
 
 #[derive(Serialize, Debug, Clone)]
@@ -45,6 +46,9 @@ pub struct RunReport {
     pub cpus: Vec<CpuReport>,
     /// Request chains (null when the scenario declares none).
     pub chains: Option<ChainsReport>,
+    /// Per-tenant and per-class statistics of the upsched mechanism.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<MechanismReport>,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -301,6 +305,7 @@ pub fn run_report(outcome: &RunOutcome, scenario: &Scenario) -> RunReport {
         cgroups,
         cpus,
         chains,
+        mechanism: outcome.mechanism.clone(),
     }
 }
 
@@ -422,6 +427,9 @@ pub fn text_summary(run: &RunReport, max_rows: usize) -> String {
                 d(g.wait.max_ns),
             );
         }
+    }
+    if let Some(mechanism) = &run.mechanism {
+        out.push_str(&mechanism.text_table());
     }
     if let Some(chains) = &run.chains {
         let _ = writeln!(

@@ -464,6 +464,7 @@ pub fn import(text: &str, file: &str, opts: &ImportOptions) -> Result<Scenario, 
         params: SchedParams::default(),
         chains: Vec::new(),
         warnings,
+        tenants: Vec::new(),
     })
 }
 

@@ -258,6 +258,8 @@ pub struct Scenario {
     pub chains: Vec<ChainSpec>,
     /// Things an importer ignored or approximated.
     pub warnings: Vec<String>,
+    /// Tenants of the upsched mechanism (`[[tenant]]`), used by the `upsched` policy.
+    pub tenants: Vec<crate::tenants::TenantSpec>,
 }
 
 /// Linux's nice-to-weight table (`sched_prio_to_weight`): each nice step changes the weight by

@@ -35,7 +35,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 /// A duration written with its unit, e.g. `"3ms"`.
 #[derive(Clone, Copy, Debug)]
-struct DurationValue(Time);
+pub(crate) struct DurationValue(pub(crate) Time);
 
 impl<'de> Deserialize<'de> for DurationValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -503,6 +503,8 @@ struct RawScenario {
     arrivals: Vec<RawArrival>,
     #[serde(default, rename = "chain")]
     chains: Vec<RawChain>,
+    #[serde(default, rename = "tenant")]
+    tenants: Vec<crate::tenants::RawTenant>,
 }
 
 #[derive(Deserialize)]
@@ -965,12 +967,14 @@ pub fn parse_scenario(text: &str, file: &str) -> Result<Scenario, ScenarioError>
                 OneOrMany::Many(v) => v.clone(),
             };
             for name in &list {
-                if !BUILTIN_POLICIES.contains(&name.as_str()) {
+                if !BUILTIN_POLICIES.contains(&name.as_str()) && name != crate::sched::upsched::NAME
+                {
                     return cx.err(
                         Some(p.span()),
                         format!(
-                            "policy {name:?} is not built in ({})",
-                            BUILTIN_POLICIES.join(", ")
+                            "policy {name:?} is not built in ({}, or {} with [[tenant]]s)",
+                            BUILTIN_POLICIES.join(", "),
+                            crate::sched::upsched::NAME
                         ),
                     );
                 }
@@ -981,6 +985,8 @@ pub fn parse_scenario(text: &str, file: &str) -> Result<Scenario, ScenarioError>
             list
         }
     };
+
+    let tenants = crate::tenants::from_raw(&raw.tenants, file, &|offset| line_of(text, offset))?;
 
     let has_work = tasks.iter().any(|t| t.count > 0) || !arrivals.is_empty();
     if !has_work {
@@ -1021,6 +1027,7 @@ pub fn parse_scenario(text: &str, file: &str) -> Result<Scenario, ScenarioError>
         params,
         chains,
         warnings: Vec::new(),
+        tenants,
     })
 }
 

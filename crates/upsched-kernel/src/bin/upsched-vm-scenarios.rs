@@ -334,7 +334,7 @@ fn example(name: &str) -> Result<&'static [u8], String> {
 }
 
 fn test_policy(name: &str) -> Result<&'static [u8], String> {
-    upsched_kernel::test_policies::get(name).ok_or_else(|| format!("no test policy {name}"))
+    upsched_testdata::misbehaving(name).ok_or_else(|| format!("no test policy {name}"))
 }
 
 // ---- scenarios -----------------------------------------------------------------------------

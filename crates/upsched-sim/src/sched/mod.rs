@@ -21,6 +21,7 @@
 
 pub mod eevdf;
 pub mod fifo;
+pub mod upsched;
 pub mod vtime;
 
 use crate::engine::{Task, TaskState};
@@ -222,6 +223,9 @@ pub trait Scheduler {
         true
     }
 
+    /// Called once before the first event, e.g. to set timers.
+    fn init(&mut self, _cx: &mut Cx) {}
+
     fn task_init(&mut self, _cx: &mut Cx, _task: TaskId) {}
     fn task_exit(&mut self, _cx: &mut Cx, _task: TaskId) {}
 
@@ -250,6 +254,11 @@ pub trait Scheduler {
 
     /// The task changed one of its hint words.
     fn hints_changed(&mut self, _cx: &mut Cx, _task: TaskId) {}
+
+    /// The upsched mechanism's statistics (tenants, classes), for schedulers that are it.
+    fn mechanism_report(&self) -> Option<upsched::MechanismReport> {
+        None
+    }
 }
 
 /// Builds a built-in policy by name (`linux-eevdf`, `upsched-default`, `fifo`, `rr`).

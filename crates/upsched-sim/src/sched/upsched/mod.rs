@@ -1,0 +1,1174 @@
+//! The upsched mechanism as a [`Scheduler`]: the host scheduler of
+//! `crates/upsched-kernel/bpf/host.bpf.c`, as `docs/mechanism.md` specifies it, with tenant
+//! policies (`.bpf.o`) run through the policy engine.
+//!
+//! Classes: tenant slots 0..7, each a queue ordered by the policy's keys plus a park queue,
+//! and the default class ([`VtimeClass`], shared with `upsched-default`). A CPU that needs
+//! work takes the highest chain level with work, unless the starvation guard owes a lower
+//! level its minimum share; within a level the class with the least weighted virtual time.
+//! Every decision a policy returns is clamped; a periodic host timer releases parked tasks and
+//! runs the per-tenant watchdog, which ejects a tenant whose tasks wait too long.
+//!
+//! Where the simulator differs from the kernel, `docs/mechanism.md` says so ("The simulator").
+
+mod config;
+mod stats;
+
+use std::collections::BTreeSet;
+
+use upsched_abi::{
+    HINT_FLAGS, HINT_PENDING, HINTF_SLEEPY, KfuncInfo, UpschedCtx, VERDICT_PARK, VERDICT_PREEMPT,
+    VERDICT_RUN,
+};
+use upsched_ebpf::CallError;
+use upsched_policy::engine::{EngineError, KfuncProvider, PolicyInstance};
+
+pub use config::{
+    DEFAULT_CLASS, HostConfig, MAX_TENANT_WEIGHT, MAX_WATCHDOG, NR_CLASSES, NR_LEVELS, NR_SLOTS,
+    Tenant, TenantConfig,
+};
+pub use stats::{
+    ClampReport, ClassReport, ClassStats, EjectionReport, MechanismReport, TenantReport,
+    WAIT_BUCKETS, wait_bucket,
+};
+
+use super::fifo::{allowed_or_first, kick_an_idle_cpu};
+use super::vtime::VtimeClass;
+use super::{Cx, Dispatch, F_FORK, F_PREEMPTED, F_WAKEUP, NO_CPU, Scheduler, TaskId};
+use crate::machine::CpuId;
+use crate::units::Time;
+
+/// Name of the mechanism as a policy (`--policy upsched`).
+pub const NAME: &str = "upsched";
+
+/// Tasks a tenant can hold (`UPSCHED_MAX_TASKS`).
+const MAX_TASK_SLOTS: u32 = upsched_abi::MAX_TASKS;
+/// Tasks the watchdog looks at per queue and timer run.
+const SCAN_LIMIT: usize = 512;
+/// Deepest cgroup nesting searched for a tenant's cgroup.
+const MAX_CGROUP_DEPTH: usize = 16;
+/// The ctx `weight` scale: 100 = nice 0 (sched_ext's `p->scx.weight`).
+const NICE_0_WEIGHT: u64 = 100;
+/// `UPSCHED_CPU_ANY`.
+const CPU_ANY: i32 = upsched_abi::CPU_ANY;
+
+/// Timer tokens: the host timer, and scheduled attaches/detaches (tenant index in the low
+/// bits).
+const TIMER_HOST: u64 = 0;
+const TIMER_ATTACH: u64 = 1 << 32;
+const TIMER_DETACH: u64 = 2 << 32;
+const TIMER_KIND: u64 = !0xffff_ffff;
+
+/// The kernel's DSQ ids as a policy sees them (`host_intf.h`, sched_ext).
+const CLASS_DSQ_BASE: u64 = 0x100;
+const PARK_DSQ_BASE: u64 = 0x200;
+const SCX_DSQ_BUILTIN: u64 = 1 << 63;
+/// `-ENOENT`, what `scx_bpf_dsq_nr_queued` answers for a DSQ that does not exist.
+const ENOENT: i64 = -2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlotState {
+    Free,
+    Active,
+    Ejected,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hook {
+    SelectCpu,
+    Enqueue,
+    Running,
+    Stopping,
+    Tick,
+    TaskInit,
+    TaskExit,
+}
+
+impl Hook {
+    fn name(self) -> &'static str {
+        match self {
+            Hook::SelectCpu => "select_cpu",
+            Hook::Enqueue => "enqueue",
+            Hook::Running => "running",
+            Hook::Stopping => "stopping",
+            Hook::Tick => "tick",
+            Hook::TaskInit => "task_init",
+            Hook::TaskExit => "task_exit",
+        }
+    }
+}
+
+struct Slot {
+    state: SlotState,
+    /// Incarnation: bumped by every attach, so tasks of an earlier tenant are not its members.
+    generation: u32,
+    /// The tenant's configuration; kept after a detach so that queued tasks drain at its level.
+    config: Option<TenantConfig>,
+    instance: Option<PolicyInstance>,
+    /// Index of the tenant's entry in `UpschedHost::tenants`.
+    tenant: usize,
+    /// (key >> 1, order of insertion, task).
+    queue: BTreeSet<(u64, u64, TaskId)>,
+    /// (park deadline, order, task).
+    park: BTreeSet<(Time, u64, TaskId)>,
+    nr_runnable: u32,
+    nr_tasks: u32,
+    free_task_slots: Vec<u32>,
+    next_fresh: u32,
+}
+
+impl Slot {
+    fn new() -> Self {
+        Slot {
+            state: SlotState::Free,
+            generation: 0,
+            config: None,
+            instance: None,
+            tenant: usize::MAX,
+            queue: BTreeSet::new(),
+            park: BTreeSet::new(),
+            nr_runnable: 0,
+            nr_tasks: 0,
+            free_task_slots: Vec::new(),
+            next_fresh: 0,
+        }
+    }
+}
+
+/// The host's per-task state (`struct task_ctx`).
+#[derive(Clone, Debug)]
+struct TaskCtx {
+    /// Slot the task belongs to.
+    tenant: Option<usize>,
+    tenant_gen: u32,
+    seen_classify_gen: u32,
+    task_slot: u32,
+    /// Class the task is queued or running under (accounting).
+    cls: usize,
+    /// Slot whose `nr_runnable` counts this task.
+    runnable_slot: Option<usize>,
+    parked: bool,
+    /// Its entry in the park queue while parked: (deadline, order).
+    park_deadline: Time,
+    park_order: u64,
+    /// When it became runnable (None: not runnable).
+    runnable_at: Option<Time>,
+    /// Runnable and not running since (None: running or asleep).
+    waiting_since: Option<Time>,
+    running_at: Time,
+    last_runtime: Time,
+    /// The clamped slice of its last tenant enqueue.
+    slice: Time,
+    /// The hint words as the host's map holds them: zeroed when the task joins or leaves a
+    /// tenant, written by the task.
+    hints: [u64; upsched_abi::NR_HINTS as usize],
+}
+
+impl TaskCtx {
+    fn new() -> Self {
+        TaskCtx {
+            tenant: None,
+            tenant_gen: 0,
+            // Stale on purpose: the first enqueue classifies the task.
+            seen_classify_gen: u32::MAX,
+            task_slot: 0,
+            cls: DEFAULT_CLASS,
+            runnable_slot: None,
+            parked: false,
+            park_deadline: 0,
+            park_order: 0,
+            runnable_at: None,
+            waiting_since: None,
+            running_at: 0,
+            last_runtime: 0,
+            slice: 0,
+            hints: [0; upsched_abi::NR_HINTS as usize],
+        }
+    }
+}
+
+/// One tenant of the run: its policy, configuration and statistics.
+struct TenantRecord {
+    tenant: Tenant,
+    slot: Option<usize>,
+    attached_at: Option<Time>,
+    detached_at: Option<Time>,
+    attach_error: Option<String>,
+    ejection: Option<EjectionReport>,
+    stats: ClassStats,
+}
+
+/// Answers the kfuncs a policy may call from the model.
+struct DsqModel {
+    queued: [usize; NR_CLASSES],
+    parked: [usize; NR_SLOTS],
+}
+
+impl KfuncProvider for DsqModel {
+    fn call_kfunc(&mut self, kfunc: &'static KfuncInfo, args: [u64; 5]) -> Result<u64, CallError> {
+        match kfunc.name {
+            "scx_bpf_dsq_nr_queued" => Ok(self.nr_queued(args[0]) as u64),
+            _ => Err(CallError::Unbound),
+        }
+    }
+}
+
+impl DsqModel {
+    /// `scx_bpf_dsq_nr_queued(dsq_id)`: the host's DSQs hold what the model queued; the
+    /// built-in ones (global, local) are empty because the host never inserts there (a task
+    /// is dispatched the moment a CPU takes it).
+    fn nr_queued(&self, dsq: u64) -> i64 {
+        let count = if dsq & SCX_DSQ_BUILTIN != 0 {
+            Some(0)
+        } else if (CLASS_DSQ_BASE..CLASS_DSQ_BASE + NR_CLASSES as u64).contains(&dsq) {
+            Some(self.queued[(dsq - CLASS_DSQ_BASE) as usize])
+        } else if (PARK_DSQ_BASE..PARK_DSQ_BASE + NR_SLOTS as u64).contains(&dsq) {
+            Some(self.parked[(dsq - PARK_DSQ_BASE) as usize])
+        } else {
+            None
+        };
+        count.map_or(ENOENT, |n| i64::from(i32::try_from(n).unwrap_or(i32::MAX)))
+    }
+}
+
+/// Runs one hook of a tenant's policy. The only place the simulator executes tenant code:
+/// how the engine runs it (interpreter, JIT) is decided where the caller built the
+/// `LoadedPolicy`.
+fn run_policy_hook(
+    instance: &mut PolicyInstance,
+    hook: Hook,
+    ctx: &mut UpschedCtx,
+    kfuncs: &mut dyn KfuncProvider,
+) -> Result<(), EngineError> {
+    instance.call(hook.name(), ctx, kfuncs)
+}
+
+/// sched_ext's weight scale from Linux's (`sched_weight_to_cgroup`).
+fn scx_weight(linux_weight: u32) -> u32 {
+    ((u64::from(linux_weight) * NICE_0_WEIGHT + 512) / 1024).clamp(1, 10_000) as u32
+}
+
+/// Whether `ancestor` is `path` or one of its ancestors, as cgroup paths.
+fn is_within(path: &str, ancestor: &str) -> bool {
+    ancestor == "/"
+        || path == ancestor
+        || (path.starts_with(ancestor) && path.as_bytes().get(ancestor.len()) == Some(&b'/'))
+}
+
+/// Path components between `path` and `ancestor` (0: the same cgroup).
+fn depth_below(path: &str, ancestor: &str) -> usize {
+    let count = |p: &str| p.split('/').filter(|c| !c.is_empty()).count();
+    count(path) - count(ancestor)
+}
+
+pub struct UpschedHost {
+    name: String,
+    config: HostConfig,
+    slots: Vec<Slot>,
+    tenants: Vec<TenantRecord>,
+    default_class: VtimeClass,
+    default_stats: ClassStats,
+    tasks: Vec<TaskCtx>,
+    /// Weighted CPU time of each class within its level.
+    class_vtime: [u64; NR_CLASSES],
+    /// Largest class vtime picked so far per level.
+    level_vnow: [u64; NR_LEVELS as usize],
+    /// CPU time per level in the current guard window.
+    level_runtime: [u64; NR_LEVELS as usize],
+    guard_window_start: Option<Time>,
+    /// Bumped by attach, detach and ejection: tasks classify themselves again.
+    classify_gen: u32,
+    order: u64,
+    timer_armed: bool,
+    /// cgroup paths by the scenario's cgroup index.
+    cgroups: Vec<String>,
+}
+
+impl UpschedHost {
+    /// The mechanism with `tenants` to attach (each at its `attach_at`), over the scenario's
+    /// cgroups (`Scenario::cgroups`).
+    pub fn new(config: HostConfig, tenants: Vec<Tenant>, cgroups: &[String]) -> Self {
+        UpschedHost {
+            name: NAME.to_string(),
+            default_class: VtimeClass::new(config.default_slice),
+            config,
+            slots: (0..NR_SLOTS).map(|_| Slot::new()).collect(),
+            tenants: tenants
+                .into_iter()
+                .map(|tenant| TenantRecord {
+                    tenant,
+                    slot: None,
+                    attached_at: None,
+                    detached_at: None,
+                    attach_error: None,
+                    ejection: None,
+                    stats: ClassStats::default(),
+                })
+                .collect(),
+            default_stats: ClassStats::default(),
+            tasks: Vec::new(),
+            class_vtime: [0; NR_CLASSES],
+            level_vnow: [0; NR_LEVELS as usize],
+            level_runtime: [0; NR_LEVELS as usize],
+            guard_window_start: None,
+            classify_gen: 0,
+            order: 0,
+            timer_armed: false,
+            cgroups: cgroups.to_vec(),
+        }
+    }
+
+    /// Reports itself under another name (e.g. the tenant's policy for `--policy FILE`).
+    pub fn with_name(mut self, name: &str) -> Self {
+        self.name = name.to_string();
+        self
+    }
+
+    /// The statistics so far.
+    pub fn report(&self) -> MechanismReport {
+        MechanismReport {
+            default_class: self.default_stats.report(),
+            tenants: self
+                .tenants
+                .iter()
+                .enumerate()
+                .map(|(index, t)| TenantReport {
+                    name: t.tenant.name.clone(),
+                    policy: t.tenant.policy.name().to_string(),
+                    cgroup: t.tenant.config.cgroup.clone(),
+                    slot: t.slot.map(|s| s as u32),
+                    level: t.tenant.config.level,
+                    weight: t.tenant.config.weight,
+                    attached_at_ns: t.attached_at,
+                    detached_at_ns: t.detached_at,
+                    attach_error: t.attach_error.clone(),
+                    ejection: t.ejection.clone(),
+                    nr_tasks: t
+                        .slot
+                        .filter(|s| self.slots[*s].tenant == index)
+                        .map_or(0, |s| self.slots[s].nr_tasks),
+                    stats: t.stats.report(),
+                })
+                .collect(),
+        }
+    }
+
+    // ---- small helpers -------------------------------------------------------------------
+
+    fn class_level(&self, cls: usize) -> u32 {
+        let level = if cls == DEFAULT_CLASS {
+            self.config.default_level
+        } else {
+            self.slots[cls].config.as_ref().map_or(0, |c| c.level)
+        };
+        level.min(NR_LEVELS - 1)
+    }
+
+    fn class_weight(&self, cls: usize) -> u64 {
+        let weight = if cls == DEFAULT_CLASS {
+            self.config.default_weight
+        } else {
+            self.slots[cls].config.as_ref().map_or(100, |c| c.weight)
+        };
+        u64::from(weight.max(1))
+    }
+
+    fn class_len(&self, cls: usize) -> usize {
+        if cls == DEFAULT_CLASS {
+            self.default_class.len()
+        } else {
+            self.slots[cls].queue.len()
+        }
+    }
+
+    fn stats_of(&mut self, cls: usize) -> Option<&mut ClassStats> {
+        if cls == DEFAULT_CLASS {
+            return Some(&mut self.default_stats);
+        }
+        let tenant = self.slots[cls].tenant;
+        self.tenants.get_mut(tenant).map(|t| &mut t.stats)
+    }
+
+    /// The slot of the task's tenant if that tenant is live (ACTIVE, the incarnation it joined).
+    fn live_tenant(&self, task: TaskId) -> Option<usize> {
+        let t = &self.tasks[task as usize];
+        let slot = t.tenant?;
+        let s = &self.slots[slot];
+        (s.state == SlotState::Active && s.generation == t.tenant_gen).then_some(slot)
+    }
+
+    fn dsq_model(&self) -> DsqModel {
+        DsqModel {
+            queued: std::array::from_fn(|cls| self.class_len(cls)),
+            parked: std::array::from_fn(|slot| self.slots[slot].park.len()),
+        }
+    }
+
+    fn ensure_timer(&mut self, cx: &mut Cx) {
+        if !self.timer_armed {
+            self.timer_armed = true;
+            let period = self.config.timer_period;
+            cx.set_timer((cx.now / period + 1) * period, TIMER_HOST);
+        }
+    }
+
+    // ---- calling the policy --------------------------------------------------------------
+
+    /// The context for `hook` of `task` in `slot`, filled as `docs/mechanism.md` says.
+    fn fill_ctx(&self, cx: &Cx, task: TaskId, slot: usize, hook: Hook, flags: u32) -> UpschedCtx {
+        let t = &self.tasks[task as usize];
+        let s = &self.slots[slot];
+        let config = s.config.as_ref().expect("a live slot has a configuration");
+        let now = cx.now;
+        let here = cx.here();
+        let prev = cx.prev_cpu(task);
+        let cpu = if here != NO_CPU {
+            here
+        } else if prev != NO_CPU {
+            prev
+        } else {
+            0
+        };
+        let (voluntary, involuntary) = cx.switches(task);
+        let info = upsched_abi::hook(hook.name()).expect("the ABI names every hook");
+        let mut ctx = UpschedCtx {
+            abi_version: upsched_abi::ABI_VERSION,
+            ctx_size: std::mem::size_of::<UpschedCtx>() as u32,
+            now_ns: now,
+            hook: info.id,
+            cpu,
+            nr_cpus: cx.nr_cpus(),
+            flags,
+            pid: cx.pid(task),
+            tgid: cx.pid(task),
+            task_slot: t.task_slot,
+            weight: scx_weight(cx.weight(task)),
+            nice: cx.nice(task),
+            prev_cpu: if prev == NO_CPU {
+                cpu as i32
+            } else {
+                prev as i32
+            },
+            sum_runtime_ns: cx.sum_runtime(task),
+            last_runtime_ns: t.last_runtime,
+            runnable_ns: 0,
+            nr_voluntary_switches: voluntary,
+            nr_involuntary_switches: involuntary,
+            hints: t.hints,
+            tenant_id: slot as u32,
+            tenant_level: config.level,
+            tenant_weight: config.weight,
+            tenant_nr_runnable: s.nr_runnable,
+            slice_min_ns: config.slice_min,
+            slice_max_ns: config.slice_max,
+            park_max_ns: config.park_max,
+            ..UpschedCtx::default()
+        };
+        if let Some(since) = t
+            .runnable_at
+            .filter(|_| matches!(hook, Hook::SelectCpu | Hook::Enqueue))
+        {
+            ctx.runnable_ns = now.saturating_sub(since);
+        }
+        ctx.key = now;
+        ctx.slice_ns = config.slice_default;
+        ctx.park_until_ns = 0;
+        ctx.target_cpu = CPU_ANY;
+        ctx.verdict = VERDICT_RUN;
+        ctx
+    }
+
+    /// Calls `hook` for `task` of live `slot`; `None` when the policy failed, which ejects
+    /// the tenant (the outputs are then the defaults' and the caller falls back).
+    fn call(
+        &mut self,
+        cx: &mut Cx,
+        task: TaskId,
+        slot: usize,
+        hook: Hook,
+        flags: u32,
+    ) -> Option<UpschedCtx> {
+        let mut ctx = self.fill_ctx(cx, task, slot, hook, flags);
+        let mut kfuncs = self.dsq_model();
+        let instance = self.slots[slot]
+            .instance
+            .as_mut()
+            .expect("a live slot has a policy instance");
+        match run_policy_hook(instance, hook, &mut ctx, &mut kfuncs) {
+            Ok(()) => Some(ctx),
+            Err(error) => {
+                let pid = cx.pid(task);
+                self.eject(
+                    cx,
+                    slot,
+                    EjectionReport {
+                        kind: "fault",
+                        at_ns: cx.now,
+                        pid,
+                        waited_ns: 0,
+                        reason: format!("fault: the policy failed for task {pid}: {error}"),
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    // ---- tenants: attach, detach, ejection ----------------------------------------------
+
+    fn attach(&mut self, cx: &mut Cx, index: usize) {
+        let Some(slot) = self.slots.iter().position(|s| s.state == SlotState::Free) else {
+            self.tenants[index].attach_error = Some(format!(
+                "no free tenant slot at {} ns (all {NR_SLOTS} in use)",
+                cx.now
+            ));
+            return;
+        };
+        let record = &mut self.tenants[index];
+        record.slot = Some(slot);
+        record.attached_at = Some(cx.now);
+        let s = &mut self.slots[slot];
+        s.state = SlotState::Active;
+        s.generation = s.generation.wrapping_add(1);
+        s.config = Some(record.tenant.config.clone());
+        s.instance = Some(record.tenant.policy.instantiate());
+        s.tenant = index;
+        self.classify_gen = self.classify_gen.wrapping_add(1);
+        self.ensure_timer(cx);
+    }
+
+    fn detach(&mut self, cx: &mut Cx, index: usize) {
+        let Some(slot) = self.tenants[index].slot else {
+            return;
+        };
+        let s = &mut self.slots[slot];
+        if s.tenant != index || s.state == SlotState::Free {
+            return;
+        }
+        // An ejected tenant is gone already; its slot stays reserved until detached.
+        s.state = SlotState::Free;
+        s.instance = None;
+        self.tenants[index].detached_at = Some(cx.now);
+        self.classify_gen = self.classify_gen.wrapping_add(1);
+        // Parked tasks go back (to the default class) at the next timer run.
+        self.ensure_timer(cx);
+    }
+
+    fn eject(&mut self, cx: &mut Cx, slot: usize, ejection: EjectionReport) {
+        if self.slots[slot].state != SlotState::Active {
+            return;
+        }
+        self.slots[slot].state = SlotState::Ejected;
+        self.slots[slot].instance = None;
+        self.classify_gen = self.classify_gen.wrapping_add(1);
+        let tenant = self.slots[slot].tenant;
+        if let Some(record) = self.tenants.get_mut(tenant) {
+            record.stats.ejections += 1;
+            record.ejection = Some(ejection);
+        }
+        // Parked tasks go back through enqueue, which now puts them in the default class.
+        let parked: Vec<TaskId> = self.slots[slot].park.iter().map(|e| e.2).collect();
+        for task in parked {
+            self.unpark(cx, slot, task);
+        }
+    }
+
+    // ---- classification ------------------------------------------------------------------
+
+    /// The active slot bound to the task's cgroup or its nearest ancestor that has one.
+    fn tenant_of_cgroup(&self, path: &str) -> Option<usize> {
+        (0..NR_SLOTS)
+            .filter_map(|slot| {
+                let s = &self.slots[slot];
+                let config = s.config.as_ref()?;
+                (s.state == SlotState::Active && is_within(path, &config.cgroup))
+                    .then(|| (depth_below(path, &config.cgroup), slot))
+            })
+            .filter(|(depth, _)| *depth < MAX_CGROUP_DEPTH)
+            .min()
+            .map(|(_, slot)| slot)
+    }
+
+    fn leave_tenant(&mut self, task: TaskId) {
+        let t = &mut self.tasks[task as usize];
+        let Some(slot) = t.tenant.take() else {
+            return;
+        };
+        t.hints = [0; upsched_abi::NR_HINTS as usize];
+        t.tenant_gen = 0;
+        let task_slot = t.task_slot;
+        let s = &mut self.slots[slot];
+        s.free_task_slots.push(task_slot);
+        s.nr_tasks -= 1;
+    }
+
+    fn classify(&mut self, cx: &mut Cx, task: TaskId) {
+        let t = &mut self.tasks[task as usize];
+        if t.seen_classify_gen == self.classify_gen {
+            return;
+        }
+        t.seen_classify_gen = self.classify_gen;
+        let path = &self.cgroups[cx.cgroup(task) as usize];
+        let new_tenant = self.tenant_of_cgroup(path);
+        let t = &self.tasks[task as usize];
+        if new_tenant.is_some()
+            && new_tenant == t.tenant
+            && self.slots[new_tenant.unwrap_or(0)].generation == t.tenant_gen
+        {
+            return;
+        }
+        // The runnable count follows the task to its new class.
+        if let Some(slot) = self.tasks[task as usize].runnable_slot.take() {
+            self.slots[slot].nr_runnable -= 1;
+        }
+        self.leave_tenant(task);
+        let Some(slot) = new_tenant else {
+            return;
+        };
+        let s = &mut self.slots[slot];
+        let task_slot = match s.free_task_slots.pop() {
+            Some(free) => free,
+            None if s.next_fresh < MAX_TASK_SLOTS => {
+                s.next_fresh += 1;
+                s.next_fresh - 1
+            }
+            // Tenant full: the task stays in the default class.
+            None => return,
+        };
+        s.nr_tasks += 1;
+        let generation = s.generation;
+        let t = &mut self.tasks[task as usize];
+        t.tenant = Some(slot);
+        t.tenant_gen = generation;
+        t.task_slot = task_slot;
+        t.hints = [0; upsched_abi::NR_HINTS as usize];
+        self.default_class.reset_task(task);
+        if t.runnable_at.is_some() {
+            t.runnable_slot = Some(slot);
+            self.slots[slot].nr_runnable += 1;
+        }
+        self.call(cx, task, slot, Hook::TaskInit, 0);
+    }
+
+    // ---- enqueue -------------------------------------------------------------------------
+
+    fn enqueue_default(&mut self, cx: &mut Cx, task: TaskId, cpu: CpuId) {
+        self.tasks[task as usize].parked = false;
+        self.tasks[task as usize].cls = DEFAULT_CLASS;
+        self.default_stats.enqueues += 1;
+        self.default_class.insert(task);
+        kick_an_idle_cpu(cx, task, cpu);
+    }
+
+    /// A class that had nothing queued restarts near its level's virtual now.
+    fn catch_up_class(&mut self, cls: usize) {
+        if self.class_len(cls) > 0 {
+            return;
+        }
+        let floor = self.level_vnow[self.class_level(cls) as usize]
+            .saturating_sub(self.config.default_slice);
+        if self.class_vtime[cls] < floor {
+            self.class_vtime[cls] = floor;
+        }
+    }
+
+    /// `ops.enqueue` (after classification): `flags` are the ABI's for the policy.
+    fn enqueue_task(&mut self, cx: &mut Cx, task: TaskId, cpu: CpuId, flags: u32) {
+        self.classify(cx, task);
+        let now = cx.now;
+        self.tasks[task as usize].waiting_since.get_or_insert(now);
+        let Some(slot) = self.live_tenant(task) else {
+            self.enqueue_default(cx, task, cpu);
+            return;
+        };
+        let released = flags & upsched_abi::F_RELEASED != 0;
+        let Some(out) = self.call(cx, task, slot, Hook::Enqueue, flags) else {
+            // The policy failed and its tenant is gone.
+            self.classify(cx, task);
+            self.enqueue_default(cx, task, cpu);
+            return;
+        };
+        let config = self.slots[slot]
+            .config
+            .as_ref()
+            .expect("a live slot has a configuration");
+        let (slice_min, slice_max, park_max, watched) = (
+            config.slice_min,
+            config.slice_max,
+            config.park_max,
+            config.watchdog != 0,
+        );
+        let runnable_at = self.tasks[task as usize].runnable_at.unwrap_or(now);
+        let stats = self.stats_of(slot).expect("a live slot has statistics");
+        stats.policy_calls += 1;
+        stats.enqueues += 1;
+        if released {
+            stats.releases += 1;
+        }
+        // Clamps.
+        let mut slice = out.slice_ns;
+        if slice == 0 || slice < slice_min {
+            slice = slice_min;
+            stats.clamp_slice += 1;
+        } else if slice > slice_max {
+            slice = slice_max;
+            stats.clamp_slice += 1;
+        }
+        let mut verdict = out.verdict;
+        if verdict > VERDICT_PREEMPT {
+            verdict = VERDICT_RUN;
+            stats.clamp_verdict += 1;
+        }
+        if verdict == VERDICT_PARK {
+            let bound = runnable_at.saturating_add(park_max);
+            if now >= bound {
+                verdict = VERDICT_RUN;
+                stats.clamp_park += 1;
+            } else {
+                let mut until = out.park_until_ns;
+                if until == 0 || until > bound {
+                    if until != 0 {
+                        stats.clamp_park += 1;
+                    }
+                    until = bound;
+                }
+                stats.parks += 1;
+                let t = &mut self.tasks[task as usize];
+                t.parked = true;
+                self.order += 1;
+                t.park_deadline = until;
+                t.park_order = self.order;
+                t.cls = slot;
+                t.slice = slice;
+                self.slots[slot].park.insert((until, self.order, task));
+                self.ensure_timer(cx);
+                return;
+            }
+        }
+        self.catch_up_class(slot);
+        let t = &mut self.tasks[task as usize];
+        t.cls = slot;
+        t.slice = slice;
+        self.order += 1;
+        self.slots[slot]
+            .queue
+            .insert((out.key >> 1, self.order, task));
+        if verdict == VERDICT_PREEMPT {
+            self.stats_of(slot).expect("live").preempt_kicks += 1;
+            cx.preempt(cpu);
+        } else {
+            kick_an_idle_cpu(cx, task, cpu);
+        }
+        if watched {
+            self.ensure_timer(cx);
+        }
+    }
+
+    /// Takes a parked task out of its park queue and enqueues it as released.
+    fn unpark(&mut self, cx: &mut Cx, slot: usize, task: TaskId) {
+        let t = &mut self.tasks[task as usize];
+        self.slots[slot]
+            .park
+            .remove(&(t.park_deadline, t.park_order, task));
+        t.parked = false;
+        let prev = cx.prev_cpu(task);
+        let cpu = if prev != NO_CPU {
+            prev
+        } else {
+            allowed_or_first(cx, task, 0)
+        };
+        self.enqueue_task(cx, task, cpu, upsched_abi::F_RELEASED);
+    }
+
+    fn release_due(&self, task: TaskId, now: Time) -> bool {
+        let t = &self.tasks[task as usize];
+        now >= t.park_deadline
+            || t.hints[HINT_PENDING as usize] != 0
+            || t.hints[HINT_FLAGS as usize] & u64::from(HINTF_SLEEPY) == 0
+    }
+
+    // ---- the chain: which class a CPU serves -------------------------------------------
+
+    fn roll_guard_window(&mut self, now: Time) {
+        if let Some(start) = self.guard_window_start {
+            if now - start < self.config.guard_window {
+                return;
+            }
+        }
+        self.guard_window_start = Some(now);
+        self.level_runtime = [0; NR_LEVELS as usize];
+    }
+
+    /// The class a CPU takes its next task from: the highest level with work unless the
+    /// guard owes a lower one its share; within the level the least virtual time.
+    fn pick_class(&mut self, now: Time, nr_cpus: u32, tried: u32) -> Option<usize> {
+        let mut work_levels = 0u32;
+        let mut top_level = 0;
+        let with_work: Vec<usize> = (0..NR_CLASSES)
+            .filter(|cls| tried & (1 << cls) == 0 && self.class_len(*cls) > 0)
+            .collect();
+        for &cls in &with_work {
+            let level = self.class_level(cls);
+            work_levels |= 1 << level;
+            top_level = top_level.max(level);
+        }
+        if with_work.is_empty() {
+            return None;
+        }
+        let mut chosen_level = top_level;
+        if with_work.len() > 1 && work_levels.count_ones() > 1 && self.config.guard_min_permille > 0
+        {
+            if let Some(start) = self.guard_window_start.filter(|s| now > *s) {
+                let owed =
+                    (now - start) * u64::from(nr_cpus) / 1000 * self.config.guard_min_permille;
+                let mut best_deficit = 0;
+                for level in 0..top_level {
+                    if work_levels & (1 << level) == 0 {
+                        continue;
+                    }
+                    let runtime = self.level_runtime[level as usize];
+                    if runtime < owed && owed - runtime > best_deficit {
+                        best_deficit = owed - runtime;
+                        chosen_level = level;
+                    }
+                }
+            }
+        }
+        let best = with_work
+            .iter()
+            .filter(|cls| self.class_level(**cls) == chosen_level)
+            .min_by_key(|cls| (self.class_vtime[**cls], **cls))
+            .copied()?;
+        let level = chosen_level as usize;
+        self.level_vnow[level] = self.level_vnow[level].max(self.class_vtime[best]);
+        Some(best)
+    }
+
+    fn pop_tenant_task(&mut self, cx: &Cx, slot: usize, cpu: CpuId) -> Option<TaskId> {
+        let queue = &mut self.slots[slot].queue;
+        let entry = *queue.iter().find(|e| cx.allowed(e.2, cpu))?;
+        queue.remove(&entry);
+        Some(entry.2)
+    }
+
+    fn watch(&mut self, cx: &mut Cx, slot: usize) {
+        let s = &self.slots[slot];
+        let Some(config) = s.config.as_ref() else {
+            return;
+        };
+        if s.state != SlotState::Active || config.watchdog == 0 {
+            return;
+        }
+        let now = cx.now;
+        let longest = s
+            .park
+            .iter()
+            .map(|e| e.2)
+            .take(SCAN_LIMIT)
+            .chain(s.queue.iter().map(|e| e.2).take(SCAN_LIMIT))
+            .filter_map(|task| {
+                let since = self.tasks[task as usize].waiting_since?;
+                (now > since).then(|| (now - since, task))
+            })
+            .max_by_key(|(waited, task)| (*waited, std::cmp::Reverse(*task)));
+        if let Some((waited, task)) = longest.filter(|(w, _)| *w > config.watchdog) {
+            let pid = cx.pid(task);
+            let bound = config.watchdog;
+            self.eject(
+                cx,
+                slot,
+                EjectionReport {
+                    kind: "watchdog",
+                    at_ns: now,
+                    pid,
+                    waited_ns: waited,
+                    reason: format!(
+                        "watchdog: task {pid} waited {:.3} s to run, longer than the tenant's bound of {:.3} s",
+                        waited as f64 / 1e9,
+                        bound as f64 / 1e9
+                    ),
+                },
+            );
+        }
+    }
+
+    fn on_host_timer(&mut self, cx: &mut Cx) {
+        self.timer_armed = false;
+        let now = cx.now;
+        for slot in 0..NR_SLOTS {
+            let live = self.slots[slot].state == SlotState::Active;
+            let due: Vec<TaskId> = self.slots[slot]
+                .park
+                .iter()
+                .map(|e| e.2)
+                .filter(|task| !live || self.release_due(*task, now))
+                .collect();
+            for task in due {
+                self.unpark(cx, slot, task);
+            }
+            self.watch(cx, slot);
+        }
+        let needed = self.slots.iter().any(|s| {
+            !s.park.is_empty()
+                || (s.state == SlotState::Active
+                    && s.config.as_ref().is_some_and(|c| c.watchdog != 0)
+                    && !s.queue.is_empty())
+        });
+        if needed {
+            self.ensure_timer(cx);
+        }
+    }
+}
+
+impl Scheduler for UpschedHost {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn init(&mut self, cx: &mut Cx) {
+        for index in 0..self.tenants.len() {
+            let config = &self.tenants[index].tenant.config;
+            let detach_at = config.detach_at;
+            if config.attach_at == 0 {
+                self.attach(cx, index);
+            } else {
+                cx.set_timer(config.attach_at, TIMER_ATTACH | index as u64);
+            }
+            if let Some(at) = detach_at {
+                cx.set_timer(at, TIMER_DETACH | index as u64);
+            }
+        }
+    }
+
+    fn task_init(&mut self, _cx: &mut Cx, task: TaskId) {
+        let i = task as usize;
+        if i >= self.tasks.len() {
+            self.tasks.resize(i + 1, TaskCtx::new());
+        }
+        self.tasks[i] = TaskCtx::new();
+        self.default_class.reset_task(task);
+    }
+
+    fn task_exit(&mut self, cx: &mut Cx, task: TaskId) {
+        if let Some(slot) = self.live_tenant(task) {
+            self.call(cx, task, slot, Hook::TaskExit, 0);
+        }
+        if let Some(slot) = self.tasks[task as usize].runnable_slot.take() {
+            self.slots[slot].nr_runnable -= 1;
+        }
+        self.leave_tenant(task);
+    }
+
+    fn select_cpu(&mut self, cx: &mut Cx, task: TaskId, prev_cpu: CpuId, flags: u32) -> CpuId {
+        let host_choice = cx
+            .find_idle_cpu(task, prev_cpu)
+            .unwrap_or_else(|| allowed_or_first(cx, task, prev_cpu));
+        let Some(slot) = self.live_tenant(task) else {
+            return host_choice;
+        };
+        // The engine's F_FORK means a new task; the ABI's select_cpu flags are WAKEUP plus
+        // FORK for it.
+        let abi_flags = upsched_abi::F_WAKEUP | (flags & F_FORK);
+        let Some(mut out) = self.call(cx, task, slot, Hook::SelectCpu, abi_flags) else {
+            return host_choice;
+        };
+        out.prev_cpu = prev_cpu as i32;
+        let stats = self.stats_of(slot).expect("live");
+        stats.policy_calls += 1;
+        let target = out.target_cpu;
+        if target == CPU_ANY {
+            return host_choice;
+        }
+        if target >= 0 && (target as u32) < cx.nr_cpus() && cx.allowed(task, target as u32) {
+            return target as u32;
+        }
+        self.stats_of(slot).expect("live").clamp_cpu += 1;
+        host_choice
+    }
+
+    fn enqueue(&mut self, cx: &mut Cx, task: TaskId, cpu: CpuId, flags: u32) {
+        let now = cx.now;
+        let woke = flags & (F_WAKEUP | F_FORK) != 0;
+        if woke {
+            // ops.runnable: counted where the task was classified last.
+            let t = &mut self.tasks[task as usize];
+            t.runnable_at = Some(now);
+            t.waiting_since = Some(now);
+            if let (Some(slot), None) = (t.tenant, t.runnable_slot) {
+                t.runnable_slot = Some(slot);
+                self.slots[slot].nr_runnable += 1;
+            }
+        }
+        // sched_ext sets ENQ_WAKEUP for wake-ups, not for a new task.
+        let abi_flags = (flags & F_WAKEUP) | (flags & F_PREEMPTED);
+        self.enqueue_task(cx, task, cpu, abi_flags);
+    }
+
+    fn dispatch(&mut self, cx: &mut Cx, cpu: CpuId) -> Option<Dispatch> {
+        let now = cx.now;
+        self.roll_guard_window(now);
+        let mut tried = 0u32;
+        for _ in 0..NR_CLASSES {
+            let cls = self.pick_class(now, cx.nr_cpus(), tried)?;
+            let picked = if cls == DEFAULT_CLASS {
+                self.default_class
+                    .pop_for(cx, cpu)
+                    .map(|task| (task, self.default_class.slice()))
+            } else {
+                self.pop_tenant_task(cx, cls, cpu)
+                    .map(|task| (task, self.tasks[task as usize].slice))
+            };
+            match picked {
+                Some((task, slice)) => return Some(Dispatch { task, slice }),
+                // Nothing of that class may run on this CPU: choose again without it.
+                None => tried |= 1 << cls,
+            }
+        }
+        None
+    }
+
+    fn running(&mut self, cx: &mut Cx, task: TaskId, _cpu: CpuId) {
+        let now = cx.now;
+        let t = &mut self.tasks[task as usize];
+        t.running_at = now;
+        let waiting_since = std::mem::take(&mut t.waiting_since);
+        let cls = t.cls;
+        if let Some(stats) = self.stats_of(cls) {
+            stats.dispatches += 1;
+            if let Some(since) = waiting_since {
+                stats.record_wait(now - since);
+            }
+        }
+        if let Some(slot) = self.live_tenant(task) {
+            self.call(cx, task, slot, Hook::Running, 0);
+        }
+    }
+
+    fn stopping(&mut self, cx: &mut Cx, task: TaskId, _cpu: CpuId, runnable: bool) {
+        let now = cx.now;
+        let t = &mut self.tasks[task as usize];
+        let ran = now.saturating_sub(t.running_at);
+        t.last_runtime = ran;
+        let cls = t.cls;
+        if runnable {
+            t.waiting_since = Some(now);
+        } else {
+            // ops.quiescent.
+            t.runnable_at = None;
+            t.waiting_since = None;
+            t.parked = false;
+            if let Some(slot) = t.runnable_slot.take() {
+                self.slots[slot].nr_runnable -= 1;
+            }
+        }
+        self.class_vtime[cls] += ran * NICE_0_WEIGHT / self.class_weight(cls);
+        let level = self.class_level(cls) as usize;
+        self.level_runtime[level] += ran;
+        if let Some(stats) = self.stats_of(cls) {
+            stats.cpu_time_ns += ran;
+        }
+        if cls == DEFAULT_CLASS {
+            self.default_class.charge(task, ran, cx.weight(task));
+        }
+        if let Some(slot) = self.live_tenant(task) {
+            let flags = if runnable { upsched_abi::F_RUNNABLE } else { 0 };
+            self.call(cx, task, slot, Hook::Stopping, flags);
+        }
+    }
+
+    fn tick(&mut self, cx: &mut Cx, _cpu: CpuId, task: TaskId) -> bool {
+        let t = &self.tasks[task as usize];
+        // Its tenant is gone: end the slice, so that enqueue classifies it now.
+        if t.tenant.is_some() && self.live_tenant(task).is_none() {
+            return true;
+        }
+        // A higher level with queued work takes the CPU, as a higher scheduling class would.
+        let level = self.class_level(t.cls);
+        if (0..NR_CLASSES).any(|cls| self.class_level(cls) > level && self.class_len(cls) > 0) {
+            return true;
+        }
+        let Some(slot) = self.live_tenant(task) else {
+            return false;
+        };
+        let Some(out) = self.call(cx, task, slot, Hook::Tick, 0) else {
+            return true;
+        };
+        match out.verdict {
+            VERDICT_PREEMPT => true,
+            VERDICT_RUN => false,
+            _ => {
+                self.stats_of(slot).expect("live").clamp_verdict += 1;
+                false
+            }
+        }
+    }
+
+    fn timer(&mut self, cx: &mut Cx, token: u64) {
+        let index = (token & !TIMER_KIND) as usize;
+        match token & TIMER_KIND {
+            TIMER_HOST => self.on_host_timer(cx),
+            TIMER_ATTACH => self.attach(cx, index),
+            TIMER_DETACH => self.detach(cx, index),
+            _ => {}
+        }
+    }
+
+    fn hints_changed(&mut self, cx: &mut Cx, task: TaskId) {
+        // The task writes its words in its tenant's hint map; in the default class it has
+        // none (the kernel's `task_lookup` has no entry to write through).
+        if self.live_tenant(task).is_some() {
+            self.tasks[task as usize].hints = *cx.hints(task);
+        }
+    }
+
+    fn mechanism_report(&self) -> Option<MechanismReport> {
+        Some(self.report())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_ancestry_is_by_whole_components() {
+        assert!(is_within("/a/b", "/a"));
+        assert!(is_within("/a", "/a"));
+        assert!(is_within("/a", "/"));
+        assert!(!is_within("/ab", "/a"));
+        assert!(!is_within("/a", "/a/b"));
+        assert_eq!(depth_below("/a/b/c", "/a"), 2);
+        assert_eq!(depth_below("/a", "/"), 1);
+    }
+
+    #[test]
+    fn wait_buckets_are_the_kernels() {
+        assert_eq!(wait_bucket(0), 0);
+        assert_eq!(wait_bucket(1_999), 0);
+        assert_eq!(wait_bucket(2_000), 1);
+        assert_eq!(wait_bucket(4_000), 2);
+        assert_eq!(wait_bucket(1_000_000), 9);
+        assert_eq!(wait_bucket(u64::MAX), WAIT_BUCKETS - 1);
+    }
+
+    #[test]
+    fn scx_weights_scale_linux_weights() {
+        assert_eq!(scx_weight(1024), 100);
+        assert_eq!(scx_weight(88761), 8668);
+        assert_eq!(scx_weight(15), 1);
+    }
+
+    #[test]
+    fn the_dsq_model_answers_like_the_kernel() {
+        let mut model = DsqModel {
+            queued: [0; NR_CLASSES],
+            parked: [0; NR_SLOTS],
+        };
+        model.queued[3] = 5;
+        model.parked[2] = 7;
+        assert_eq!(model.nr_queued(0x103), 5);
+        assert_eq!(model.nr_queued(0x202), 7);
+        assert_eq!(model.nr_queued(1 << 63 | 2), 0);
+        assert_eq!(model.nr_queued(0x300), ENOENT);
+    }
+}
