@@ -270,20 +270,42 @@ fn two_tenants_at_one_level_share_by_their_weights() {
     assert!(((b / a) - 3.0).abs() < 0.15, "b/a = {}", b / a);
 }
 
-fn misbehaving(name: &str, config: &str, tasks: &str, duration: &str) -> RunReport {
+/// Runs `tasks` on one CPU with the policy object `bytes` as the only tenant (on "/").
+fn with_policy_object(
+    name: &str,
+    bytes: &[u8],
+    config: &str,
+    tasks: &str,
+    duration: &str,
+) -> RunReport {
     let dir = std::env::temp_dir().join(format!("upsched-sim-mech-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join(format!("{name}.bpf.o"));
-    std::fs::write(
-        &path,
-        upsched_testdata::misbehaving(name).expect("test policy"),
-    )
-    .expect("write the policy");
+    std::fs::write(&path, bytes).expect("write the policy");
     let text = format!(
         "duration = \"{duration}\"\n[machine]\ncpus = 1\ncosts = {{ preset = \"zero\" }}\n[[tenant]]\npolicy = \"{}\"\n{config}\n{tasks}",
         path.display()
     );
     run(&text, "upsched")
+}
+
+fn misbehaving(name: &str, config: &str, tasks: &str, duration: &str) -> RunReport {
+    let bytes = upsched_testdata::misbehaving(name).expect("test policy");
+    with_policy_object(name, bytes, config, tasks, duration)
+}
+
+#[test]
+fn the_kfunc_is_answered_from_the_model() {
+    // kfunc_user asks scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL): the host never queues there, so
+    // the answer is 0 and the policy asks for the longest slice.
+    let tasks: String = ["a", "b", "c"].iter().map(|n| hog(n, "", "1s")).collect();
+    let bytes = upsched_testdata::object("kfunc_user");
+    let run = with_policy_object("kfunc_user", bytes, "", &tasks, "300ms");
+    let t = &mechanism(&run).tenants[0];
+    assert!(t.ejection.is_none(), "{:?}", t.ejection);
+    assert!(t.stats.policy_calls > 0);
+    // 20 ms slices in turn: each task waits for the two others.
+    assert_eq!(task(&run, "a").wait.max_ns, 40 * MS);
 }
 
 const SLEEPERS: &str = r#"
@@ -373,6 +395,10 @@ policy = "example:prio"
 cgroup = "/svc"
 attach = "100ms"
 detach = "300ms"
+[[tenant]]
+policy = "example:rr"
+cgroup = "/svc"
+attach = "500ms"
 [[task]]
 name = "w"
 count = 2
@@ -391,8 +417,15 @@ program = [{ run = "400ms" }]
         "tenant cpu {tenant_cpu}"
     );
     assert_eq!(t.nr_tasks, 0, "its tasks left it");
+    // A second tenant takes the freed slot at 500 ms and the tasks move to it.
+    let second = tenant(&run, "example:rr");
+    assert_eq!((t.slot, second.slot), (Some(0), Some(0)));
+    assert!(second.stats.cpu_time_ns > 0);
     let default_cpu = mechanism(&run).default_class.cpu_time_ns;
-    assert_eq!(default_cpu + tenant_cpu, 800 * MS);
+    assert_eq!(
+        default_cpu + tenant_cpu + second.stats.cpu_time_ns,
+        800 * MS
+    );
     assert_eq!(run.tasks_alive_at_end, 0);
 }
 
@@ -494,4 +527,37 @@ fn a_policy_the_checks_or_the_verifier_refuse_is_not_run_and_the_reason_is_given
         .err()
         .expect("refused");
     assert!(error.contains("declares no [[tenant]]"), "{error}");
+}
+
+#[test]
+fn every_example_runs_in_the_mechanism() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("examples")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml" || e == "json"))
+        .collect();
+    names.sort();
+    let mut with_tenants = 0;
+    for path in names {
+        let mut s = upsched_sim::load_scenario(&path).unwrap_or_else(|e| panic!("{e}"));
+        s.duration = s.duration.min(300 * MS);
+        let file = path.display().to_string();
+        // The scenario's own tenants, or the example wfq on every task.
+        let policy = if s.tenants.is_empty() {
+            "example:wfq"
+        } else {
+            with_tenants += 1;
+            "upsched"
+        };
+        let sched = tenants::scheduler_for(policy, &s, &file).unwrap_or_else(|e| panic!("{e}"));
+        let outcome =
+            engine::run(&s, sched, RunOptions::default()).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let run = report::run_report(&outcome, &s);
+        let m = mechanism(&run);
+        let tenant_cpu: Time = m.tenants.iter().map(|t| t.stats.cpu_time_ns).sum();
+        assert!(tenant_cpu > 0, "{file}: no tenant ran");
+        assert!(m.tenants.iter().all(|t| t.ejection.is_none()), "{file}");
+    }
+    assert!(with_tenants >= 1);
 }

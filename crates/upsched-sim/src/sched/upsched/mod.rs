@@ -73,15 +73,16 @@ enum SlotState {
     Ejected,
 }
 
+/// The hooks, with their ids in the ABI (`abi.toml` order; a test checks them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Hook {
-    SelectCpu,
-    Enqueue,
-    Running,
-    Stopping,
-    Tick,
-    TaskInit,
-    TaskExit,
+    SelectCpu = 0,
+    Enqueue = 1,
+    Running = 2,
+    Stopping = 3,
+    Tick = 4,
+    TaskInit = 5,
+    TaskExit = 6,
 }
 
 impl Hook {
@@ -145,8 +146,8 @@ struct TaskCtx {
     task_slot: u32,
     /// Class the task is queued or running under (accounting).
     cls: usize,
-    /// Slot whose `nr_runnable` counts this task.
-    runnable_slot: Option<usize>,
+    /// Slot (and its incarnation) whose `nr_runnable` counts this task.
+    runnable_slot: Option<(usize, u32)>,
     parked: bool,
     /// Its entry in the park queue while parked: (deadline, order).
     park_deadline: Time,
@@ -430,12 +431,11 @@ impl UpschedHost {
             0
         };
         let (voluntary, involuntary) = cx.switches(task);
-        let info = upsched_abi::hook(hook.name()).expect("the ABI names every hook");
         let mut ctx = UpschedCtx {
             abi_version: upsched_abi::ABI_VERSION,
             ctx_size: std::mem::size_of::<UpschedCtx>() as u32,
             now_ns: now,
-            hook: info.id,
+            hook: hook as u32,
             cpu,
             nr_cpus: cx.nr_cpus(),
             flags,
@@ -530,6 +530,11 @@ impl UpschedHost {
         let s = &mut self.slots[slot];
         s.state = SlotState::Active;
         s.generation = s.generation.wrapping_add(1);
+        // A fresh incarnation: tasks of an earlier tenant of this slot hold nothing of it.
+        s.nr_runnable = 0;
+        s.nr_tasks = 0;
+        s.free_task_slots.clear();
+        s.next_fresh = 0;
         s.config = Some(record.tenant.config.clone());
         s.instance = Some(record.tenant.policy.instantiate());
         s.tenant = index;
@@ -589,17 +594,38 @@ impl UpschedHost {
             .map(|(_, slot)| slot)
     }
 
+    /// `ops.runnable` for the tenant count: the task counts where it was classified last.
+    fn count_runnable(&mut self, task: TaskId) {
+        let t = &mut self.tasks[task as usize];
+        if let (Some(slot), None) = (t.tenant, t.runnable_slot) {
+            t.runnable_slot = Some((slot, t.tenant_gen));
+            if self.slots[slot].generation == t.tenant_gen {
+                self.slots[slot].nr_runnable += 1;
+            }
+        }
+    }
+
+    fn uncount_runnable(&mut self, task: TaskId) {
+        if let Some((slot, generation)) = self.tasks[task as usize].runnable_slot.take() {
+            if self.slots[slot].generation == generation {
+                self.slots[slot].nr_runnable -= 1;
+            }
+        }
+    }
+
     fn leave_tenant(&mut self, task: TaskId) {
         let t = &mut self.tasks[task as usize];
         let Some(slot) = t.tenant.take() else {
             return;
         };
         t.hints = [0; upsched_abi::NR_HINTS as usize];
-        t.tenant_gen = 0;
-        let task_slot = t.task_slot;
+        let (task_slot, generation) = (t.task_slot, std::mem::take(&mut t.tenant_gen));
+        // A task of an earlier incarnation holds nothing of the slot's current pool.
         let s = &mut self.slots[slot];
-        s.free_task_slots.push(task_slot);
-        s.nr_tasks -= 1;
+        if s.generation == generation {
+            s.free_task_slots.push(task_slot);
+            s.nr_tasks -= 1;
+        }
     }
 
     fn classify(&mut self, cx: &mut Cx, task: TaskId) {
@@ -618,9 +644,7 @@ impl UpschedHost {
             return;
         }
         // The runnable count follows the task to its new class.
-        if let Some(slot) = self.tasks[task as usize].runnable_slot.take() {
-            self.slots[slot].nr_runnable -= 1;
-        }
+        self.uncount_runnable(task);
         self.leave_tenant(task);
         let Some(slot) = new_tenant else {
             return;
@@ -644,8 +668,7 @@ impl UpschedHost {
         t.hints = [0; upsched_abi::NR_HINTS as usize];
         self.default_class.reset_task(task);
         if t.runnable_at.is_some() {
-            t.runnable_slot = Some(slot);
-            self.slots[slot].nr_runnable += 1;
+            self.count_runnable(task);
         }
         self.call(cx, task, slot, Hook::TaskInit, 0);
     }
@@ -802,43 +825,41 @@ impl UpschedHost {
     /// The class a CPU takes its next task from: the highest level with work unless the
     /// guard owes a lower one its share; within the level the least virtual time.
     fn pick_class(&mut self, now: Time, nr_cpus: u32, tried: u32) -> Option<usize> {
+        let mut work_classes = 0u32;
         let mut work_levels = 0u32;
         let mut top_level = 0;
-        let with_work: Vec<usize> = (0..NR_CLASSES)
-            .filter(|cls| tried & (1 << cls) == 0 && self.class_len(*cls) > 0)
-            .collect();
-        for &cls in &with_work {
-            let level = self.class_level(cls);
-            work_levels |= 1 << level;
-            top_level = top_level.max(level);
+        for cls in 0..NR_CLASSES {
+            if tried & (1 << cls) == 0 && self.class_len(cls) > 0 {
+                let level = self.class_level(cls);
+                work_classes |= 1 << cls;
+                work_levels |= 1 << level;
+                top_level = top_level.max(level);
+            }
         }
-        if with_work.is_empty() {
+        if work_classes == 0 {
             return None;
         }
         let mut chosen_level = top_level;
-        if with_work.len() > 1 && work_levels.count_ones() > 1 && self.config.guard_min_permille > 0
-        {
+        if work_levels.count_ones() > 1 && self.config.guard_min_permille > 0 {
             if let Some(start) = self.guard_window_start.filter(|s| now > *s) {
                 let owed =
                     (now - start) * u64::from(nr_cpus) / 1000 * self.config.guard_min_permille;
                 let mut best_deficit = 0;
                 for level in 0..top_level {
-                    if work_levels & (1 << level) == 0 {
-                        continue;
-                    }
                     let runtime = self.level_runtime[level as usize];
-                    if runtime < owed && owed - runtime > best_deficit {
+                    if work_levels & (1 << level) != 0
+                        && owed.saturating_sub(runtime) > best_deficit
+                    {
                         best_deficit = owed - runtime;
                         chosen_level = level;
                     }
                 }
             }
         }
-        let best = with_work
-            .iter()
-            .filter(|cls| self.class_level(**cls) == chosen_level)
-            .min_by_key(|cls| (self.class_vtime[**cls], **cls))
-            .copied()?;
+        // Ties: the lowest class index.
+        let best = (0..NR_CLASSES)
+            .filter(|cls| work_classes & (1 << cls) != 0 && self.class_level(*cls) == chosen_level)
+            .min_by_key(|cls| (self.class_vtime[*cls], *cls))?;
         let level = chosen_level as usize;
         self.level_vnow[level] = self.level_vnow[level].max(self.class_vtime[best]);
         Some(best)
@@ -953,9 +974,7 @@ impl Scheduler for UpschedHost {
         if let Some(slot) = self.live_tenant(task) {
             self.call(cx, task, slot, Hook::TaskExit, 0);
         }
-        if let Some(slot) = self.tasks[task as usize].runnable_slot.take() {
-            self.slots[slot].nr_runnable -= 1;
-        }
+        self.uncount_runnable(task);
         self.leave_tenant(task);
     }
 
@@ -969,10 +988,9 @@ impl Scheduler for UpschedHost {
         // The engine's F_FORK means a new task; the ABI's select_cpu flags are WAKEUP plus
         // FORK for it.
         let abi_flags = upsched_abi::F_WAKEUP | (flags & F_FORK);
-        let Some(mut out) = self.call(cx, task, slot, Hook::SelectCpu, abi_flags) else {
+        let Some(out) = self.call(cx, task, slot, Hook::SelectCpu, abi_flags) else {
             return host_choice;
         };
-        out.prev_cpu = prev_cpu as i32;
         let stats = self.stats_of(slot).expect("live");
         stats.policy_calls += 1;
         let target = out.target_cpu;
@@ -994,10 +1012,7 @@ impl Scheduler for UpschedHost {
             let t = &mut self.tasks[task as usize];
             t.runnable_at = Some(now);
             t.waiting_since = Some(now);
-            if let (Some(slot), None) = (t.tenant, t.runnable_slot) {
-                t.runnable_slot = Some(slot);
-                self.slots[slot].nr_runnable += 1;
-            }
+            self.count_runnable(task);
         }
         // sched_ext sets ENQ_WAKEUP for wake-ups, not for a new task.
         let abi_flags = (flags & F_WAKEUP) | (flags & F_PREEMPTED);
@@ -1057,9 +1072,7 @@ impl Scheduler for UpschedHost {
             t.runnable_at = None;
             t.waiting_since = None;
             t.parked = false;
-            if let Some(slot) = t.runnable_slot.take() {
-                self.slots[slot].nr_runnable -= 1;
-            }
+            self.uncount_runnable(task);
         }
         self.class_vtime[cls] += ran * NICE_0_WEIGHT / self.class_weight(cls);
         let level = self.class_level(cls) as usize;
@@ -1139,6 +1152,25 @@ mod tests {
         assert!(!is_within("/a", "/a/b"));
         assert_eq!(depth_below("/a/b/c", "/a"), 2);
         assert_eq!(depth_below("/a", "/"), 1);
+    }
+
+    #[test]
+    fn hook_ids_are_the_abis() {
+        for hook in [
+            Hook::SelectCpu,
+            Hook::Enqueue,
+            Hook::Running,
+            Hook::Stopping,
+            Hook::Tick,
+            Hook::TaskInit,
+            Hook::TaskExit,
+        ] {
+            assert_eq!(
+                upsched_abi::hook(hook.name()).map(|h| h.id),
+                Some(hook as u32)
+            );
+        }
+        assert_eq!(upsched_abi::HOOKS.len(), 7);
     }
 
     #[test]

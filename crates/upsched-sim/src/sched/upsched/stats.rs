@@ -183,7 +183,7 @@ impl MechanismReport {
                 eject
             );
         };
-        row("default", "-".into(), "-".into(), &self.default_class, "");
+        row("default", "-".into(), "-".into(), &self.default_class, "-");
         for t in &self.tenants {
             let eject = match (&t.attach_error, &t.ejection) {
                 (Some(error), _) => format!("not attached: {error}"),
