@@ -35,7 +35,8 @@ pub struct SweepArgs {
     /// Seeds per point: 1..=N (the plot shows their mean and min-max band).
     #[arg(long, default_value_t = 3)]
     seeds: u64,
-    /// Metric for the CSV; repeat for several (default: all). `--metric help` lists them.
+    /// Metric for the CSV; repeat for several (default: all). `--metric help` lists them
+    /// (and runs nothing).
     #[arg(long = "metric", value_name = "NAME")]
     metrics: Vec<String>,
     /// Metric plotted against the parameter (default: the first --metric, else idle_ratio for
@@ -350,6 +351,12 @@ struct Job {
 }
 
 pub fn run(args: &SweepArgs) -> anyhow::Result<ExitCode> {
+    if args.metrics.iter().any(|m| m == "help") {
+        for m in &METRICS {
+            println!("{:<16} {}", m.name, m.about);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     match prepare(args) {
         Ok(plan) => execute(args, plan),
         Err(e) => {
@@ -371,9 +378,6 @@ struct Plan {
 
 /// Checks every argument and builds every scenario before anything runs.
 fn prepare(args: &SweepArgs) -> Result<Plan, String> {
-    if args.metrics.iter().any(|m| m == "help") {
-        return Err(metric("help").err().unwrap_or_default());
-    }
     let mut columns = args
         .metrics
         .iter()
