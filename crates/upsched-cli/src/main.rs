@@ -73,7 +73,7 @@ enum Command {
     /// Exit status: 0 ran, 1 a run failed (a policy broke an invariant), 2 bad arguments or
     /// scenario.
     #[command(
-        after_help = "Examples:\n  upsched sweep faas:duration=20s --param chains=0..50:5 --policy linux-eevdf --policy example:faas --plot idle_ratio\n  upsched sweep examples/mm1.toml --param arrival.0.rate=100,300,500,700,900 --policy fifo --metric wait_p99_ms\n  upsched sweep examples/cpu-weights.toml --param machine.cpus=1,2,4 --seeds 1 --metric help"
+        after_help = "Examples:\n  upsched sweep faas:duration=20s --param chains=0..50:5 --policy linux-eevdf --policy example:faas --plot idle_ratio\n  upsched sweep examples/mm1.toml --param arrival.0.rate=100,300,500,700,900 --policy fifo --metric wait_p99_ms\n  upsched sweep examples/cpu-weights.toml --param machine.cpus=1,2,4 --seeds 1 --metric fairness"
     )]
     Sweep(sweep::SweepArgs),
     /// Show the host scheduler and two tenant policies at work on a real kernel.

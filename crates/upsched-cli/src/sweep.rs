@@ -591,8 +591,9 @@ fn aggregate(plan: &Plan, rows: &[(&Job, RunReport)]) -> Vec<Vec<Option<(f64, f6
 /// The mean of the plotted metric per point and policy, as a table.
 fn summary(plan: &Plan, rows: &[(&Job, RunReport)]) -> String {
     let stats = aggregate(plan, rows);
+    let width = plan.param.len().max(12);
     let mut out = format!(
-        "{} (mean over {} seeds)\n{:>12}",
+        "{} (mean over {} seeds)\n{:>width$}",
         plan.plotted.name,
         rows.iter().map(|(j, _)| j.seed).max().unwrap_or(0),
         plan.param
@@ -602,7 +603,7 @@ fn summary(plan: &Plan, rows: &[(&Job, RunReport)]) -> String {
     }
     out.push('\n');
     for (point, value) in plan.values.iter().enumerate() {
-        let _ = write!(out, "{value:>12}");
+        let _ = write!(out, "{value:>width$}");
         for policy in &stats {
             let cell = policy[point].map_or("-".into(), |(mean, _, _)| format!("{mean:.4}"));
             let _ = write!(out, " {cell:>16}");
