@@ -5,8 +5,10 @@
 //! travels with event tokens and tasks: a signal carries the request of the task that sends it
 //! (the last one that task took from an event), a token kept on a counter event keeps its
 //! request, and a task that takes a token or is woken by a signal now works on that request.
-//! Signalling a stage's event on a request's behalf moves the request to that stage;
-//! signalling the chain's `complete` event ends it.
+//! Signalling a stage's event on a request's behalf moves the request to that stage (a request
+//! is at one stage at a time: signalling the stage it is at again changes nothing);
+//! signalling the chain's `complete` event ends it, and later signals on its behalf count for
+//! nothing.
 //!
 //! A runtime (the cgroup of a stage) has a **pending request** while at least one request is
 //! at one of its stages: from the signal of the stage's event (the request is queued for the
@@ -244,10 +246,11 @@ impl ChainTracker {
     /// (cgroup the request leaves, cgroup it enters) when it is signalled on `event`.
     fn transition(&self, request: u32, event: EventId) -> Option<(Option<u32>, Option<u32>)> {
         let r = self.requests.get(request as usize)?;
-        let cgroups = &self.stage_cgroups[r.chain as usize];
+        // A completed request belongs to no chain any more.
+        let cgroups = self.stage_cgroups.get(r.chain as usize)?;
         let from = cgroups.get(r.stage as usize).copied();
         match self.roles[event as usize]? {
-            Role::Stage { chain, stage } if chain == r.chain => {
+            Role::Stage { chain, stage } if chain == r.chain && stage != r.stage => {
                 Some((from, Some(cgroups[stage as usize])))
             }
             Role::Complete { chain } if chain == r.chain && r.stage != NOT_STARTED => {

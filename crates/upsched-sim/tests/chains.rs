@@ -129,6 +129,25 @@ complete = "done"
     assert_eq!(a.idle_ratio, Some(0.0));
 }
 
+/// The last worker keeps the completed request as its current one and signals two more events
+/// on its behalf (its own log, and the chain's first stage with count 0): neither counts.
+#[test]
+fn signals_on_behalf_of_a_completed_request_count_for_nothing() {
+    let text = ONE_STAGE
+        .replace(
+            "{ signal = \"done\" },",
+            "{ signal = \"done\" }, { signal = \"log\" }, { signal = \"in\", count = 0 },",
+        )
+        .replace(
+            "[[event]]\nname = \"done\"",
+            "[[event]]\nname = \"done\"\n[[event]]\nname = \"log\"",
+        );
+    let run = run_report(&scenario(&text), "fifo");
+    let c = &run.chains.as_ref().unwrap().chains[0];
+    assert_eq!((c.arrivals, c.completed, c.latency.max_ns), (3, 3, 6 * MS));
+    assert_eq!((c.idle_ns, c.cpu_ns), (4 * MS, 19 * MS));
+}
+
 #[test]
 fn spin_then_block_spins_its_budget_then_sleeps_until_the_event() {
     let s = scenario(
