@@ -180,3 +180,35 @@ fn bad_arguments_are_refused_before_anything_runs() {
         "{listing}"
     );
 }
+
+#[test]
+fn upsched_sim_runs_the_builtin_faas_scenario_and_refuses_bad_parameters() {
+    let out = upsched(&[
+        "sim",
+        "faas:chains=2,duration=300ms,cpus=4",
+        "--policy",
+        "linux-eevdf",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["scenario"],
+        "faas:chains=2,cpus=4,duration=300.000ms"
+    );
+    let chains = &report["runs"][0]["chains"];
+    assert_eq!(chains["chains"].as_array().unwrap().len(), 2);
+    assert_eq!(chains["chains"][1]["name"], "c01");
+    assert!(chains["all"]["completed"].as_u64().unwrap() > 0, "{chains}");
+    let runtimes = report["runs"][0]["cgroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["idle_ratio"].is_f64())
+        .count();
+    assert_eq!(runtimes, 10);
+
+    let out = upsched(&["sim", "faas:chains=2,speed=3"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown faas parameter \"speed\""));
+}
