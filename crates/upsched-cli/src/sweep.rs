@@ -39,10 +39,10 @@ pub struct SweepArgs {
     /// (and runs nothing).
     #[arg(long = "metric", value_name = "NAME")]
     metrics: Vec<String>,
-    /// Metric plotted against the parameter (default: the first --metric, else idle_ratio for
-    /// a scenario with chains, else wait_p99_ms).
-    #[arg(long, value_name = "NAME")]
-    plot: Option<String>,
+    /// Metric plotted against the parameter, one SVG each; repeat for several (default: the
+    /// first --metric, else idle_ratio for a scenario with chains, else wait_p99_ms).
+    #[arg(long = "plot", value_name = "NAME")]
+    plots: Vec<String>,
     /// Simulated time of every run (default: the scenario's).
     #[arg(long, value_parser = parse_duration)]
     duration: Option<u64>,
@@ -373,7 +373,7 @@ struct Plan {
     policies: Vec<String>,
     file: String,
     columns: Vec<&'static Metric>,
-    plotted: &'static Metric,
+    plotted: Vec<&'static Metric>,
 }
 
 /// Checks every argument and builds every scenario before anything runs.
@@ -383,7 +383,11 @@ fn prepare(args: &SweepArgs) -> Result<Plan, String> {
         .iter()
         .map(|m| metric(m))
         .collect::<Result<Vec<_>, _>>()?;
-    let plotted = args.plot.as_deref().map(metric).transpose()?;
+    let mut plotted = args
+        .plots
+        .iter()
+        .map(|m| metric(m))
+        .collect::<Result<Vec<_>, _>>()?;
     if args.seeds == 0 {
         return Err("--seeds must be at least 1".into());
     }
@@ -403,15 +407,16 @@ fn prepare(args: &SweepArgs) -> Result<Plan, String> {
         tenants::scheduler_for(p, &scenarios[0], &file)?;
     }
     let has_chains = scenarios.iter().any(|s| !s.chains.is_empty());
-    let plotted = match (plotted, columns.first()) {
-        (Some(m), _) => m,
-        (None, Some(m)) => *m,
-        (None, None) => metric(if has_chains {
-            "idle_ratio"
-        } else {
-            "wait_p99_ms"
-        })?,
-    };
+    if plotted.is_empty() {
+        plotted.push(match columns.first() {
+            Some(m) => *m,
+            None => metric(if has_chains {
+                "idle_ratio"
+            } else {
+                "wait_p99_ms"
+            })?,
+        });
+    }
     if columns.is_empty() {
         columns = METRICS.iter().collect();
     }
@@ -523,12 +528,16 @@ fn execute(args: &SweepArgs, plan: Plan) -> anyhow::Result<ExitCode> {
     let csv_path = args.out.join("sweep.csv");
     std::fs::write(&csv_path, csv(&plan, &rows))
         .with_context(|| format!("cannot write {}", csv_path.display()))?;
-    let svg = plot(&plan, &rows).map_err(anyhow::Error::msg)?;
-    let svg_path = args.out.join(format!("sweep-{}.svg", plan.plotted.name));
-    std::fs::write(&svg_path, svg)
-        .with_context(|| format!("cannot write {}", svg_path.display()))?;
-    print!("{}", summary(&plan, &rows));
-    println!("wrote {} and {}", csv_path.display(), svg_path.display());
+    let mut written = vec![csv_path.display().to_string()];
+    for metric in &plan.plotted {
+        let svg = plot(&plan, &rows, metric).map_err(anyhow::Error::msg)?;
+        let svg_path = args.out.join(format!("sweep-{}.svg", metric.name));
+        std::fs::write(&svg_path, svg)
+            .with_context(|| format!("cannot write {}", svg_path.display()))?;
+        print!("{}", summary(&plan, &rows, metric));
+        written.push(svg_path.display().to_string());
+    }
+    println!("wrote {}", written.join(", "));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -564,9 +573,13 @@ fn csv(plan: &Plan, rows: &[(&Job, RunReport)]) -> String {
     out
 }
 
-/// (mean, min, max) of the plotted metric per policy and point (`None` where it does not
+/// (mean, min, max) of `metric` per policy and point (`None` where it does not
 /// apply).
-fn aggregate(plan: &Plan, rows: &[(&Job, RunReport)]) -> Vec<Vec<Option<(f64, f64, f64)>>> {
+fn aggregate(
+    plan: &Plan,
+    rows: &[(&Job, RunReport)],
+    metric: &Metric,
+) -> Vec<Vec<Option<(f64, f64, f64)>>> {
     (0..plan.policies.len())
         .map(|policy| {
             (0..plan.values.len())
@@ -574,7 +587,7 @@ fn aggregate(plan: &Plan, rows: &[(&Job, RunReport)]) -> Vec<Vec<Option<(f64, f6
                     let values: Vec<f64> = rows
                         .iter()
                         .filter(|(j, _)| j.policy == policy && j.point == point)
-                        .filter_map(|(_, r)| (plan.plotted.read)(r))
+                        .filter_map(|(_, r)| (metric.read)(r))
                         .collect();
                     (!values.is_empty()).then(|| {
                         let mean = values.iter().sum::<f64>() / values.len() as f64;
@@ -588,13 +601,13 @@ fn aggregate(plan: &Plan, rows: &[(&Job, RunReport)]) -> Vec<Vec<Option<(f64, f6
         .collect()
 }
 
-/// The mean of the plotted metric per point and policy, as a table.
-fn summary(plan: &Plan, rows: &[(&Job, RunReport)]) -> String {
-    let stats = aggregate(plan, rows);
+/// The mean of `metric` per point and policy, as a table.
+fn summary(plan: &Plan, rows: &[(&Job, RunReport)], metric: &Metric) -> String {
+    let stats = aggregate(plan, rows, metric);
     let width = plan.param.len().max(12);
     let mut out = format!(
         "{} (mean over {} seeds)\n{:>width$}",
-        plan.plotted.name,
+        metric.name,
         rows.iter().map(|(j, _)| j.seed).max().unwrap_or(0),
         plan.param
     );
@@ -637,8 +650,8 @@ const COLOURS: [RGBColor; 6] = [
     RGBColor(23, 190, 207),
 ];
 
-fn plot(plan: &Plan, rows: &[(&Job, RunReport)]) -> Result<String, String> {
-    let stats = aggregate(plan, rows);
+fn plot(plan: &Plan, rows: &[(&Job, RunReport)], metric: &Metric) -> Result<String, String> {
+    let stats = aggregate(plan, rows, metric);
     let (xs, x_unit) = x_of(&plan.values);
     let bounds =
         |f: fn(f64, f64) -> f64, init: f64, it: &mut dyn Iterator<Item = f64>| it.fold(init, f);
@@ -662,10 +675,7 @@ fn plot(plan: &Plan, rows: &[(&Job, RunReport)]) -> Result<String, String> {
         root.fill(&WHITE).map_err(|e| error(&e))?;
         let mut chart = ChartBuilder::on(&root)
             .caption(
-                format!(
-                    "{}: {} against {}",
-                    plan.file, plan.plotted.name, plan.param
-                ),
+                format!("{}: {} against {}", plan.file, metric.name, plan.param),
                 ("sans-serif", 18),
             )
             .margin(12)
@@ -676,7 +686,7 @@ fn plot(plan: &Plan, rows: &[(&Job, RunReport)]) -> Result<String, String> {
         chart
             .configure_mesh()
             .x_desc(format!("{}{x_unit}", plan.param))
-            .y_desc(plan.plotted.name)
+            .y_desc(metric.name)
             .draw()
             .map_err(|e| error(&e))?;
         for (policy, series) in stats.iter().enumerate() {

@@ -94,13 +94,18 @@ fn the_faas_sweep_is_the_same_on_one_thread_and_on_many() {
             "2",
             "--jobs",
             jobs,
+            "--plot",
+            "idle_ratio",
+            "--plot",
+            "latency_p99_ms",
             "--out",
             out_dir.to_str().unwrap(),
         ]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let read = |name: &str| std::fs::read_to_string(out_dir.join(name)).unwrap();
         (
-            std::fs::read_to_string(out_dir.join("sweep.csv")).unwrap(),
-            std::fs::read_to_string(out_dir.join("sweep-idle_ratio.svg")).unwrap(),
+            read("sweep.csv"),
+            read("sweep-idle_ratio.svg") + &read("sweep-latency_p99_ms.svg"),
         )
     };
     let (csv, svg) = run("1");
