@@ -20,6 +20,15 @@ fn run_with(scenario: &Scenario, policy: &str, opts: RunOptions) -> RunOutcome {
     engine::run(scenario, sched, opts).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Runs `scenario` under `policy`, keeping every stint.
+fn run_traced(scenario: &Scenario, policy: &str) -> RunOutcome {
+    let opts = RunOptions {
+        record_trace: true,
+        ..RunOptions::default()
+    };
+    run_with(scenario, policy, opts)
+}
+
 /// Runs `text` under `policy` (a tenant policy on "/", or `upsched` for the scenario's
 /// tenants) and returns the report.
 fn run(text: &str, policy: &str) -> RunReport {
@@ -84,14 +93,7 @@ fn fifo_runs_tasks_in_the_order_they_became_runnable() {
 fn rr_gives_every_task_the_same_slice_in_turn() {
     let tasks: String = ["a", "b", "c"].iter().map(|n| hog(n, "", "1s")).collect();
     let s = scenario(&one_cpu("300ms", &tasks));
-    let outcome = run_with(
-        &s,
-        "example:rr",
-        RunOptions {
-            record_trace: true,
-            ..RunOptions::default()
-        },
-    );
+    let outcome = run_traced(&s, "example:rr");
     // Every stint is the policy's 5 ms (the run ends as the 61st starts), and the tasks take
     // turns a, b, c, a, ...
     let stints: Vec<_> = outcome
@@ -270,6 +272,15 @@ fn two_tenants_at_one_level_share_by_their_weights() {
     assert!(((b / a) - 3.0).abs() < 0.15, "b/a = {}", b / a);
 }
 
+/// Writes a policy object to a file of this test process, named `NAME.bpf.o`.
+fn policy_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("upsched-sim-mech-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(format!("{name}.bpf.o"));
+    std::fs::write(&path, bytes).expect("write the policy");
+    path
+}
+
 /// Runs `tasks` on one CPU with the policy object `bytes` as the only tenant (on "/").
 fn with_policy_object(
     name: &str,
@@ -278,10 +289,7 @@ fn with_policy_object(
     tasks: &str,
     duration: &str,
 ) -> RunReport {
-    let dir = std::env::temp_dir().join(format!("upsched-sim-mech-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(format!("{name}.bpf.o"));
-    std::fs::write(&path, bytes).expect("write the policy");
+    let path = policy_file(name, bytes);
     let text = format!(
         "duration = \"{duration}\"\n[machine]\ncpus = 1\ncosts = {{ preset = \"zero\" }}\n[[tenant]]\npolicy = \"{}\"\n{config}\n{tasks}",
         path.display()
@@ -478,7 +486,15 @@ fn a_bad_tenant_table_is_refused_with_its_line() {
         ),
         (
             "policy = \"example:fifo\"\nwatchdog = \"9s\"",
-            "longer than the host's limit",
+            "need 0 < watchdog <= 8 s",
+        ),
+        (
+            "policy = \"example:fifo\"\nwatchdog = \"0s\"",
+            "need 0 < watchdog <= 8 s",
+        ),
+        (
+            "policy = \"example:fifo\"\nslice_max = \"2s\"",
+            "longer than 1 s",
         ),
         (
             "policy = \"example:fifo\"\nslice_min = \"2ms\"\nslice_max = \"1ms\"",
@@ -501,12 +517,9 @@ fn a_bad_tenant_table_is_refused_with_its_line() {
 #[test]
 fn a_policy_the_checks_or_the_verifier_refuse_is_not_run_and_the_reason_is_given() {
     let s = scenario(&one_cpu("10ms", &hog("t", "", "1ms")));
-    let dir = std::env::temp_dir().join(format!("upsched-sim-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
     for name in ["helper_call", "input_write", "no_abi"] {
         let bytes = upsched_testdata::object(name);
-        let path = dir.join(format!("{name}.bpf.o"));
-        std::fs::write(&path, bytes).expect("write");
+        let path = policy_file(name, bytes);
         let error = match tenants::scheduler_for(&path.display().to_string(), &s, FILE) {
             Ok(_) => panic!("{name} was accepted"),
             Err(e) => e,
@@ -518,7 +531,8 @@ fn a_policy_the_checks_or_the_verifier_refuse_is_not_run_and_the_reason_is_given
             "{name}: {error}"
         );
     }
-    let missing = dir.join("missing.bpf.o").display().to_string();
+    let missing = std::env::temp_dir().join("upsched-sim-no-such-dir/missing.bpf.o");
+    let missing = missing.display().to_string();
     let error = tenants::scheduler_for(&missing, &s, FILE)
         .err()
         .expect("refused");
@@ -560,4 +574,96 @@ fn every_example_runs_in_the_mechanism() {
         assert!(m.tenants.iter().all(|t| t.ejection.is_none()), "{file}");
     }
     assert!(with_tenants >= 1);
+}
+
+#[test]
+fn a_policy_that_cannot_finish_a_hook_is_ejected_with_the_fault() {
+    use upsched_sim::sched::upsched::{HostConfig, Tenant, TenantConfig, UpschedHost};
+    // The example fifo with a budget of 2 instructions per call: its enqueue runs out.
+    let bytes = upsched_policies::policy("fifo").expect("example");
+    let policy =
+        upsched_policy::LoadedPolicy::load_with(bytes, &upsched_policy::Limits::default(), 2)
+            .expect("loads");
+    let s = scenario(&one_cpu(
+        "1s",
+        &(hog("a", "", "10ms") + &hog("b", "", "10ms")),
+    ));
+    let host = UpschedHost::new(
+        HostConfig::new(s.params.default_slice),
+        vec![Tenant {
+            name: "starved-of-budget".into(),
+            policy,
+            config: TenantConfig::new("/"),
+        }],
+        &s.cgroups,
+    );
+    let outcome = engine::run(&s, Box::new(host), RunOptions::default()).expect("runs");
+    let run = report::run_report(&outcome, &s);
+    let t = &mechanism(&run).tenants[0];
+    let ejection = t.ejection.as_ref().expect("ejected");
+    assert_eq!((ejection.kind, ejection.at_ns), ("fault", 0));
+    assert!(
+        ejection.reason.contains("hook enqueue"),
+        "{}",
+        ejection.reason
+    );
+    assert_eq!(t.stats.cpu_time_ns, 0);
+    assert_eq!(mechanism(&run).default_class.cpu_time_ns, 20 * MS);
+    assert_eq!(run.tasks_alive_at_end, 0);
+}
+
+#[test]
+fn a_cpu_choice_outside_the_affinity_is_replaced_and_counted() {
+    let path = policy_file(
+        "cpu_one",
+        upsched_testdata::misbehaving("cpu_one").expect("test policy"),
+    );
+    let sleeper = |name: &str, cpus: &str| {
+        format!(
+            "[[task]]\nname = \"{name}\"\ncpus = \"{cpus}\"\nprogram = [{{ loop = 10, body = [{{ sleep = \"2ms\" }}, {{ run = \"1ms\" }}] }}]\n"
+        )
+    };
+    let text = format!(
+        "duration = \"1s\"\n[machine]\ncpus = 2\ncosts = {{ preset = \"zero\" }}\n[[tenant]]\npolicy = \"{}\"\n{}{}",
+        path.display(),
+        sleeper("pinned", "0"),
+        sleeper("free", "0-1")
+    );
+    let s = scenario(&text);
+    let outcome = run_traced(&s, "upsched");
+    let run = report::run_report(&outcome, &s);
+    // Ten wake-ups each: the pinned task's ten choices are clamped, the free one's honoured.
+    assert_eq!(mechanism(&run).tenants[0].stats.clamps.cpu, 10);
+    let cpus_of = |name: &str| -> Vec<u32> {
+        let record = run.tasks.iter().position(|t| t.name == name).unwrap() as u32;
+        let mut cpus: Vec<u32> = outcome
+            .trace
+            .iter()
+            .filter(|seg| seg.record == record && seg.end > seg.exec)
+            .map(|seg| seg.cpu)
+            .collect();
+        cpus.dedup();
+        cpus
+    };
+    assert_eq!(cpus_of("pinned"), [0]);
+    assert_eq!(*cpus_of("free").last().unwrap(), 1);
+}
+
+#[test]
+fn a_ninth_tenant_finds_no_slot_and_the_report_says_so() {
+    let mut text = one_cpu("50ms", &hog("t", "cgroup = \"/t3\"", "10ms"));
+    for i in 0..9 {
+        text += &format!("[[tenant]]\npolicy = \"example:fifo\"\ncgroup = \"/t{i}\"\n");
+    }
+    let run = run(&text, "upsched");
+    let tenants = &mechanism(&run).tenants;
+    for (i, t) in tenants.iter().enumerate().take(8) {
+        assert_eq!(t.slot, Some(i as u32));
+        assert!(t.attach_error.is_none());
+    }
+    assert_eq!(tenants[8].slot, None);
+    let error = tenants[8].attach_error.as_deref().expect("refused");
+    assert!(error.contains("no free tenant slot"), "{error}");
+    // The task of /t3 ran in its tenant.
+    assert_eq!(tenants[3].stats.cpu_time_ns, 10 * MS);
 }

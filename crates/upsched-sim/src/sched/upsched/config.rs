@@ -13,8 +13,10 @@ pub const NR_CLASSES: usize = NR_SLOTS + 1;
 pub const NR_LEVELS: u32 = 8;
 /// Tenant weights (relative to each other within a level).
 pub const MAX_TENANT_WEIGHT: u32 = 10_000;
-/// Longest per-tenant watchdog bound the host accepts.
+/// Longest per-tenant watchdog bound the host accepts (under sched_ext's own 10 s).
 pub const MAX_WATCHDOG: Time = 8 * S;
+/// Longest slice bound the host accepts.
+pub const MAX_SLICE: Time = S;
 
 /// The host's parameters.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,7 +56,7 @@ pub struct TenantConfig {
     pub slice_max: Time,
     pub slice_default: Time,
     pub park_max: Time,
-    /// Longest wait of a queued or parked task before the tenant is ejected (0: not watched).
+    /// Longest wait of a queued or parked task before the tenant is ejected.
     pub watchdog: Time,
     /// Simulated time of the attach (0: before anything runs).
     pub attach_at: Time,
@@ -79,7 +81,8 @@ impl TenantConfig {
         }
     }
 
-    /// The loader's checks; the message names the offending setting.
+    /// The loader's checks (`TenantConfig::validate` of upsched-kernel), and the default slice
+    /// within the slice bounds; the message names the offending setting.
     pub fn validate(&self) -> Result<(), String> {
         let c = &self.cgroup;
         if !c.starts_with('/') || c.contains("//") || (c.len() > 1 && c.ends_with('/')) {
@@ -106,19 +109,25 @@ impl TenantConfig {
                 self.slice_min, self.slice_max
             ));
         }
+        if self.slice_max > MAX_SLICE {
+            return Err(format!(
+                "slice_max {} ns is longer than 1 s",
+                self.slice_max
+            ));
+        }
         if !(self.slice_min..=self.slice_max).contains(&self.slice_default) {
             return Err(format!(
                 "slice {} ns is outside the bounds {}..{} ns",
                 self.slice_default, self.slice_min, self.slice_max
             ));
         }
-        if self.watchdog > MAX_WATCHDOG {
+        if self.watchdog == 0 || self.watchdog > MAX_WATCHDOG {
             return Err(format!(
-                "watchdog {} ns is longer than the host's limit of 8 s",
+                "watchdog {} ns: need 0 < watchdog <= 8 s (under sched_ext's 10 s)",
                 self.watchdog
             ));
         }
-        if self.watchdog != 0 && self.watchdog <= self.park_max {
+        if self.watchdog <= self.park_max {
             return Err(format!(
                 "watchdog {} ns must be longer than park_max {} ns (a parked task waits up to park_max)",
                 self.watchdog, self.park_max

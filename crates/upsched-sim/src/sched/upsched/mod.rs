@@ -279,6 +279,7 @@ pub struct UpschedHost {
     guard_window_start: Option<Time>,
     /// Bumped by attach, detach and ejection: tasks classify themselves again.
     classify_gen: u32,
+    /// Insertion counter of the queues: equal keys run first in, first out.
     order: u64,
     timer_armed: bool,
     /// cgroup paths by the scenario's cgroup index.
@@ -715,12 +716,8 @@ impl UpschedHost {
             .config
             .as_ref()
             .expect("a live slot has a configuration");
-        let (slice_min, slice_max, park_max, watched) = (
-            config.slice_min,
-            config.slice_max,
-            config.park_max,
-            config.watchdog != 0,
-        );
+        let (slice_min, slice_max, park_max) =
+            (config.slice_min, config.slice_max, config.park_max);
         let runnable_at = self.tasks[task as usize].runnable_at.unwrap_or(now);
         let stats = self.stats_of(slot).expect("a live slot has statistics");
         stats.policy_calls += 1;
@@ -782,9 +779,8 @@ impl UpschedHost {
         } else {
             kick_an_idle_cpu(cx, task, cpu);
         }
-        if watched {
-            self.ensure_timer(cx);
-        }
+        // The watchdog looks at queued tasks.
+        self.ensure_timer(cx);
     }
 
     /// Takes a parked task out of its park queue and enqueues it as released.
@@ -877,7 +873,7 @@ impl UpschedHost {
         let Some(config) = s.config.as_ref() else {
             return;
         };
-        if s.state != SlotState::Active || config.watchdog == 0 {
+        if s.state != SlotState::Active {
             return;
         }
         let now = cx.now;
@@ -929,12 +925,10 @@ impl UpschedHost {
             }
             self.watch(cx, slot);
         }
-        let needed = self.slots.iter().any(|s| {
-            !s.park.is_empty()
-                || (s.state == SlotState::Active
-                    && s.config.as_ref().is_some_and(|c| c.watchdog != 0)
-                    && !s.queue.is_empty())
-        });
+        let needed = self
+            .slots
+            .iter()
+            .any(|s| !s.park.is_empty() || (s.state == SlotState::Active && !s.queue.is_empty()));
         if needed {
             self.ensure_timer(cx);
         }
