@@ -9,6 +9,7 @@ mod call;
 mod check;
 mod demo;
 mod sim;
+mod sweep;
 
 /// upsched: user-programmable CPU scheduling on Linux sched_ext.
 ///
@@ -59,6 +60,22 @@ enum Command {
         after_help = "Examples:\n  upsched sim examples/cpu-weights.toml --policy linux-eevdf --policy upsched-default\n  upsched sim examples/mm1.toml --policy fifo --json | jq '.runs[0].totals.wait'\n  upsched sim examples/interactive.toml --out results/"
     )]
     Sim(sim::SimArgs),
+    /// Run a scenario over a grid: one parameter × policies × seeds, on all cores.
+    ///
+    /// Every run is deterministic (same scenario, policy and seed: same numbers), so the runs
+    /// go in parallel threads; the CSV has one row per run in grid order and the chosen
+    /// metrics, and the SVG plots one metric against the parameter, one line per policy (mean
+    /// over the seeds, min-max band). Every argument and every scenario of the grid is checked
+    /// before anything runs. The parameter is one of the built-in FaaS scenario's
+    /// (chains, rate, cpus, spin, pollers, ...) or the dotted path of a value in a TOML
+    /// scenario (machine.cpus, arrival.NAME.rate, task.0.count, duration).
+    ///
+    /// Exit status: 0 ran, 1 a run failed (a policy broke an invariant), 2 bad arguments or
+    /// scenario.
+    #[command(
+        after_help = "Examples:\n  upsched sweep faas:duration=20s --param chains=0..50:5 --policy linux-eevdf --policy example:faas --plot idle_ratio\n  upsched sweep examples/mm1.toml --param arrival.0.rate=100,300,500,700,900 --policy fifo --metric wait_p99_ms\n  upsched sweep examples/cpu-weights.toml --param machine.cpus=1,2,4 --seeds 1 --metric fairness"
+    )]
+    Sweep(sweep::SweepArgs),
     /// Show the host scheduler and two tenant policies at work on a real kernel.
     ///
     /// Loads the host scheduler, creates two cgroups (/sys/fs/cgroup/upsched-demo/{batch,
@@ -107,6 +124,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Call(args) => call::run(&args),
         Command::Sim(args) => sim::run(&args),
+        Command::Sweep(args) => sweep::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::DemoWorker(args) => demo::worker(&args),
         Command::Examples { action } => examples(action),

@@ -12,7 +12,8 @@ use upsched_sim::{RunOptions, Scenario, engine, plots, report, tenants};
 
 #[derive(Args)]
 pub struct SimArgs {
-    /// Scenario: TOML (see docs/simulator.md) or rt-app JSON (`*.json`).
+    /// Scenario: TOML (see docs/simulator.md), rt-app JSON (`*.json`), or the built-in FaaS
+    /// chains `faas[:NAME=VALUE,...]` (docs/faas-sim.md), e.g. `faas:chains=50,rate=10`.
     scenario: PathBuf,
     /// Policy to run; repeat to compare several (default: the scenario's `policy`).
     /// Built in: linux-eevdf, upsched-default, fifo, rr. `upsched`: the upsched mechanism with
@@ -52,6 +53,9 @@ fn parse_duration_arg(text: &str) -> Result<u64, String> {
 }
 
 fn load(args: &SimArgs) -> Result<Scenario, upsched_sim::ScenarioError> {
+    if let Some(builtin) = upsched_sim::builtin_scenario(&args.scenario.to_string_lossy()) {
+        return builtin;
+    }
     if args.scenario.extension().is_some_and(|e| e == "json") {
         let file = args.scenario.display().to_string();
         let text =
@@ -180,6 +184,13 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
             let timeline = plots::timeline_svg(&outcome, &scenario, args.timeline_window)
                 .map_err(anyhow::Error::msg)?;
             write(dir, &format!("{file_stem}-timeline.svg"), &timeline)?;
+            if run.chains.is_some() {
+                write(
+                    dir,
+                    &format!("{file_stem}-chains.csv"),
+                    &report::chains_csv(&run),
+                )?;
+            }
             let cdf = plots::latency_cdf_svg(&outcome, &scenario).map_err(anyhow::Error::msg)?;
             write(dir, &format!("{file_stem}-latency-cdf.svg"), &cdf)?;
             write(

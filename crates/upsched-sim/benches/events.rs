@@ -3,7 +3,8 @@
 //! engine's interpreter), next to each other in one run.
 //!
 //! `cargo bench -p upsched-sim --bench events` (after `--`: `--quick` for a tenth of the
-//! simulated time, `--policy NAME` for one policy, `--scenario FILE` for another workload,
+//! simulated time, `--policy NAME` for one policy, `--scenario FILE` for another workload
+//! (or a built-in one: `--scenario faas:chains=50`),
 //! `--runs N` for the best of N runs, default 3). Not a test: it prints figures for
 //! docs/simulator.md.
 
@@ -68,9 +69,9 @@ fn main() {
         .take(1)
         .collect();
     let mut scenario = match file.first() {
-        Some(path) => {
-            upsched_sim::load_scenario(std::path::Path::new(path)).unwrap_or_else(|e| panic!("{e}"))
-        }
+        Some(spec) => upsched_sim::builtin_scenario(spec)
+            .unwrap_or_else(|| upsched_sim::load_scenario(std::path::Path::new(spec)))
+            .unwrap_or_else(|e| panic!("{e}")),
         None => parse_scenario(MIXED, "bench-mixed").expect("bench scenario parses"),
     };
     if quick {
@@ -92,8 +93,18 @@ fn main() {
         .map(|n| n.parse().expect("--runs takes a number"))
         .unwrap_or(3);
     let mut baseline = None;
-    let policies = upsched_sim::BUILTIN_POLICIES.iter().chain(&TENANT_POLICIES);
-    for policy in policies.filter(|p| only.is_empty() || only[0] == **p) {
+    let all: Vec<&str> = upsched_sim::BUILTIN_POLICIES
+        .iter()
+        .chain(&TENANT_POLICIES)
+        .copied()
+        .collect();
+    // `--policy` may name any policy, also one not in the default list (e.g. example:faas).
+    let policies = if only.is_empty() {
+        all
+    } else {
+        vec![only[0].as_str()]
+    };
+    for policy in &policies {
         // Best of `runs`: the least CPU time (the machine is shared).
         let mut best: Option<(f64, f64, engine::RunOutcome)> = None;
         for _ in 0..runs {

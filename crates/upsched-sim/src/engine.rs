@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 
+use crate::chains::{ChainOutcome, ChainTracker, NO_REQUEST, event_hint_id};
 use crate::machine::{CpuId, CpuMask};
 use crate::metrics::Record;
 use crate::rng::SimRng;
@@ -42,7 +43,8 @@ enum Phase {
     Next,
     /// In a `run` with `remaining` ns of CPU left.
     Run,
-    /// Spinning until its event (`spin_done` once signalled).
+    /// Spinning until its event (`spin_done` once signalled), with `remaining` ns of spin
+    /// budget left (`Time::MAX`: no budget).
     Spin,
 }
 
@@ -63,6 +65,8 @@ pub struct Task {
     phase: Phase,
     remaining: Time,
     spin_done: bool,
+    /// The event a spinning task polls.
+    spin_event: u32,
     pub(crate) cpu: CpuId,
     pub(crate) last_cpu: CpuId,
     pub(crate) runnable_since: Time,
@@ -276,6 +280,8 @@ pub struct RunOutcome {
     pub trace_truncated: bool,
     pub tasks_started: u64,
     pub tasks_alive_at_end: u64,
+    /// One entry per chain of the scenario.
+    pub chains: Vec<ChainOutcome>,
     /// Per-tenant and per-class statistics when the policy is the upsched mechanism.
     pub mechanism: Option<crate::sched::upsched::MechanismReport>,
 }
@@ -309,6 +315,7 @@ struct Sim<'s, 'p> {
     next_pid: u32,
     started: u64,
     wants_tick: bool,
+    chains: Option<ChainTracker>,
 }
 
 /// Runs `scenario` under the built-in policy `policy`.
@@ -376,6 +383,7 @@ pub fn run(
         processed: 0,
         next_pid: 1,
         started: 0,
+        chains: ChainTracker::new(scenario),
         opts,
     };
     sim.start();
@@ -554,7 +562,13 @@ impl Sim<'_, '_> {
                 let stream = SimRng::child_stream(1 << 32 | index as u64, n);
                 self.spawn(task_spec, record, stream);
             }
-            ArrivalAction::Signal { event, count } => self.signal(event, count),
+            ArrivalAction::Signal { event, count } => {
+                let request = match self.chains.as_mut() {
+                    Some(chains) => chains.arrive(index, self.now),
+                    None => NO_REQUEST,
+                };
+                self.signal(event, count, request);
+            }
         }
         let state = &mut self.arrivals[index as usize];
         state.count += 1;
@@ -587,6 +601,7 @@ impl Sim<'_, '_> {
             phase: Phase::Next,
             remaining: 0,
             spin_done: false,
+            spin_event: 0,
             cpu: NO_CPU,
             last_cpu: NO_CPU,
             runnable_since: self.now,
@@ -618,6 +633,9 @@ impl Sim<'_, '_> {
                 (self.tasks.len() - 1) as TaskId
             }
         };
+        if let Some(chains) = self.chains.as_mut() {
+            chains.set_task_request(id, NO_REQUEST);
+        }
         self.sched.task_init(cx!(self), id);
         self.apply_requests();
         self.wake(id, F_FORK);
@@ -717,9 +735,17 @@ impl Sim<'_, '_> {
         t.sum_runtime += ran;
         let record = &mut self.records[t.record as usize];
         record.cpu_ns += ran;
+        if self.chains.as_ref().is_some_and(|c| c.is_idle(t.cgroup)) {
+            record.idle_ns += ran;
+        }
         match t.phase {
             Phase::Run => t.remaining = t.remaining.saturating_sub(ran),
-            Phase::Spin if !t.spin_done => record.spin_ns += ran,
+            Phase::Spin if !t.spin_done => {
+                record.spin_ns += ran;
+                if t.remaining != Time::MAX {
+                    t.remaining = t.remaining.saturating_sub(ran);
+                }
+            }
             _ => {}
         }
     }
@@ -733,7 +759,7 @@ impl Sim<'_, '_> {
             Phase::Next => base,
             Phase::Run => base.saturating_add(t.remaining),
             Phase::Spin if t.spin_done => base,
-            Phase::Spin => Time::MAX,
+            Phase::Spin => base.saturating_add(t.remaining),
         };
         let at = decision.min(c.slice_end).max(self.now);
         c.generation = c.generation.wrapping_add(1);
@@ -768,6 +794,8 @@ impl Sim<'_, '_> {
         };
         if done {
             self.advance(cpu);
+        } else if t.phase == Phase::Spin && t.remaining == 0 {
+            self.stop_spinning(cpu);
         } else if self.now >= c.slice_end {
             self.preempt_curr(cpu, 0);
         } else {
@@ -847,6 +875,7 @@ impl Sim<'_, '_> {
                     let e = &mut self.events[*event as usize];
                     if e.tokens > 0 {
                         e.tokens -= 1;
+                        self.take_token(task, *event);
                     } else {
                         e.waiters.push_back((task, false));
                         self.block_curr(cpu, TaskState::Blocked);
@@ -854,20 +883,34 @@ impl Sim<'_, '_> {
                         return;
                     }
                 }
-                Op::SpinUntil(event) => {
+                Op::SpinUntil(event) | Op::SpinThenBlock { event, .. } => {
                     let e = &mut self.events[*event as usize];
                     if e.tokens > 0 {
                         e.tokens -= 1;
+                        self.take_token(task, *event);
                     } else {
                         e.waiters.push_back((task, true));
                         t.phase = Phase::Spin;
                         t.spin_done = false;
-                        self.arm(cpu);
+                        t.remaining = match op {
+                            Op::SpinThenBlock { spin_max, .. } => spin_max.sample(&mut t.rng),
+                            _ => Time::MAX,
+                        };
+                        t.spin_event = *event;
+                        if t.remaining == 0 {
+                            self.stop_spinning(cpu);
+                        } else {
+                            self.arm(cpu);
+                        }
                         return;
                     }
                 }
                 Op::Signal { event, count } => {
-                    self.signal(*event, *count);
+                    let request = match &self.chains {
+                        Some(chains) => chains.task_request(task),
+                        None => NO_REQUEST,
+                    };
+                    self.signal(*event, *count, request);
                     if self.error.is_some() {
                         return;
                     }
@@ -917,14 +960,22 @@ impl Sim<'_, '_> {
         }
     }
 
-    fn signal(&mut self, event: u32, count: u32) {
+    /// Signals `event` `count` times on behalf of `request` (`NO_REQUEST` outside chains).
+    fn signal(&mut self, event: u32, count: u32, request: u32) {
+        if request != NO_REQUEST {
+            self.move_request(request, event);
+        }
         match self.events[event as usize].kind {
             EventKind::Counter => {
                 for i in 0..count {
                     match self.events[event as usize].waiters.pop_front() {
-                        Some((task, spinning)) => self.satisfy(task, spinning),
+                        Some((task, spinning)) => self.satisfy(task, spinning, event, request),
                         None => {
-                            self.events[event as usize].tokens += (count - i) as u64;
+                            let left = (count - i) as u64;
+                            self.events[event as usize].tokens += left;
+                            if let Some(chains) = self.chains.as_mut() {
+                                chains.keep_tokens(event, request, left);
+                            }
                             break;
                         }
                     }
@@ -933,16 +984,60 @@ impl Sim<'_, '_> {
             EventKind::Broadcast => {
                 let mut waiters = std::mem::take(&mut self.events[event as usize].waiters);
                 for (task, spinning) in waiters.drain(..) {
-                    self.satisfy(task, spinning);
+                    self.satisfy(task, spinning, event, request);
                 }
                 self.events[event as usize].waiters = waiters;
             }
         }
     }
 
-    fn satisfy(&mut self, task: TaskId, spinning: bool) {
+    /// Moves a chain request to the stage `event` starts, first bringing up to date the CPU
+    /// time of the runtimes whose idle state this changes.
+    fn move_request(&mut self, request: u32, event: u32) {
+        let Some(chains) = &self.chains else {
+            return;
+        };
+        for cgroup in chains.flips(request, event).into_iter().flatten() {
+            for cpu in 0..self.curr.len() {
+                let task = self.curr[cpu];
+                if task != NO_TASK && self.tasks[task as usize].cgroup == cgroup {
+                    self.account(cpu as CpuId);
+                }
+            }
+        }
+        if let Some(chains) = self.chains.as_mut() {
+            chains.signalled(request, event, self.now);
+        }
+    }
+
+    /// The current task took a kept token of `event`: it now works on the token's request.
+    fn take_token(&mut self, task: TaskId, event: u32) {
+        if let Some(chains) = self.chains.as_mut() {
+            let request = chains.take_token(event);
+            chains.set_task_request(task, request);
+        }
+    }
+
+    /// A spinning task used up its spin budget: it stays a waiter of its event but blocks.
+    fn stop_spinning(&mut self, cpu: CpuId) {
+        let task = self.curr[cpu as usize];
+        let t = &mut self.tasks[task as usize];
+        t.phase = Phase::Next;
+        let waiters = &mut self.events[t.spin_event as usize].waiters;
+        if let Some(entry) = waiters.iter_mut().find(|(w, _)| *w == task) {
+            entry.1 = false;
+        }
+        self.block_curr(cpu, TaskState::Blocked);
+        self.schedule(cpu);
+    }
+
+    /// Hands a signal on `event` to a waiter, on behalf of `request`.
+    fn satisfy(&mut self, task: TaskId, spinning: bool, event: u32, request: u32) {
+        if let Some(chains) = self.chains.as_mut() {
+            chains.set_task_request(task, request);
+        }
+        self.post_pending(task, event);
         if spinning {
-            self.post_pending(task);
             let t = &self.tasks[task as usize];
             if t.state == TaskState::Running {
                 let cpu = t.cpu;
@@ -958,12 +1053,13 @@ impl Sim<'_, '_> {
         }
     }
 
-    /// A poller that declared the event it awaits (hint `wait_event` non-zero) learns of its
-    /// arrival through its `pending` word, as a runtime's event source posts it, and the
-    /// policy is told; this is how a parked poller gets released.
-    fn post_pending(&mut self, task: TaskId) {
+    /// A waiter whose `wait_event` hint names `event` (its id is 1 + the event's index) learns
+    /// of its arrival through its `pending` word, as an instrumented runtime's event source
+    /// posts it, and the policy is told; this is how a parked poller gets released, and how a
+    /// woken worker shows it has work.
+    fn post_pending(&mut self, task: TaskId, event: u32) {
         let hints = &mut self.tasks[task as usize].hints;
-        if hints[upsched_abi::HINT_WAIT_EVENT as usize] == 0 {
+        if hints[upsched_abi::HINT_WAIT_EVENT as usize] != event_hint_id(event) {
             return;
         }
         let pending = &mut hints[upsched_abi::HINT_PENDING as usize];
@@ -1229,6 +1325,7 @@ impl Sim<'_, '_> {
             trace_truncated: self.trace_truncated,
             tasks_started: self.started,
             tasks_alive_at_end: alive,
+            chains: self.chains.map(ChainTracker::finish).unwrap_or_default(),
             mechanism: self.sched.mechanism_report(),
         }
     }

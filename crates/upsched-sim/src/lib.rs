@@ -11,7 +11,9 @@
 //! The same scenario, policy and seed always give the same results, byte for byte.
 //! The format and the model are documented in `docs/simulator.md`.
 
+pub mod chains;
 pub mod engine;
+pub mod faas;
 pub mod machine;
 pub mod metrics;
 pub mod plots;
@@ -27,6 +29,16 @@ pub mod units;
 pub use engine::{RunOptions, RunOutcome, SimError, run, run_builtin};
 pub use scenario::Scenario;
 pub use toml_scenario::{BUILTIN_POLICIES, ScenarioError, parse_scenario};
+
+/// The built-in scenario `spec` names (`faas[:NAME=VALUE,...]`), or `None` for a file name.
+pub fn builtin_scenario(spec: &str) -> Option<Result<Scenario, ScenarioError>> {
+    let params = faas::FaasParams::from_spec(spec)?;
+    Some(params.map(|p| p.build()).map_err(|message| ScenarioError {
+        file: spec.to_string(),
+        line: None,
+        message,
+    }))
+}
 
 /// Loads a scenario file: rt-app JSON when the name ends in `.json`, TOML otherwise.
 pub fn load_scenario(path: &std::path::Path) -> Result<Scenario, ScenarioError> {

@@ -158,6 +158,8 @@ pub struct Record {
     pub exited: u64,
     pub cpu_ns: Time,
     pub spin_ns: Time,
+    /// CPU time while the task's cgroup, a chain's runtime, had no pending request.
+    pub idle_ns: Time,
     /// Time from becoming runnable (new, wake-up, preemption, yield) to running.
     pub wait: Histogram,
     /// Time from start to exit of instances that exited.

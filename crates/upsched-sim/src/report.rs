@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::chains::{ChainReport, chain_report};
 use crate::engine::RunOutcome;
 use crate::machine::Costs;
 use crate::metrics::{Histogram, LatencySummary, Record};
@@ -43,9 +44,19 @@ pub struct RunReport {
     pub tasks: Vec<TaskReport>,
     pub cgroups: Vec<GroupReport>,
     pub cpus: Vec<CpuReport>,
+    /// Request chains (null when the scenario declares none).
+    pub chains: Option<ChainsReport>,
     /// Per-tenant and per-class statistics of the upsched mechanism.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mechanism: Option<MechanismReport>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct ChainsReport {
+    /// All chains together: latency over every completed request, total throughput, idle
+    /// ratio over all runtimes.
+    pub all: ChainReport,
+    pub chains: Vec<ChainReport>,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -101,6 +112,10 @@ pub struct GroupReport {
     pub cpu_ns: Time,
     pub cpu_share: f64,
     pub spin_ns: Time,
+    /// For a chain's runtime: CPU time while it had no pending request, and its share of
+    /// `cpu_ns` (null for other cgroups, or without CPU time).
+    pub idle_ns: Option<Time>,
+    pub idle_ratio: Option<f64>,
     pub wait: LatencySummary,
     pub turnaround: LatencySummary,
     pub voluntary_switches: u64,
@@ -179,6 +194,15 @@ pub fn run_report(outcome: &RunOutcome, scenario: &Scenario) -> RunReport {
         .map(|r| task_report(r, scenario, duration))
         .collect();
 
+    let mut cgroup_cpu = vec![0; scenario.cgroups.len()];
+    let mut cgroup_idle = vec![0; scenario.cgroups.len()];
+    for r in &outcome.records {
+        cgroup_cpu[r.cgroup as usize] += r.cpu_ns;
+        cgroup_idle[r.cgroup as usize] += r.idle_ns;
+    }
+    let runtimes: Vec<bool> = (0..scenario.cgroups.len() as u32)
+        .map(|g| outcome.chains.iter().any(|c| c.cgroups.contains(&g)))
+        .collect();
     let mut cgroups = Vec::new();
     for (index, path) in scenario.cgroups.iter().enumerate() {
         let members: Vec<&Record> = outcome
@@ -203,6 +227,10 @@ pub fn run_report(outcome: &RunOutcome, scenario: &Scenario) -> RunReport {
             cpu_ns,
             cpu_share: share(cpu_ns, duration),
             spin_ns: members.iter().map(|r| r.spin_ns).sum(),
+            idle_ns: runtimes[index].then_some(cgroup_idle[index]),
+            idle_ratio: runtimes[index]
+                .then(|| crate::chains::ratio(cgroup_idle[index], cpu_ns))
+                .flatten(),
             wait: wait.summary(),
             turnaround: turnaround.summary(),
             voluntary_switches: members.iter().map(|r| r.voluntary_switches).sum(),
@@ -251,6 +279,17 @@ pub fn run_report(outcome: &RunOutcome, scenario: &Scenario) -> RunReport {
         .map(|r| r.cpu_ns as f64 / r.weight.max(1) as f64)
         .collect();
 
+    let chains = (!outcome.chains.is_empty()).then(|| {
+        let all: Vec<_> = outcome.chains.iter().collect();
+        ChainsReport {
+            all: chain_report("all", &all, &cgroup_cpu, &cgroup_idle, duration),
+            chains: all
+                .iter()
+                .map(|c| chain_report(&c.name, &[c], &cgroup_cpu, &cgroup_idle, duration))
+                .collect(),
+        }
+    });
+
     RunReport {
         policy: outcome.policy.clone(),
         duration_ns: duration,
@@ -265,6 +304,7 @@ pub fn run_report(outcome: &RunOutcome, scenario: &Scenario) -> RunReport {
         tasks,
         cgroups,
         cpus,
+        chains,
         mechanism: outcome.mechanism.clone(),
     }
 }
@@ -391,6 +431,38 @@ pub fn text_summary(run: &RunReport, max_rows: usize) -> String {
     if let Some(mechanism) = &run.mechanism {
         out.push_str(&mechanism.text_table());
     }
+    if let Some(chains) = &run.chains {
+        let _ = writeln!(
+            out,
+            "  {:<24} {:>8} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10} {:>7}",
+            "chain",
+            "arrived",
+            "completed",
+            "per s",
+            "e2e p50",
+            "e2e p90",
+            "e2e p99",
+            "e2e max",
+            "idle%"
+        );
+        for c in chains.chains.iter().take(max_rows).chain([&chains.all]) {
+            let _ = writeln!(
+                out,
+                "  {:<24} {:>8} {:>9} {:>9.2} {:>10} {:>10} {:>10} {:>10} {:>7}",
+                truncate(&c.name, 24),
+                c.arrivals,
+                c.completed,
+                c.throughput_per_s,
+                d(c.latency.p50_ns),
+                d(c.latency.p90_ns),
+                d(c.latency.p99_ns),
+                d(c.latency.max_ns),
+                c.idle_ratio
+                    .map(|r| format!("{:.2}", r * 100.0))
+                    .unwrap_or_else(|| "-".into()),
+            );
+        }
+    }
     let utils: Vec<String> = run
         .cpus
         .iter()
@@ -454,7 +526,37 @@ pub fn tasks_csv(run: &RunReport) -> String {
     out
 }
 
-fn csv_field(s: &str) -> String {
+/// One CSV row per chain, then one for all chains together (`all`); empty without chains.
+pub fn chains_csv(run: &RunReport) -> String {
+    let mut out = String::from(
+        "policy,chain,arrivals,completed,throughput_per_s,latency_mean_ns,latency_p50_ns,latency_p90_ns,latency_p99_ns,latency_max_ns,cpu_ns,idle_ns,idle_ratio\n",
+    );
+    let Some(chains) = &run.chains else {
+        return out;
+    };
+    for c in chains.chains.iter().chain([&chains.all]) {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{:.6},{:.1},{},{},{},{},{},{},{}",
+            csv_field(&run.policy),
+            csv_field(&c.name),
+            c.arrivals,
+            c.completed,
+            c.throughput_per_s,
+            c.latency.mean_ns,
+            c.latency.p50_ns,
+            c.latency.p90_ns,
+            c.latency.p99_ns,
+            c.latency.max_ns,
+            c.cpu_ns,
+            c.idle_ns,
+            c.idle_ratio.map(|r| format!("{r:.6}")).unwrap_or_default(),
+        );
+    }
+    out
+}
+
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

@@ -462,6 +462,7 @@ pub fn import(text: &str, file: &str, opts: &ImportOptions) -> Result<Scenario, 
         cpusets,
         arrivals: Vec::new(),
         params: SchedParams::default(),
+        chains: Vec::new(),
         warnings,
         tenants: Vec::new(),
     })

@@ -27,6 +27,9 @@ pub enum Op {
     /// Busy-poll until the event is signalled: the task stays runnable and consumes CPU,
     /// accounted as spin time.
     SpinUntil(EventId),
+    /// Adaptive wait: busy-poll the event for at most the drawn CPU time (spin time), then
+    /// block until it is signalled (a runtime's spin-then-sleep poll loop).
+    SpinThenBlock { event: EventId, spin_max: Dist },
     /// Signal the event `count` times.
     Signal { event: EventId, count: u32 },
     /// Give up the CPU but stay runnable.
@@ -53,6 +56,7 @@ impl Op {
                 | Op::Timer(_)
                 | Op::Block(_)
                 | Op::SpinUntil(_)
+                | Op::SpinThenBlock { .. }
                 | Op::Yield
                 | Op::Exit
         )
@@ -169,6 +173,29 @@ pub struct ArrivalSpec {
     pub action: ArrivalAction,
 }
 
+/// A chain of functions that requests pass through: each arrival of `source` (a signal
+/// arrival) is one request entering at `stages[0]`; a request is at stage k from the moment
+/// stage k's event is signalled on its behalf until the next stage's event (or `complete`) is;
+/// signalling `complete` ends it. Requests travel with the event tokens and the tasks that take
+/// them (see `docs/simulator.md`, "Chains").
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChainSpec {
+    pub name: String,
+    /// Index into `Scenario::arrivals`.
+    pub source: u32,
+    pub stages: Vec<ChainStage>,
+    pub complete: EventId,
+}
+
+/// One function of a chain: the event its requests arrive on and the runtime (cgroup) that
+/// serves them, whose idle ratio the run reports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChainStage {
+    pub event: EventId,
+    /// Index into `Scenario::cgroups`.
+    pub cgroup: u32,
+}
+
 /// Parameters of the built-in policies (the `[scheduler.NAME]` tables).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SchedParams {
@@ -226,6 +253,9 @@ pub struct Scenario {
     pub cpusets: Vec<CpuMask>,
     pub arrivals: Vec<ArrivalSpec>,
     pub params: SchedParams,
+    /// Request chains whose end-to-end latency and idle ratio the run measures
+    /// (see [`crate::chains`]).
+    pub chains: Vec<ChainSpec>,
     /// Things an importer ignored or approximated.
     pub warnings: Vec<String>,
     /// Tenants of the upsched mechanism (`[[tenant]]`), used by the `upsched` policy.

@@ -249,12 +249,14 @@ struct RawOpFields {
     timer: Option<DurationValue>,
     block: Option<Spanned<String>>,
     spin_until: Option<Spanned<String>>,
+    spin_max: Option<DistValue>,
     signal: Option<Spanned<String>>,
     count: Option<u32>,
     #[serde(rename = "yield")]
     yield_: Option<bool>,
     set_hint: Option<HintWord>,
     value: Option<u64>,
+    event: Option<Spanned<String>>,
     #[serde(rename = "loop")]
     loop_: Option<LoopCount>,
     body: Option<Vec<RawOp>>,
@@ -267,10 +269,12 @@ enum RawOp {
     Sleep(Dist),
     Timer(Time),
     Block(Spanned<String>),
-    SpinUntil(Spanned<String>),
+    SpinUntil(Spanned<String>, Option<Dist>),
     Signal(Spanned<String>, u32),
     Yield,
     SetHint(u8, u64),
+    /// `set_hint = WORD, event = "NAME"`: the word gets the event's id (1 + its index).
+    SetHintEvent(u8, Spanned<String>),
     Loop(u64, Vec<RawOp>),
     Fork(Spanned<String>),
     Exit,
@@ -323,6 +327,8 @@ impl<'de> Deserialize<'de> for RawOp {
                     };
                 misplaced("count", f.count.is_some(), "signal")?;
                 misplaced("value", f.value.is_some(), "set_hint")?;
+                misplaced("event", f.event.is_some(), "set_hint")?;
+                misplaced("spin_max", f.spin_max.is_some(), "spin_until")?;
                 misplaced("body", f.body.is_some(), "loop")?;
                 Ok(match op {
                     "run" => RawOp::Run(f.run.unwrap_or_else(|| unreachable!()).0),
@@ -335,19 +341,26 @@ impl<'de> Deserialize<'de> for RawOp {
                         RawOp::Timer(period)
                     }
                     "block" => RawOp::Block(f.block.unwrap_or_else(|| unreachable!())),
-                    "spin_until" => {
-                        RawOp::SpinUntil(f.spin_until.unwrap_or_else(|| unreachable!()))
-                    }
+                    "spin_until" => RawOp::SpinUntil(
+                        f.spin_until.unwrap_or_else(|| unreachable!()),
+                        f.spin_max.map(|d| d.0),
+                    ),
                     "signal" => RawOp::Signal(
                         f.signal.unwrap_or_else(|| unreachable!()),
                         f.count.unwrap_or(1),
                     ),
                     "yield" => RawOp::Yield,
                     "set_hint" => {
-                        let value = f
-                            .value
-                            .ok_or_else(|| de::Error::custom("set_hint needs `value`"))?;
-                        RawOp::SetHint(f.set_hint.unwrap_or_else(|| unreachable!()).0, value)
+                        let word = f.set_hint.unwrap_or_else(|| unreachable!()).0;
+                        match (f.value, f.event) {
+                            (Some(value), None) => RawOp::SetHint(word, value),
+                            (None, Some(event)) => RawOp::SetHintEvent(word, event),
+                            _ => {
+                                return Err(de::Error::custom(
+                                    "set_hint needs exactly one of `value` or `event`",
+                                ));
+                            }
+                        }
                     }
                     "loop" => {
                         let body = f
@@ -488,8 +501,26 @@ struct RawScenario {
     tasks: Vec<RawTask>,
     #[serde(default, rename = "arrival")]
     arrivals: Vec<RawArrival>,
+    #[serde(default, rename = "chain")]
+    chains: Vec<RawChain>,
     #[serde(default, rename = "tenant")]
     tenants: Vec<crate::tenants::RawTenant>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChain {
+    name: Spanned<String>,
+    source: Spanned<String>,
+    stages: Vec<RawChainStage>,
+    complete: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChainStage {
+    event: Spanned<String>,
+    cgroup: Spanned<String>,
 }
 
 /// Names of the built-in policies.
@@ -661,7 +692,11 @@ pub fn parse_scenario(text: &str, file: &str) -> Result<Scenario, ScenarioError>
                     RawOp::Sleep(d) => Step::Op(Op::Sleep(d.clone())),
                     RawOp::Timer(p) => Step::Op(Op::Timer(*p)),
                     RawOp::Block(e) => Step::Op(Op::Block(resolve_event(e)?)),
-                    RawOp::SpinUntil(e) => Step::Op(Op::SpinUntil(resolve_event(e)?)),
+                    RawOp::SpinUntil(e, None) => Step::Op(Op::SpinUntil(resolve_event(e)?)),
+                    RawOp::SpinUntil(e, Some(spin_max)) => Step::Op(Op::SpinThenBlock {
+                        event: resolve_event(e)?,
+                        spin_max: spin_max.clone(),
+                    }),
                     RawOp::Signal(e, count) => Step::Op(Op::Signal {
                         event: resolve_event(e)?,
                         count: *count,
@@ -670,6 +705,10 @@ pub fn parse_scenario(text: &str, file: &str) -> Result<Scenario, ScenarioError>
                     RawOp::SetHint(word, value) => Step::Op(Op::SetHint {
                         word: *word,
                         value: *value,
+                    }),
+                    RawOp::SetHintEvent(word, e) => Step::Op(Op::SetHint {
+                        word: *word,
+                        value: crate::chains::event_hint_id(resolve_event(e)?),
                     }),
                     RawOp::Loop(count, body) => Step::Loop {
                         count: *count,
@@ -858,6 +897,46 @@ pub fn parse_scenario(text: &str, file: &str) -> Result<Scenario, ScenarioError>
         });
     }
 
+    let mut chains = Vec::new();
+    for c in &raw.chains {
+        let name = c.name.get_ref();
+        let Some(source) = raw
+            .arrivals
+            .iter()
+            .position(|a| a.name.get_ref() == c.source.get_ref())
+        else {
+            return cx.err(
+                Some(c.source.span()),
+                format!("chain {name:?}: unknown arrival {:?}", c.source.get_ref()),
+            );
+        };
+        let mut stages = Vec::new();
+        for stage in &c.stages {
+            let Some(cgroup) = cgroups.iter().position(|g| g == stage.cgroup.get_ref()) else {
+                return cx.err(
+                    Some(stage.cgroup.span()),
+                    format!(
+                        "chain {name:?}: no task is in cgroup {:?}",
+                        stage.cgroup.get_ref()
+                    ),
+                );
+            };
+            stages.push(ChainStage {
+                event: resolve_event(&stage.event)?,
+                cgroup: cgroup as u32,
+            });
+        }
+        chains.push(ChainSpec {
+            name: name.clone(),
+            source: source as u32,
+            stages,
+            complete: resolve_event(&c.complete)?,
+        });
+        if let Err(e) = crate::chains::validate(&chains, &arrivals, &events) {
+            return cx.err(Some(c.name.span()), e);
+        }
+    }
+
     let mut params = SchedParams::default();
     if let Some(e) = raw.scheduler.eevdf {
         if let Some(v) = e.base_slice {
@@ -946,6 +1025,7 @@ pub fn parse_scenario(text: &str, file: &str) -> Result<Scenario, ScenarioError>
         cpusets,
         arrivals,
         params,
+        chains,
         warnings: Vec::new(),
         tenants,
     })

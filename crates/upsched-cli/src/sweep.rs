@@ -1,0 +1,733 @@
+//! `upsched sweep`: run a scenario over a grid (one parameter × policies × seeds) on all cores
+//! and write one CSV row per run and an SVG plot of a metric against the parameter.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::Context;
+use clap::Args;
+use plotters::prelude::*;
+use upsched_sim::faas::FaasParams;
+use upsched_sim::report::{self, RunReport};
+use upsched_sim::units::{MS, parse_duration};
+use upsched_sim::{RunOptions, Scenario, engine, tenants};
+
+#[derive(Args)]
+pub struct SweepArgs {
+    /// Scenario: the built-in `faas[:NAME=VALUE,...]` (docs/faas-sim.md) or a TOML file.
+    scenario: String,
+    /// The parameter to vary and its values: `NAME=V1,V2,...` or `NAME=FROM..TO:STEP` (TO
+    /// included). For `faas`, NAME is one of its parameters (chains, rate, cpus, spin,
+    /// pollers, ...). For a TOML file, NAME is the dotted path of a value in the file, array
+    /// elements chosen by index or by their `name`: `machine.cpus`, `arrival.requests.rate`,
+    /// `task.0.count`, `duration`; the new value keeps the old one's type (integer, float,
+    /// string such as "5ms").
+    #[arg(long, value_name = "NAME=VALUES")]
+    param: String,
+    /// Policy to run at every point; repeat for several (default: the scenario's `policy`).
+    /// Any name `upsched sim` accepts.
+    #[arg(long = "policy", value_name = "NAME")]
+    policies: Vec<String>,
+    /// Seeds per point: 1..=N (the plot shows their mean and min-max band).
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
+    /// Metric for the CSV; repeat for several (default: all). `--metric help` lists them
+    /// (and runs nothing).
+    #[arg(long = "metric", value_name = "NAME")]
+    metrics: Vec<String>,
+    /// Metric plotted against the parameter, one SVG each; repeat for several (default: the
+    /// first --metric, else idle_ratio for a scenario with chains, else wait_p99_ms).
+    #[arg(long = "plot", value_name = "NAME")]
+    plots: Vec<String>,
+    /// Simulated time of every run (default: the scenario's).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<u64>,
+    /// Directory for sweep.csv and sweep-METRIC.svg.
+    #[arg(long, value_name = "DIR", default_value = "sweep-out")]
+    out: PathBuf,
+    /// Runs at a time (default: the number of CPUs).
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+/// A metric of one run: name, meaning, and how to read it from the report (`None`: does not
+/// apply, e.g. chain metrics without chains).
+struct Metric {
+    name: &'static str,
+    about: &'static str,
+    read: fn(&RunReport) -> Option<f64>,
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / MS as f64
+}
+
+const METRICS: [Metric; 13] = [
+    Metric {
+        name: "idle_ratio",
+        about: "chains: CPU of the runtimes while no request was pending / their CPU",
+        read: |r| r.chains.as_ref()?.all.idle_ratio,
+    },
+    Metric {
+        name: "poll_ratio",
+        about: "chains: CPU the runtimes spent polling (spin) / their CPU",
+        read: |r| {
+            let chains = r.chains.as_ref()?;
+            let runtimes = r.cgroups.iter().filter(|g| g.idle_ns.is_some());
+            let spin: u64 = runtimes.map(|g| g.spin_ns).sum();
+            upsched_sim::chains::ratio(spin, chains.all.cpu_ns)
+        },
+    },
+    Metric {
+        name: "latency_mean_ms",
+        about: "chains: mean end-to-end latency",
+        read: |r| Some(r.chains.as_ref()?.all.latency.mean_ns / MS as f64),
+    },
+    Metric {
+        name: "latency_p50_ms",
+        about: "chains: median end-to-end latency",
+        read: |r| Some(ms(r.chains.as_ref()?.all.latency.p50_ns)),
+    },
+    Metric {
+        name: "latency_p99_ms",
+        about: "chains: 99th percentile of the end-to-end latency",
+        read: |r| Some(ms(r.chains.as_ref()?.all.latency.p99_ns)),
+    },
+    Metric {
+        name: "latency_max_ms",
+        about: "chains: longest end-to-end latency",
+        read: |r| Some(ms(r.chains.as_ref()?.all.latency.max_ns)),
+    },
+    Metric {
+        name: "throughput",
+        about: "chains: completed requests per simulated second, all chains",
+        read: |r| Some(r.chains.as_ref()?.all.throughput_per_s),
+    },
+    Metric {
+        name: "completed_ratio",
+        about: "chains: completed / arrived requests",
+        read: |r| {
+            let all = &r.chains.as_ref()?.all;
+            (all.arrivals > 0).then(|| all.completed as f64 / all.arrivals as f64)
+        },
+    },
+    Metric {
+        name: "utilisation",
+        about: "busy time of all CPUs / their capacity",
+        read: |r| Some(r.totals.utilisation),
+    },
+    Metric {
+        name: "spin_share",
+        about: "CPU time spent spinning / all task CPU time",
+        read: |r| upsched_sim::chains::ratio(r.totals.spin_ns, r.totals.cpu_ns),
+    },
+    Metric {
+        name: "wait_p99_ms",
+        about: "99th percentile of the runnable wait of all tasks",
+        read: |r| Some(ms(r.totals.wait.p99_ns)),
+    },
+    Metric {
+        name: "fairness",
+        about: "Jain's index over weight-normalised CPU time",
+        read: |r| r.fairness.jain_index,
+    },
+    Metric {
+        name: "events",
+        about: "events the simulator handled",
+        read: |r| Some(r.events as f64),
+    },
+];
+
+fn metric(name: &str) -> Result<&'static Metric, String> {
+    METRICS.iter().find(|m| m.name == name).ok_or_else(|| {
+        format!(
+            "unknown metric {name:?}; metrics:\n{}",
+            METRICS
+                .iter()
+                .map(|m| format!("  {:<16} {}", m.name, m.about))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
+}
+
+/// Splits `NAME=VALUES` and expands the values.
+fn parse_param(text: &str) -> Result<(String, Vec<String>), String> {
+    let (name, values) = text
+        .split_once('=')
+        .filter(|(n, v)| !n.trim().is_empty() && !v.trim().is_empty())
+        .ok_or_else(|| format!("--param {text:?}: write NAME=V1,V2,... or NAME=FROM..TO:STEP"))?;
+    let values = values.trim();
+    let list = match values.split_once("..") {
+        Some((from, rest)) => {
+            let (to, step) = rest.split_once(':').unwrap_or((rest, "1"));
+            let number = |s: &str| {
+                s.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite())
+                    .ok_or_else(|| format!("--param {name}: {s:?} in the range is not a number"))
+            };
+            let (from, to, step) = (number(from)?, number(to)?, number(step)?);
+            if step <= 0.0 || to < from {
+                return Err(format!(
+                    "--param {name}: the range {values:?} is empty (FROM <= TO, STEP > 0)"
+                ));
+            }
+            let count = ((to - from) / step + 1e-9).floor() as u64 + 1;
+            if count > 10_000 {
+                return Err(format!("--param {name}: {count} values is too many"));
+            }
+            (0..count)
+                .map(|i| format_number(from + i as f64 * step))
+                .collect()
+        }
+        None => values
+            .split(',')
+            .map(|v| v.trim().to_string())
+            .collect::<Vec<_>>(),
+    };
+    if list.iter().any(|v| v.is_empty()) {
+        return Err(format!("--param {name}: an empty value in {values:?}"));
+    }
+    Ok((name.trim().to_string(), list))
+}
+
+/// `3` rather than `3.0`, but `0.5` stays.
+fn format_number(v: f64) -> String {
+    let rounded = (v * 1e9).round() / 1e9;
+    if rounded.fract() == 0.0 && rounded.abs() < 1e15 {
+        format!("{}", rounded as i64)
+    } else {
+        format!("{rounded}")
+    }
+}
+
+/// The scenario at one value of the parameter.
+enum Base {
+    Faas(FaasParams),
+    Toml { file: String, doc: toml::Table },
+}
+
+impl Base {
+    fn load(spec: &str) -> Result<Base, String> {
+        if let Some(params) = FaasParams::from_spec(spec) {
+            return params.map(Base::Faas);
+        }
+        let text = std::fs::read_to_string(spec).map_err(|e| format!("cannot read {spec}: {e}"))?;
+        // Check the file as it is first, so that its own errors name their line.
+        upsched_sim::parse_scenario(&text, spec).map_err(|e| e.to_string())?;
+        let doc = text
+            .parse::<toml::Table>()
+            .map_err(|e| format!("{spec}: {e}"))?;
+        Ok(Base::Toml {
+            file: spec.to_string(),
+            doc,
+        })
+    }
+
+    fn with(&self, name: &str, value: &str) -> Result<Scenario, String> {
+        match self {
+            Base::Faas(params) => {
+                let mut p = params.clone();
+                p.set(name, value)?;
+                Ok(p.build())
+            }
+            Base::Toml { file, doc } => {
+                let mut doc = doc.clone();
+                set_path(&mut doc, name, value)?;
+                let text = toml::to_string(&doc).map_err(|e| format!("{name}: {e}"))?;
+                let label = format!("{file} with {name}={value}");
+                upsched_sim::parse_scenario(&text, &label).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    fn file(&self) -> String {
+        match self {
+            Base::Faas(p) => p.name(),
+            Base::Toml { file, .. } => file.clone(),
+        }
+    }
+}
+
+/// Sets the value at a dotted path in a TOML document, keeping its type.
+fn set_path(doc: &mut toml::Table, path: &str, value: &str) -> Result<(), String> {
+    let segments: Vec<&str> = path.split('.').collect();
+    let (last, parents) = segments
+        .split_last()
+        .filter(|(l, _)| !l.is_empty())
+        .ok_or_else(|| format!("parameter path {path:?} is empty"))?;
+    let mut table = doc;
+    for (i, segment) in parents.iter().enumerate() {
+        let here = segments[..=i].join(".");
+        let next = match table.get_mut(*segment) {
+            Some(toml::Value::Table(t)) => t,
+            Some(toml::Value::Array(items)) => {
+                return set_in_array(items, &segments[i + 1..], &here, path, value);
+            }
+            Some(_) => return Err(format!("parameter {path:?}: {here} is not a table")),
+            None => return Err(format!("parameter {path:?}: the scenario has no {here}")),
+        };
+        table = next;
+    }
+    let new = match table.get(*last) {
+        Some(old) => typed_like(old, value, path)?,
+        None => return Err(format!("parameter {path:?}: the scenario has no {path}")),
+    };
+    table.insert(last.to_string(), new);
+    Ok(())
+}
+
+/// `rest` = [element, field...]: the element by index or by its `name`.
+fn set_in_array(
+    items: &mut [toml::Value],
+    rest: &[&str],
+    here: &str,
+    path: &str,
+    value: &str,
+) -> Result<(), String> {
+    let key = rest[0];
+    let position = match key.parse::<usize>() {
+        Ok(i) if i < items.len() => i,
+        Ok(i) => {
+            return Err(format!(
+                "parameter {path:?}: {here} has {} elements, no {i}",
+                items.len()
+            ));
+        }
+        Err(_) => items
+            .iter()
+            .position(|v| v.get("name").and_then(|n| n.as_str()) == Some(key))
+            .ok_or_else(|| format!("parameter {path:?}: no {here} is named {key:?}"))?,
+    };
+    let element = &mut items[position];
+    let Some(table) = element.as_table_mut() else {
+        return Err(format!("parameter {path:?}: {here}.{key} is not a table"));
+    };
+    if rest.len() < 2 {
+        return Err(format!(
+            "parameter {path:?}: name a value inside {here}.{key}"
+        ));
+    }
+    set_path(table, &rest[1..].join("."), value).map_err(|e| {
+        // Errors of the inner path name the whole path.
+        e.replacen(
+            &format!("{:?}", rest[1..].join(".")),
+            &format!("{path:?}"),
+            1,
+        )
+    })
+}
+
+fn typed_like(old: &toml::Value, value: &str, path: &str) -> Result<toml::Value, String> {
+    let bad = |kind: &str| format!("parameter {path}: {value:?} is not {kind}");
+    Ok(match old {
+        toml::Value::Integer(_) => {
+            toml::Value::Integer(value.parse().map_err(|_| bad("an integer"))?)
+        }
+        toml::Value::Float(_) => toml::Value::Float(value.parse().map_err(|_| bad("a number"))?),
+        toml::Value::Boolean(_) => {
+            toml::Value::Boolean(value.parse().map_err(|_| bad("true or false"))?)
+        }
+        toml::Value::String(_) => toml::Value::String(value.to_string()),
+        _ => {
+            return Err(format!(
+                "parameter {path}: only integers, numbers, booleans and strings can be swept"
+            ));
+        }
+    })
+}
+
+/// One run of the grid.
+struct Job {
+    point: usize,
+    policy: usize,
+    seed: u64,
+}
+
+pub fn run(args: &SweepArgs) -> anyhow::Result<ExitCode> {
+    if args.metrics.iter().any(|m| m == "help") {
+        for m in &METRICS {
+            println!("{:<16} {}", m.name, m.about);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    match prepare(args) {
+        Ok(plan) => execute(args, plan),
+        Err(e) => {
+            eprintln!("upsched sweep: {e}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+struct Plan {
+    param: String,
+    values: Vec<String>,
+    scenarios: Vec<Scenario>,
+    policies: Vec<String>,
+    file: String,
+    columns: Vec<&'static Metric>,
+    plotted: Vec<&'static Metric>,
+}
+
+/// Checks every argument and builds every scenario before anything runs.
+fn prepare(args: &SweepArgs) -> Result<Plan, String> {
+    let mut columns = args
+        .metrics
+        .iter()
+        .map(|m| metric(m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut plotted = args
+        .plots
+        .iter()
+        .map(|m| metric(m))
+        .collect::<Result<Vec<_>, _>>()?;
+    if args.seeds == 0 {
+        return Err("--seeds must be at least 1".into());
+    }
+    let (param, values) = parse_param(&args.param)?;
+    let base = Base::load(&args.scenario)?;
+    let scenarios = values
+        .iter()
+        .map(|v| base.with(&param, v))
+        .collect::<Result<Vec<_>, _>>()?;
+    let policies = if args.policies.is_empty() {
+        scenarios[0].policies.clone()
+    } else {
+        args.policies.clone()
+    };
+    let file = base.file();
+    for p in &policies {
+        tenants::scheduler_for(p, &scenarios[0], &file)?;
+    }
+    let has_chains = scenarios.iter().any(|s| !s.chains.is_empty());
+    if plotted.is_empty() {
+        plotted.push(match columns.first() {
+            Some(m) => *m,
+            None => metric(if has_chains {
+                "idle_ratio"
+            } else {
+                "wait_p99_ms"
+            })?,
+        });
+    }
+    if columns.is_empty() {
+        columns = METRICS.iter().collect();
+    }
+    Ok(Plan {
+        param,
+        values,
+        scenarios,
+        policies,
+        file,
+        columns,
+        plotted,
+    })
+}
+
+fn execute(args: &SweepArgs, plan: Plan) -> anyhow::Result<ExitCode> {
+    let jobs: Vec<Job> = (0..plan.scenarios.len())
+        .flat_map(|point| {
+            (0..plan.policies.len()).flat_map(move |policy| {
+                (1..=args.seeds).map(move |seed| Job {
+                    point,
+                    policy,
+                    seed,
+                })
+            })
+        })
+        .collect();
+    let threads = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, jobs.len().max(1));
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+
+    let bar = indicatif::ProgressBar::new(jobs.len() as u64);
+    if std::io::stderr().is_terminal() {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "sweep [{bar:40}] {pos}/{len} runs, {elapsed}, {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<RunReport, String>>>> =
+        Mutex::new((0..jobs.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    let scenario = &plan.scenarios[job.point];
+                    let policy = &plan.policies[job.policy];
+                    let outcome =
+                        tenants::scheduler_for(policy, scenario, &plan.file).and_then(|sched| {
+                            let opts = RunOptions {
+                                seed: job.seed,
+                                duration: args.duration,
+                                check_invariants: false,
+                                ..Default::default()
+                            };
+                            engine::run(scenario, sched, opts).map_err(|e| e.to_string())
+                        });
+                    let line = format!(
+                        "{}={} {policy} seed {}",
+                        plan.param, plan.values[job.point], job.seed
+                    );
+                    let result = outcome.map(|o| report::run_report(&o, scenario));
+                    if bar.is_hidden() {
+                        eprintln!(
+                            "[{}/{}] {line}{}",
+                            bar.position() + 1,
+                            jobs.len(),
+                            if result.is_err() { ": failed" } else { "" }
+                        );
+                    } else {
+                        bar.set_message(line);
+                    }
+                    bar.inc(1);
+                    if let Ok(mut slots) = results.lock() {
+                        slots[i] = Some(result);
+                    }
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let results = results
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a sweep thread panicked"))?;
+
+    let mut rows = Vec::new();
+    for (job, result) in jobs.iter().zip(results) {
+        match result {
+            Some(Ok(report)) => rows.push((job, report)),
+            Some(Err(e)) => {
+                eprintln!(
+                    "upsched sweep: {}={} {} seed {}: {e}",
+                    plan.param, plan.values[job.point], plan.policies[job.policy], job.seed
+                );
+                return Ok(ExitCode::from(1));
+            }
+            None => anyhow::bail!("a sweep run produced no result"),
+        }
+    }
+    let csv_path = args.out.join("sweep.csv");
+    std::fs::write(&csv_path, csv(&plan, &rows))
+        .with_context(|| format!("cannot write {}", csv_path.display()))?;
+    let mut written = vec![csv_path.display().to_string()];
+    for metric in &plan.plotted {
+        let svg = plot(&plan, &rows, metric).map_err(anyhow::Error::msg)?;
+        let svg_path = args.out.join(format!("sweep-{}.svg", metric.name));
+        std::fs::write(&svg_path, svg)
+            .with_context(|| format!("cannot write {}", svg_path.display()))?;
+        print!("{}", summary(&plan, &rows, metric));
+        written.push(svg_path.display().to_string());
+    }
+    println!("wrote {}", written.join(", "));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn value_text(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.6}")).unwrap_or_default()
+}
+
+/// One row per run, in grid order (the same bytes for the same arguments).
+fn csv(plan: &Plan, rows: &[(&Job, RunReport)]) -> String {
+    let mut out = format!(
+        "{},policy,seed,{}\n",
+        plan.param,
+        plan.columns
+            .iter()
+            .map(|m| m.name)
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    for (job, report) in rows {
+        let _ = writeln!(
+            out,
+            "{},{},{},{}",
+            plan.values[job.point],
+            plan.policies[job.policy],
+            job.seed,
+            plan.columns
+                .iter()
+                .map(|m| value_text((m.read)(report)))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
+    out
+}
+
+/// (mean, min, max) of `metric` per policy and point (`None` where it does not
+/// apply).
+fn aggregate(
+    plan: &Plan,
+    rows: &[(&Job, RunReport)],
+    metric: &Metric,
+) -> Vec<Vec<Option<(f64, f64, f64)>>> {
+    (0..plan.policies.len())
+        .map(|policy| {
+            (0..plan.values.len())
+                .map(|point| {
+                    let values: Vec<f64> = rows
+                        .iter()
+                        .filter(|(j, _)| j.policy == policy && j.point == point)
+                        .filter_map(|(_, r)| (metric.read)(r))
+                        .collect();
+                    (!values.is_empty()).then(|| {
+                        let mean = values.iter().sum::<f64>() / values.len() as f64;
+                        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+                        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                        (mean, min, max)
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The mean of `metric` per point and policy, as a table.
+fn summary(plan: &Plan, rows: &[(&Job, RunReport)], metric: &Metric) -> String {
+    let stats = aggregate(plan, rows, metric);
+    let width = plan.param.len().max(12);
+    let mut out = format!(
+        "{} (mean over {} seeds)\n{:>width$}",
+        metric.name,
+        rows.iter().map(|(j, _)| j.seed).max().unwrap_or(0),
+        plan.param
+    );
+    for p in &plan.policies {
+        let _ = write!(out, " {p:>16}");
+    }
+    out.push('\n');
+    for (point, value) in plan.values.iter().enumerate() {
+        let _ = write!(out, "{value:>width$}");
+        for policy in &stats {
+            let cell = policy[point].map_or("-".into(), |(mean, _, _)| format!("{mean:.4}"));
+            let _ = write!(out, " {cell:>16}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// X coordinate of a parameter value: the number, a duration in ms, else its position.
+fn x_of(values: &[String]) -> (Vec<f64>, &'static str) {
+    if let Ok(xs) = values.iter().map(|v| v.parse::<f64>()).collect() {
+        return (xs, "");
+    }
+    if let Ok(xs) = values
+        .iter()
+        .map(|v| parse_duration(v).map(|t| t as f64 / MS as f64))
+        .collect()
+    {
+        return (xs, " (ms)");
+    }
+    ((0..values.len()).map(|i| i as f64).collect(), " (index)")
+}
+
+const COLOURS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(23, 190, 207),
+];
+
+fn plot(plan: &Plan, rows: &[(&Job, RunReport)], metric: &Metric) -> Result<String, String> {
+    let stats = aggregate(plan, rows, metric);
+    let (xs, x_unit) = x_of(&plan.values);
+    let bounds =
+        |f: fn(f64, f64) -> f64, init: f64, it: &mut dyn Iterator<Item = f64>| it.fold(init, f);
+    let (x_lo, x_hi) = (
+        bounds(f64::min, f64::INFINITY, &mut xs.iter().copied()),
+        bounds(f64::max, f64::NEG_INFINITY, &mut xs.iter().copied()),
+    );
+    let points = || stats.iter().flatten().flatten();
+    let y_hi = bounds(f64::max, 0.0, &mut points().map(|p| p.2));
+    let y_lo = bounds(f64::min, 0.0, &mut points().map(|p| p.1));
+    let x_range = if x_hi > x_lo {
+        x_lo..x_hi
+    } else {
+        x_lo - 1.0..x_hi + 1.0
+    };
+    let y_range = y_lo..if y_hi > y_lo { y_hi * 1.05 } else { y_lo + 1.0 };
+    let error = |e: &dyn std::fmt::Display| format!("plot: {e}");
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 560)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| error(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("{}: {} against {}", plan.file, metric.name, plan.param),
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x_range, y_range)
+            .map_err(|e| error(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc(format!("{}{x_unit}", plan.param))
+            .y_desc(metric.name)
+            .draw()
+            .map_err(|e| error(&e))?;
+        for (policy, series) in stats.iter().enumerate() {
+            let colour = COLOURS[policy % COLOURS.len()];
+            let present: Vec<(f64, (f64, f64, f64))> = xs
+                .iter()
+                .zip(series)
+                .filter_map(|(x, s)| s.map(|s| (*x, s)))
+                .collect();
+            // The min-max band over seeds, then the mean on top.
+            let band: Vec<(f64, f64)> = present
+                .iter()
+                .map(|(x, s)| (*x, s.2))
+                .chain(present.iter().rev().map(|(x, s)| (*x, s.1)))
+                .collect();
+            chart
+                .draw_series(std::iter::once(Polygon::new(band, colour.mix(0.2))))
+                .map_err(|e| error(&e))?;
+            chart
+                .draw_series(LineSeries::new(
+                    present.iter().map(|(x, s)| (*x, s.0)),
+                    colour.stroke_width(2),
+                ))
+                .map_err(|e| error(&e))?
+                .label(plan.policies[policy].clone())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour));
+            chart
+                .draw_series(
+                    present
+                        .iter()
+                        .map(|(x, s)| Circle::new((*x, s.0), 3, colour.filled())),
+                )
+                .map_err(|e| error(&e))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| error(&e))?;
+        root.present().map_err(|e| error(&e))?;
+    }
+    Ok(svg)
+}

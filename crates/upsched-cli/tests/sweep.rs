@@ -1,0 +1,219 @@
+//! `upsched sweep` as a user runs it: the CSV of a tiny grid, determinism across thread
+//! counts, the plot, and clear errors that change nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn upsched(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_upsched"))
+        .args(args)
+        .output()
+        .expect("upsched runs")
+}
+
+/// A directory of this test's own (tests run in parallel), empty.
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("upsched-sweep-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The one-stage chain of upsched-sim's tests: a request every 10 ms (`count` of them), 6 ms
+/// end to end, 30 ms simulated; its comment derives the idle times.
+fn chain_scenario() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../upsched-sim/tests/data/one-stage-chain.toml");
+    path.to_str().unwrap().to_string()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn a_tiny_toml_grid_gives_one_exact_row_per_run() {
+    let dir = scratch("toml");
+    let scenario = chain_scenario();
+    let out_dir = dir.join("out");
+    let out = upsched(&[
+        "sweep",
+        &scenario,
+        "--param",
+        "arrival.requests.count=1..2",
+        "--policy",
+        "fifo",
+        "--seeds",
+        "2",
+        "--metric",
+        "latency_p50_ms",
+        "--metric",
+        "throughput",
+        "--metric",
+        "idle_ratio",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let csv = std::fs::read_to_string(out_dir.join("sweep.csv")).unwrap();
+    // One request: the housekeeper's [0,1] [3,4] are pending, its 8 other ms idle of 10,
+    // plus 3 ms of the worker; two requests: [6,7] [9,10] [18,19] [21,22] [24,25] [27,28] idle.
+    assert_eq!(
+        csv,
+        "arrival.requests.count,policy,seed,latency_p50_ms,throughput,idle_ratio\n\
+         1,fifo,1,6.000000,33.333333,0.615385\n\
+         1,fifo,2,6.000000,33.333333,0.615385\n\
+         2,fifo,1,6.000000,66.666667,0.375000\n\
+         2,fifo,2,6.000000,66.666667,0.375000\n"
+    );
+    let svg = std::fs::read_to_string(out_dir.join("sweep-latency_p50_ms.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("fifo"), "{svg}");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("latency_p50_ms (mean over 2 seeds)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("6.0000"), "{stdout}");
+}
+
+#[test]
+fn the_faas_sweep_is_the_same_on_one_thread_and_on_many() {
+    let dir = scratch("faas");
+    let run = |jobs: &str| {
+        let out_dir = dir.join(format!("out-{jobs}"));
+        let out = upsched(&[
+            "sweep",
+            "faas:duration=300ms,cpus=4,rate=40",
+            "--param",
+            "chains=0,1,2",
+            "--policy",
+            "linux-eevdf",
+            "--policy",
+            "fifo",
+            "--seeds",
+            "2",
+            "--jobs",
+            jobs,
+            "--plot",
+            "idle_ratio",
+            "--plot",
+            "latency_p99_ms",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let read = |name: &str| std::fs::read_to_string(out_dir.join(name)).unwrap();
+        (
+            read("sweep.csv"),
+            read("sweep-idle_ratio.svg") + &read("sweep-latency_p99_ms.svg"),
+        )
+    };
+    let (csv, svg) = run("1");
+    assert_eq!((csv.clone(), svg), run("3"));
+    let rows: Vec<&str> = csv.lines().collect();
+    // Header, then 3 points × 2 policies × 2 seeds in grid order.
+    assert_eq!(rows.len(), 13, "{csv}");
+    assert!(rows[0].starts_with("chains,policy,seed,idle_ratio,poll_ratio,"));
+    assert!(
+        rows[1].starts_with("0,linux-eevdf,1,,,"),
+        "no chains, no chain metrics"
+    );
+    assert!(rows[12].starts_with("2,fifo,2,0."), "{}", rows[12]);
+    // Different seeds draw different requests.
+    assert_ne!(rows[5].split_once(",1,"), rows[6].split_once(",2,"));
+}
+
+#[test]
+fn bad_arguments_are_refused_before_anything_runs() {
+    let dir = scratch("bad");
+    let scenario = chain_scenario();
+    let out_dir = dir.join("never");
+    for (args, expected) in [
+        (
+            vec!["faas", "--param", "colour=1,2"],
+            "unknown faas parameter \"colour\"",
+        ),
+        (vec!["faas", "--param", "chains=5..1"], "is empty"),
+        (vec!["faas", "--param", "chains=1..x"], "is not a number"),
+        (vec!["faas", "--param", "chains"], "write NAME=V1,V2"),
+        (vec!["faas", "--param", "chains=1,-2"], "not a valid number"),
+        (
+            vec!["faas", "--param", "chains=1", "--metric", "speed"],
+            "unknown metric \"speed\"",
+        ),
+        (
+            vec!["faas", "--param", "chains=1", "--plot", "colour"],
+            "unknown metric \"colour\"",
+        ),
+        (
+            vec!["faas", "--param", "chains=1", "--policy", "nonesuch"],
+            "unknown policy \"nonesuch\"",
+        ),
+        (
+            vec!["faas", "--param", "chains=1", "--seeds", "0"],
+            "--seeds must be at least 1",
+        ),
+        (
+            vec![&scenario, "--param", "machine.gpus=1"],
+            "the scenario has no machine.gpus",
+        ),
+        (
+            vec![&scenario, "--param", "task.7.count=1"],
+            "has 3 elements, no 7",
+        ),
+        (
+            vec![&scenario, "--param", "machine.cpus=two"],
+            "\"two\" is not an integer",
+        ),
+        (vec![&scenario, "--param", "machine.cpus=0"], "machine"),
+        (vec!["missing.toml", "--param", "cpus=1"], "cannot read"),
+    ] {
+        let mut argv = vec!["sweep"];
+        argv.extend(args.iter().copied());
+        argv.extend(["--out", out_dir.to_str().unwrap()]);
+        let out = upsched(&argv);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{argv:?}: {stderr}");
+        assert!(stderr.contains(expected), "{argv:?}: {stderr}");
+        assert!(!out_dir.exists(), "{argv:?} created the output directory");
+    }
+    let out = upsched(&["sweep", "faas", "--param", "chains=1", "--metric", "help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let listing = text(&out.stdout);
+    assert!(
+        listing.contains("idle_ratio") && listing.contains("latency_p99_ms"),
+        "{listing}"
+    );
+}
+
+#[test]
+fn upsched_sim_runs_the_builtin_faas_scenario_and_refuses_bad_parameters() {
+    let out = upsched(&[
+        "sim",
+        "faas:chains=2,duration=300ms,cpus=4",
+        "--policy",
+        "linux-eevdf",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["scenario"],
+        "faas:chains=2,cpus=4,duration=300.000ms"
+    );
+    let chains = &report["runs"][0]["chains"];
+    assert_eq!(chains["chains"].as_array().unwrap().len(), 2);
+    assert_eq!(chains["chains"][1]["name"], "c01");
+    assert!(chains["all"]["completed"].as_u64().unwrap() > 0, "{chains}");
+    let runtimes = report["runs"][0]["cgroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["idle_ratio"].is_f64())
+        .count();
+    assert_eq!(runtimes, 10);
+
+    let out = upsched(&["sim", "faas:chains=2,speed=3"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown faas parameter \"speed\""));
+}
