@@ -30,6 +30,8 @@ use upsched_ebpf::insn::BPF_PSEUDO_KFUNC_CALL;
 use upsched_ebpf::{CallKind, ExecError, Externals, Memory, Program};
 
 mod compile;
+#[doc(hidden)]
+pub mod fuzzing;
 
 /// Why a program could not be compiled.
 #[derive(Debug, thiserror::Error)]
