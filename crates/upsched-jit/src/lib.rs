@@ -251,3 +251,64 @@ impl JitProgram {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use upsched_ebpf::insn::{CALL, EXIT, Insn};
+    use upsched_ebpf::{CallError, NoExternals};
+
+    fn helper_call_program() -> Program {
+        Program::new(vec![
+            Insn::new(CALL, 0, 0, 0, 1),
+            Insn::new(EXIT, 0, 0, 0, 0),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn compiled_programs_can_be_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<JitProgram>();
+        let jit = JitProgram::compile(&helper_call_program()).unwrap();
+        assert!(jit.code_size() > 0);
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..2u64)
+                .map(|n| {
+                    let jit = &jit;
+                    scope.spawn(move || {
+                        let mut answer =
+                            |_: CallKind, _: i32, args: [u64; 5], _: &mut Memory| Ok(args[0] + n);
+                        jit.run([10, 0, 0, 0, 0], &mut Memory::new(), &mut answer, 100)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(results, [Ok(10), Ok(11)]);
+    }
+
+    #[test]
+    fn a_panic_in_an_external_unwinds_past_the_native_code() {
+        let jit = JitProgram::compile(&helper_call_program()).unwrap();
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let mut boom =
+                |_: CallKind, _: i32, _: [u64; 5], _: &mut Memory| -> Result<u64, CallError> {
+                    panic!("boom")
+                };
+            jit.run([0; 5], &mut Memory::new(), &mut boom, 100)
+        }));
+        let payload = outcome.expect_err("the panic reaches the caller");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
+        // The program is still usable afterwards.
+        let unbound = jit.run([0; 5], &mut Memory::new(), &mut NoExternals, 100);
+        assert!(matches!(
+            unbound,
+            Err(ExecError::Call {
+                pc: 0,
+                source: CallError::Unbound,
+                ..
+            })
+        ));
+    }
+}
