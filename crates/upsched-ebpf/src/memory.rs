@@ -191,16 +191,32 @@ impl Memory {
         Ok(())
     }
 
+    /// Raw access for other execution engines (the JIT): every region's bytes with whether the
+    /// program may write them, in [`RegionId`] order, and the whole stack (frame `f` is the
+    /// [`STACK_FRAME_SIZE`] bytes at `f * STACK_FRAME_SIZE`, live or not).
+    pub fn engine_view(&mut self) -> (impl Iterator<Item = (&mut [u8], bool)>, &mut [u8]) {
+        let regions = self
+            .regions
+            .iter_mut()
+            .map(|region| (&mut *region.data, region.writable));
+        (regions, &mut self.stack)
+    }
+
+    /// Number of stack frames of the running call chain (0 before the first run).
+    pub fn live_frames(&self) -> usize {
+        self.live_frames
+    }
+
     /// Starts a call chain: only frame 0 is live, and it is zeroed so that nothing a previous
     /// run left on the stack can influence this one.
-    pub(crate) fn reset_stack(&mut self) {
+    pub fn reset_stack(&mut self) {
         self.live_frames = 1;
         self.stack[..STACK_FRAME_SIZE].fill(0);
     }
 
     /// Makes the next frame live, zeroed; `false` when the chain is already at
     /// [`MAX_CALL_DEPTH`].
-    pub(crate) fn push_frame(&mut self) -> bool {
+    pub fn push_frame(&mut self) -> bool {
         let start = self.live_frames * STACK_FRAME_SIZE;
         match self.stack.get_mut(start..start + STACK_FRAME_SIZE) {
             Some(frame) => {
@@ -212,7 +228,8 @@ impl Memory {
         }
     }
 
-    pub(crate) fn pop_frame(&mut self) {
+    /// Ends the deepest frame of the call chain (returning from a bpf-to-bpf call).
+    pub fn pop_frame(&mut self) {
         self.live_frames = self.live_frames.saturating_sub(1);
     }
 

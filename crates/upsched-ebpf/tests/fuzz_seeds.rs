@@ -35,3 +35,9 @@ fn interpret_seeds_hold() {
     let replayed = replay("interpret", upsched_ebpf::fuzzing::interpret_arbitrary);
     assert!(replayed >= 10, "only {replayed} seeds");
 }
+
+#[test]
+fn jit_seeds_hold() {
+    let replayed = replay("jit", upsched_jit::fuzzing::jit_matches_interpreter);
+    assert!(replayed >= 10, "only {replayed} seeds");
+}

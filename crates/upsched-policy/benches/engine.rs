@@ -1,15 +1,18 @@
 //! Per-call cost of each example policy's `enqueue` through the engine (context copied in, the
-//! interpreter runs the verified program, outputs copied back), and the cost of loading (check
-//! and verify) each policy.
+//! verified program runs on the JIT or the interpreter, outputs copied back), and the cost of
+//! loading (check, verify and, for the JIT, compile) each policy.
 //!
-//! `cargo bench -p upsched-policy --bench engine`; the last lines print ns per call.
+//! `cargo bench -p upsched-policy --bench engine`; the last lines print ns per call on both
+//! engines side by side (best of several rounds).
 
 use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use upsched_policy::engine::sample_ctx;
-use upsched_policy::{LoadedPolicy, NoKfuncs};
+use upsched_policy::{EngineOptions, ExecMode, LoadedPolicy, NoKfuncs, PolicyInstance};
+
+const MODES: [(ExecMode, &str); 2] = [(ExecMode::Jit, "jit"), (ExecMode::Interpreter, "interp")];
 
 fn enqueue_ctx(step: u64) -> upsched_abi::UpschedCtx {
     let mut ctx = sample_ctx(upsched_abi::hook("enqueue").unwrap());
@@ -19,22 +22,37 @@ fn enqueue_ctx(step: u64) -> upsched_abi::UpschedCtx {
     ctx
 }
 
+fn load(name: &str, mode: ExecMode) -> LoadedPolicy {
+    let options = EngineOptions {
+        mode,
+        ..EngineOptions::default()
+    };
+    LoadedPolicy::load_with_options(upsched_policies::policy(name).unwrap(), &options).unwrap()
+}
+
+/// One enqueue call as an embedder makes it, hook looked up once.
+fn enqueue(instance: &mut PolicyInstance, step: u64) -> u64 {
+    let hook = upsched_abi::hook("enqueue").unwrap();
+    let mut ctx = enqueue_ctx(step);
+    instance
+        .call_hook(hook, black_box(&mut ctx), &mut NoKfuncs)
+        .unwrap();
+    ctx.key
+}
+
 fn bench_enqueue(c: &mut Criterion) {
     let mut group = c.benchmark_group("enqueue");
     for name in upsched_policies::names() {
-        let policy = LoadedPolicy::load(upsched_policies::policy(name).unwrap()).unwrap();
-        let mut instance = policy.instantiate();
-        let mut step = 0u64;
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                step += 1;
-                let mut ctx = enqueue_ctx(step);
-                instance
-                    .call("enqueue", black_box(&mut ctx), &mut NoKfuncs)
-                    .unwrap();
-                black_box(ctx.key)
-            })
-        });
+        for (mode, mode_name) in MODES {
+            let mut instance = load(name, mode).instantiate();
+            let mut step = 0u64;
+            group.bench_function(format!("{name}/{mode_name}"), |b| {
+                b.iter(|| {
+                    step += 1;
+                    black_box(enqueue(&mut instance, step))
+                })
+            });
+        }
     }
     group.finish();
 }
@@ -42,28 +60,40 @@ fn bench_enqueue(c: &mut Criterion) {
 fn bench_load(c: &mut Criterion) {
     let mut group = c.benchmark_group("load");
     for name in upsched_policies::names() {
-        let bytes = upsched_policies::policy(name).unwrap();
-        group.bench_function(name, |b| {
-            b.iter(|| LoadedPolicy::load(black_box(bytes)).unwrap())
-        });
+        for (mode, mode_name) in MODES {
+            group.bench_function(format!("{name}/{mode_name}"), |b| {
+                b.iter(|| load(black_box(name), mode))
+            });
+        }
     }
     group.finish();
 }
 
-/// A plain summary that is easy to paste into docs: ns per enqueue call, per policy.
-fn summary(_: &mut Criterion) {
+/// ns per enqueue call: best of several rounds of `CALLS` calls.
+fn ns_per_call(instance: &mut PolicyInstance) -> f64 {
     const CALLS: u64 = 200_000;
+    const ROUNDS: usize = 5;
+    (0..ROUNDS)
+        .map(|_| {
+            let start = Instant::now();
+            for step in 0..CALLS {
+                black_box(enqueue(instance, step));
+            }
+            start.elapsed().as_nanos() as f64 / CALLS as f64
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// A plain summary that is easy to paste into docs: ns per enqueue call, per policy and engine.
+fn summary(_: &mut Criterion) {
     for name in upsched_policies::names() {
-        let policy = LoadedPolicy::load(upsched_policies::policy(name).unwrap()).unwrap();
-        let mut instance = policy.instantiate();
-        let start = Instant::now();
-        for step in 0..CALLS {
-            let mut ctx = enqueue_ctx(step);
-            instance.call("enqueue", &mut ctx, &mut NoKfuncs).unwrap();
-            black_box(ctx.key);
-        }
-        let ns = start.elapsed().as_nanos() as f64 / CALLS as f64;
-        println!("summary: {name:<5} enqueue {ns:6.1} ns/call (interpreter)");
+        let jit = ns_per_call(&mut load(name, ExecMode::Jit).instantiate());
+        let interp = ns_per_call(&mut load(name, ExecMode::Interpreter).instantiate());
+        println!(
+            "summary: {name:<5} enqueue jit {jit:6.1} ns/call, interpreter {interp:6.1} ns/call \
+             ({:.1}x)",
+            interp / jit
+        );
     }
 }
 

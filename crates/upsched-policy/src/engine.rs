@@ -8,9 +8,11 @@
 //! ```
 //!
 //! A loaded policy is immutable and can be instantiated any number of times; each instance owns
-//! its globals, so instances never influence each other. Every call runs on the interpreter of
-//! `upsched-ebpf` with an instruction budget, and its result depends only on the policy, the
-//! instance's globals, the context and the kfunc answers (determinism).
+//! its globals, so instances never influence each other. Every call runs with an instruction
+//! budget, either as native code from `upsched-jit` (compiled once at load, shared by all
+//! instances; the default on x86-64) or on the interpreter of `upsched-ebpf` ([`ExecMode`]).
+//! Both give the same results, globals and errors, and a call's result depends only on the
+//! policy, the instance's globals, the context and the kfunc answers (determinism).
 //!
 //! Memory of an instance (see `upsched_ebpf::memory` for the address space): region 0 is the
 //! context (`CTX_SIZE` bytes, writable at run time because output fields are written through
@@ -32,6 +34,7 @@ use upsched_ebpf::{
     Memory, Program, ProgramError, RegionError, RegionId, RegionLoad, RegionSpec, Rejection,
     Verdict,
 };
+use upsched_jit::{JitError, JitProgram};
 
 mod lines;
 
@@ -48,6 +51,46 @@ pub const DEFAULT_CALL_BUDGET: u64 = 1_000_000;
 /// the admission checks (whose default limit is far lower): a hostile section size must not
 /// exhaust the host's memory.
 pub const MAX_INSTANCE_GLOBALS: u64 = 64 << 20;
+
+/// Which engine runs a policy's hooks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExecMode {
+    /// Native code compiled by `upsched-jit` when the policy is loaded.
+    Jit,
+    /// The interpreter of `upsched-ebpf`.
+    Interpreter,
+}
+
+impl Default for ExecMode {
+    /// The JIT on x86-64, the interpreter elsewhere.
+    fn default() -> ExecMode {
+        if cfg!(target_arch = "x86_64") {
+            ExecMode::Jit
+        } else {
+            ExecMode::Interpreter
+        }
+    }
+}
+
+/// How [`LoadedPolicy::load_with_options`] loads a policy.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Admission limits (`upsched check`).
+    pub limits: Limits,
+    /// Instructions one hook call may execute.
+    pub budget: u64,
+    pub mode: ExecMode,
+}
+
+impl Default for EngineOptions {
+    fn default() -> EngineOptions {
+        EngineOptions {
+            limits: Limits::default(),
+            budget: DEFAULT_CALL_BUDGET,
+            mode: ExecMode::default(),
+        }
+    }
+}
 
 /// Why a policy cannot be loaded or a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +121,13 @@ pub enum EngineError {
     Verifier {
         hook: &'static str,
         rejection: Rejection,
+    },
+    /// The JIT could not compile a hook.
+    #[error("hook {hook}: {source}")]
+    Jit {
+        hook: &'static str,
+        #[source]
+        source: JitError,
     },
     /// No hook of the ABI has this name.
     #[error("unknown hook `{0}` (hooks: {hooks})", hooks = hook_names())]
@@ -144,6 +194,8 @@ impl KfuncProvider for FixedKfuncs {
 struct HookProgram {
     info: &'static HookInfo,
     program: Program,
+    /// The compiled program in [`ExecMode::Jit`].
+    native: Option<Arc<JitProgram>>,
 }
 
 /// A named global variable: where its bytes live in an instance.
@@ -171,53 +223,88 @@ struct Loaded {
     template: Memory,
     ctx_region: RegionId,
     variables: Vec<Variable>,
-    /// Kfuncs by the index the loader wrote into each call's `imm`.
-    kfuncs: Vec<&'static KfuncInfo>,
+    /// Kfuncs by the index the loader wrote into each call's `imm`, with their arity.
+    kfuncs: Vec<(&'static KfuncInfo, usize)>,
     budget: u64,
+    mode: ExecMode,
 }
 
 impl LoadedPolicy {
     /// Checks `bytes` with the default admission limits and loads the policy.
     pub fn load(bytes: &[u8]) -> Result<LoadedPolicy, EngineError> {
-        LoadedPolicy::load_with(bytes, &Limits::default(), DEFAULT_CALL_BUDGET)
+        LoadedPolicy::load_with_options(bytes, &EngineOptions::default())
     }
 
     /// Like [`LoadedPolicy::load`] with explicit admission limits and per-call instruction
-    /// budget.
+    /// budget, in the default [`ExecMode`].
     pub fn load_with(
         bytes: &[u8],
         limits: &Limits,
         budget: u64,
     ) -> Result<LoadedPolicy, EngineError> {
-        let report = check(bytes, limits);
+        LoadedPolicy::load_with_options(
+            bytes,
+            &EngineOptions {
+                limits: *limits,
+                budget,
+                mode: ExecMode::default(),
+            },
+        )
+    }
+
+    /// Like [`LoadedPolicy::load`] with explicit limits, budget and engine.
+    pub fn load_with_options(
+        bytes: &[u8],
+        options: &EngineOptions,
+    ) -> Result<LoadedPolicy, EngineError> {
+        let report = check(bytes, &options.limits);
         if !report.accepted {
             return Err(EngineError::Rejected {
                 problems: report.problems,
             });
         }
         let object = PolicyObject::parse(bytes)?;
-        LoadedPolicy::from_object(&object, budget)
+        LoadedPolicy::build(&object, options.budget, options.mode, true)
     }
 
     /// Loads an already parsed object, skipping the admission checks but not the engine's
     /// verifier: for embedders that ran the checks already.
     pub fn from_object(object: &PolicyObject, budget: u64) -> Result<LoadedPolicy, EngineError> {
-        LoadedPolicy::build(object, budget, true)
+        LoadedPolicy::build(object, budget, ExecMode::default(), true)
+    }
+
+    /// [`LoadedPolicy::from_object`] on the engine `mode`.
+    pub fn from_object_in(
+        object: &PolicyObject,
+        budget: u64,
+        mode: ExecMode,
+    ) -> Result<LoadedPolicy, EngineError> {
+        LoadedPolicy::build(object, budget, mode, true)
     }
 
     /// Loads without the admission checks and without the verifier. Only for testing the
-    /// run-time guards (the interpreter stays memory-safe and bounded by the budget) and for
+    /// run-time guards (both engines stay memory-safe and bounded by the budget) and for
     /// differential tests; never for tenant code.
     pub fn from_object_unverified(
         object: &PolicyObject,
         budget: u64,
     ) -> Result<LoadedPolicy, EngineError> {
-        LoadedPolicy::build(object, budget, false)
+        LoadedPolicy::build(object, budget, ExecMode::default(), false)
+    }
+
+    /// [`LoadedPolicy::from_object_unverified`] on the engine `mode`.
+    pub fn from_object_unverified_in(
+        object: &PolicyObject,
+        budget: u64,
+        mode: ExecMode,
+    ) -> Result<LoadedPolicy, EngineError> {
+        LoadedPolicy::build(object, budget, mode, false)
     }
 
     fn build(
         object: &PolicyObject,
         budget: u64,
+        mode: ExecMode,
         verify: bool,
     ) -> Result<LoadedPolicy, EngineError> {
         let globals: u64 = object.data_sections.iter().map(|d| d.size).sum();
@@ -280,10 +367,20 @@ impl LoadedPolicy {
                 hook: hook.info.name,
                 source,
             })?;
+            let native = match mode {
+                ExecMode::Jit => Some(Arc::new(JitProgram::compile(&program).map_err(
+                    |source| EngineError::Jit {
+                        hook: hook.info.name,
+                        source,
+                    },
+                )?)),
+                ExecMode::Interpreter => None,
+            };
             if let Some(slot) = hooks.get_mut(hook.info.id as usize) {
                 *slot = Some(HookProgram {
                     info: hook.info,
                     program,
+                    native,
                 });
             }
         }
@@ -297,8 +394,13 @@ impl LoadedPolicy {
             template,
             ctx_region,
             variables,
-            kfuncs: prepared.kfuncs,
+            kfuncs: prepared
+                .kfuncs
+                .iter()
+                .map(|&kfunc| (kfunc, usize::from(kfunc_arity(kfunc.name).unwrap_or(5))))
+                .collect(),
             budget,
+            mode,
         };
         Ok(LoadedPolicy {
             inner: Arc::new(loaded),
@@ -308,6 +410,11 @@ impl LoadedPolicy {
     /// The name the policy declared with `UPSCHED_POLICY`.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The engine that runs the hooks.
+    pub fn mode(&self) -> ExecMode {
+        self.inner.mode
     }
 
     /// Whether the policy implements the hook named `hook`.
@@ -365,31 +472,50 @@ impl PolicyInstance {
         kfuncs: &mut dyn KfuncProvider,
     ) -> Result<(), EngineError> {
         let info = upsched_abi::hook(hook).ok_or_else(|| EngineError::UnknownHook(hook.into()))?;
+        self.call_hook(info, ctx, kfuncs)
+    }
+
+    /// [`PolicyInstance::call`] for a hook of `upsched_abi::HOOKS`, without the lookup by name:
+    /// for embedders that call hooks at a high rate.
+    pub fn call_hook(
+        &mut self,
+        info: &HookInfo,
+        ctx: &mut UpschedCtx,
+        kfuncs: &mut dyn KfuncProvider,
+    ) -> Result<(), EngineError> {
         let policy = &*self.policy.inner;
         let Some(hook_program) = policy.hook(info) else {
             return Ok(());
         };
         let ctx_region = policy.ctx_region;
         ctx_to_bytes(ctx, self.memory.region_mut(ctx_region));
-        let ctx_address = self.memory.region_base(ctx_region);
+        let args = [self.memory.region_base(ctx_region), 0, 0, 0, 0];
         let mut externals = KfuncTable {
             kfuncs: &policy.kfuncs,
             provider: kfuncs,
         };
-        Interpreter::run(
-            &hook_program.program,
-            0,
-            [ctx_address, 0, 0, 0, 0],
-            &mut self.memory,
-            &mut externals,
-            policy.budget,
-        )
-        .map_err(|source| EngineError::Exec {
-            hook: info.name,
+        let result = match &hook_program.native {
+            Some(native) => native.run(args, &mut self.memory, &mut externals, policy.budget),
+            None => Interpreter::run(
+                &hook_program.program,
+                0,
+                args,
+                &mut self.memory,
+                &mut externals,
+                policy.budget,
+            ),
+        };
+        result.map_err(|source| EngineError::Exec {
+            hook: hook_program.info.name,
             source,
         })?;
         outputs_from_bytes(self.memory.region(ctx_region), ctx);
         Ok(())
+    }
+
+    /// Names of the global variables the object defines, in section order.
+    pub fn global_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.policy.inner.variables.iter().map(|v| v.name.as_str())
     }
 
     /// The current bytes of the global variable `name`, if the object names one.
@@ -659,7 +785,7 @@ pub fn sample_ctx(hook: &HookInfo) -> UpschedCtx {
 /// Routes the program's kfunc calls (whose `imm` the loader replaced with an index into
 /// `kfuncs`) to the embedder; helpers are never bound.
 struct KfuncTable<'a> {
-    kfuncs: &'a [&'static KfuncInfo],
+    kfuncs: &'a [(&'static KfuncInfo, usize)],
     provider: &'a mut dyn KfuncProvider,
 }
 
@@ -674,13 +800,12 @@ impl Externals for KfuncTable<'_> {
         if kind != CallKind::Kfunc {
             return Err(CallError::Unbound);
         }
-        let kfunc = usize::try_from(id)
+        let &(kfunc, arity) = usize::try_from(id)
             .ok()
             .and_then(|index| self.kfuncs.get(index))
             .ok_or(CallError::Unbound)?;
         // Registers past the kfunc's parameters are whatever the program left there (the
         // verifier checks only the parameters): pass zeros instead.
-        let arity = usize::from(kfunc_arity(kfunc.name).unwrap_or(5));
         let mut args = args;
         for arg in args.iter_mut().skip(arity) {
             *arg = 0;

@@ -8,5 +8,8 @@ pub mod engine;
 pub mod object;
 
 pub use check::{CheckReport, EngineReport, EngineStatus, Limits, Problem, ProblemKind, check};
-pub use engine::{EngineError, FixedKfuncs, KfuncProvider, LoadedPolicy, NoKfuncs, PolicyInstance};
+pub use engine::{
+    EngineError, EngineOptions, ExecMode, FixedKfuncs, KfuncProvider, LoadedPolicy, NoKfuncs,
+    PolicyInstance,
+};
 pub use object::{ObjectError, PolicyObject, Program};

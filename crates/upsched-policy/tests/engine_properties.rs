@@ -1,14 +1,22 @@
 //! Property tests: every example policy, run by the engine from its object bytes, gives exactly
 //! the outputs (and keeps exactly the state) of the same policy written again in Rust from its
-//! C source, over thousands of generated call sequences with arbitrary contexts.
+//! C source, over thousands of generated call sequences with arbitrary contexts; and the JIT and
+//! the interpreter agree on every output, global, kfunc call and error.
 
 use proptest::prelude::*;
+use std::sync::OnceLock;
 use upsched_abi::{
     F_RELEASED, F_WAKEUP, HINT_DEADLINE, HINT_FLAGS, HINT_LATENCY_NS, HINT_PENDING, HINTF_SLEEPY,
     MAX_TASKS, UpschedCtx, VERDICT_PARK, VERDICT_PREEMPT,
 };
+
+use upsched_abi::KfuncInfo;
+use upsched_ebpf::CallError;
+use upsched_ebpf::insn::{BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL, Insn};
 use upsched_policy::engine::sample_ctx;
-use upsched_policy::{LoadedPolicy, NoKfuncs, PolicyInstance};
+use upsched_policy::{
+    ExecMode, KfuncProvider, LoadedPolicy, NoKfuncs, PolicyInstance, PolicyObject,
+};
 
 const MS: u64 = 1_000_000;
 
@@ -284,5 +292,127 @@ proptest! {
             let mut instance = policy.instantiate();
             run_sequence(name, &mut instance, &calls);
         }
+    }
+}
+
+/// Answers each kfunc call with a value mixed from its arguments and the number of calls before
+/// it, and records the calls, so that two engines can be compared call by call.
+#[derive(Default)]
+struct ScriptedKfuncs {
+    log: Vec<(&'static str, [u64; 5])>,
+}
+
+impl KfuncProvider for ScriptedKfuncs {
+    fn call_kfunc(&mut self, kfunc: &'static KfuncInfo, args: [u64; 5]) -> Result<u64, CallError> {
+        self.log.push((kfunc.name, args));
+        Ok((self.log.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ args[0])
+    }
+}
+
+/// Every example policy and the kfunc-calling test object, loaded once per engine.
+fn policies_in_both_modes() -> &'static [(String, LoadedPolicy, LoadedPolicy)] {
+    static LOADED: OnceLock<Vec<(String, LoadedPolicy, LoadedPolicy)>> = OnceLock::new();
+    LOADED.get_or_init(|| {
+        let objects = upsched_policies::POLICIES
+            .iter()
+            .map(|&(name, bytes)| (name, bytes))
+            .chain([("kfunc_user", upsched_testdata::object("kfunc_user"))]);
+        objects
+            .map(|(name, bytes)| {
+                let object = PolicyObject::parse(bytes).unwrap();
+                let load = |mode| LoadedPolicy::from_object_in(&object, 1_000_000, mode).unwrap();
+                (
+                    name.to_string(),
+                    load(ExecMode::Jit),
+                    load(ExecMode::Interpreter),
+                )
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// 300 sequences of up to 40 calls on each of 7 objects: the JIT and the interpreter give
+    /// the same result, outputs and globals after every call, and make the same kfunc calls.
+    #[test]
+    fn jit_and_interpreter_agree_on_outputs_globals_and_kfunc_calls(
+        calls in prop::collection::vec(arb_call(), 1..40),
+    ) {
+        for (name, jit, interpreter) in policies_in_both_modes() {
+            prop_assert_eq!(jit.mode(), ExecMode::Jit);
+            prop_assert_eq!(interpreter.mode(), ExecMode::Interpreter);
+            let (mut native, mut interpreted) = (jit.instantiate(), interpreter.instantiate());
+            let (mut native_kfuncs, mut interpreted_kfuncs) =
+                (ScriptedKfuncs::default(), ScriptedKfuncs::default());
+            for (step, call) in calls.iter().enumerate() {
+                let hook = &upsched_abi::HOOKS[call.hook];
+                let mut native_ctx = context(call);
+                let mut interpreted_ctx = native_ctx;
+                let native_result = native
+                    .call_hook(hook, &mut native_ctx, &mut native_kfuncs)
+                    .map_err(|e| e.to_string());
+                let interpreted_result = interpreted
+                    .call_hook(hook, &mut interpreted_ctx, &mut interpreted_kfuncs)
+                    .map_err(|e| e.to_string());
+                prop_assert_eq!(native_result, interpreted_result, "{} step {}", name, step);
+                prop_assert_eq!(native_ctx, interpreted_ctx, "{} step {}", name, step);
+                for global in native.global_names() {
+                    prop_assert_eq!(
+                        native.global(global),
+                        interpreted.global(global),
+                        "{} step {}: {}", name, step, global
+                    );
+                }
+            }
+            prop_assert_eq!(&native_kfuncs.log, &interpreted_kfuncs.log, "{}", name);
+        }
+    }
+}
+
+/// Hook programs that skip the verifier and fail at run time fail the same way, with the same
+/// message (instruction index included), on both engines.
+#[test]
+fn unverified_failures_are_the_same_on_both_engines() {
+    let exit = Insn::new(0x95, 0, 0, 0, 0);
+    let failing: [(&str, Vec<Insn>); 6] = [
+        ("endless loop", vec![Insn::new(0x05, 0, 0, -1, 0), exit]),
+        ("load through NULL", vec![Insn::new(0x79, 0, 2, 8, 0), exit]),
+        (
+            "store past the context",
+            vec![Insn::new(0x7a, 1, 0, 4096, 7), exit],
+        ),
+        (
+            "store below the frame",
+            vec![Insn::new(0x7a, 10, 0, -520, 7), exit],
+        ),
+        (
+            "unbound kfunc",
+            vec![Insn::new(0x85, 0, BPF_PSEUDO_KFUNC_CALL, 0, 9), exit],
+        ),
+        (
+            "unbounded recursion",
+            vec![Insn::new(0x85, 0, BPF_PSEUDO_CALL, 0, -1), exit],
+        ),
+    ];
+    let mut object = PolicyObject::parse(upsched_policies::policy("rr").unwrap()).unwrap();
+    for (what, insns) in failing {
+        object.programs[0].insns = insns;
+        object.programs[0].relocs.clear();
+        let errors: Vec<String> = [ExecMode::Jit, ExecMode::Interpreter]
+            .into_iter()
+            .map(|mode| {
+                let policy =
+                    LoadedPolicy::from_object_unverified_in(&object, 10_000, mode).unwrap();
+                let mut ctx = sample_ctx(upsched_abi::hook("enqueue").unwrap());
+                policy
+                    .instantiate()
+                    .call("enqueue", &mut ctx, &mut ScriptedKfuncs::default())
+                    .expect_err(what)
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(errors[0], errors[1], "{what}");
     }
 }

@@ -4,6 +4,7 @@
 
 use upsched_ebpf::insn::*;
 use upsched_ebpf::{ExecError, Externals, Interpreter, Memory, NoExternals, Program};
+use upsched_jit::JitProgram;
 
 pub const BUDGET: u64 = 100_000;
 
@@ -105,14 +106,54 @@ pub fn program(parts: &[&[Insn]]) -> Vec<Insn> {
     parts.iter().flat_map(|part| part.iter().copied()).collect()
 }
 
+/// Runs the program on the interpreter and, on a copy of `memory`, on the JIT, and checks that
+/// both engines return the same result and leave the same memory; externals are called once
+/// per engine (JIT first).
 pub fn run_with(
     insns: Vec<Insn>,
     memory: &mut Memory,
     externals: &mut dyn Externals,
     args: [u64; 5],
 ) -> Result<u64, ExecError> {
+    run_both(insns, memory, externals, args, BUDGET)
+}
+
+/// [`run_with`] with an explicit instruction budget.
+pub fn run_both(
+    insns: Vec<Insn>,
+    memory: &mut Memory,
+    externals: &mut dyn Externals,
+    args: [u64; 5],
+    budget: u64,
+) -> Result<u64, ExecError> {
     let program = Program::new(insns).expect("structurally valid test program");
-    Interpreter::run(&program, 0, args, memory, externals, BUDGET)
+    let jit = JitProgram::compile(&program).expect("the JIT compiles every valid program");
+    let mut jit_memory = memory.clone();
+    let jit_result = jit.run(args, &mut jit_memory, externals, budget);
+    let result = Interpreter::run(&program, 0, args, memory, externals, budget);
+    assert_eq!(
+        jit_result,
+        result,
+        "JIT and interpreter disagree on\n{}",
+        disassemble(program.insns())
+    );
+    assert_same_memory(memory, &mut jit_memory);
+    result
+}
+
+/// Every region, the whole stack and the live frame count are equal.
+pub fn assert_same_memory(expected: &mut Memory, actual: &mut Memory) {
+    assert_eq!(
+        expected.live_frames(),
+        actual.live_frames(),
+        "live stack frames"
+    );
+    let (expected_regions, expected_stack) = expected.engine_view();
+    let (actual_regions, actual_stack) = actual.engine_view();
+    let expected_regions: Vec<_> = expected_regions.map(|(bytes, _)| bytes.to_vec()).collect();
+    let actual_regions: Vec<_> = actual_regions.map(|(bytes, _)| bytes.to_vec()).collect();
+    assert_eq!(expected_regions, actual_regions, "region contents");
+    assert_eq!(expected_stack, actual_stack, "stack contents");
 }
 
 /// Runs with fresh memory, no externals and zero arguments.
