@@ -6,11 +6,13 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde::Serialize;
 use upsched_abi::{CTX_SIZE, FIELDS, UpschedCtx};
 use upsched_policy::engine::{EngineError, ctx_from_bytes, ctx_to_bytes, sample_ctx};
-use upsched_policy::{EngineOptions, ExecMode, FixedKfuncs, LoadedPolicy};
+use upsched_policy::{EngineOptions, FixedKfuncs, LoadedPolicy};
+
+use crate::engine_arg::EngineArg;
 
 #[derive(Args)]
 pub struct CallArgs {
@@ -29,26 +31,8 @@ pub struct CallArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
-    /// Engine that runs the hook [default: jit on x86-64, interp elsewhere].
-    #[arg(long, value_enum)]
-    engine: Option<Engine>,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Engine {
-    /// Native code compiled when the policy is loaded.
-    Jit,
-    /// The eBPF interpreter.
-    Interp,
-}
-
-impl From<Engine> for ExecMode {
-    fn from(engine: Engine) -> ExecMode {
-        match engine {
-            Engine::Jit => ExecMode::Jit,
-            Engine::Interp => ExecMode::Interpreter,
-        }
-    }
+    #[command(flatten)]
+    engine: EngineArg,
 }
 
 #[derive(Serialize)]
@@ -97,7 +81,7 @@ pub fn run(args: &CallArgs) -> anyhow::Result<ExitCode> {
     }
 
     let options = EngineOptions {
-        mode: args.engine.map_or_else(ExecMode::default, ExecMode::from),
+        mode: args.engine.mode(),
         ..EngineOptions::default()
     };
     let policy = match LoadedPolicy::load_with_options(&bytes, &options) {

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod call;
 mod check;
 mod demo;
+mod engine_arg;
 mod sim;
 mod sweep;
 

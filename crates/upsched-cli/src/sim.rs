@@ -10,6 +10,8 @@ use upsched_sim::rtapp::ImportOptions;
 use upsched_sim::units::{MS, parse_duration};
 use upsched_sim::{RunOptions, Scenario, engine, plots, report, tenants};
 
+use crate::engine_arg::EngineArg;
+
 #[derive(Args)]
 pub struct SimArgs {
     /// Scenario: TOML (see docs/simulator.md), rt-app JSON (`*.json`), or the built-in FaaS
@@ -46,6 +48,8 @@ pub struct SimArgs {
     /// Check the policy's invariants (work conservation) after every event; slow.
     #[arg(long)]
     check: bool,
+    #[command(flatten)]
+    engine: EngineArg,
 }
 
 fn parse_duration_arg(text: &str) -> Result<u64, String> {
@@ -117,7 +121,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
     let scenario_file = args.scenario.display().to_string();
     let mut schedulers = Vec::new();
     for p in &policies {
-        match tenants::scheduler_for(p, &scenario, &scenario_file) {
+        match tenants::scheduler_in(p, &scenario, &scenario_file, args.engine.mode()) {
             Ok(sched) => schedulers.push(sched),
             Err(e) => {
                 eprintln!("upsched sim: {e}");

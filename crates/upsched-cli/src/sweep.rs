@@ -16,6 +16,8 @@ use upsched_sim::report::{self, RunReport};
 use upsched_sim::units::{MS, parse_duration};
 use upsched_sim::{RunOptions, Scenario, engine, tenants};
 
+use crate::engine_arg::EngineArg;
+
 #[derive(Args)]
 pub struct SweepArgs {
     /// Scenario: the built-in `faas[:NAME=VALUE,...]` (docs/faas-sim.md) or a TOML file.
@@ -32,6 +34,8 @@ pub struct SweepArgs {
     /// Any name `upsched sim` accepts.
     #[arg(long = "policy", value_name = "NAME")]
     policies: Vec<String>,
+    #[command(flatten)]
+    engine: EngineArg,
     /// Seeds per point: 1..=N (the plot shows their mean and min-max band).
     #[arg(long, default_value_t = 3)]
     seeds: u64,
@@ -404,7 +408,7 @@ fn prepare(args: &SweepArgs) -> Result<Plan, String> {
     };
     let file = base.file();
     for p in &policies {
-        tenants::scheduler_for(p, &scenarios[0], &file)?;
+        tenants::scheduler_in(p, &scenarios[0], &file, args.engine.mode())?;
     }
     let has_chains = scenarios.iter().any(|s| !s.chains.is_empty());
     if plotted.is_empty() {
@@ -474,15 +478,16 @@ fn execute(args: &SweepArgs, plan: Plan) -> anyhow::Result<ExitCode> {
                     let scenario = &plan.scenarios[job.point];
                     let policy = &plan.policies[job.policy];
                     let outcome =
-                        tenants::scheduler_for(policy, scenario, &plan.file).and_then(|sched| {
-                            let opts = RunOptions {
-                                seed: job.seed,
-                                duration: args.duration,
-                                check_invariants: false,
-                                ..Default::default()
-                            };
-                            engine::run(scenario, sched, opts).map_err(|e| e.to_string())
-                        });
+                        tenants::scheduler_in(policy, scenario, &plan.file, args.engine.mode())
+                            .and_then(|sched| {
+                                let opts = RunOptions {
+                                    seed: job.seed,
+                                    duration: args.duration,
+                                    check_invariants: false,
+                                    ..Default::default()
+                                };
+                                engine::run(scenario, sched, opts).map_err(|e| e.to_string())
+                            });
                     let line = format!(
                         "{}={} {policy} seed {}",
                         plan.param, plan.values[job.point], job.seed

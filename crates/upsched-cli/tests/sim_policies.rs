@@ -87,3 +87,36 @@ fn refused_policies_print_the_reason_and_run_nothing() {
         );
     }
 }
+
+/// The JIT and the interpreter run the scenario's tenant policies to the same report, byte for
+/// byte (the report holds every decision's consequence: waits, CPU times, clamps, parks).
+#[test]
+fn the_jit_and_the_interpreter_give_the_same_run() {
+    let scenario = examples_dir().join("tenants.toml");
+    let run = |engine: &str| {
+        let out = upsched(&[
+            "sim",
+            scenario.to_str().unwrap(),
+            "--policy",
+            "upsched",
+            "--policy",
+            "example:faas",
+            "--duration",
+            "300ms",
+            "--json",
+            "--engine",
+            engine,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        out.stdout
+    };
+    let jit = run("jit");
+    assert!(!jit.is_empty());
+    assert!(jit == run("interp"), "the engines' reports differ");
+    let out = upsched(&["sim", scenario.to_str().unwrap(), "--engine", "wasm"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown engine is a usage error"
+    );
+}

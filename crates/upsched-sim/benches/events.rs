@@ -1,6 +1,6 @@
 //! Simulated scheduling events per second on one core, per built-in policy and with tenant
-//! policies in the upsched mechanism (example fifo and wfq on the root cgroup, through the
-//! engine's interpreter), next to each other in one run.
+//! policies in the upsched mechanism (example fifo and wfq on the root cgroup, each through
+//! the engine's JIT and its interpreter), next to each other in one run.
 //!
 //! `cargo bench -p upsched-sim --bench events` (after `--`: `--quick` for a tenth of the
 //! simulated time, `--policy NAME` for one policy, `--scenario FILE` for another workload
@@ -10,6 +10,7 @@
 
 use std::time::Instant;
 
+use upsched_policy::ExecMode;
 use upsched_sim::{RunOptions, engine, parse_scenario, tenants};
 
 /// Tenant policies measured in the mechanism, after the built-ins.
@@ -104,11 +105,26 @@ fn main() {
     } else {
         vec![only[0].as_str()]
     };
-    for policy in &policies {
+    // A tenant policy runs once per engine; a built-in needs no engine.
+    let runs_of = |policy: &str| -> Vec<(ExecMode, &'static str)> {
+        if tenants::PolicySource::looks_like_policy(policy) {
+            vec![
+                (ExecMode::Jit, " (jit)"),
+                (ExecMode::Interpreter, " (interp)"),
+            ]
+        } else {
+            vec![(ExecMode::default(), "")]
+        }
+    };
+    for (policy, mode, engine_label) in policies
+        .iter()
+        .flat_map(|p| runs_of(p).into_iter().map(move |(m, l)| (*p, m, l)))
+    {
         // Best of `runs`: the least CPU time (the machine is shared).
         let mut best: Option<(f64, f64, engine::RunOutcome)> = None;
         for _ in 0..runs {
-            let sched = tenants::scheduler_for(policy, &scenario, "bench").expect("policy loads");
+            let sched =
+                tenants::scheduler_in(policy, &scenario, "bench", mode).expect("policy loads");
             let start = Instant::now();
             let cpu_start = thread_cpu_ns();
             let outcome = engine::run(
@@ -134,15 +150,16 @@ fn main() {
         };
         let rate = outcome.events as f64 / cpu / 1e6;
         // Tenant policies are compared with the mechanism's own default class.
-        if *policy == "upsched-default" {
+        if policy == "upsched-default" {
             baseline = Some(rate);
         }
         let ratio = baseline
             .filter(|_| policy.starts_with(tenants::EXAMPLE_PREFIX))
             .map(|b| format!(", {:.2} x upsched-default", rate / b))
             .unwrap_or_default();
+        let label = format!("{policy}{engine_label}");
         println!(
-            "{policy:>16}: {:>9} events, {wall:.3} s wall, {cpu:.3} s CPU: {rate:.2} M events/s per CPU second ({:.1} x real time){ratio}",
+            "{label:>22}: {:>9} events, {wall:.3} s wall, {cpu:.3} s CPU: {rate:.2} M events/s per CPU second ({:.1} x real time){ratio}",
             outcome.events,
             outcome.end as f64 / 1e9 / cpu
         );

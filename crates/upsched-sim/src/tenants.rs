@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
-use upsched_policy::engine::{EngineError, LoadedPolicy};
+use upsched_policy::engine::{EngineError, EngineOptions, ExecMode, LoadedPolicy};
 
 use crate::scenario::Scenario;
 use crate::sched::Scheduler;
@@ -51,8 +51,9 @@ impl PolicySource {
     }
 
     /// Checks and loads the policy: the admission checks of `upsched check`, then the
-    /// engine's verifier. The one place the simulator builds a `LoadedPolicy`.
-    pub fn load(&self) -> Result<LoadedPolicy, String> {
+    /// engine's verifier; its hooks then run in `mode`. The one place the simulator builds a
+    /// `LoadedPolicy`.
+    pub fn load(&self, mode: ExecMode) -> Result<LoadedPolicy, String> {
         let owned;
         let bytes: &[u8] = match self {
             PolicySource::Example(name) => upsched_policies::policy(name)
@@ -63,7 +64,11 @@ impl PolicySource {
                 &owned
             }
         };
-        LoadedPolicy::load(bytes).map_err(|e| match e {
+        let options = EngineOptions {
+            mode,
+            ..EngineOptions::default()
+        };
+        LoadedPolicy::load_with_options(bytes, &options).map_err(|e| match e {
             EngineError::Rejected { problems } => format!(
                 "rejected by the checks of `upsched check`:\n  {}",
                 problems
@@ -171,11 +176,15 @@ pub(crate) fn from_raw(
 
 /// Loads the policy of every tenant spec; an error names the scenario line and the reason the
 /// policy was refused.
-pub fn load(specs: &[TenantSpec], file: &str) -> Result<Vec<Tenant>, ScenarioError> {
+pub fn load(
+    specs: &[TenantSpec],
+    file: &str,
+    mode: ExecMode,
+) -> Result<Vec<Tenant>, ScenarioError> {
     specs
         .iter()
         .map(|spec| {
-            let policy = spec.policy.load().map_err(|message| ScenarioError {
+            let policy = spec.policy.load(mode).map_err(|message| ScenarioError {
                 file: file.to_string(),
                 line: spec.line,
                 message: format!("tenant policy {}: {message}", spec.policy_text),
@@ -199,10 +208,20 @@ pub fn scheduler_for(
     scenario: &Scenario,
     file: &str,
 ) -> Result<Box<dyn Scheduler>, String> {
+    scheduler_in(name, scenario, file, ExecMode::default())
+}
+
+/// [`scheduler_for`] with tenant policies run in `mode` (JIT or interpreter).
+pub fn scheduler_in(
+    name: &str,
+    scenario: &Scenario,
+    file: &str,
+    mode: ExecMode,
+) -> Result<Box<dyn Scheduler>, String> {
     if let Some(builtin) = crate::sched::builtin(name, scenario) {
         return Ok(builtin);
     }
-    let mut tenants = load(&scenario.tenants, file).map_err(|e| e.to_string())?;
+    let mut tenants = load(&scenario.tenants, file, mode).map_err(|e| e.to_string())?;
     if name == upsched::NAME {
         if tenants.is_empty() {
             return Err(format!(
@@ -211,7 +230,9 @@ pub fn scheduler_for(
         }
     } else if PolicySource::looks_like_policy(name) {
         let source = PolicySource::parse(name, Path::new(""))?;
-        let policy = source.load().map_err(|e| format!("policy {name}: {e}"))?;
+        let policy = source
+            .load(mode)
+            .map_err(|e| format!("policy {name}: {e}"))?;
         tenants.push(Tenant {
             name: name.to_string(),
             policy,
