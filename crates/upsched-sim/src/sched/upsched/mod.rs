@@ -57,6 +57,7 @@ const CPU_ANY: i32 = upsched_abi::CPU_ANY;
 const TIMER_HOST: u64 = 0;
 const TIMER_ATTACH: u64 = 1 << 32;
 const TIMER_DETACH: u64 = 2 << 32;
+const TIMER_DRAIN_BOUND: u64 = 3 << 32;
 const TIMER_KIND: u64 = !0xffff_ffff;
 
 /// The kernel's DSQ ids as a policy sees them (`host_intf.h`, sched_ext).
@@ -65,12 +66,17 @@ const PARK_DSQ_BASE: u64 = 0x200;
 const SCX_DSQ_BUILTIN: u64 = 1 << 63;
 /// `-ENOENT`, what `scx_bpf_dsq_nr_queued` answers for a DSQ that does not exist.
 const ENOENT: i64 = -2;
+/// How long a detached or ejected slot waits for its members to leave before it becomes FREE
+/// (`DRAIN_BOUND` of the kernel's user space).
+const DRAIN_BOUND: Time = 500 * crate::units::MS;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SlotState {
     Free,
     Active,
     Ejected,
+    /// Detached: the policy stays attached (for `task_exit`) while the members leave.
+    Draining,
 }
 
 /// The hooks, with their ids in the ABI (`abi.toml` order; a test checks them).
@@ -84,6 +90,16 @@ enum Hook {
     TaskInit = 5,
     TaskExit = 6,
 }
+
+const ALL_HOOKS: [Hook; 7] = [
+    Hook::SelectCpu,
+    Hook::Enqueue,
+    Hook::Running,
+    Hook::Stopping,
+    Hook::Tick,
+    Hook::TaskInit,
+    Hook::TaskExit,
+];
 
 impl Hook {
     fn name(self) -> &'static str {
@@ -106,6 +122,8 @@ struct Slot {
     /// The tenant's configuration; kept after a detach so that queued tasks drain at its level.
     config: Option<TenantConfig>,
     instance: Option<PolicyInstance>,
+    /// Bit per `Hook` the policy replaces: the others are not called (their default stands).
+    replaced: u8,
     /// Index of the tenant's entry in `UpschedHost::tenants`.
     tenant: usize,
     /// (key >> 1, order of insertion, task).
@@ -125,6 +143,7 @@ impl Slot {
             generation: 0,
             config: None,
             instance: None,
+            replaced: 0,
             tenant: usize::MAX,
             queue: BTreeSet::new(),
             park: BTreeSet::new(),
@@ -197,6 +216,8 @@ struct TenantRecord {
     attach_error: Option<String>,
     ejection: Option<EjectionReport>,
     stats: ClassStats,
+    /// The policy's instance once its slot is FREE: its globals outlive the detach.
+    final_policy: Option<PolicyInstance>,
 }
 
 /// Answers the kfuncs a policy may call from the model.
@@ -242,6 +263,16 @@ fn run_policy_hook(
     kfuncs: &mut dyn KfuncProvider,
 ) -> Result<(), EngineError> {
     instance.call(hook.name(), ctx, kfuncs)
+}
+
+/// The CPU a task the host timer puts back is enqueued for: its last, else one it may use.
+fn home_cpu(cx: &Cx, task: TaskId) -> CpuId {
+    let prev = cx.prev_cpu(task);
+    if prev != NO_CPU {
+        prev
+    } else {
+        allowed_or_first(cx, task, 0)
+    }
 }
 
 /// sched_ext's weight scale from Linux's (`sched_weight_to_cgroup`).
@@ -305,6 +336,7 @@ impl UpschedHost {
                     attach_error: None,
                     ejection: None,
                     stats: ClassStats::default(),
+                    final_policy: None,
                 })
                 .collect(),
             default_stats: ClassStats::default(),
@@ -350,6 +382,10 @@ impl UpschedHost {
                         .filter(|s| self.slots[*s].tenant == index)
                         .map_or(0, |s| self.slots[s].nr_tasks),
                     stats: t.stats.report(),
+                    policy_state: t.final_policy.clone().or_else(|| {
+                        let s = &self.slots[t.slot?];
+                        (s.tenant == index).then(|| s.instance.clone()).flatten()
+                    }),
                 })
                 .collect(),
         }
@@ -479,8 +515,29 @@ impl UpschedHost {
         ctx
     }
 
-    /// Calls `hook` for `task` of live `slot`; `None` when the policy failed, which ejects
-    /// the tenant (the outputs are then the defaults' and the caller falls back).
+    fn replaces(&self, slot: usize, hook: Hook) -> bool {
+        self.slots[slot].replaced & (1 << hook as u32) != 0
+    }
+
+    /// The outputs a hook's stub returns when the policy did not replace it.
+    fn default_outputs(&self, cx: &Cx, slot: usize) -> UpschedCtx {
+        let config = self.slots[slot]
+            .config
+            .as_ref()
+            .expect("a live slot has a configuration");
+        UpschedCtx {
+            key: cx.now,
+            slice_ns: config.slice_default,
+            park_until_ns: 0,
+            target_cpu: CPU_ANY,
+            verdict: VERDICT_RUN,
+            ..UpschedCtx::default()
+        }
+    }
+
+    /// Calls `hook` for `task` of `slot` (live, or not FREE for `task_exit`) if the policy
+    /// replaced it, else returns the default outputs; `None` when the policy failed, which
+    /// ejects the tenant (the caller then falls back).
     fn call(
         &mut self,
         cx: &mut Cx,
@@ -489,6 +546,9 @@ impl UpschedHost {
         hook: Hook,
         flags: u32,
     ) -> Option<UpschedCtx> {
+        if !self.replaces(slot, hook) {
+            return Some(self.default_outputs(cx, slot));
+        }
         let mut ctx = self.fill_ctx(cx, task, slot, hook, flags);
         let mut kfuncs = self.dsq_model();
         let instance = self.slots[slot]
@@ -538,26 +598,64 @@ impl UpschedHost {
         s.next_fresh = 0;
         s.config = Some(record.tenant.config.clone());
         s.instance = Some(record.tenant.policy.instantiate());
+        let policy = &record.tenant.policy;
+        s.replaced = ALL_HOOKS
+            .iter()
+            .filter(|hook| policy.implements(hook.name()))
+            .fold(0, |bits, hook| bits | 1 << *hook as u32);
         s.tenant = index;
         self.classify_gen = self.classify_gen.wrapping_add(1);
         self.ensure_timer(cx);
     }
 
     fn detach(&mut self, cx: &mut Cx, index: usize) {
+        let record = &mut self.tenants[index];
+        let Some(slot) = record.slot else {
+            return;
+        };
+        record.detached_at = Some(cx.now);
+        // An ejected tenant drains already (or is gone).
+        if self.slots[slot].tenant == index && self.slots[slot].state == SlotState::Active {
+            self.slots[slot].state = SlotState::Draining;
+            self.start_drain(cx, slot);
+        }
+    }
+
+    /// A slot that stopped being ACTIVE (detach, ejection): its members leave at their next
+    /// enqueue, calling `task_exit`; the slot becomes FREE when the last one left or at the
+    /// drain bound, whichever is first.
+    fn start_drain(&mut self, cx: &mut Cx, slot: usize) {
+        self.classify_gen = self.classify_gen.wrapping_add(1);
+        if self.slots[slot].nr_tasks == 0 {
+            self.free_slot(slot);
+        } else {
+            let tenant = self.slots[slot].tenant as u64;
+            cx.set_timer(cx.now + DRAIN_BOUND, TIMER_DRAIN_BOUND | tenant);
+        }
+        // Parked and queued tasks go back (to the default class) at the next timer run.
+        self.ensure_timer(cx);
+    }
+
+    fn drain_bound_reached(&mut self, index: usize) {
         let Some(slot) = self.tenants[index].slot else {
             return;
         };
-        let s = &mut self.slots[slot];
-        if s.tenant != index || s.state == SlotState::Free {
-            return;
+        let s = &self.slots[slot];
+        if s.tenant == index && matches!(s.state, SlotState::Draining | SlotState::Ejected) {
+            self.free_slot(slot);
         }
-        // An ejected tenant is gone already; its slot stays reserved until detached.
+    }
+
+    /// The slot becomes FREE (its level is kept so queued tasks drain); members that have
+    /// not left yet leave without a call. The policy's globals stay readable in the report.
+    fn free_slot(&mut self, slot: usize) {
+        let s = &mut self.slots[slot];
         s.state = SlotState::Free;
-        s.instance = None;
-        self.tenants[index].detached_at = Some(cx.now);
+        let instance = s.instance.take();
+        if let Some(record) = self.tenants.get_mut(s.tenant) {
+            record.final_policy = instance;
+        }
         self.classify_gen = self.classify_gen.wrapping_add(1);
-        // Parked tasks go back (to the default class) at the next timer run.
-        self.ensure_timer(cx);
     }
 
     fn eject(&mut self, cx: &mut Cx, slot: usize, ejection: EjectionReport) {
@@ -565,13 +663,13 @@ impl UpschedHost {
             return;
         }
         self.slots[slot].state = SlotState::Ejected;
-        self.slots[slot].instance = None;
-        self.classify_gen = self.classify_gen.wrapping_add(1);
         let tenant = self.slots[slot].tenant;
         if let Some(record) = self.tenants.get_mut(tenant) {
             record.stats.ejections += 1;
             record.ejection = Some(ejection);
         }
+        // User space polls the ejection at once and drains the slot as for a detach.
+        self.start_drain(cx, slot);
         // Parked tasks go back through enqueue, which now puts them in the default class.
         let parked: Vec<TaskId> = self.slots[slot].park.iter().map(|e| e.2).collect();
         for task in parked {
@@ -614,18 +712,32 @@ impl UpschedHost {
         }
     }
 
-    fn leave_tenant(&mut self, task: TaskId) {
-        let t = &mut self.tasks[task as usize];
-        let Some(slot) = t.tenant.take() else {
+    /// The task leaves its tenant (exit, detach, ejection): while the slot holds the
+    /// incarnation it joined and is not FREE, `task_exit` is called and its task slot
+    /// returned; a draining slot whose last member left becomes FREE.
+    fn leave_tenant(&mut self, cx: &mut Cx, task: TaskId) {
+        let t = &self.tasks[task as usize];
+        let Some(slot) = t.tenant else {
             return;
         };
-        t.hints = [0; upsched_abi::NR_HINTS as usize];
-        let (task_slot, generation) = (t.task_slot, std::mem::take(&mut t.tenant_gen));
+        let s = &self.slots[slot];
         // A task of an earlier incarnation holds nothing of the slot's current pool.
+        let member = s.generation == t.tenant_gen && s.state != SlotState::Free;
+        if member {
+            self.call(cx, task, slot, Hook::TaskExit, 0);
+        }
+        let t = &mut self.tasks[task as usize];
+        t.tenant = None;
+        t.tenant_gen = 0;
+        t.hints = [0; upsched_abi::NR_HINTS as usize];
+        if !member {
+            return;
+        }
         let s = &mut self.slots[slot];
-        if s.generation == generation {
-            s.free_task_slots.push(task_slot);
-            s.nr_tasks -= 1;
+        s.free_task_slots.push(t.task_slot);
+        s.nr_tasks -= 1;
+        if s.nr_tasks == 0 && matches!(s.state, SlotState::Draining | SlotState::Ejected) {
+            self.free_slot(slot);
         }
     }
 
@@ -646,7 +758,7 @@ impl UpschedHost {
         }
         // The runnable count follows the task to its new class.
         self.uncount_runnable(task);
-        self.leave_tenant(task);
+        self.leave_tenant(cx, task);
         let Some(slot) = new_tenant else {
             return;
         };
@@ -719,8 +831,9 @@ impl UpschedHost {
         let (slice_min, slice_max, park_max) =
             (config.slice_min, config.slice_max, config.park_max);
         let runnable_at = self.tasks[task as usize].runnable_at.unwrap_or(now);
+        let called = u64::from(self.replaces(slot, Hook::Enqueue));
         let stats = self.stats_of(slot).expect("a live slot has statistics");
-        stats.policy_calls += 1;
+        stats.policy_calls += called;
         stats.enqueues += 1;
         if released {
             stats.releases += 1;
@@ -790,13 +903,16 @@ impl UpschedHost {
             .park
             .remove(&(t.park_deadline, t.park_order, task));
         t.parked = false;
-        let prev = cx.prev_cpu(task);
-        let cpu = if prev != NO_CPU {
-            prev
-        } else {
-            allowed_or_first(cx, task, 0)
-        };
-        self.enqueue_task(cx, task, cpu, upsched_abi::F_RELEASED);
+        self.enqueue_task(cx, task, home_cpu(cx, task), upsched_abi::F_RELEASED);
+    }
+
+    /// Passes every task queued in `slot`'s class queue through enqueue again: members of a
+    /// tenant that is gone leave it there and land in the default class.
+    fn reenqueue_class(&mut self, cx: &mut Cx, slot: usize) {
+        let queued = std::mem::take(&mut self.slots[slot].queue);
+        for (_, _, task) in queued {
+            self.enqueue_task(cx, task, home_cpu(cx, task), 0);
+        }
     }
 
     fn release_due(&self, task: TaskId, now: Time) -> bool {
@@ -923,8 +1039,13 @@ impl UpschedHost {
             for task in due {
                 self.unpark(cx, slot, task);
             }
+            if !live {
+                self.reenqueue_class(cx, slot);
+            }
             self.watch(cx, slot);
         }
+        // Queued tasks of slots that are not ACTIVE went back above; the watchdog needs runs
+        // while an active tenant has queued tasks.
         let needed = self
             .slots
             .iter()
@@ -965,11 +1086,8 @@ impl Scheduler for UpschedHost {
     }
 
     fn task_exit(&mut self, cx: &mut Cx, task: TaskId) {
-        if let Some(slot) = self.live_tenant(task) {
-            self.call(cx, task, slot, Hook::TaskExit, 0);
-        }
         self.uncount_runnable(task);
-        self.leave_tenant(task);
+        self.leave_tenant(cx, task);
     }
 
     fn select_cpu(&mut self, cx: &mut Cx, task: TaskId, prev_cpu: CpuId, flags: u32) -> CpuId {
@@ -982,11 +1100,13 @@ impl Scheduler for UpschedHost {
         // The engine's F_FORK means a new task; the ABI's select_cpu flags are WAKEUP plus
         // FORK for it.
         let abi_flags = upsched_abi::F_WAKEUP | (flags & F_FORK);
+        if !self.replaces(slot, Hook::SelectCpu) {
+            return host_choice;
+        }
         let Some(out) = self.call(cx, task, slot, Hook::SelectCpu, abi_flags) else {
             return host_choice;
         };
-        let stats = self.stats_of(slot).expect("live");
-        stats.policy_calls += 1;
+        self.stats_of(slot).expect("live").policy_calls += 1;
         let target = out.target_cpu;
         if target == CPU_ANY {
             return host_choice;
@@ -1116,6 +1236,7 @@ impl Scheduler for UpschedHost {
             TIMER_HOST => self.on_host_timer(cx),
             TIMER_ATTACH => self.attach(cx, index),
             TIMER_DETACH => self.detach(cx, index),
+            TIMER_DRAIN_BOUND => self.drain_bound_reached(index),
             _ => {}
         }
     }
@@ -1150,15 +1271,7 @@ mod tests {
 
     #[test]
     fn hook_ids_are_the_abis() {
-        for hook in [
-            Hook::SelectCpu,
-            Hook::Enqueue,
-            Hook::Running,
-            Hook::Stopping,
-            Hook::Tick,
-            Hook::TaskInit,
-            Hook::TaskExit,
-        ] {
+        for hook in ALL_HOOKS {
             assert_eq!(
                 upsched_abi::hook(hook.name()).map(|h| h.id),
                 Some(hook as u32)
