@@ -782,3 +782,49 @@ fn an_ejected_slot_drains_and_is_free_for_the_next_attach() {
     assert_eq!(tenants[0].nr_tasks, 0);
     assert_eq!(tenants[1].slot, Some(0));
 }
+
+#[test]
+fn a_wake_up_onto_an_idle_cpu_runs_there_when_nothing_is_queued() {
+    // The waiter blocks on CPU w; the signaller on the other CPU wakes it and exits at once.
+    // select_cpu claims idle CPU w and the task goes straight to w's local queue (the
+    // default class from select_cpu, a tenant RUN verdict from enqueue), so the signaller's
+    // CPU, free first (w still has to take the IPI), finds nothing and the waiter runs on w.
+    let tasks = r#"
+[[event]]
+name = "go"
+[[task]]
+name = "waiter"
+program = [{ run = "1ms" }, { block = "go" }, { run = "1ms" }]
+[[task]]
+name = "signaller"
+program = [{ run = "5ms" }, { signal = "go" }]
+"#;
+    // The tasks in the default class (the tenant governs an empty cgroup), then in a tenant.
+    for (cgroup, class_of) in [("/idle", "default"), ("/", "tenant")] {
+        let s = scenario(&format!(
+            "duration = \"100ms\"\n[machine]\ncpus = 2\n[[tenant]]\npolicy = \"example:fifo\"\ncgroup = \"{cgroup}\"\n{tasks}"
+        ));
+        let outcome = run_traced(&s, "upsched");
+        let run = report::run_report(&outcome, &s);
+        let waiter = run.tasks.iter().position(|t| t.name == "waiter").unwrap() as u32;
+        let cpus: Vec<u32> = outcome
+            .trace
+            .iter()
+            .filter(|seg| seg.record == waiter && seg.end > seg.exec)
+            .map(|seg| seg.cpu)
+            .collect();
+        assert_eq!(cpus.len(), 2, "{class_of}: {cpus:?}");
+        assert_eq!(
+            cpus[0], cpus[1],
+            "{class_of}: the waiter ran where it was claimed"
+        );
+        let m = mechanism(&run);
+        let class = if cgroup == "/" {
+            &m.tenants[0].stats
+        } else {
+            &m.default_class
+        };
+        // Every start and wake-up is counted as an enqueue, direct or not.
+        assert_eq!((class.enqueues, class.dispatches), (3, 3), "{class_of}");
+    }
+}

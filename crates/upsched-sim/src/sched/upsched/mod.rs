@@ -14,7 +14,7 @@
 mod config;
 mod stats;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 
 use upsched_abi::{
     HINT_FLAGS, HINT_PENDING, HINTF_SLEEPY, KfuncInfo, UpschedCtx, VERDICT_PARK, VERDICT_PREEMPT,
@@ -179,6 +179,9 @@ struct TaskCtx {
     last_runtime: Time,
     /// The clamped slice of its last tenant enqueue.
     slice: Time,
+    /// The idle CPU the last `select_cpu` claimed for it (the host's choice, kept by the
+    /// policy), until the enqueue that follows.
+    claimed_cpu: Option<CpuId>,
     /// The hint words as the host's map holds them: zeroed when the task joins or leaves a
     /// tenant, written by the task.
     hints: [u64; upsched_abi::NR_HINTS as usize],
@@ -202,6 +205,7 @@ impl TaskCtx {
             running_at: 0,
             last_runtime: 0,
             slice: 0,
+            claimed_cpu: None,
             hints: [0; upsched_abi::NR_HINTS as usize],
         }
     }
@@ -315,6 +319,9 @@ pub struct UpschedHost {
     timer_armed: bool,
     /// cgroup paths by the scenario's cgroup index.
     cgroups: Vec<String>,
+    /// Per CPU, tasks inserted directly for it (sched_ext's local DSQ), with their slices:
+    /// its next dispatch takes them first.
+    local: Vec<VecDeque<Dispatch>>,
 }
 
 impl UpschedHost {
@@ -349,6 +356,7 @@ impl UpschedHost {
             order: 0,
             timer_armed: false,
             cgroups: cgroups.to_vec(),
+            local: Vec::new(),
         }
     }
 
@@ -788,6 +796,44 @@ impl UpschedHost {
 
     // ---- enqueue -------------------------------------------------------------------------
 
+    fn tenant_has_queued(&self) -> bool {
+        self.slots.iter().any(|s| !s.queue.is_empty())
+    }
+
+    /// Puts `task` on `cpu`'s local queue, which that CPU's dispatch takes at once.
+    fn insert_local(&mut self, cx: &mut Cx, cpu: CpuId, dispatch: Dispatch) {
+        let cpu_index = cpu as usize;
+        if cpu_index >= self.local.len() {
+            self.local.resize_with(cpu_index + 1, VecDeque::new);
+        }
+        self.local[cpu_index].push_back(dispatch);
+        cx.kick(cpu);
+    }
+
+    /// `ops.select_cpu`'s direct insertion of a default-class wake-up onto the idle CPU it
+    /// claimed, while no tenant class has queued tasks and the classification is current.
+    fn try_insert_default_direct(&mut self, cx: &mut Cx, task: TaskId) -> bool {
+        let t = &self.tasks[task as usize];
+        let Some(cpu) = t.claimed_cpu else {
+            return false;
+        };
+        if t.tenant.is_some() || t.seen_classify_gen != self.classify_gen {
+            return false;
+        }
+        if self.tenant_has_queued() {
+            return false;
+        }
+        let t = &mut self.tasks[task as usize];
+        t.claimed_cpu = None;
+        t.parked = false;
+        t.cls = DEFAULT_CLASS;
+        self.default_stats.enqueues += 1;
+        self.default_class.lift(task);
+        let slice = self.default_class.slice();
+        self.insert_local(cx, cpu, Dispatch { task, slice });
+        true
+    }
+
     fn enqueue_default(&mut self, cx: &mut Cx, task: TaskId, cpu: CpuId) {
         self.tasks[task as usize].parked = false;
         self.tasks[task as usize].cls = DEFAULT_CLASS;
@@ -882,6 +928,18 @@ impl UpschedHost {
         let t = &mut self.tasks[task as usize];
         t.cls = slot;
         t.slice = slice;
+        // A RUN wake-up onto the idle CPU select_cpu claimed, while nothing is queued: that
+        // CPU's dispatch would take exactly this task, so it goes there at once.
+        let claimed = t.claimed_cpu.take();
+        if let Some(cpu) = claimed.filter(|_| verdict == VERDICT_RUN) {
+            if !self.tenant_has_queued() && self.default_class.is_empty() {
+                let level = self.class_level(slot) as usize;
+                self.level_vnow[level] = self.level_vnow[level].max(self.class_vtime[slot]);
+                self.insert_local(cx, cpu, Dispatch { task, slice });
+                self.ensure_timer(cx);
+                return;
+            }
+        }
         self.order += 1;
         self.slots[slot]
             .queue
@@ -1091,9 +1149,9 @@ impl Scheduler for UpschedHost {
     }
 
     fn select_cpu(&mut self, cx: &mut Cx, task: TaskId, prev_cpu: CpuId, flags: u32) -> CpuId {
-        let host_choice = cx
-            .find_idle_cpu(task, prev_cpu)
-            .unwrap_or_else(|| allowed_or_first(cx, task, prev_cpu));
+        let idle = cx.find_idle_cpu(task, prev_cpu);
+        self.tasks[task as usize].claimed_cpu = idle;
+        let host_choice = idle.unwrap_or_else(|| allowed_or_first(cx, task, prev_cpu));
         let Some(slot) = self.live_tenant(task) else {
             return host_choice;
         };
@@ -1111,6 +1169,10 @@ impl Scheduler for UpschedHost {
         if target == CPU_ANY {
             return host_choice;
         }
+        // The policy moved the task elsewhere: the claimed CPU is not its.
+        if idle.is_none_or(|cpu| target != cpu as i32) {
+            self.tasks[task as usize].claimed_cpu = None;
+        }
         if target >= 0 && (target as u32) < cx.nr_cpus() && cx.allowed(task, target as u32) {
             return target as u32;
         }
@@ -1121,6 +1183,9 @@ impl Scheduler for UpschedHost {
     fn enqueue(&mut self, cx: &mut Cx, task: TaskId, cpu: CpuId, flags: u32) {
         let now = cx.now;
         let woke = flags & (F_WAKEUP | F_FORK) != 0;
+        if !woke {
+            self.tasks[task as usize].claimed_cpu = None;
+        }
         if woke {
             // ops.runnable: counted where the task was classified last.
             let t = &mut self.tasks[task as usize];
@@ -1128,14 +1193,26 @@ impl Scheduler for UpschedHost {
             t.waiting_since = Some(now);
             self.count_runnable(task);
         }
+        if woke && self.try_insert_default_direct(cx, task) {
+            return;
+        }
         // sched_ext sets ENQ_WAKEUP for wake-ups, not for a new task.
         let abi_flags = (flags & F_WAKEUP) | (flags & F_PREEMPTED);
         self.enqueue_task(cx, task, cpu, abi_flags);
+        // A claim holds for the enqueue of its wake-up only (not a later release).
+        self.tasks[task as usize].claimed_cpu = None;
     }
 
     fn dispatch(&mut self, cx: &mut Cx, cpu: CpuId) -> Option<Dispatch> {
         let now = cx.now;
         self.roll_guard_window(now);
+        if let Some(direct) = self
+            .local
+            .get_mut(cpu as usize)
+            .and_then(VecDeque::pop_front)
+        {
+            return Some(direct);
+        }
         let mut tried = 0u32;
         for _ in 0..NR_CLASSES {
             let cls = self.pick_class(now, cx.nr_cpus(), tried)?;
