@@ -936,7 +936,6 @@ impl UpschedHost {
                 let level = self.class_level(slot) as usize;
                 self.level_vnow[level] = self.level_vnow[level].max(self.class_vtime[slot]);
                 self.insert_local(cx, cpu, Dispatch { task, slice });
-                self.ensure_timer(cx);
                 return;
             }
         }
