@@ -667,3 +667,164 @@ fn a_ninth_tenant_finds_no_slot_and_the_report_says_so() {
     // The task of /t3 ran in its tenant.
     assert_eq!(tenants[3].stats.cpu_time_ns, 10 * MS);
 }
+
+/// The `count_members` policy's own counters of a tenant: (task_init calls, task_exit calls).
+fn member_counts(t: &TenantReport) -> (u64, u64) {
+    let counts = t
+        .policy_state
+        .as_ref()
+        .expect("the policy outlives its tenant")
+        .global("counts")
+        .expect("count_members has counts");
+    let word = |i: usize| u64::from_le_bytes(counts[i * 8..i * 8 + 8].try_into().unwrap());
+    (word(0), word(1))
+}
+
+/// A scenario on one CPU with `count_members` as tenant "members" on /svc, attached at 0
+/// and detached at `detach`, a `fifo` tenant on /other attached at `second_attach`, and
+/// `tasks`.
+fn membership(detach: &str, second_attach: &str, tasks: &str) -> RunReport {
+    let path = policy_file("count_members", upsched_testdata::object("count_members"));
+    let text = format!(
+        "duration = \"2s\"\n[machine]\ncpus = 1\ncosts = {{ preset = \"zero\" }}\n\
+         [[tenant]]\npolicy = \"{}\"\ncgroup = \"/svc\"\ndetach = \"{detach}\"\n\
+         [[tenant]]\npolicy = \"example:fifo\"\ncgroup = \"/other\"\nattach = \"{second_attach}\"\n{tasks}",
+        path.display()
+    );
+    run(&text, "upsched")
+}
+
+#[test]
+fn every_task_that_joined_a_tenant_leaves_it_through_task_exit() {
+    // Two members exit before the detach; two run or wait in the queue and one sleeps when it
+    // comes. Each calls task_exit once: at its exit or at its next enqueue after the detach.
+    let tasks = hog("quick", "count = 2\ncgroup = \"/svc\"", "10ms")
+        + &hog("long", "count = 2\ncgroup = \"/svc\"", "300ms")
+        + "[[task]]\nname = \"napper\"\ncgroup = \"/svc/app\"\nprogram = [{ loop = 3, body = [{ run = \"1ms\" }, { sleep = \"40ms\" }] }]\n";
+    let run = membership("100ms", "1s", &tasks);
+    let members = &mechanism(&run).tenants[0];
+    assert_eq!(member_counts(members), (5, 5));
+    assert_eq!(members.nr_tasks, 0);
+    assert_eq!(run.tasks_alive_at_end, 0);
+}
+
+#[test]
+fn a_detached_slot_is_free_once_its_queued_members_left_within_a_timer_period() {
+    // Three hogs of the tenant on one CPU: at the detach one runs (it leaves at its next
+    // tick) and two wait in the class queue below the default class's level; the host timer
+    // passes them through enqueue (into the default class), so every member left and the slot
+    // is FREE long before the drain bound: the tenant attached at 110 ms gets slot 0.
+    let tasks = hog("w", "count = 3\ncgroup = \"/svc\"", "1s");
+    let run = membership("100ms", "110ms", &tasks);
+    let members = &mechanism(&run).tenants[0];
+    assert_eq!(member_counts(members), (3, 3));
+    assert_eq!(mechanism(&run).tenants[1].slot, Some(0));
+    // The members ran in the tenant until the detach (plus at most a tick), then in the
+    // default class.
+    assert!(members.stats.cpu_time_ns <= 101 * MS, "{:?}", members.stats);
+    assert_eq!(
+        mechanism(&run).default_class.cpu_time_ns + members.stats.cpu_time_ns,
+        2 * S,
+        "the CPU was busy all along"
+    );
+}
+
+#[test]
+fn a_member_asleep_past_the_drain_bound_leaves_without_task_exit() {
+    // One member sleeps from 1 ms to 801 ms: the detached slot stays DRAINING for the drain
+    // bound (500 ms), so a tenant attached at 400 ms takes slot 1; then the slot is FREE and
+    // the sleeper leaves at its wake-up without a call.
+    let tasks = "[[task]]\nname = \"sleeper\"\ncgroup = \"/svc\"\nprogram = [{ run = \"1ms\" }, { sleep = \"800ms\" }, { run = \"1ms\" }]\n";
+    let run = membership("100ms", "400ms", tasks);
+    assert_eq!(member_counts(&mechanism(&run).tenants[0]), (1, 0));
+    assert_eq!(mechanism(&run).tenants[1].slot, Some(1));
+    let run = membership("100ms", "700ms", tasks);
+    assert_eq!(mechanism(&run).tenants[1].slot, Some(0));
+    assert_eq!(task(&run, "sleeper").exited, 1);
+}
+
+#[test]
+fn hooks_a_policy_does_not_replace_are_not_called() {
+    // fifo replaces enqueue only: its select_cpu is not called at wake-ups, so every policy
+    // call is an enqueue (the wake-ups of SLEEPERS would otherwise add 20).
+    let run = run(&one_cpu("1s", SLEEPERS), "example:fifo");
+    let s = &tenant(&run, "example:fifo").stats;
+    assert_eq!(s.enqueues, 2 * 11, "spawn and ten wake-ups each");
+    assert_eq!(s.policy_calls, s.enqueues);
+    // count_members replaces neither: its tasks are queued with the default decisions and
+    // no call into the policy is counted.
+    let run = membership("2s", "2s", &hog("w", "count = 2\ncgroup = \"/svc\"", "1ms"));
+    let members = &mechanism(&run).tenants[0];
+    assert_eq!(members.stats.policy_calls, 0);
+    assert_eq!(members.stats.enqueues, 2);
+    assert_eq!(members.stats.cpu_time_ns, 2 * MS);
+}
+
+#[test]
+fn an_ejected_slot_drains_and_is_free_for_the_next_attach() {
+    // starve's tasks wait past the 1 s watchdog: the tenant is ejected at ~1 s, its members
+    // leave (the running one at its next tick, the queued ones at the next timer run) and
+    // the slot is FREE again, so the tenant attached at 1.2 s takes slot 0.
+    let path = policy_file(
+        "starve",
+        upsched_testdata::misbehaving("starve").expect("test policy"),
+    );
+    let text = format!(
+        "duration = \"3s\"\n[machine]\ncpus = 1\ncosts = {{ preset = \"zero\" }}\n\
+         [[tenant]]\npolicy = \"{}\"\ncgroup = \"/svc\"\nwatchdog = \"1s\"\n\
+         [[tenant]]\npolicy = \"example:fifo\"\ncgroup = \"/other\"\nattach = \"1200ms\"\n{}",
+        path.display(),
+        hog("p", "count = 3\ncgroup = \"/svc\"", "2s")
+    );
+    let run = run(&text, "upsched");
+    let tenants = &mechanism(&run).tenants;
+    assert!(tenants[0].ejection.is_some());
+    assert_eq!(tenants[0].nr_tasks, 0);
+    assert_eq!(tenants[1].slot, Some(0));
+}
+
+#[test]
+fn a_wake_up_onto_an_idle_cpu_runs_there_when_nothing_is_queued() {
+    // The waiter blocks on CPU w; the signaller on the other CPU wakes it and exits at once.
+    // select_cpu claims idle CPU w and the task goes straight to w's local queue (the
+    // default class from select_cpu, a tenant RUN verdict from enqueue), so the signaller's
+    // CPU, free first (w still has to take the IPI), finds nothing and the waiter runs on w.
+    let tasks = r#"
+[[event]]
+name = "go"
+[[task]]
+name = "waiter"
+program = [{ run = "1ms" }, { block = "go" }, { run = "1ms" }]
+[[task]]
+name = "signaller"
+program = [{ run = "5ms" }, { signal = "go" }]
+"#;
+    // The tasks in the default class (the tenant governs an empty cgroup), then in a tenant.
+    for (cgroup, class_of) in [("/idle", "default"), ("/", "tenant")] {
+        let s = scenario(&format!(
+            "duration = \"100ms\"\n[machine]\ncpus = 2\n[[tenant]]\npolicy = \"example:fifo\"\ncgroup = \"{cgroup}\"\n{tasks}"
+        ));
+        let outcome = run_traced(&s, "upsched");
+        let run = report::run_report(&outcome, &s);
+        let waiter = run.tasks.iter().position(|t| t.name == "waiter").unwrap() as u32;
+        let cpus: Vec<u32> = outcome
+            .trace
+            .iter()
+            .filter(|seg| seg.record == waiter && seg.end > seg.exec)
+            .map(|seg| seg.cpu)
+            .collect();
+        assert_eq!(cpus.len(), 2, "{class_of}: {cpus:?}");
+        assert_eq!(
+            cpus[0], cpus[1],
+            "{class_of}: the waiter ran where it was claimed"
+        );
+        let m = mechanism(&run);
+        let class = if cgroup == "/" {
+            &m.tenants[0].stats
+        } else {
+            &m.default_class
+        };
+        // Every start and wake-up is counted as an enqueue, direct or not.
+        assert_eq!((class.enqueues, class.dispatches), (3, 3), "{class_of}");
+    }
+}

@@ -56,13 +56,20 @@ impl VtimeClass {
     /// Queues `task` at its virtual time, raised to at most one slice behind the class's
     /// virtual now.
     pub fn insert(&mut self, task: TaskId) {
+        let v = self.lift(task);
+        self.order += 1;
+        self.queue.insert((v, self.order, task));
+    }
+
+    /// Raises the task's virtual time to at most one slice behind the class's virtual now
+    /// (as `insert` does), for a task that runs without being queued; returns it.
+    pub fn lift(&mut self, task: TaskId) -> u64 {
         let floor = self.vnow.saturating_sub(self.slice);
         let v = &mut self.vtime[task as usize];
         if *v < floor {
             *v = floor;
         }
-        self.order += 1;
-        self.queue.insert((*v, self.order, task));
+        *v
     }
 
     /// Removes and returns the lowest-vtime queued task that may run on `cpu`.

@@ -14,7 +14,7 @@
 mod config;
 mod stats;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 
 use upsched_abi::{
     HINT_FLAGS, HINT_PENDING, HINTF_SLEEPY, KfuncInfo, UpschedCtx, VERDICT_PARK, VERDICT_PREEMPT,
@@ -57,6 +57,7 @@ const CPU_ANY: i32 = upsched_abi::CPU_ANY;
 const TIMER_HOST: u64 = 0;
 const TIMER_ATTACH: u64 = 1 << 32;
 const TIMER_DETACH: u64 = 2 << 32;
+const TIMER_DRAIN_BOUND: u64 = 3 << 32;
 const TIMER_KIND: u64 = !0xffff_ffff;
 
 /// The kernel's DSQ ids as a policy sees them (`host_intf.h`, sched_ext).
@@ -65,12 +66,17 @@ const PARK_DSQ_BASE: u64 = 0x200;
 const SCX_DSQ_BUILTIN: u64 = 1 << 63;
 /// `-ENOENT`, what `scx_bpf_dsq_nr_queued` answers for a DSQ that does not exist.
 const ENOENT: i64 = -2;
+/// How long a detached or ejected slot waits for its members to leave before it becomes FREE
+/// (`DRAIN_BOUND` of the kernel's user space).
+const DRAIN_BOUND: Time = 500 * crate::units::MS;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SlotState {
     Free,
     Active,
     Ejected,
+    /// Detached: the policy stays attached (for `task_exit`) while the members leave.
+    Draining,
 }
 
 /// The hooks, with their ids in the ABI (`abi.toml` order; a test checks them).
@@ -84,6 +90,16 @@ enum Hook {
     TaskInit = 5,
     TaskExit = 6,
 }
+
+const ALL_HOOKS: [Hook; 7] = [
+    Hook::SelectCpu,
+    Hook::Enqueue,
+    Hook::Running,
+    Hook::Stopping,
+    Hook::Tick,
+    Hook::TaskInit,
+    Hook::TaskExit,
+];
 
 impl Hook {
     fn name(self) -> &'static str {
@@ -106,6 +122,8 @@ struct Slot {
     /// The tenant's configuration; kept after a detach so that queued tasks drain at its level.
     config: Option<TenantConfig>,
     instance: Option<PolicyInstance>,
+    /// Bit per `Hook` the policy replaces: the others are not called (their default stands).
+    replaced: u8,
     /// Index of the tenant's entry in `UpschedHost::tenants`.
     tenant: usize,
     /// (key >> 1, order of insertion, task).
@@ -125,6 +143,7 @@ impl Slot {
             generation: 0,
             config: None,
             instance: None,
+            replaced: 0,
             tenant: usize::MAX,
             queue: BTreeSet::new(),
             park: BTreeSet::new(),
@@ -160,6 +179,9 @@ struct TaskCtx {
     last_runtime: Time,
     /// The clamped slice of its last tenant enqueue.
     slice: Time,
+    /// The idle CPU the last `select_cpu` claimed for it (the host's choice, kept by the
+    /// policy), until the enqueue that follows.
+    claimed_cpu: Option<CpuId>,
     /// The hint words as the host's map holds them: zeroed when the task joins or leaves a
     /// tenant, written by the task.
     hints: [u64; upsched_abi::NR_HINTS as usize],
@@ -183,6 +205,7 @@ impl TaskCtx {
             running_at: 0,
             last_runtime: 0,
             slice: 0,
+            claimed_cpu: None,
             hints: [0; upsched_abi::NR_HINTS as usize],
         }
     }
@@ -197,6 +220,8 @@ struct TenantRecord {
     attach_error: Option<String>,
     ejection: Option<EjectionReport>,
     stats: ClassStats,
+    /// The policy's instance once its slot is FREE: its globals outlive the detach.
+    final_policy: Option<PolicyInstance>,
 }
 
 /// Answers the kfuncs a policy may call from the model.
@@ -244,6 +269,16 @@ fn run_policy_hook(
     instance.call(hook.name(), ctx, kfuncs)
 }
 
+/// The CPU a task the host timer puts back is enqueued for: its last, else one it may use.
+fn home_cpu(cx: &Cx, task: TaskId) -> CpuId {
+    let prev = cx.prev_cpu(task);
+    if prev != NO_CPU {
+        prev
+    } else {
+        allowed_or_first(cx, task, 0)
+    }
+}
+
 /// sched_ext's weight scale from Linux's (`sched_weight_to_cgroup`).
 fn scx_weight(linux_weight: u32) -> u32 {
     ((u64::from(linux_weight) * NICE_0_WEIGHT + 512) / 1024).clamp(1, 10_000) as u32
@@ -284,6 +319,9 @@ pub struct UpschedHost {
     timer_armed: bool,
     /// cgroup paths by the scenario's cgroup index.
     cgroups: Vec<String>,
+    /// Per CPU, tasks inserted directly for it (sched_ext's local DSQ), with their slices:
+    /// its next dispatch takes them first.
+    local: Vec<VecDeque<Dispatch>>,
 }
 
 impl UpschedHost {
@@ -305,6 +343,7 @@ impl UpschedHost {
                     attach_error: None,
                     ejection: None,
                     stats: ClassStats::default(),
+                    final_policy: None,
                 })
                 .collect(),
             default_stats: ClassStats::default(),
@@ -317,6 +356,7 @@ impl UpschedHost {
             order: 0,
             timer_armed: false,
             cgroups: cgroups.to_vec(),
+            local: Vec::new(),
         }
     }
 
@@ -350,6 +390,10 @@ impl UpschedHost {
                         .filter(|s| self.slots[*s].tenant == index)
                         .map_or(0, |s| self.slots[s].nr_tasks),
                     stats: t.stats.report(),
+                    policy_state: t.final_policy.clone().or_else(|| {
+                        let s = &self.slots[t.slot?];
+                        (s.tenant == index).then(|| s.instance.clone()).flatten()
+                    }),
                 })
                 .collect(),
         }
@@ -479,8 +523,29 @@ impl UpschedHost {
         ctx
     }
 
-    /// Calls `hook` for `task` of live `slot`; `None` when the policy failed, which ejects
-    /// the tenant (the outputs are then the defaults' and the caller falls back).
+    fn replaces(&self, slot: usize, hook: Hook) -> bool {
+        self.slots[slot].replaced & (1 << hook as u32) != 0
+    }
+
+    /// The outputs a hook's stub returns when the policy did not replace it.
+    fn default_outputs(&self, cx: &Cx, slot: usize) -> UpschedCtx {
+        let config = self.slots[slot]
+            .config
+            .as_ref()
+            .expect("a live slot has a configuration");
+        UpschedCtx {
+            key: cx.now,
+            slice_ns: config.slice_default,
+            park_until_ns: 0,
+            target_cpu: CPU_ANY,
+            verdict: VERDICT_RUN,
+            ..UpschedCtx::default()
+        }
+    }
+
+    /// Calls `hook` for `task` of `slot` (live, or not FREE for `task_exit`) if the policy
+    /// replaced it, else returns the default outputs; `None` when the policy failed, which
+    /// ejects the tenant (the caller then falls back).
     fn call(
         &mut self,
         cx: &mut Cx,
@@ -489,6 +554,9 @@ impl UpschedHost {
         hook: Hook,
         flags: u32,
     ) -> Option<UpschedCtx> {
+        if !self.replaces(slot, hook) {
+            return Some(self.default_outputs(cx, slot));
+        }
         let mut ctx = self.fill_ctx(cx, task, slot, hook, flags);
         let mut kfuncs = self.dsq_model();
         let instance = self.slots[slot]
@@ -538,26 +606,64 @@ impl UpschedHost {
         s.next_fresh = 0;
         s.config = Some(record.tenant.config.clone());
         s.instance = Some(record.tenant.policy.instantiate());
+        let policy = &record.tenant.policy;
+        s.replaced = ALL_HOOKS
+            .iter()
+            .filter(|hook| policy.implements(hook.name()))
+            .fold(0, |bits, hook| bits | 1 << *hook as u32);
         s.tenant = index;
         self.classify_gen = self.classify_gen.wrapping_add(1);
         self.ensure_timer(cx);
     }
 
     fn detach(&mut self, cx: &mut Cx, index: usize) {
+        let record = &mut self.tenants[index];
+        let Some(slot) = record.slot else {
+            return;
+        };
+        record.detached_at = Some(cx.now);
+        // An ejected tenant drains already (or is gone).
+        if self.slots[slot].tenant == index && self.slots[slot].state == SlotState::Active {
+            self.slots[slot].state = SlotState::Draining;
+            self.start_drain(cx, slot);
+        }
+    }
+
+    /// A slot that stopped being ACTIVE (detach, ejection): its members leave at their next
+    /// enqueue, calling `task_exit`; the slot becomes FREE when the last one left or at the
+    /// drain bound, whichever is first.
+    fn start_drain(&mut self, cx: &mut Cx, slot: usize) {
+        self.classify_gen = self.classify_gen.wrapping_add(1);
+        if self.slots[slot].nr_tasks == 0 {
+            self.free_slot(slot);
+        } else {
+            let tenant = self.slots[slot].tenant as u64;
+            cx.set_timer(cx.now + DRAIN_BOUND, TIMER_DRAIN_BOUND | tenant);
+        }
+        // Parked and queued tasks go back (to the default class) at the next timer run.
+        self.ensure_timer(cx);
+    }
+
+    fn drain_bound_reached(&mut self, index: usize) {
         let Some(slot) = self.tenants[index].slot else {
             return;
         };
-        let s = &mut self.slots[slot];
-        if s.tenant != index || s.state == SlotState::Free {
-            return;
+        let s = &self.slots[slot];
+        if s.tenant == index && matches!(s.state, SlotState::Draining | SlotState::Ejected) {
+            self.free_slot(slot);
         }
-        // An ejected tenant is gone already; its slot stays reserved until detached.
+    }
+
+    /// The slot becomes FREE (its level is kept so queued tasks drain); members that have
+    /// not left yet leave without a call. The policy's globals stay readable in the report.
+    fn free_slot(&mut self, slot: usize) {
+        let s = &mut self.slots[slot];
         s.state = SlotState::Free;
-        s.instance = None;
-        self.tenants[index].detached_at = Some(cx.now);
+        let instance = s.instance.take();
+        if let Some(record) = self.tenants.get_mut(s.tenant) {
+            record.final_policy = instance;
+        }
         self.classify_gen = self.classify_gen.wrapping_add(1);
-        // Parked tasks go back (to the default class) at the next timer run.
-        self.ensure_timer(cx);
     }
 
     fn eject(&mut self, cx: &mut Cx, slot: usize, ejection: EjectionReport) {
@@ -565,13 +671,13 @@ impl UpschedHost {
             return;
         }
         self.slots[slot].state = SlotState::Ejected;
-        self.slots[slot].instance = None;
-        self.classify_gen = self.classify_gen.wrapping_add(1);
         let tenant = self.slots[slot].tenant;
         if let Some(record) = self.tenants.get_mut(tenant) {
             record.stats.ejections += 1;
             record.ejection = Some(ejection);
         }
+        // User space polls the ejection at once and drains the slot as for a detach.
+        self.start_drain(cx, slot);
         // Parked tasks go back through enqueue, which now puts them in the default class.
         let parked: Vec<TaskId> = self.slots[slot].park.iter().map(|e| e.2).collect();
         for task in parked {
@@ -614,18 +720,32 @@ impl UpschedHost {
         }
     }
 
-    fn leave_tenant(&mut self, task: TaskId) {
-        let t = &mut self.tasks[task as usize];
-        let Some(slot) = t.tenant.take() else {
+    /// The task leaves its tenant (exit, detach, ejection): while the slot holds the
+    /// incarnation it joined and is not FREE, `task_exit` is called and its task slot
+    /// returned; a draining slot whose last member left becomes FREE.
+    fn leave_tenant(&mut self, cx: &mut Cx, task: TaskId) {
+        let t = &self.tasks[task as usize];
+        let Some(slot) = t.tenant else {
             return;
         };
-        t.hints = [0; upsched_abi::NR_HINTS as usize];
-        let (task_slot, generation) = (t.task_slot, std::mem::take(&mut t.tenant_gen));
+        let s = &self.slots[slot];
         // A task of an earlier incarnation holds nothing of the slot's current pool.
+        let member = s.generation == t.tenant_gen && s.state != SlotState::Free;
+        if member {
+            self.call(cx, task, slot, Hook::TaskExit, 0);
+        }
+        let t = &mut self.tasks[task as usize];
+        t.tenant = None;
+        t.tenant_gen = 0;
+        t.hints = [0; upsched_abi::NR_HINTS as usize];
+        if !member {
+            return;
+        }
         let s = &mut self.slots[slot];
-        if s.generation == generation {
-            s.free_task_slots.push(task_slot);
-            s.nr_tasks -= 1;
+        s.free_task_slots.push(t.task_slot);
+        s.nr_tasks -= 1;
+        if s.nr_tasks == 0 && matches!(s.state, SlotState::Draining | SlotState::Ejected) {
+            self.free_slot(slot);
         }
     }
 
@@ -646,7 +766,7 @@ impl UpschedHost {
         }
         // The runnable count follows the task to its new class.
         self.uncount_runnable(task);
-        self.leave_tenant(task);
+        self.leave_tenant(cx, task);
         let Some(slot) = new_tenant else {
             return;
         };
@@ -675,6 +795,44 @@ impl UpschedHost {
     }
 
     // ---- enqueue -------------------------------------------------------------------------
+
+    fn tenant_has_queued(&self) -> bool {
+        self.slots.iter().any(|s| !s.queue.is_empty())
+    }
+
+    /// Puts `task` on `cpu`'s local queue, which that CPU's dispatch takes at once.
+    fn insert_local(&mut self, cx: &mut Cx, cpu: CpuId, dispatch: Dispatch) {
+        let cpu_index = cpu as usize;
+        if cpu_index >= self.local.len() {
+            self.local.resize_with(cpu_index + 1, VecDeque::new);
+        }
+        self.local[cpu_index].push_back(dispatch);
+        cx.kick(cpu);
+    }
+
+    /// `ops.select_cpu`'s direct insertion of a default-class wake-up onto the idle CPU it
+    /// claimed, while no tenant class has queued tasks and the classification is current.
+    fn try_insert_default_direct(&mut self, cx: &mut Cx, task: TaskId) -> bool {
+        let t = &self.tasks[task as usize];
+        let Some(cpu) = t.claimed_cpu else {
+            return false;
+        };
+        if t.tenant.is_some() || t.seen_classify_gen != self.classify_gen {
+            return false;
+        }
+        if self.tenant_has_queued() {
+            return false;
+        }
+        let t = &mut self.tasks[task as usize];
+        t.claimed_cpu = None;
+        t.parked = false;
+        t.cls = DEFAULT_CLASS;
+        self.default_stats.enqueues += 1;
+        self.default_class.lift(task);
+        let slice = self.default_class.slice();
+        self.insert_local(cx, cpu, Dispatch { task, slice });
+        true
+    }
 
     fn enqueue_default(&mut self, cx: &mut Cx, task: TaskId, cpu: CpuId) {
         self.tasks[task as usize].parked = false;
@@ -719,8 +877,9 @@ impl UpschedHost {
         let (slice_min, slice_max, park_max) =
             (config.slice_min, config.slice_max, config.park_max);
         let runnable_at = self.tasks[task as usize].runnable_at.unwrap_or(now);
+        let called = u64::from(self.replaces(slot, Hook::Enqueue));
         let stats = self.stats_of(slot).expect("a live slot has statistics");
-        stats.policy_calls += 1;
+        stats.policy_calls += called;
         stats.enqueues += 1;
         if released {
             stats.releases += 1;
@@ -769,6 +928,17 @@ impl UpschedHost {
         let t = &mut self.tasks[task as usize];
         t.cls = slot;
         t.slice = slice;
+        // A RUN wake-up onto the idle CPU select_cpu claimed, while nothing is queued: that
+        // CPU's dispatch would take exactly this task, so it goes there at once.
+        let claimed = t.claimed_cpu.take();
+        if let Some(cpu) = claimed.filter(|_| verdict == VERDICT_RUN) {
+            if !self.tenant_has_queued() && self.default_class.is_empty() {
+                let level = self.class_level(slot) as usize;
+                self.level_vnow[level] = self.level_vnow[level].max(self.class_vtime[slot]);
+                self.insert_local(cx, cpu, Dispatch { task, slice });
+                return;
+            }
+        }
         self.order += 1;
         self.slots[slot]
             .queue
@@ -790,13 +960,16 @@ impl UpschedHost {
             .park
             .remove(&(t.park_deadline, t.park_order, task));
         t.parked = false;
-        let prev = cx.prev_cpu(task);
-        let cpu = if prev != NO_CPU {
-            prev
-        } else {
-            allowed_or_first(cx, task, 0)
-        };
-        self.enqueue_task(cx, task, cpu, upsched_abi::F_RELEASED);
+        self.enqueue_task(cx, task, home_cpu(cx, task), upsched_abi::F_RELEASED);
+    }
+
+    /// Passes every task queued in `slot`'s class queue through enqueue again: members of a
+    /// tenant that is gone leave it there and land in the default class.
+    fn reenqueue_class(&mut self, cx: &mut Cx, slot: usize) {
+        let queued = std::mem::take(&mut self.slots[slot].queue);
+        for (_, _, task) in queued {
+            self.enqueue_task(cx, task, home_cpu(cx, task), 0);
+        }
     }
 
     fn release_due(&self, task: TaskId, now: Time) -> bool {
@@ -923,8 +1096,13 @@ impl UpschedHost {
             for task in due {
                 self.unpark(cx, slot, task);
             }
+            if !live {
+                self.reenqueue_class(cx, slot);
+            }
             self.watch(cx, slot);
         }
+        // Queued tasks of slots that are not ACTIVE went back above; the watchdog needs runs
+        // while an active tenant has queued tasks.
         let needed = self
             .slots
             .iter()
@@ -965,31 +1143,34 @@ impl Scheduler for UpschedHost {
     }
 
     fn task_exit(&mut self, cx: &mut Cx, task: TaskId) {
-        if let Some(slot) = self.live_tenant(task) {
-            self.call(cx, task, slot, Hook::TaskExit, 0);
-        }
         self.uncount_runnable(task);
-        self.leave_tenant(task);
+        self.leave_tenant(cx, task);
     }
 
     fn select_cpu(&mut self, cx: &mut Cx, task: TaskId, prev_cpu: CpuId, flags: u32) -> CpuId {
-        let host_choice = cx
-            .find_idle_cpu(task, prev_cpu)
-            .unwrap_or_else(|| allowed_or_first(cx, task, prev_cpu));
+        let idle = cx.find_idle_cpu(task, prev_cpu);
+        self.tasks[task as usize].claimed_cpu = idle;
+        let host_choice = idle.unwrap_or_else(|| allowed_or_first(cx, task, prev_cpu));
         let Some(slot) = self.live_tenant(task) else {
             return host_choice;
         };
         // The engine's F_FORK means a new task; the ABI's select_cpu flags are WAKEUP plus
         // FORK for it.
         let abi_flags = upsched_abi::F_WAKEUP | (flags & F_FORK);
+        if !self.replaces(slot, Hook::SelectCpu) {
+            return host_choice;
+        }
         let Some(out) = self.call(cx, task, slot, Hook::SelectCpu, abi_flags) else {
             return host_choice;
         };
-        let stats = self.stats_of(slot).expect("live");
-        stats.policy_calls += 1;
+        self.stats_of(slot).expect("live").policy_calls += 1;
         let target = out.target_cpu;
         if target == CPU_ANY {
             return host_choice;
+        }
+        // The policy moved the task elsewhere: the claimed CPU is not its.
+        if idle.is_none_or(|cpu| target != cpu as i32) {
+            self.tasks[task as usize].claimed_cpu = None;
         }
         if target >= 0 && (target as u32) < cx.nr_cpus() && cx.allowed(task, target as u32) {
             return target as u32;
@@ -1001,6 +1182,9 @@ impl Scheduler for UpschedHost {
     fn enqueue(&mut self, cx: &mut Cx, task: TaskId, cpu: CpuId, flags: u32) {
         let now = cx.now;
         let woke = flags & (F_WAKEUP | F_FORK) != 0;
+        if !woke {
+            self.tasks[task as usize].claimed_cpu = None;
+        }
         if woke {
             // ops.runnable: counted where the task was classified last.
             let t = &mut self.tasks[task as usize];
@@ -1008,14 +1192,26 @@ impl Scheduler for UpschedHost {
             t.waiting_since = Some(now);
             self.count_runnable(task);
         }
+        if woke && self.try_insert_default_direct(cx, task) {
+            return;
+        }
         // sched_ext sets ENQ_WAKEUP for wake-ups, not for a new task.
         let abi_flags = (flags & F_WAKEUP) | (flags & F_PREEMPTED);
         self.enqueue_task(cx, task, cpu, abi_flags);
+        // A claim holds for the enqueue of its wake-up only (not a later release).
+        self.tasks[task as usize].claimed_cpu = None;
     }
 
     fn dispatch(&mut self, cx: &mut Cx, cpu: CpuId) -> Option<Dispatch> {
         let now = cx.now;
         self.roll_guard_window(now);
+        if let Some(direct) = self
+            .local
+            .get_mut(cpu as usize)
+            .and_then(VecDeque::pop_front)
+        {
+            return Some(direct);
+        }
         let mut tried = 0u32;
         for _ in 0..NR_CLASSES {
             let cls = self.pick_class(now, cx.nr_cpus(), tried)?;
@@ -1116,6 +1312,7 @@ impl Scheduler for UpschedHost {
             TIMER_HOST => self.on_host_timer(cx),
             TIMER_ATTACH => self.attach(cx, index),
             TIMER_DETACH => self.detach(cx, index),
+            TIMER_DRAIN_BOUND => self.drain_bound_reached(index),
             _ => {}
         }
     }
@@ -1150,15 +1347,7 @@ mod tests {
 
     #[test]
     fn hook_ids_are_the_abis() {
-        for hook in [
-            Hook::SelectCpu,
-            Hook::Enqueue,
-            Hook::Running,
-            Hook::Stopping,
-            Hook::Tick,
-            Hook::TaskInit,
-            Hook::TaskExit,
-        ] {
+        for hook in ALL_HOOKS {
             assert_eq!(
                 upsched_abi::hook(hook.name()).map(|h| h.id),
                 Some(hook as u32)

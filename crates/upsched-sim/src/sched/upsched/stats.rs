@@ -2,6 +2,7 @@
 //! mechanism's part of a run report.
 
 use serde::Serialize;
+use upsched_policy::engine::PolicyInstance;
 
 use crate::metrics::{Histogram, LatencySummary};
 use crate::units::Time;
@@ -113,7 +114,7 @@ pub struct EjectionReport {
 }
 
 /// One tenant over the run (a slot reused by a later attach gives a second entry).
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize)]
 pub struct TenantReport {
     pub name: String,
     pub policy: String,
@@ -132,10 +133,14 @@ pub struct TenantReport {
     /// Tasks holding a task slot at the end of the run.
     pub nr_tasks: u32,
     pub stats: ClassReport,
+    /// The policy's instance at the end of the run (attached, or as it was when its slot
+    /// became FREE), for reading its globals, as `Host::policy_map` outlives a detach.
+    #[serde(skip)]
+    pub policy_state: Option<PolicyInstance>,
 }
 
 /// The mechanism's statistics for a run.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize)]
 pub struct MechanismReport {
     pub default_class: ClassReport,
     pub tenants: Vec<TenantReport>,
