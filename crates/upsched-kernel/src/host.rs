@@ -213,7 +213,7 @@ struct PolicyInstance {
 pub struct ClassStats {
     /// `default`, or the tenant's policy name, or `slot N` for a free slot.
     pub name: String,
-    pub raw: ClassStatsRaw,
+    pub raw: ClassCounters,
 }
 
 impl ClassStats {
@@ -548,7 +548,7 @@ impl Host {
 
     fn reset_class_stats(&self, class: usize) -> Result<(), HostError> {
         let cpus = libbpf_rs::num_possible_cpus().map_err(|e| map_error("counting CPUs", e))?;
-        let zero = vec![ClassStatsRaw::default().as_bytes().to_vec(); cpus];
+        let zero = vec![ClassCounters::default().as_bytes().to_vec(); cpus];
         self.map("class_stats")?
             .update_percpu(&(class as u32).to_ne_bytes(), &zero, MapFlags::ANY)
             .map_err(|e| map_error("resetting statistics", e))
@@ -915,9 +915,9 @@ impl Host {
                 .lookup_percpu(&(index as u32).to_ne_bytes(), MapFlags::ANY)
                 .map_err(|e| map_error("reading statistics", e))?
                 .unwrap_or_default();
-            let mut raw = ClassStatsRaw::default();
+            let mut raw = ClassCounters::default();
             for cpu in &per_cpu {
-                if let Some(value) = ClassStatsRaw::from_bytes(cpu) {
+                if let Some(value) = ClassCounters::from_bytes(cpu) {
                     raw.accumulate(&value);
                 }
             }

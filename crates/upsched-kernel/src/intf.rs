@@ -8,8 +8,8 @@ pub const DEFAULT_CLASS: usize = NR_SLOTS;
 pub const NR_CLASSES: usize = NR_SLOTS + 1;
 /// Chain levels 0..NR_LEVELS; higher levels run first.
 pub const NR_LEVELS: u32 = 8;
-/// Wait-time histogram buckets: 0 is < 2 µs, i is [2^i, 2^(i+1)) µs, the last is the rest.
-pub const WAIT_BUCKETS: usize = 20;
+/// `struct upsched_class_stats` is the shared [`ClassCounters`] record.
+pub use upsched_abi::stats::{ClassCounters, WAIT_BUCKETS};
 /// Task slots per tenant (`UPSCHED_MAX_TASKS`).
 pub const MAX_TASKS: u32 = 4096;
 
@@ -101,28 +101,8 @@ const _: () = assert!(size_of::<TenantStatusRaw>() == 40);
 // SAFETY: as above.
 unsafe impl Pod for TenantStatusRaw {}
 
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ClassStatsRaw {
-    pub enqueues: u64,
-    pub dispatches: u64,
-    pub cpu_time_ns: u64,
-    pub wait_max_ns: u64,
-    pub wait_sum_ns: u64,
-    pub parks: u64,
-    pub releases: u64,
-    pub clamp_slice: u64,
-    pub clamp_cpu: u64,
-    pub clamp_verdict: u64,
-    pub clamp_park: u64,
-    pub ejections: u64,
-    pub preempt_kicks: u64,
-    pub policy_calls: u64,
-    pub wait_hist: [u64; WAIT_BUCKETS],
-}
-const _: () = assert!(size_of::<ClassStatsRaw>() == 8 * (14 + WAIT_BUCKETS));
-// SAFETY: as above.
-unsafe impl Pod for ClassStatsRaw {}
+// SAFETY: as above (`ClassCounters` is repr(C), u64 fields and arrays only).
+unsafe impl Pod for ClassCounters {}
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -144,29 +124,6 @@ unsafe impl Pod for TaskWhereRaw {}
 /// `struct upsched_exit_record` is 1,168 bytes; read field by field from the raw bytes.
 pub const EXIT_RECORD_SIZE: usize = 16 + 128 + 1024;
 
-impl ClassStatsRaw {
-    /// Adds the counters of another CPU; the maximum is a maximum.
-    pub fn accumulate(&mut self, other: &ClassStatsRaw) {
-        self.enqueues += other.enqueues;
-        self.dispatches += other.dispatches;
-        self.cpu_time_ns += other.cpu_time_ns;
-        self.wait_max_ns = self.wait_max_ns.max(other.wait_max_ns);
-        self.wait_sum_ns += other.wait_sum_ns;
-        self.parks += other.parks;
-        self.releases += other.releases;
-        self.clamp_slice += other.clamp_slice;
-        self.clamp_cpu += other.clamp_cpu;
-        self.clamp_verdict += other.clamp_verdict;
-        self.clamp_park += other.clamp_park;
-        self.ejections += other.ejections;
-        self.preempt_kicks += other.preempt_kicks;
-        self.policy_calls += other.policy_calls;
-        for (sum, value) in self.wait_hist.iter_mut().zip(other.wait_hist.iter()) {
-            *sum += value;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,24 +139,5 @@ mod tests {
         };
         assert_eq!(TenantConfigRaw::from_bytes(config.as_bytes()), Some(config));
         assert_eq!(TenantConfigRaw::from_bytes(&[0u8; 10]), None);
-    }
-
-    #[test]
-    fn stats_accumulate_sums_and_maxes() {
-        let mut total = ClassStatsRaw {
-            enqueues: 1,
-            wait_max_ns: 10,
-            ..Default::default()
-        };
-        let mut other = ClassStatsRaw {
-            enqueues: 2,
-            wait_max_ns: 5,
-            ..Default::default()
-        };
-        other.wait_hist[3] = 4;
-        total.accumulate(&other);
-        assert_eq!(total.enqueues, 3);
-        assert_eq!(total.wait_max_ns, 10);
-        assert_eq!(total.wait_hist[3], 4);
     }
 }

@@ -29,7 +29,6 @@ pub use config::{
 };
 pub use stats::{
     ClampReport, ClassReport, ClassStats, EjectionReport, MechanismReport, TenantReport,
-    WAIT_BUCKETS, wait_bucket,
 };
 
 use super::fifo::{allowed_or_first, kick_an_idle_cpu};
@@ -673,7 +672,7 @@ impl UpschedHost {
         self.slots[slot].state = SlotState::Ejected;
         let tenant = self.slots[slot].tenant;
         if let Some(record) = self.tenants.get_mut(tenant) {
-            record.stats.ejections += 1;
+            record.stats.counters.ejections += 1;
             record.ejection = Some(ejection);
         }
         // User space polls the ejection at once and drains the slot as for a detach.
@@ -827,7 +826,7 @@ impl UpschedHost {
         t.claimed_cpu = None;
         t.parked = false;
         t.cls = DEFAULT_CLASS;
-        self.default_stats.enqueues += 1;
+        self.default_stats.counters.enqueues += 1;
         self.default_class.lift(task);
         let slice = self.default_class.slice();
         self.insert_local(cx, cpu, Dispatch { task, slice });
@@ -837,7 +836,7 @@ impl UpschedHost {
     fn enqueue_default(&mut self, cx: &mut Cx, task: TaskId, cpu: CpuId) {
         self.tasks[task as usize].parked = false;
         self.tasks[task as usize].cls = DEFAULT_CLASS;
-        self.default_stats.enqueues += 1;
+        self.default_stats.counters.enqueues += 1;
         self.default_class.insert(task);
         kick_an_idle_cpu(cx, task, cpu);
     }
@@ -879,39 +878,39 @@ impl UpschedHost {
         let runnable_at = self.tasks[task as usize].runnable_at.unwrap_or(now);
         let called = u64::from(self.replaces(slot, Hook::Enqueue));
         let stats = self.stats_of(slot).expect("a live slot has statistics");
-        stats.policy_calls += called;
-        stats.enqueues += 1;
+        stats.counters.policy_calls += called;
+        stats.counters.enqueues += 1;
         if released {
-            stats.releases += 1;
+            stats.counters.releases += 1;
         }
         // Clamps.
         let mut slice = out.slice_ns;
         if slice == 0 || slice < slice_min {
             slice = slice_min;
-            stats.clamp_slice += 1;
+            stats.counters.clamp_slice += 1;
         } else if slice > slice_max {
             slice = slice_max;
-            stats.clamp_slice += 1;
+            stats.counters.clamp_slice += 1;
         }
         let mut verdict = out.verdict;
         if verdict > VERDICT_PREEMPT {
             verdict = VERDICT_RUN;
-            stats.clamp_verdict += 1;
+            stats.counters.clamp_verdict += 1;
         }
         if verdict == VERDICT_PARK {
             let bound = runnable_at.saturating_add(park_max);
             if now >= bound {
                 verdict = VERDICT_RUN;
-                stats.clamp_park += 1;
+                stats.counters.clamp_park += 1;
             } else {
                 let mut until = out.park_until_ns;
                 if until == 0 || until > bound {
                     if until != 0 {
-                        stats.clamp_park += 1;
+                        stats.counters.clamp_park += 1;
                     }
                     until = bound;
                 }
-                stats.parks += 1;
+                stats.counters.parks += 1;
                 let t = &mut self.tasks[task as usize];
                 t.parked = true;
                 self.order += 1;
@@ -944,7 +943,7 @@ impl UpschedHost {
             .queue
             .insert((out.key >> 1, self.order, task));
         if verdict == VERDICT_PREEMPT {
-            self.stats_of(slot).expect("live").preempt_kicks += 1;
+            self.stats_of(slot).expect("live").counters.preempt_kicks += 1;
             cx.preempt(cpu);
         } else {
             kick_an_idle_cpu(cx, task, cpu);
@@ -1163,7 +1162,7 @@ impl Scheduler for UpschedHost {
         let Some(out) = self.call(cx, task, slot, Hook::SelectCpu, abi_flags) else {
             return host_choice;
         };
-        self.stats_of(slot).expect("live").policy_calls += 1;
+        self.stats_of(slot).expect("live").counters.policy_calls += 1;
         let target = out.target_cpu;
         if target == CPU_ANY {
             return host_choice;
@@ -1175,7 +1174,7 @@ impl Scheduler for UpschedHost {
         if target >= 0 && (target as u32) < cx.nr_cpus() && cx.allowed(task, target as u32) {
             return target as u32;
         }
-        self.stats_of(slot).expect("live").clamp_cpu += 1;
+        self.stats_of(slot).expect("live").counters.clamp_cpu += 1;
         host_choice
     }
 
@@ -1239,7 +1238,7 @@ impl Scheduler for UpschedHost {
         let waiting_since = std::mem::take(&mut t.waiting_since);
         let cls = t.cls;
         if let Some(stats) = self.stats_of(cls) {
-            stats.dispatches += 1;
+            stats.counters.dispatches += 1;
             if let Some(since) = waiting_since {
                 stats.record_wait(now - since);
             }
@@ -1268,7 +1267,7 @@ impl Scheduler for UpschedHost {
         let level = self.class_level(cls) as usize;
         self.level_runtime[level] += ran;
         if let Some(stats) = self.stats_of(cls) {
-            stats.cpu_time_ns += ran;
+            stats.counters.cpu_time_ns += ran;
         }
         if cls == DEFAULT_CLASS {
             self.default_class.charge(task, ran, cx.weight(task));
@@ -1300,7 +1299,7 @@ impl Scheduler for UpschedHost {
             VERDICT_PREEMPT => true,
             VERDICT_RUN => false,
             _ => {
-                self.stats_of(slot).expect("live").clamp_verdict += 1;
+                self.stats_of(slot).expect("live").counters.clamp_verdict += 1;
                 false
             }
         }
@@ -1354,16 +1353,6 @@ mod tests {
             );
         }
         assert_eq!(upsched_abi::HOOKS.len(), 7);
-    }
-
-    #[test]
-    fn wait_buckets_are_the_kernels() {
-        assert_eq!(wait_bucket(0), 0);
-        assert_eq!(wait_bucket(1_999), 0);
-        assert_eq!(wait_bucket(2_000), 1);
-        assert_eq!(wait_bucket(4_000), 2);
-        assert_eq!(wait_bucket(1_000_000), 9);
-        assert_eq!(wait_bucket(u64::MAX), WAIT_BUCKETS - 1);
     }
 
     #[test]

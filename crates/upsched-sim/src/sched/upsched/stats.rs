@@ -4,67 +4,45 @@
 use serde::Serialize;
 use upsched_policy::engine::PolicyInstance;
 
+use upsched_abi::stats::{ClassCounters, WAIT_BUCKETS};
+
 use crate::metrics::{Histogram, LatencySummary};
 use crate::units::Time;
 
-/// Wait buckets of the kernel's histogram: 0 is < 2 µs, i is [2^i, 2^(i+1)) µs, 19 the rest.
-pub const WAIT_BUCKETS: usize = 20;
-
-/// Counters of one class, as the kernel's `struct upsched_class_stats`, plus the exact wait
-/// distribution the simulator can afford.
+/// The kernel's counters of one class, plus the exact wait distribution the simulator can
+/// afford.
 #[derive(Clone, Debug, Default)]
 pub struct ClassStats {
-    pub enqueues: u64,
-    pub dispatches: u64,
-    pub cpu_time_ns: Time,
-    pub wait_hist: [u64; WAIT_BUCKETS],
+    pub counters: ClassCounters,
     pub wait: Histogram,
-    pub parks: u64,
-    pub releases: u64,
-    pub clamp_slice: u64,
-    pub clamp_cpu: u64,
-    pub clamp_verdict: u64,
-    pub clamp_park: u64,
-    pub ejections: u64,
-    pub preempt_kicks: u64,
-    pub policy_calls: u64,
-}
-
-/// Bucket of a wait in the kernel's log2 histogram.
-pub fn wait_bucket(wait: Time) -> usize {
-    let us = wait / 1000;
-    if us < 2 {
-        0
-    } else {
-        (63 - us.leading_zeros() as usize).min(WAIT_BUCKETS - 1)
-    }
 }
 
 impl ClassStats {
     pub fn record_wait(&mut self, wait: Time) {
-        self.wait_hist[wait_bucket(wait)] += 1;
+        self.counters.record_wait(wait);
         self.wait.record(wait);
     }
 
     pub fn report(&self) -> ClassReport {
+        let c = &self.counters;
         ClassReport {
-            enqueues: self.enqueues,
-            dispatches: self.dispatches,
-            cpu_time_ns: self.cpu_time_ns,
+            enqueues: c.enqueues,
+            dispatches: c.dispatches,
+            cpu_time_ns: c.cpu_time_ns,
             wait: self.wait.summary(),
-            wait_sum_ns: self.wait.sum.min(u64::MAX as u128) as u64,
-            wait_hist: self.wait_hist,
-            parks: self.parks,
-            releases: self.releases,
+            wait_sum_ns: c.wait_sum_ns,
+            wait_hist: c.wait_hist,
+            parks: c.parks,
+            releases: c.releases,
             clamps: ClampReport {
-                slice: self.clamp_slice,
-                cpu: self.clamp_cpu,
-                verdict: self.clamp_verdict,
-                park: self.clamp_park,
+                slice: c.clamp_slice,
+                cpu: c.clamp_cpu,
+                verdict: c.clamp_verdict,
+                park: c.clamp_park,
             },
-            ejections: self.ejections,
-            preempt_kicks: self.preempt_kicks,
-            policy_calls: self.policy_calls,
+            ejections: c.ejections,
+            preempt_kicks: c.preempt_kicks,
+            policy_calls: c.policy_calls,
         }
     }
 }
