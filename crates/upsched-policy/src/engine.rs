@@ -264,49 +264,35 @@ impl LoadedPolicy {
             });
         }
         let object = PolicyObject::parse(bytes)?;
-        LoadedPolicy::build(&object, options.budget, options.mode, true)
+        LoadedPolicy::from_object(&object, options)
     }
 
-    /// Loads an already parsed object, skipping the admission checks but not the engine's
-    /// verifier: for embedders that ran the checks already.
-    pub fn from_object(object: &PolicyObject, budget: u64) -> Result<LoadedPolicy, EngineError> {
-        LoadedPolicy::build(object, budget, ExecMode::default(), true)
-    }
-
-    /// [`LoadedPolicy::from_object`] on the engine `mode`.
-    pub fn from_object_in(
+    /// Loads an already parsed object with the budget and engine of `options`, skipping the
+    /// admission checks (`options.limits`) but not the engine's verifier: for embedders that ran
+    /// the checks already.
+    pub fn from_object(
         object: &PolicyObject,
-        budget: u64,
-        mode: ExecMode,
+        options: &EngineOptions,
     ) -> Result<LoadedPolicy, EngineError> {
-        LoadedPolicy::build(object, budget, mode, true)
+        LoadedPolicy::build(object, options, true)
     }
 
-    /// Loads without the admission checks and without the verifier. Only for testing the
+    /// Like [`LoadedPolicy::from_object`], also without the verifier. Only for testing the
     /// run-time guards (both engines stay memory-safe and bounded by the budget) and for
     /// differential tests; never for tenant code.
     pub fn from_object_unverified(
         object: &PolicyObject,
-        budget: u64,
+        options: &EngineOptions,
     ) -> Result<LoadedPolicy, EngineError> {
-        LoadedPolicy::build(object, budget, ExecMode::default(), false)
-    }
-
-    /// [`LoadedPolicy::from_object_unverified`] on the engine `mode`.
-    pub fn from_object_unverified_in(
-        object: &PolicyObject,
-        budget: u64,
-        mode: ExecMode,
-    ) -> Result<LoadedPolicy, EngineError> {
-        LoadedPolicy::build(object, budget, mode, false)
+        LoadedPolicy::build(object, options, false)
     }
 
     fn build(
         object: &PolicyObject,
-        budget: u64,
-        mode: ExecMode,
+        options: &EngineOptions,
         verify: bool,
     ) -> Result<LoadedPolicy, EngineError> {
+        let EngineOptions { budget, mode, .. } = *options;
         let globals: u64 = object.data_sections.iter().map(|d| d.size).sum();
         if globals > MAX_INSTANCE_GLOBALS {
             return Err(EngineError::Region(RegionError::TooLarge {
