@@ -73,6 +73,8 @@ pub struct Memory {
     regions: Vec<Region>,
     stack: Box<[u8]>,
     live_frames: usize,
+    /// Whether a frame is zeroed when it becomes live; see [`Memory::set_zero_frames`].
+    zero_frames: bool,
 }
 
 impl Default for Memory {
@@ -87,6 +89,7 @@ impl Memory {
             regions: Vec::new(),
             stack: vec![0; STACK_FRAME_SIZE * MAX_CALL_DEPTH].into_boxed_slice(),
             live_frames: 0,
+            zero_frames: true,
         }
     }
 
@@ -194,7 +197,7 @@ impl Memory {
     /// Raw access for other execution engines (the JIT): every region's bytes with whether the
     /// program may write them, in [`RegionId`] order, and the whole stack (frame `f` is the
     /// [`STACK_FRAME_SIZE`] bytes at `f * STACK_FRAME_SIZE`, live or not).
-    pub fn engine_view(&mut self) -> (impl Iterator<Item = (&mut [u8], bool)>, &mut [u8]) {
+    pub fn engine_view(&mut self) -> (impl ExactSizeIterator<Item = (&mut [u8], bool)>, &mut [u8]) {
         let regions = self
             .regions
             .iter_mut()
@@ -207,20 +210,32 @@ impl Memory {
         self.live_frames
     }
 
-    /// Starts a call chain: only frame 0 is live, and it is zeroed so that nothing a previous
-    /// run left on the stack can influence this one.
-    pub fn reset_stack(&mut self) {
-        self.live_frames = 1;
-        self.stack[..STACK_FRAME_SIZE].fill(0);
+    /// Whether frames are zeroed when they become live (the default), so that nothing a
+    /// previous run or call left on the stack can influence the next one. Only programs that
+    /// never read a stack byte they did not write first (the verifier proves that) may run
+    /// without: leftovers then cannot change a result, and each run saves clearing a
+    /// [`STACK_FRAME_SIZE`]-byte frame. Both engines honour it alike, since both start and
+    /// extend the call chain through [`Memory::reset_stack`] and [`Memory::push_frame`].
+    pub fn set_zero_frames(&mut self, zero: bool) {
+        self.zero_frames = zero;
     }
 
-    /// Makes the next frame live, zeroed; `false` when the chain is already at
-    /// [`MAX_CALL_DEPTH`].
+    /// Starts a call chain: only frame 0 is live (zeroed unless [`Memory::set_zero_frames`]
+    /// turned that off).
+    pub fn reset_stack(&mut self) {
+        self.live_frames = 0;
+        self.push_frame();
+    }
+
+    /// Makes the next frame live (zeroed unless [`Memory::set_zero_frames`] turned that off);
+    /// `false` when the chain is already at [`MAX_CALL_DEPTH`].
     pub fn push_frame(&mut self) -> bool {
         let start = self.live_frames * STACK_FRAME_SIZE;
         match self.stack.get_mut(start..start + STACK_FRAME_SIZE) {
             Some(frame) => {
-                frame.fill(0);
+                if self.zero_frames {
+                    frame.fill(0);
+                }
                 self.live_frames += 1;
                 true
             }
@@ -368,5 +383,30 @@ mod tests {
         memory.pop_frame();
         assert!(memory.push_frame());
         assert_eq!(memory.load(deepest - 1, 1).unwrap(), 0);
+    }
+
+    #[test]
+    fn frames_keep_leftovers_only_when_zeroing_is_off() {
+        let mut memory = Memory::new();
+        let (fp0, fp1) = (Memory::frame_pointer(0), Memory::frame_pointer(1));
+        memory.set_zero_frames(false);
+        memory.reset_stack();
+        assert!(memory.push_frame());
+        memory.store(fp0 - 8, 8, 7).unwrap();
+        memory.store(fp1 - 8, 8, 9).unwrap();
+        memory.reset_stack();
+        assert_eq!(memory.live_frames(), 1);
+        assert_eq!(memory.load(fp0 - 8, 8).unwrap(), 7);
+        assert!(
+            memory.load(fp1 - 8, 8).is_err(),
+            "only frame 0 is live again"
+        );
+        assert!(memory.push_frame());
+        assert_eq!(memory.load(fp1 - 8, 8).unwrap(), 9);
+        memory.set_zero_frames(true);
+        memory.reset_stack();
+        assert_eq!(memory.load(fp0 - 8, 8).unwrap(), 0);
+        assert!(memory.push_frame());
+        assert_eq!(memory.load(fp1 - 8, 8).unwrap(), 0);
     }
 }

@@ -590,14 +590,12 @@ impl<'a> Translator<'a> {
         } else {
             0
         };
-        let info = self.iconst(I64, (size as u64 | write_bit) as i64);
-        let pc_value = self.iconst(I64, pc as i64);
+        let info = size as u64 | write_bit;
         let base_value = self.reg(base);
         let addr = self.b.ins().iadd_imm_s(base_value, i64::from(off));
         if base == 10 {
-            return self.translate_frame_relative(pc_value, addr, info, off, size);
+            return self.translate_frame_relative(pc, addr, info, off, size);
         }
-        let fault = |info: Value| [arg(pc_value), arg(addr), arg(info)];
         let done = self.b.create_block();
         self.b.append_block_param(done, I64);
         let region_block = self.b.create_block();
@@ -619,7 +617,7 @@ impl<'a> Translator<'a> {
             .ins()
             .ishl_imm_s(index, size_of::<RegionEntry>().trailing_zeros() as i64);
         let entry = self.b.ins().iadd(table, entry_offset);
-        let offset = self.b.ins().band_imm_s(addr, 0xffff_ffff);
+        let offset = self.zero_extend_low(addr);
         let end = self.b.ins().iadd_imm_s(offset, size as i64);
         let limit_field = if access == Access::Write {
             offset_of!(RegionEntry, writable_len)
@@ -635,10 +633,7 @@ impl<'a> Translator<'a> {
             .ins()
             .icmp(IntCC::UnsignedLessThanOrEqual, end, limit);
         let mut in_bounds = self.b.create_block();
-        let args = fault(info);
-        self.b
-            .ins()
-            .brif(inside, in_bounds, &[], self.memory_fault, &args);
+        self.continue_or_fault(inside, in_bounds, pc, addr, info);
         if access == Access::ReadWrite {
             // Readable but read-only faults as the interpreter's write-back does.
             self.b.switch_to_block(in_bounds);
@@ -653,11 +648,7 @@ impl<'a> Translator<'a> {
                 .b
                 .ins()
                 .icmp(IntCC::UnsignedLessThanOrEqual, end, writable_len);
-            let write_info = self.iconst(I64, (size as u64 | FAULT_WRITE) as i64);
-            let args = fault(write_info);
-            self.b
-                .ins()
-                .brif(writable, in_bounds, &[], self.memory_fault, &args);
+            self.continue_or_fault(writable, in_bounds, pc, addr, size as u64 | FAULT_WRITE);
         }
         self.b.switch_to_block(in_bounds);
         let host_base = self.b.ins().load(
@@ -696,10 +687,7 @@ impl<'a> Translator<'a> {
         );
         let ok = self.b.ins().band(live, fits);
         let stack_ok = self.b.create_block();
-        let args = fault(info);
-        self.b
-            .ins()
-            .brif(ok, stack_ok, &[], self.memory_fault, &args);
+        self.continue_or_fault(ok, stack_ok, pc, addr, info);
         self.b.switch_to_block(stack_ok);
         let host = self.stack_address(frame, within);
         self.b.ins().jump(done, &[arg(host)]);
@@ -708,12 +696,30 @@ impl<'a> Translator<'a> {
         self.b.block_params(done)[0]
     }
 
+    /// Continues in `then` when `ok`, else ends the run with a memory fault at `pc`. The fault's
+    /// details are set up in a cold block of their own, off the path of accesses that succeed.
+    fn continue_or_fault(&mut self, ok: Value, then: Block, pc: usize, addr: Value, info: u64) {
+        let fault = self.b.create_block();
+        self.b.set_cold_block(fault);
+        self.b.ins().brif(ok, then, &[], fault, &[]);
+        self.b.switch_to_block(fault);
+        self.jump_to_memory_fault(pc, addr, info);
+    }
+
+    fn jump_to_memory_fault(&mut self, pc: usize, addr: Value, info: u64) {
+        let pc_value = self.iconst(I64, pc as i64);
+        let info = self.iconst(I64, info as i64);
+        self.b
+            .ins()
+            .jump(self.memory_fault, &[arg(pc_value), arg(addr), arg(info)]);
+    }
+
     /// `r10 + off` is in the current frame at a compile-time offset: check it now.
     fn translate_frame_relative(
         &mut self,
-        pc_value: Value,
+        pc: usize,
         addr: Value,
-        info: Value,
+        info: u64,
         off: i16,
         size: usize,
     ) -> Value {
@@ -723,9 +729,7 @@ impl<'a> Translator<'a> {
             let within = self.iconst(I64, within);
             return self.stack_address(depth, within);
         }
-        self.b
-            .ins()
-            .jump(self.memory_fault, &[arg(pc_value), arg(addr), arg(info)]);
+        self.jump_to_memory_fault(pc, addr, info);
         // Code after a certain fault is unreachable but must still be well-formed.
         let unreachable = self.b.create_block();
         self.b.switch_to_block(unreachable);

@@ -25,7 +25,6 @@ use std::any::Any;
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
-use smallvec::SmallVec;
 use upsched_ebpf::insn::BPF_PSEUDO_KFUNC_CALL;
 use upsched_ebpf::{CallKind, ExecError, Externals, Memory, Program};
 
@@ -65,6 +64,20 @@ struct RegionEntry {
     _padding: u64,
 }
 
+impl RegionEntry {
+    const UNUSED: RegionEntry = RegionEntry {
+        host: std::ptr::null_mut(),
+        len: 0,
+        writable_len: 0,
+        _padding: 0,
+    };
+}
+
+/// Regions whose table lives inside the [`RunState`]; a policy has the context and at most
+/// one region per global data section (`.bss`, `.data`, `.rodata`), so only unusual programs
+/// need the heap.
+const INLINE_REGIONS: usize = 4;
+
 /// Everything the compiled code and the trampolines share during one run. The code reads and
 /// writes the leading `repr(C)` fields at offsets taken with `offset_of!`.
 #[repr(C)]
@@ -82,7 +95,9 @@ struct RunState<'a> {
     budget: u64,
     memory: *mut Memory,
     externals: &'a mut dyn Externals,
-    table: SmallVec<[RegionEntry; 8]>,
+    /// The region table when it has at most [`INLINE_REGIONS`] entries, else `spilled_table`.
+    inline_table: [RegionEntry; INLINE_REGIONS],
+    spilled_table: Vec<RegionEntry>,
     call_error: Option<ExecError>,
     panic: Option<Box<dyn Any + Send>>,
 }
@@ -91,21 +106,31 @@ impl RunState<'_> {
     /// Re-derives the region table and stack pointer from the [`Memory`]. Called at the start
     /// and after every trampoline that borrowed the memory mutably, so the code never uses a
     /// pointer older than the latest mutable borrow (and sees regions an external added).
+    #[inline]
     fn refresh(&mut self) {
         // SAFETY: `memory` is the exclusive borrow `JitProgram::run` received; nothing else uses
         // it while the compiled code runs, and this borrow ends before the code continues.
         let memory = unsafe { &mut *self.memory };
         let (regions, stack) = memory.engine_view();
-        self.table.clear();
-        self.table
-            .extend(regions.map(|(bytes, writable)| RegionEntry {
+        let count = regions.len();
+        // This runs on every call: no allocation and no growth checks for the usual few regions.
+        let table = match self.inline_table.get_mut(..count) {
+            Some(inline) => inline,
+            None => {
+                self.spilled_table.resize(count, RegionEntry::UNUSED);
+                &mut self.spilled_table[..]
+            }
+        };
+        for (entry, (bytes, writable)) in table.iter_mut().zip(regions) {
+            *entry = RegionEntry {
                 host: bytes.as_mut_ptr(),
                 len: bytes.len() as u64,
                 writable_len: if writable { bytes.len() as u64 } else { 0 },
                 _padding: 0,
-            }));
-        self.regions = self.table.as_ptr();
-        self.region_count = self.table.len() as u64;
+            };
+        }
+        self.regions = table.as_ptr();
+        self.region_count = count as u64;
         self.stack = stack.as_mut_ptr();
     }
 }
@@ -219,7 +244,8 @@ impl JitProgram {
             budget,
             memory,
             externals,
-            table: SmallVec::new(),
+            inline_table: [RegionEntry::UNUSED; INLINE_REGIONS],
+            spilled_table: Vec::new(),
             call_error: None,
             panic: None,
         };
@@ -286,6 +312,73 @@ mod tests {
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert_eq!(results, [Ok(10), Ok(11)]);
+    }
+
+    /// More regions than fit in the run state's inline table: the table goes to the heap and
+    /// the code reads, writes and faults exactly as the interpreter does.
+    #[test]
+    fn programs_reach_every_region_beyond_the_inline_table() {
+        use upsched_ebpf::insn::{BPF_DW, BPF_LDX, BPF_MEM, BPF_STX, LDDW};
+        use upsched_ebpf::{Interpreter, NoExternals};
+        // Region n holds n + 1 in every byte and is writable when n is even.
+        let mut memory = Memory::new();
+        let ids: Vec<_> = (0..=INLINE_REGIONS as u8 + 1)
+            .map(|n| {
+                let bytes = vec![n + 1; 8];
+                memory
+                    .add_region(format!("r{n}"), bytes, n % 2 == 0)
+                    .unwrap()
+            })
+            .collect();
+        let (writable, last) = (ids[INLINE_REGIONS], ids[INLINE_REGIONS + 1]);
+        let lddw = |reg: u8, address: u64| {
+            [
+                Insn::new(LDDW, reg, 0, 0, address as u32 as i32),
+                Insn::new(0, 0, 0, 0, (address >> 32) as u32 as i32),
+            ]
+        };
+        // r0 = *(u64 *)last; *(u64 *)target = r0; exit
+        let copy_last_to = |target| {
+            let mut insns = Vec::new();
+            insns.extend(lddw(1, memory.region_base(last)));
+            insns.push(Insn::new(BPF_LDX | BPF_MEM | BPF_DW, 0, 1, 0, 0));
+            insns.extend(lddw(2, memory.region_base(target)));
+            insns.push(Insn::new(BPF_STX | BPF_MEM | BPF_DW, 2, 0, 0, 0));
+            insns.push(Insn::new(EXIT, 0, 0, 0, 0));
+            Program::new(insns).unwrap()
+        };
+        let last_bytes = [INLINE_REGIONS as u8 + 2; 8];
+        for target in [writable, last] {
+            let program = copy_last_to(target);
+            let (mut native_memory, mut interpreted_memory) = (memory.clone(), memory.clone());
+            let native = JitProgram::compile(&program).unwrap().run(
+                [0; 5],
+                &mut native_memory,
+                &mut NoExternals,
+                100,
+            );
+            let interpreted = Interpreter::run(
+                &program,
+                0,
+                [0; 5],
+                &mut interpreted_memory,
+                &mut NoExternals,
+                100,
+            );
+            assert_eq!(native, interpreted);
+            for id in &ids {
+                assert_eq!(native_memory.region(*id), interpreted_memory.region(*id));
+            }
+            if target == writable {
+                assert_eq!(native, Ok(u64::from_le_bytes(last_bytes)));
+                assert_eq!(native_memory.region(writable), last_bytes);
+            } else {
+                assert!(
+                    matches!(native, Err(ExecError::MemoryAccess { write: true, .. })),
+                    "{native:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -264,49 +264,35 @@ impl LoadedPolicy {
             });
         }
         let object = PolicyObject::parse(bytes)?;
-        LoadedPolicy::build(&object, options.budget, options.mode, true)
+        LoadedPolicy::from_object(&object, options)
     }
 
-    /// Loads an already parsed object, skipping the admission checks but not the engine's
-    /// verifier: for embedders that ran the checks already.
-    pub fn from_object(object: &PolicyObject, budget: u64) -> Result<LoadedPolicy, EngineError> {
-        LoadedPolicy::build(object, budget, ExecMode::default(), true)
-    }
-
-    /// [`LoadedPolicy::from_object`] on the engine `mode`.
-    pub fn from_object_in(
+    /// Loads an already parsed object with the budget and engine of `options`, skipping the
+    /// admission checks (`options.limits`) but not the engine's verifier: for embedders that ran
+    /// the checks already.
+    pub fn from_object(
         object: &PolicyObject,
-        budget: u64,
-        mode: ExecMode,
+        options: &EngineOptions,
     ) -> Result<LoadedPolicy, EngineError> {
-        LoadedPolicy::build(object, budget, mode, true)
+        LoadedPolicy::build(object, options, true)
     }
 
-    /// Loads without the admission checks and without the verifier. Only for testing the
+    /// Like [`LoadedPolicy::from_object`], also without the verifier. Only for testing the
     /// run-time guards (both engines stay memory-safe and bounded by the budget) and for
     /// differential tests; never for tenant code.
     pub fn from_object_unverified(
         object: &PolicyObject,
-        budget: u64,
+        options: &EngineOptions,
     ) -> Result<LoadedPolicy, EngineError> {
-        LoadedPolicy::build(object, budget, ExecMode::default(), false)
-    }
-
-    /// [`LoadedPolicy::from_object_unverified`] on the engine `mode`.
-    pub fn from_object_unverified_in(
-        object: &PolicyObject,
-        budget: u64,
-        mode: ExecMode,
-    ) -> Result<LoadedPolicy, EngineError> {
-        LoadedPolicy::build(object, budget, mode, false)
+        LoadedPolicy::build(object, options, false)
     }
 
     fn build(
         object: &PolicyObject,
-        budget: u64,
-        mode: ExecMode,
+        options: &EngineOptions,
         verify: bool,
     ) -> Result<LoadedPolicy, EngineError> {
+        let EngineOptions { budget, mode, .. } = *options;
         let globals: u64 = object.data_sections.iter().map(|d| d.size).sum();
         if globals > MAX_INSTANCE_GLOBALS {
             return Err(EngineError::Region(RegionError::TooLarge {
@@ -325,6 +311,9 @@ impl LoadedPolicy {
         }
 
         let mut template = Memory::new();
+        // The verifier rejects every read of a stack byte not written first in the same run, so
+        // verified hooks need no zeroed frames; unverified ones keep them for determinism.
+        template.set_zero_frames(!verify);
         let ctx_region = template.add_region("ctx", vec![0; CTX_SIZE], true)?;
         let mut regions = Vec::new();
         let mut variables = Vec::new();
@@ -818,55 +807,68 @@ impl Externals for KfuncTable<'_> {
 /// (asserted against abi.toml at build time), so this is its C layout. A test compares every
 /// field's position with `upsched_abi::FIELDS`.
 struct CtxWriter<'a> {
-    bytes: &'a mut [u8],
+    bytes: &'a mut [u8; CTX_SIZE],
     at: usize,
 }
 
 impl CtxWriter<'_> {
-    fn put(&mut self, value: &[u8]) {
-        if let Some(target) = self.bytes.get_mut(self.at..self.at + value.len()) {
-            target.copy_from_slice(value);
-        }
-        self.at += value.len();
+    /// Inlined, every call has a constant position in a fixed-size array, so the whole
+    /// serialisation compiles to plain stores without bounds checks (it runs on every call).
+    #[inline(always)]
+    fn put<const N: usize>(&mut self, value: [u8; N]) {
+        self.bytes[self.at..self.at + N].copy_from_slice(&value);
+        self.at += N;
     }
 }
 
-/// Serialises the whole context into its C layout.
+/// Serialises the whole context into its C layout; a shorter `bytes` gets the leading part.
 pub fn ctx_to_bytes(ctx: &UpschedCtx, bytes: &mut [u8]) {
-    let mut w = CtxWriter { bytes, at: 0 };
-    w.put(&ctx.abi_version.to_le_bytes());
-    w.put(&ctx.ctx_size.to_le_bytes());
-    w.put(&ctx.now_ns.to_le_bytes());
-    w.put(&ctx.hook.to_le_bytes());
-    w.put(&ctx.cpu.to_le_bytes());
-    w.put(&ctx.nr_cpus.to_le_bytes());
-    w.put(&ctx.flags.to_le_bytes());
-    w.put(&ctx.pid.to_le_bytes());
-    w.put(&ctx.tgid.to_le_bytes());
-    w.put(&ctx.task_slot.to_le_bytes());
-    w.put(&ctx.weight.to_le_bytes());
-    w.put(&ctx.nice.to_le_bytes());
-    w.put(&ctx.prev_cpu.to_le_bytes());
-    w.put(&ctx.sum_runtime_ns.to_le_bytes());
-    w.put(&ctx.last_runtime_ns.to_le_bytes());
-    w.put(&ctx.runnable_ns.to_le_bytes());
-    w.put(&ctx.nr_voluntary_switches.to_le_bytes());
-    w.put(&ctx.nr_involuntary_switches.to_le_bytes());
-    for hint in &ctx.hints {
-        w.put(&hint.to_le_bytes());
+    match <&mut [u8; CTX_SIZE]>::try_from(&mut *bytes) {
+        Ok(exact) => write_ctx(ctx, exact),
+        Err(_) => {
+            let mut whole = [0; CTX_SIZE];
+            write_ctx(ctx, &mut whole);
+            let len = bytes.len().min(CTX_SIZE);
+            bytes[..len].copy_from_slice(&whole[..len]);
+        }
     }
-    w.put(&ctx.tenant_id.to_le_bytes());
-    w.put(&ctx.tenant_level.to_le_bytes());
-    w.put(&ctx.tenant_weight.to_le_bytes());
-    w.put(&ctx.tenant_nr_runnable.to_le_bytes());
-    w.put(&ctx.slice_min_ns.to_le_bytes());
-    w.put(&ctx.slice_max_ns.to_le_bytes());
-    w.put(&ctx.park_max_ns.to_le_bytes());
-    w.put(&ctx.key.to_le_bytes());
-    w.put(&ctx.slice_ns.to_le_bytes());
-    w.put(&ctx.park_until_ns.to_le_bytes());
-    w.put(&ctx.target_cpu.to_le_bytes());
-    w.put(&ctx.verdict.to_le_bytes());
+}
+
+fn write_ctx(ctx: &UpschedCtx, bytes: &mut [u8; CTX_SIZE]) {
+    let mut w = CtxWriter { bytes, at: 0 };
+    w.put(ctx.abi_version.to_le_bytes());
+    w.put(ctx.ctx_size.to_le_bytes());
+    w.put(ctx.now_ns.to_le_bytes());
+    w.put(ctx.hook.to_le_bytes());
+    w.put(ctx.cpu.to_le_bytes());
+    w.put(ctx.nr_cpus.to_le_bytes());
+    w.put(ctx.flags.to_le_bytes());
+    w.put(ctx.pid.to_le_bytes());
+    w.put(ctx.tgid.to_le_bytes());
+    w.put(ctx.task_slot.to_le_bytes());
+    w.put(ctx.weight.to_le_bytes());
+    w.put(ctx.nice.to_le_bytes());
+    w.put(ctx.prev_cpu.to_le_bytes());
+    w.put(ctx.sum_runtime_ns.to_le_bytes());
+    w.put(ctx.last_runtime_ns.to_le_bytes());
+    w.put(ctx.runnable_ns.to_le_bytes());
+    w.put(ctx.nr_voluntary_switches.to_le_bytes());
+    w.put(ctx.nr_involuntary_switches.to_le_bytes());
+    for hint in &ctx.hints {
+        w.put(hint.to_le_bytes());
+    }
+    w.put(ctx.tenant_id.to_le_bytes());
+    w.put(ctx.tenant_level.to_le_bytes());
+    w.put(ctx.tenant_weight.to_le_bytes());
+    w.put(ctx.tenant_nr_runnable.to_le_bytes());
+    w.put(ctx.slice_min_ns.to_le_bytes());
+    w.put(ctx.slice_max_ns.to_le_bytes());
+    w.put(ctx.park_max_ns.to_le_bytes());
+    w.put(ctx.key.to_le_bytes());
+    w.put(ctx.slice_ns.to_le_bytes());
+    w.put(ctx.park_until_ns.to_le_bytes());
+    w.put(ctx.target_cpu.to_le_bytes());
+    w.put(ctx.verdict.to_le_bytes());
 }
 
 /// Reads a whole context from its C layout (the inverse of [`ctx_to_bytes`]); missing bytes

@@ -9,7 +9,9 @@ use upsched_abi::{
 use upsched_ebpf::insn::Insn;
 use upsched_ebpf::{CallError, ExecError};
 use upsched_policy::engine::{EngineError, FixedKfuncs, sample, sample_ctx};
-use upsched_policy::{LoadedPolicy, NoKfuncs, PolicyInstance, PolicyObject, ProblemKind};
+use upsched_policy::{
+    EngineOptions, LoadedPolicy, NoKfuncs, PolicyInstance, PolicyObject, ProblemKind,
+};
 
 const MS: u64 = 1_000_000;
 
@@ -364,19 +366,26 @@ fn hooks_are_named_by_the_abi() {
     assert_eq!(ctx, before);
 }
 
+fn budget(budget: u64) -> EngineOptions {
+    EngineOptions {
+        budget,
+        ..EngineOptions::default()
+    }
+}
+
 /// The engine's own guards hold for objects that skipped the checks: only outputs come back,
 /// and runaway code stops at the budget.
 #[test]
 fn only_outputs_come_back_and_the_budget_stops_runaway_code() {
     let object = PolicyObject::parse(upsched_testdata::object("input_write")).unwrap();
     assert!(matches!(
-        LoadedPolicy::from_object(&object, 1000),
+        LoadedPolicy::from_object(&object, &budget(1000)),
         Err(EngineError::Verifier {
             hook: "enqueue",
             ..
         })
     ));
-    let policy = LoadedPolicy::from_object_unverified(&object, 1000).unwrap();
+    let policy = LoadedPolicy::from_object_unverified(&object, &budget(1000)).unwrap();
     let mut instance = policy.instantiate();
     let mut ctx = ctx("enqueue");
     ctx.pid = 77;
@@ -387,9 +396,9 @@ fn only_outputs_come_back_and_the_budget_stops_runaway_code() {
     // `ja -1`: a loop without end.
     object.programs[0].insns = vec![Insn::new(0x05, 0, 0, -1, 0), Insn::new(0x95, 0, 0, 0, 0)];
     object.programs[0].relocs.clear();
-    let error = LoadedPolicy::from_object(&object, 1000).unwrap_err();
+    let error = LoadedPolicy::from_object(&object, &budget(1000)).unwrap_err();
     assert!(error.to_string().contains("may not terminate"), "{error}");
-    let policy = LoadedPolicy::from_object_unverified(&object, 1000).unwrap();
+    let policy = LoadedPolicy::from_object_unverified(&object, &budget(1000)).unwrap();
     let error = policy
         .instantiate()
         .call("enqueue", &mut ctx, &mut NoKfuncs)
@@ -412,7 +421,7 @@ fn only_outputs_come_back_and_the_budget_stops_runaway_code() {
 fn huge_globals_are_refused_without_allocating() {
     let mut object = PolicyObject::parse(upsched_policies::policy("faas").unwrap()).unwrap();
     object.data_sections[0].size = 1 << 32;
-    let error = LoadedPolicy::from_object_unverified(&object, 1000).unwrap_err();
+    let error = LoadedPolicy::from_object_unverified(&object, &budget(1000)).unwrap_err();
     assert!(matches!(error, EngineError::Region(_)), "{error:?}");
 }
 

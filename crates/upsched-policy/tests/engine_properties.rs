@@ -15,7 +15,7 @@ use upsched_ebpf::CallError;
 use upsched_ebpf::insn::{BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL, Insn};
 use upsched_policy::engine::sample_ctx;
 use upsched_policy::{
-    ExecMode, KfuncProvider, LoadedPolicy, NoKfuncs, PolicyInstance, PolicyObject,
+    EngineOptions, ExecMode, KfuncProvider, LoadedPolicy, NoKfuncs, PolicyInstance, PolicyObject,
 };
 
 const MS: u64 = 1_000_000;
@@ -320,7 +320,14 @@ fn policies_in_both_modes() -> &'static [(String, LoadedPolicy, LoadedPolicy)] {
         objects
             .map(|(name, bytes)| {
                 let object = PolicyObject::parse(bytes).unwrap();
-                let load = |mode| LoadedPolicy::from_object_in(&object, 1_000_000, mode).unwrap();
+                let load = |mode| {
+                    let options = EngineOptions {
+                        budget: 1_000_000,
+                        mode,
+                        ..EngineOptions::default()
+                    };
+                    LoadedPolicy::from_object(&object, &options).unwrap()
+                };
                 (
                     name.to_string(),
                     load(ExecMode::Jit),
@@ -403,8 +410,12 @@ fn unverified_failures_are_the_same_on_both_engines() {
         let errors: Vec<String> = [ExecMode::Jit, ExecMode::Interpreter]
             .into_iter()
             .map(|mode| {
-                let policy =
-                    LoadedPolicy::from_object_unverified_in(&object, 10_000, mode).unwrap();
+                let options = EngineOptions {
+                    budget: 10_000,
+                    mode,
+                    ..EngineOptions::default()
+                };
+                let policy = LoadedPolicy::from_object_unverified(&object, &options).unwrap();
                 let mut ctx = sample_ctx(upsched_abi::hook("enqueue").unwrap());
                 policy
                     .instantiate()

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use upsched_abi::UpschedCtx;
 use upsched_ebpf::insn::Insn;
 use upsched_policy::engine::sample_ctx;
-use upsched_policy::{FixedKfuncs, LoadedPolicy, PolicyObject};
+use upsched_policy::{EngineOptions, FixedKfuncs, LoadedPolicy, PolicyObject};
 
 fn examples() -> Vec<&'static [u8]> {
     upsched_policies::POLICIES
@@ -73,8 +73,12 @@ proptest! {
             }
         }
         // Verified or not, nothing panics; run the unverified ones to exercise the guards.
-        let _ = LoadedPolicy::from_object(&object, 10_000);
-        if let Ok(policy) = LoadedPolicy::from_object_unverified(&object, 10_000) {
+        let options = EngineOptions {
+            budget: 10_000,
+            ..EngineOptions::default()
+        };
+        let _ = LoadedPolicy::from_object(&object, &options);
+        if let Ok(policy) = LoadedPolicy::from_object_unverified(&object, &options) {
             let mut instance = policy.instantiate();
             let hooks: Vec<_> = policy.hooks().collect();
             for hook in hooks {
