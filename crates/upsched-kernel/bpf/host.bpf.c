@@ -162,6 +162,9 @@ u64 level_runtime[UPSCHED_NR_LEVELS];
 u64 guard_window_start;
 /* Default-class virtual time of the task that last started running. */
 u64 default_vnow;
+/* scx_bpf_nr_cpu_ids(), read once by host_init: it does not change while the kernel runs, and
+ * a kfunc call per hook call costs more than a global's load. */
+u32 nr_cpus = 1;
 /* Bumped by every ejection, so tasks reclassify themselves. */
 u32 nr_ejections;
 /* Bit per class whose DSQ may hold tasks: set after every insertion into a class DSQ, cleared
@@ -368,6 +371,15 @@ static __always_inline u64 key_to_dsq_vtime(u64 key)
 	return key >> 1;
 }
 
+/* `ran` in virtual time at `weight` (100 = nice 0). The common weight skips the division, which
+ * is a slow instruction under emulation. */
+static __always_inline u64 weighted(u64 ran, u32 weight)
+{
+	if (weight == NICE_0_WEIGHT)
+		return ran;
+	return ran * NICE_0_WEIGHT / (weight ? weight : 1);
+}
+
 static __always_inline u32 wait_bucket(u64 wait_ns)
 {
 	u64 us = wait_ns / NSEC_PER_USEC;
@@ -503,7 +515,7 @@ static __always_inline void fill_ctx(struct upsched_ctx *ctx, struct task_struct
 	ctx->now_ns = now;
 	ctx->hook = hook;
 	ctx->cpu = bpf_get_smp_processor_id();
-	ctx->nr_cpus = scx_bpf_nr_cpu_ids();
+	ctx->nr_cpus = nr_cpus;
 	ctx->flags = flags;
 	ctx->pid = p->pid;
 	ctx->tgid = p->tgid;
@@ -839,7 +851,7 @@ s32 BPF_PROG(host_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flag
 	target = uctx.target_cpu;
 	if (target == UPSCHED_CPU_ANY || target == cpu)
 		return cpu;
-	if (target >= 0 && (u32)target < scx_bpf_nr_cpu_ids() &&
+	if (target >= 0 && (u32)target < nr_cpus &&
 	    bpf_cpumask_test_cpu(target, p->cpus_ptr)) {
 		tctx->woke_on_idle = 0;
 		return target;
@@ -1033,7 +1045,7 @@ __attribute__((noinline)) s32 pick_class(u64 now, u32 tried, s32 prev_cls)
 	struct upsched_host_config *hcfg = host_cfg();
 	struct pick_scratch *sc;
 	u64 elapsed, owed, deficit, runtime;
-	u32 level, nr_cpus = scx_bpf_nr_cpu_ids(), zero = 0;
+	u32 level, zero = 0;
 	s32 cls;
 
 	sc = bpf_map_lookup_elem(&pick_scratch, &zero);
@@ -1235,7 +1247,7 @@ void BPF_PROG(host_stopping, struct task_struct *p, bool runnable)
 	if (cls >= 0 && cls < UPSCHED_NR_CLASSES) {
 		weight = class_weight(cls);
 		level = class_level(cls);
-		__sync_fetch_and_add(&class_vtime[CLS_IDX(cls)], ran * NICE_0_WEIGHT / weight);
+		__sync_fetch_and_add(&class_vtime[CLS_IDX(cls)], weighted(ran, weight));
 		if (level < UPSCHED_NR_LEVELS)
 			__sync_fetch_and_add(&level_runtime[LVL_IDX(level)], ran);
 		stats = stats_of(cls);
@@ -1243,7 +1255,7 @@ void BPF_PROG(host_stopping, struct task_struct *p, bool runnable)
 			stats->cpu_time_ns += ran;
 	}
 	if (cls == UPSCHED_DEFAULT_CLASS)
-		tctx->vtime += ran * NICE_0_WEIGHT / (p->scx.weight ? p->scx.weight : 1);
+		tctx->vtime += weighted(ran, p->scx.weight);
 	if (runnable) {
 		tctx->waiting_since = host_now();
 		if (p->scx.slice > 0)
@@ -1463,6 +1475,7 @@ s32 BPF_PROG(host_init)
 	s32 err;
 	int i;
 
+	nr_cpus = scx_bpf_nr_cpu_ids();
 	for (i = 0; i < UPSCHED_NR_CLASSES; i++) {
 		err = scx_bpf_create_dsq(UPSCHED_CLASS_DSQ(i), NUMA_NO_NODE);
 		if (err)
