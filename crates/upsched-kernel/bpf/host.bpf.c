@@ -121,14 +121,16 @@ struct task_ctx {
 	s32 cls;             /* class the task is queued or running under (accounting) */
 	s32 runnable_slot;   /* slot whose nr_runnable counts this task, -1: none */
 	u32 parked;
+	/* Times in host_now()'s clock. */
 	u64 runnable_at;     /* became runnable (0: not runnable) */
 	u64 waiting_since;   /* runnable and not running since (0: running or asleep) */
-	u64 running_at;
+	u64 run_start_sum;   /* se.sum_exec_runtime when the current run started */
 	u64 last_runtime_ns;
 	u64 vtime;           /* default-class virtual time */
 	u64 park_deadline;   /* a parked task is re-evaluated at this time at the latest */
 	u32 last_flags;      /* UPSCHED_F_* bits for the next enqueue (preempted, yield...) */
 	u32 woke_on_idle;    /* select_cpu sent this wake-up to an idle CPU it claimed */
+	u32 on_cpu;          /* between ops.running and ops.stopping (run_start_sum is valid) */
 	u64 cgroup_id;       /* cgroup2 id at the last classification */
 	u64 last_key;        /* DSQ order key given at the last tenant enqueue */
 };
@@ -160,6 +162,9 @@ u64 level_runtime[UPSCHED_NR_LEVELS];
 u64 guard_window_start;
 /* Default-class virtual time of the task that last started running. */
 u64 default_vnow;
+/* scx_bpf_nr_cpu_ids(), read once by host_init: it does not change while the kernel runs, and
+ * a kfunc call per hook call costs more than a global's load. */
+u32 nr_cpus = 1;
 /* Bumped by every ejection, so tasks reclassify themselves. */
 u32 nr_ejections;
 /* Bit per class whose DSQ may hold tasks: set after every insertion into a class DSQ, cleared
@@ -254,6 +259,17 @@ static __always_inline struct upsched_tenant_status *tenant_stat(s32 slot)
 static __always_inline struct task_ctx *task_ctx_of(struct task_struct *p)
 {
 	return bpf_task_storage_get(&task_ctxs, p, NULL, 0);
+}
+
+/*
+ * The clock of the host's own durations (waits, the watchdog, the guard window): the runqueue
+ * clock the kernel already read for this scheduling event, where there is one, instead of a
+ * clocksource read per callback. Times that policies see (now_ns, park deadlines) stay
+ * bpf_ktime_get_ns(), the ABI's CLOCK_MONOTONIC; the two are never mixed in one comparison.
+ */
+static __always_inline u64 host_now(void)
+{
+	return bpf_ksym_exists(scx_bpf_now) ? scx_bpf_now() : bpf_ktime_get_ns();
 }
 
 static __always_inline u64 default_slice(void)
@@ -355,6 +371,15 @@ static __always_inline u64 key_to_dsq_vtime(u64 key)
 	return key >> 1;
 }
 
+/* `ran` in virtual time at `weight` (100 = nice 0). The common weight skips the division, which
+ * is a slow instruction under emulation. */
+static __always_inline u64 weighted(u64 ran, u32 weight)
+{
+	if (weight == NICE_0_WEIGHT)
+		return ran;
+	return ran * NICE_0_WEIGHT / (weight ? weight : 1);
+}
+
 static __always_inline u32 wait_bucket(u64 wait_ns)
 {
 	u64 us = wait_ns / NSEC_PER_USEC;
@@ -442,11 +467,43 @@ static __always_inline void member_count(s32 slot, int delta)
 		__sync_fetch_and_add(&st->nr_tasks, delta);
 }
 
+/*
+ * The task becomes runnable, seen at the first callback of its wake-up that the host gets:
+ * ops.select_cpu when it inserts the task itself, else ops.enqueue (or ops.running for the
+ * few wake-ups the kernel queues without asking, e.g. of exiting tasks). The host has no
+ * ops.runnable: that would be one more BPF call per wake-up for what these do anyway.
+ */
+static __always_inline void mark_runnable(struct task_ctx *tctx, u64 now)
+{
+	if (tctx->runnable_at)
+		return;
+	tctx->runnable_at = now;
+	tctx->waiting_since = now;
+	if (tctx->tenant >= 0 && tctx->runnable_slot < 0) {
+		runnable_count(tctx->tenant, 1);
+		tctx->runnable_slot = tctx->tenant;
+	}
+}
+
+/* The task stops being runnable: it sleeps or exits, which it does only while running, so
+ * ops.stopping(runnable = false) sees it (no ops.quiescent, see mark_runnable()). */
+static __always_inline void mark_not_runnable(struct task_ctx *tctx)
+{
+	tctx->runnable_at = 0;
+	tctx->waiting_since = 0;
+	tctx->parked = 0;
+	if (tctx->runnable_slot >= 0) {
+		runnable_count(tctx->runnable_slot, -1);
+		tctx->runnable_slot = -1;
+	}
+}
+
 /* ---- context filling ------------------------------------------------------------------------- */
 
+/* `runnable_ns`: how long the task has been runnable (enqueue only; 0 elsewhere). */
 static __always_inline void fill_ctx(struct upsched_ctx *ctx, struct task_struct *p,
 				     struct task_ctx *tctx, struct upsched_tenant_config *cfg,
-				     u32 hook, u32 flags, u64 now)
+				     u32 hook, u32 flags, u64 now, u64 runnable_ns)
 {
 	struct upsched_tenant_status *st = tenant_stat(tctx->tenant);
 	struct upsched_hint_words *words = hint_words(tctx->tenant, tctx->task_slot);
@@ -458,7 +515,7 @@ static __always_inline void fill_ctx(struct upsched_ctx *ctx, struct task_struct
 	ctx->now_ns = now;
 	ctx->hook = hook;
 	ctx->cpu = bpf_get_smp_processor_id();
-	ctx->nr_cpus = scx_bpf_nr_cpu_ids();
+	ctx->nr_cpus = nr_cpus;
 	ctx->flags = flags;
 	ctx->pid = p->pid;
 	ctx->tgid = p->tgid;
@@ -468,9 +525,7 @@ static __always_inline void fill_ctx(struct upsched_ctx *ctx, struct task_struct
 	ctx->prev_cpu = scx_bpf_task_cpu(p);
 	ctx->sum_runtime_ns = p->se.sum_exec_runtime;
 	ctx->last_runtime_ns = tctx->last_runtime_ns;
-	if ((hook == UPSCHED_HOOK_SELECT_CPU || hook == UPSCHED_HOOK_ENQUEUE) && tctx->runnable_at &&
-	    now > tctx->runnable_at)
-		ctx->runnable_ns = now - tctx->runnable_at;
+	ctx->runnable_ns = runnable_ns;
 	ctx->nr_voluntary_switches = p->nvcsw;
 	ctx->nr_involuntary_switches = p->nivcsw;
 	if (words) {
@@ -577,7 +632,7 @@ static __always_inline bool classification_current(struct task_struct *p, struct
  * slot (user space stopped waiting for the members) or a newer incarnation no longer knows the
  * task: nothing is called or returned there (the next attach starts the slot's pool anew).
  */
-static void leave_tenant(struct task_struct *p, struct task_ctx *tctx, u64 now)
+static void leave_tenant(struct task_struct *p, struct task_ctx *tctx)
 {
 	struct upsched_task_where where = { .tenant = -1, .task_slot = 0 };
 	struct upsched_tenant_config *cfg = tenant_cfg(tctx->tenant);
@@ -588,7 +643,7 @@ static void leave_tenant(struct task_struct *p, struct task_ctx *tctx, u64 now)
 		return;
 	if (cfg && cfg->gen == tctx->tenant_gen && cfg->state != UPSCHED_SLOT_FREE) {
 		if (ctx && calls_hook(cfg, UPSCHED_HOOK_TASK_EXIT)) {
-			fill_ctx(ctx, p, tctx, cfg, UPSCHED_HOOK_TASK_EXIT, 0, now);
+			fill_ctx(ctx, p, tctx, cfg, UPSCHED_HOOK_TASK_EXIT, 0, bpf_ktime_get_ns(), 0);
 			CALL_STUB(task_exit, tctx->tenant, ctx);
 		}
 		clear_hints(tctx->tenant, tctx->task_slot);
@@ -601,7 +656,7 @@ static void leave_tenant(struct task_struct *p, struct task_ctx *tctx, u64 now)
 }
 
 /* Called from ops.enqueue only (it is the one caller of the task_init stubs). */
-static void classify(struct task_struct *p, struct task_ctx *tctx, u64 now)
+static void classify(struct task_struct *p, struct task_ctx *tctx)
 {
 	struct upsched_host_config *hcfg = host_cfg();
 	struct upsched_tenant_config *cfg;
@@ -627,7 +682,7 @@ static void classify(struct task_struct *p, struct task_ctx *tctx, u64 now)
 		runnable_count(tctx->runnable_slot, -1);
 		tctx->runnable_slot = -1;
 	}
-	leave_tenant(p, tctx, now);
+	leave_tenant(p, tctx);
 	if (!cfg)
 		return;
 	task_slot = alloc_task_slot(new_tenant);
@@ -649,7 +704,7 @@ static void classify(struct task_struct *p, struct task_ctx *tctx, u64 now)
 	ctx = membership_ctx();
 	if (!ctx || !calls_hook(cfg, UPSCHED_HOOK_TASK_INIT))
 		return;
-	fill_ctx(ctx, p, tctx, cfg, UPSCHED_HOOK_TASK_INIT, 0, now);
+	fill_ctx(ctx, p, tctx, cfg, UPSCHED_HOOK_TASK_INIT, 0, bpf_ktime_get_ns(), 0);
 	CALL_STUB(task_init, new_tenant, ctx);
 }
 
@@ -774,8 +829,10 @@ s32 BPF_PROG(host_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flag
 		 * tasks never take this path: every one of their wake-ups must reach ops.enqueue,
 		 * where the policy decides and parked tasks and hints are looked at. */
 		if (is_idle && tctx->tenant < 0 && !(queued_classes & ~(1U << UPSCHED_DEFAULT_CLASS)) &&
-		    classification_current(p, tctx, task_cgroup_id(p)))
+		    classification_current(p, tctx, task_cgroup_id(p))) {
+			mark_runnable(tctx, host_now());
 			insert_default_local(p, tctx, 0);
+		}
 		return cpu;
 	}
 	tctx->woke_on_idle = is_idle;
@@ -785,7 +842,7 @@ s32 BPF_PROG(host_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flag
 		flags |= UPSCHED_F_WAKE_SYNC;
 	if (wake_flags & SCX_WAKE_FORK)
 		flags |= UPSCHED_F_FORK;
-	fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_SELECT_CPU, flags, bpf_ktime_get_ns());
+	fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_SELECT_CPU, flags, bpf_ktime_get_ns(), 0);
 	uctx.prev_cpu = prev_cpu;
 	CALL_STUB(select_cpu, tctx->tenant, &uctx);
 	stats = stats_of(tctx->tenant);
@@ -794,7 +851,7 @@ s32 BPF_PROG(host_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flag
 	target = uctx.target_cpu;
 	if (target == UPSCHED_CPU_ANY || target == cpu)
 		return cpu;
-	if (target >= 0 && (u32)target < scx_bpf_nr_cpu_ids() &&
+	if (target >= 0 && (u32)target < nr_cpus &&
 	    bpf_cpumask_test_cpu(target, p->cpus_ptr)) {
 		tctx->woke_on_idle = 0;
 		return target;
@@ -812,7 +869,7 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 	struct upsched_hint_words *words;
 	struct task_ctx *tctx;
 	struct upsched_ctx uctx;
-	u64 now = bpf_ktime_get_ns();
+	u64 host_time = host_now(), now, runnable_for = 0;
 	u64 key, slice, park_bound, until, insert_flags;
 	u32 flags, verdict;
 	s32 slot;
@@ -825,9 +882,11 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 		mark_queued(UPSCHED_DEFAULT_CLASS);
 		return;
 	}
-	classify(p, tctx, now);
+	/* Before classify(): a task joining a tenant brings its runnable count along. */
+	mark_runnable(tctx, host_time);
+	classify(p, tctx);
 	if (!tctx->waiting_since)
-		tctx->waiting_since = now;
+		tctx->waiting_since = host_time;
 
 	cfg = live_tenant(tctx);
 	if (!cfg) {
@@ -840,6 +899,9 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 		return;
 	}
 	slot = tctx->tenant;
+	now = bpf_ktime_get_ns();
+	if (host_time > tctx->runnable_at)
+		runnable_for = host_time - tctx->runnable_at;
 
 	/* A parked task comes back here when scx_bpf_dsq_reenq() re-enqueues its park queue:
 	 * it stays parked, without asking the policy again, until a release condition holds. */
@@ -869,7 +931,7 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 			flags |= UPSCHED_F_WAKEUP;
 		if (released)
 			flags |= UPSCHED_F_RELEASED;
-		fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_ENQUEUE, flags, now);
+		fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_ENQUEUE, flags, now, runnable_for);
 		CALL_STUB(enqueue, slot, &uctx);
 		stats->policy_calls++;
 		key = uctx.key;
@@ -903,8 +965,9 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 	}
 
 	if (verdict == UPSCHED_VERDICT_PARK) {
-		park_bound = (tctx->runnable_at ? tctx->runnable_at : now) + cfg->park_max_ns;
-		if (now >= park_bound || (p->signal->flags & SIGNAL_GROUP_EXIT)) {
+		/* runnable_at + park_max_ns, on the policies' clock. */
+		park_bound = now + cfg->park_max_ns - (runnable_for < now ? runnable_for : now);
+		if (runnable_for >= cfg->park_max_ns || (p->signal->flags & SIGNAL_GROUP_EXIT)) {
 			verdict = UPSCHED_VERDICT_RUN;
 			stats->clamp_park++;
 		} else {
@@ -982,7 +1045,7 @@ __attribute__((noinline)) s32 pick_class(u64 now, u32 tried, s32 prev_cls)
 	struct upsched_host_config *hcfg = host_cfg();
 	struct pick_scratch *sc;
 	u64 elapsed, owed, deficit, runtime;
-	u32 level, nr_cpus = scx_bpf_nr_cpu_ids(), zero = 0;
+	u32 level, zero = 0;
 	s32 cls;
 
 	sc = bpf_map_lookup_elem(&pick_scratch, &zero);
@@ -1084,7 +1147,7 @@ void BPF_PROG(host_dispatch, s32 cpu, struct task_struct *prev)
 {
 	struct task_struct *head;
 	struct task_ctx *tctx;
-	u64 now = bpf_ktime_get_ns(), prev_key = 0;
+	u64 now, prev_key = 0;
 	u32 tried = 0;
 	s32 cls, prev_cls = -1;
 	int attempt;
@@ -1099,6 +1162,7 @@ void BPF_PROG(host_dispatch, s32 cpu, struct task_struct *prev)
 	/* Nothing queued and nothing to keep running: the CPU goes idle (or prev runs on). */
 	if (!queued_classes && prev_cls < 0)
 		return;
+	now = host_now();
 	roll_guard_window(now);
 	for (attempt = 0; attempt < UPSCHED_NR_CLASSES; attempt++) {
 		cls = pick_class(now, tried, prev_cls);
@@ -1122,22 +1186,6 @@ void BPF_PROG(host_dispatch, s32 cpu, struct task_struct *prev)
 	}
 }
 
-SEC("struct_ops/host_runnable")
-void BPF_PROG(host_runnable, struct task_struct *p, u64 enq_flags)
-{
-	struct task_ctx *tctx = task_ctx_of(p);
-	u64 now = bpf_ktime_get_ns();
-
-	if (!tctx)
-		return;
-	tctx->runnable_at = now;
-	tctx->waiting_since = now;
-	if (tctx->tenant >= 0 && tctx->runnable_slot < 0) {
-		runnable_count(tctx->tenant, 1);
-		tctx->runnable_slot = tctx->tenant;
-	}
-}
-
 SEC("struct_ops/host_running")
 void BPF_PROG(host_running, struct task_struct *p)
 {
@@ -1145,12 +1193,14 @@ void BPF_PROG(host_running, struct task_struct *p)
 	struct upsched_class_stats *stats;
 	struct task_ctx *tctx = task_ctx_of(p);
 	struct upsched_ctx uctx;
-	u64 now = bpf_ktime_get_ns(), wait;
+	u64 now = host_now(), wait;
 	u32 bucket;
 
 	if (!tctx)
 		return;
-	tctx->running_at = now;
+	mark_runnable(tctx, now);
+	tctx->run_start_sum = p->se.sum_exec_runtime;
+	tctx->on_cpu = 1;
 	if (tctx->cls == UPSCHED_DEFAULT_CLASS && tctx->vtime > default_vnow)
 		default_vnow = tctx->vtime;
 	stats = stats_of(tctx->cls);
@@ -1170,7 +1220,7 @@ void BPF_PROG(host_running, struct task_struct *p)
 	cfg = live_tenant(tctx);
 	if (!cfg || !calls_hook(cfg, UPSCHED_HOOK_RUNNING))
 		return;
-	fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_RUNNING, 0, now);
+	fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_RUNNING, 0, bpf_ktime_get_ns(), 0);
 	CALL_STUB(running, tctx->tenant, &uctx);
 }
 
@@ -1181,20 +1231,23 @@ void BPF_PROG(host_stopping, struct task_struct *p, bool runnable)
 	struct upsched_class_stats *stats;
 	struct task_ctx *tctx = task_ctx_of(p);
 	struct upsched_ctx uctx;
-	u64 now = bpf_ktime_get_ns(), ran = 0;
+	u64 sum = p->se.sum_exec_runtime, ran = 0;
 	u32 level, weight;
 	s32 cls;
 
 	if (!tctx)
 		return;
-	if (tctx->running_at && now > tctx->running_at)
-		ran = now - tctx->running_at;
+	/* The kernel brought the task's CPU time up to date just before ops.stopping: its growth
+	 * over this run is the run's length, with no clock read here. */
+	if (tctx->on_cpu && sum > tctx->run_start_sum)
+		ran = sum - tctx->run_start_sum;
+	tctx->on_cpu = 0;
 	tctx->last_runtime_ns = ran;
 	cls = tctx->cls;
 	if (cls >= 0 && cls < UPSCHED_NR_CLASSES) {
 		weight = class_weight(cls);
 		level = class_level(cls);
-		__sync_fetch_and_add(&class_vtime[CLS_IDX(cls)], ran * NICE_0_WEIGHT / weight);
+		__sync_fetch_and_add(&class_vtime[CLS_IDX(cls)], weighted(ran, weight));
 		if (level < UPSCHED_NR_LEVELS)
 			__sync_fetch_and_add(&level_runtime[LVL_IDX(level)], ran);
 		stats = stats_of(cls);
@@ -1202,33 +1255,20 @@ void BPF_PROG(host_stopping, struct task_struct *p, bool runnable)
 			stats->cpu_time_ns += ran;
 	}
 	if (cls == UPSCHED_DEFAULT_CLASS)
-		tctx->vtime += ran * NICE_0_WEIGHT / (p->scx.weight ? p->scx.weight : 1);
+		tctx->vtime += weighted(ran, p->scx.weight);
 	if (runnable) {
-		tctx->waiting_since = now;
+		tctx->waiting_since = host_now();
 		if (p->scx.slice > 0)
 			tctx->last_flags |= UPSCHED_F_PREEMPTED;
+	} else {
+		mark_not_runnable(tctx);
 	}
 	cfg = live_tenant(tctx);
 	if (!cfg || !calls_hook(cfg, UPSCHED_HOOK_STOPPING))
 		return;
-	fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_STOPPING, runnable ? UPSCHED_F_RUNNABLE : 0, now);
+	fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_STOPPING, runnable ? UPSCHED_F_RUNNABLE : 0,
+		 bpf_ktime_get_ns(), 0);
 	CALL_STUB(stopping, tctx->tenant, &uctx);
-}
-
-SEC("struct_ops/host_quiescent")
-void BPF_PROG(host_quiescent, struct task_struct *p, u64 deq_flags)
-{
-	struct task_ctx *tctx = task_ctx_of(p);
-
-	if (!tctx)
-		return;
-	tctx->runnable_at = 0;
-	tctx->waiting_since = 0;
-	tctx->parked = 0;
-	if (tctx->runnable_slot >= 0) {
-		runnable_count(tctx->runnable_slot, -1);
-		tctx->runnable_slot = -1;
-	}
 }
 
 SEC("struct_ops/host_tick")
@@ -1263,7 +1303,7 @@ void BPF_PROG(host_tick, struct task_struct *p)
 	cfg = live_tenant(tctx);
 	if (!cfg || !calls_hook(cfg, UPSCHED_HOOK_TICK))
 		return;
-	fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_TICK, 0, bpf_ktime_get_ns());
+	fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_TICK, 0, bpf_ktime_get_ns(), 0);
 	CALL_STUB(tick, tctx->tenant, &uctx);
 	if (uctx.verdict == UPSCHED_VERDICT_PREEMPT) {
 		p->scx.slice = 0;
@@ -1302,7 +1342,7 @@ void BPF_PROG(host_exit_task, struct task_struct *p, struct scx_exit_task_args *
 		runnable_count(tctx->runnable_slot, -1);
 		tctx->runnable_slot = -1;
 	}
-	leave_tenant(p, tctx, bpf_ktime_get_ns());
+	leave_tenant(p, tctx);
 	bpf_map_delete_elem(&task_lookup, &pid);
 }
 
@@ -1341,8 +1381,10 @@ static __always_inline bool should_release(struct task_struct *p, struct task_ct
 	return false;
 }
 
-/* The longest wait among the tasks queued in `dsq`, with the waiting task's pid. */
-static u64 scan_dsq(u64 dsq, u64 now, bool check_release, bool *release, u32 *pid)
+/* The longest wait among the tasks queued in `dsq` (at host time `now`), with the waiting
+ * task's pid; with a `release` to set, whether a parked one may go (at policy time
+ * `policy_now`). */
+static u64 scan_dsq(u64 dsq, u64 now, u64 policy_now, bool *release, u32 *pid)
 {
 	struct bpf_iter_scx_dsq it;
 	struct task_struct *p;
@@ -1362,7 +1404,7 @@ static u64 scan_dsq(u64 dsq, u64 now, bool check_release, bool *release, u32 *pi
 				longest = now - tctx->waiting_since;
 				*pid = p->pid;
 			}
-			if (check_release && tctx->parked && should_release(p, tctx, now))
+			if (release && tctx->parked && should_release(p, tctx, policy_now))
 				*release = true;
 		}
 	}
@@ -1374,7 +1416,7 @@ static int host_timer_fn(void *map, int *key, struct bpf_timer *timer)
 {
 	struct upsched_host_config *hcfg = host_cfg();
 	struct upsched_tenant_config *cfg;
-	u64 now = bpf_ktime_get_ns(), waited, longest;
+	u64 now = host_now(), policy_now = bpf_ktime_get_ns(), waited, longest;
 	u64 period = hcfg && hcfg->timer_period_ns ? hcfg->timer_period_ns : 2000000ULL;
 	bool release;
 	u32 pid, longest_pid;
@@ -1391,7 +1433,7 @@ static int host_timer_fn(void *map, int *key, struct bpf_timer *timer)
 		longest_pid = 0;
 		if (scx_bpf_dsq_nr_queued(UPSCHED_PARK_DSQ(slot)) > 0) {
 			pid = 0;
-			longest = scan_dsq(UPSCHED_PARK_DSQ(slot), now, true, &release, &pid);
+			longest = scan_dsq(UPSCHED_PARK_DSQ(slot), now, policy_now, &release, &pid);
 			longest_pid = pid;
 			/* Not live any more: every parked task goes back (to the default class). */
 			if (cfg->state != UPSCHED_SLOT_ACTIVE)
@@ -1409,14 +1451,14 @@ static int host_timer_fn(void *map, int *key, struct bpf_timer *timer)
 			continue;
 		if (scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(slot)) > 0) {
 			pid = 0;
-			waited = scan_dsq(UPSCHED_CLASS_DSQ(slot), now, false, &release, &pid);
+			waited = scan_dsq(UPSCHED_CLASS_DSQ(slot), now, policy_now, NULL, &pid);
 			if (waited > longest) {
 				longest = waited;
 				longest_pid = pid;
 			}
 		}
 		if (longest > cfg->watchdog_ns)
-			eject_tenant(slot, longest_pid, longest, now);
+			eject_tenant(slot, longest_pid, longest, policy_now);
 	}
 	bpf_rcu_read_unlock();
 	bpf_timer_start(timer, period, 0);
@@ -1433,6 +1475,7 @@ s32 BPF_PROG(host_init)
 	s32 err;
 	int i;
 
+	nr_cpus = scx_bpf_nr_cpu_ids();
 	for (i = 0; i < UPSCHED_NR_CLASSES; i++) {
 		err = scx_bpf_create_dsq(UPSCHED_CLASS_DSQ(i), NUMA_NO_NODE);
 		if (err)
@@ -1473,10 +1516,8 @@ struct sched_ext_ops upsched_host = {
 	.enqueue = (void *)host_enqueue,
 	.dispatch = (void *)host_dispatch,
 	.tick = (void *)host_tick,
-	.runnable = (void *)host_runnable,
 	.running = (void *)host_running,
 	.stopping = (void *)host_stopping,
-	.quiescent = (void *)host_quiescent,
 	.init_task = (void *)host_init_task,
 	.exit_task = (void *)host_exit_task,
 	.enable = (void *)host_enable,

@@ -7,8 +7,9 @@
 //! ```
 //!
 //! One boot: `perf bench sched messaging` and `perf bench sched pipe` under the kernel's default
-//! scheduler, the host alone and a FIFO tenant on every task, in ABBA rounds, with the kernel's
-//! per-program BPF run-time statistics. The host's `perf` (Debian's linux-perf) and the shared
+//! scheduler, the host alone and a FIFO tenant on every task, in ABBA rounds. The timed passes
+//! run without the kernel's BPF run-time statistics (they add two clock reads to every BPF
+//! call); a second, instrumented pass per configuration gives the per-program figures. The host's `perf` (Debian's linux-perf) and the shared
 //! libraries `ldd` lists for it are copied into the initramfs.
 
 use std::io::Write;

@@ -805,22 +805,54 @@ fn membership_hooks(host: &mut Host) -> Result<String, String> {
     }
 }
 
+/// A misbehaving test policy under way: attached to its own cgroup, its workers started.
+struct Misbehaving {
+    handle: TenantHandle,
+    config: TenantConfig,
+    children: Vec<Child>,
+}
+
+/// Attaches test policy `policy` at level 1 to a cgroup of the same name, with the default
+/// bounds changed by `bound`, then starts one workload runner per entry of `workers` (its
+/// command, e.g. `["spin", "--cpu-ms", "500"]`) in that cgroup.
+fn start_misbehaving(
+    host: &mut Host,
+    policy: &str,
+    bound: impl FnOnce(&mut TenantConfig),
+    workers: &[&[&str]],
+) -> Result<Misbehaving, String> {
+    let cgroup = make_cgroup(policy)?;
+    let mut config = TenantConfig::new(&cgroup).level(1);
+    bound(&mut config);
+    let handle = attach(host, test_policy(policy)?, &config)?;
+    let cg = cgroup.display().to_string();
+    let mut children = Vec::new();
+    for worker in workers {
+        let (command, rest) = worker.split_first().ok_or("an empty worker command")?;
+        let mut list = vec![*command, "--cgroup", &cg];
+        list.extend_from_slice(rest);
+        children.push(spawn(&args(&list))?);
+    }
+    Ok(Misbehaving {
+        handle,
+        config,
+        children,
+    })
+}
+
 /// A policy answering nonsense (CPU 4093, verdict 77, zero slices, extreme keys): each
 /// decision is clamped and counted, and the tasks finish.
 fn absurd_clamped(host: &mut Host) -> Result<String, String> {
-    let cgroup = make_cgroup("absurd")?;
-    let handle = attach_test_policy(host, "absurd", &cgroup)?;
-    let cg = cgroup.display().to_string();
-    let mut children = Vec::new();
-    for _ in 0..3 {
-        children.push(spawn(&args(&["spin", "--cgroup", &cg, "--cpu-ms", "500"]))?);
-    }
-    children.push(spawn(&args(&[
-        "sleeper", "--cgroup", &cg, "--secs", "1.5",
-    ]))?);
-    wait_all(&mut children, Duration::from_secs(60))?;
+    const SPIN: &[&str] = &["spin", "--cpu-ms", "500"];
+    let mut run = start_misbehaving(
+        host,
+        "absurd",
+        |_| {},
+        &[SPIN, SPIN, SPIN, &["sleeper", "--secs", "1.5"]],
+    )?;
+    wait_all(&mut run.children, Duration::from_secs(60))?;
     let stats = host.stats().map_err(|e| e.to_string())?;
-    let raw = &stats.classes[handle.slot].raw;
+    let raw = &stats.classes[run.handle.slot].raw;
     let detail = format!(
         "tasks finished; clamps: cpu {}, verdict {}, slice {} (policy calls {})",
         raw.clamp_cpu, raw.clamp_verdict, raw.clamp_slice, raw.policy_calls
@@ -834,19 +866,17 @@ fn absurd_clamped(host: &mut Host) -> Result<String, String> {
 
 /// A policy that parks every task for ever: the park bound releases them; they finish.
 fn park_forever(host: &mut Host) -> Result<String, String> {
-    let cgroup = make_cgroup("park")?;
-    let mut config = TenantConfig::new(&cgroup).level(1);
-    config.park_max = Duration::from_millis(50);
-    let handle = attach(host, test_policy("park_forever")?, &config)?;
-    let cg = cgroup.display().to_string();
-    let mut children = Vec::new();
-    for _ in 0..2 {
-        children.push(spawn(&args(&["spin", "--cgroup", &cg, "--cpu-ms", "300"]))?);
-    }
+    const SPIN: &[&str] = &["spin", "--cpu-ms", "300"];
+    let mut run = start_misbehaving(
+        host,
+        "park_forever",
+        |config| config.park_max = Duration::from_millis(50),
+        &[SPIN, SPIN],
+    )?;
     let start = Instant::now();
-    wait_all(&mut children, Duration::from_secs(60))?;
+    wait_all(&mut run.children, Duration::from_secs(60))?;
     let stats = host.stats().map_err(|e| e.to_string())?;
-    let raw = &stats.classes[handle.slot].raw;
+    let raw = &stats.classes[run.handle.slot].raw;
     let ejected = host.poll_ejections().map_err(|e| e.to_string())?;
     let detail = format!(
         "finished in {:.1} s; parks {}, releases {}, park clamps {}, slice clamps {}, ejections {}",
@@ -867,17 +897,21 @@ fn park_forever(host: &mut Host) -> Result<String, String> {
 /// A policy that starves its highest pids: the watchdog ejects the tenant within its bound,
 /// user space learns why, and the tasks finish in the default class.
 fn starving_ejected(host: &mut Host) -> Result<String, String> {
-    let cgroup = make_cgroup("starve")?;
-    let mut config = TenantConfig::new(&cgroup).level(1);
-    config.watchdog = Duration::from_secs(1);
-    config.park_max = Duration::from_millis(100);
-    let handle = attach(host, test_policy("starve")?, &config)?;
-    let cg = cgroup.display().to_string();
     // Two CPUs, six hogs ordered by pid: the two highest pids never get a turn.
-    let mut children = Vec::new();
-    for _ in 0..6 {
-        children.push(spawn(&args(&["hog", "--cgroup", &cg, "--secs", "6"]))?);
-    }
+    const HOG: &[&str] = &["hog", "--secs", "6"];
+    let Misbehaving {
+        handle,
+        config,
+        mut children,
+    } = start_misbehaving(
+        host,
+        "starve",
+        |config| {
+            config.watchdog = Duration::from_secs(1);
+            config.park_max = Duration::from_millis(100);
+        },
+        &[HOG; 6],
+    )?;
     let start = Instant::now();
     let mut ejection = None;
     while start.elapsed() < Duration::from_secs(8) && ejection.is_none() {
@@ -1070,11 +1104,18 @@ mod bench {
         }
     }
 
+    const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+    /// Turns the kernel's per-program run-time statistics on or off. They cost every BPF
+    /// call two clock reads, which the kernel's own scheduler does not pay, so the timed
+    /// passes run without them.
+    fn bpf_stats(enabled: bool) -> Result<(), String> {
+        std::fs::write(BPF_STATS, if enabled { "1" } else { "0" })
+            .map_err(|e| format!("writing {BPF_STATS}: {e}"))
+    }
+
     pub fn run(settings: &Settings) -> i32 {
         let mut report = Report { failed: false };
-        if let Err(err) = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1") {
-            note(format!("cannot enable BPF run-time statistics: {err}"));
-        }
         let mut state = State {
             host: None,
             fifo: None,
@@ -1090,12 +1131,26 @@ mod bench {
                 };
                 for config in order {
                     state.enter(config)?;
+                    bpf_stats(false)?;
+                    let messaging = perf_seconds(&settings.perf, &settings.messaging)?;
+                    let pipe = perf_seconds(&settings.perf, &settings.pipe)?;
+                    println!(
+                        "UPSCHED-BENCH round={round} config={} messaging_s={messaging:.4} pipe_s={pipe:.4}",
+                        config.label()
+                    );
+                    results.push((config, round, messaging, pipe));
+                    if config == Config::Kernel {
+                        continue;
+                    }
+                    // The same work again, instrumented: calls and run time per program.
+                    bpf_stats(true)?;
                     let before = state.program_stats();
                     let messaging = perf_seconds(&settings.perf, &settings.messaging)?;
                     let pipe = perf_seconds(&settings.perf, &settings.pipe)?;
                     let after = state.program_stats();
+                    bpf_stats(false)?;
                     println!(
-                        "UPSCHED-BENCH round={round} config={} messaging_s={messaging:.4} pipe_s={pipe:.4}",
+                        "UPSCHED-BENCH-INSTRUMENTED round={round} config={} messaging_s={messaging:.4} pipe_s={pipe:.4}",
                         config.label()
                     );
                     for prog in &after {
@@ -1111,7 +1166,6 @@ mod bench {
                             );
                         }
                     }
-                    results.push((config, round, messaging, pipe));
                 }
             }
             state.enter(Config::Kernel)?;
