@@ -31,7 +31,8 @@ fn load(name: &str, mode: ExecMode) -> LoadedPolicy {
     LoadedPolicy::load_with_options(upsched_policies::policy(name).unwrap(), &options).unwrap()
 }
 
-/// One enqueue call as an embedder makes it, hook looked up once.
+/// One enqueue call as an embedder makes it: the context filled, the hook found by name (a scan
+/// of the seven ABI hooks), the call.
 fn enqueue(instance: &mut PolicyInstance, step: u64) -> u64 {
     let hook = upsched_abi::hook("enqueue").unwrap();
     let mut ctx = enqueue_ctx(step);
