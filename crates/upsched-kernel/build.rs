@@ -1,5 +1,6 @@
-//! Compiles the host scheduler (`bpf/host.bpf.c`) into a BPF object and embeds it (the test
-//! policies come from `upsched-testdata`). The host needs no kernel headers: `bpf/kernel.h` declares
+//! Compiles the host scheduler (`bpf/host.bpf.c`) and the benchmark's minimal scheduler
+//! (`bpf/floor.bpf.c`) into BPF objects that the crate embeds (the test policies come from
+//! `upsched-testdata`). The host needs no kernel headers: `bpf/kernel.h` declares
 //! the kernel types it uses with CO-RE relocations, and libbpf's own headers come from the
 //! vendored libbpf of libbpf-sys (`DEP_BPF_INCLUDE`).
 
@@ -21,13 +22,15 @@ fn main() {
         .expect("libbpf-sys exports its include directory as DEP_BPF_INCLUDE");
     println!("cargo:rerun-if-changed=bpf");
 
-    let host = or_fail(BpfCompiler::new())
+    let compiler = or_fail(BpfCompiler::new())
         .arg("-Ibpf")
         .arg(format!("-I{libbpf_include}"))
         .arg("-D__TARGET_ARCH_x86")
         .arg(format!("-include{}", asserts.display()));
-    let host_object = out_dir.join("host.bpf.o");
-    or_fail(host.compile(&PathBuf::from("bpf/host.bpf.c"), &host_object));
+    for name in ["host", "floor"] {
+        let object = out_dir.join(format!("{name}.bpf.o"));
+        or_fail(compiler.compile(&PathBuf::from(format!("bpf/{name}.bpf.c")), &object));
+    }
     println!("cargo:rerun-if-changed=bpf/kernel.h");
     println!("cargo:rerun-if-changed=bpf/host_intf.h");
 }

@@ -999,6 +999,7 @@ fn hint_release(host: &mut Host) -> Result<String, String> {
 /// task (F), rounds in ABBA order so that drift cancels, one host load per two rounds.
 mod bench {
     use super::*;
+    use libbpf_rs::MapCore;
     use upsched_kernel::ProgramStats;
 
     pub struct Settings {
@@ -1011,6 +1012,8 @@ mod bench {
     #[derive(Clone, Copy, Debug, PartialEq)]
     enum Config {
         Kernel,
+        /// The minimal sched_ext scheduler: what sched_ext itself costs.
+        Floor,
         Host,
         Fifo,
     }
@@ -1019,6 +1022,7 @@ mod bench {
         fn label(self) -> &'static str {
             match self {
                 Config::Kernel => "kernel",
+                Config::Floor => "floor",
                 Config::Host => "host",
                 Config::Fifo => "fifo",
             }
@@ -1055,28 +1059,86 @@ mod bench {
         }
     }
 
+    /// `bpf/floor.bpf.c`, built by build.rs beside the host.
+    static FLOOR_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/floor.bpf.o"));
+
+    /// The minimal scheduler, attached while this is held (the link drops before the object).
+    struct Floor {
+        _link: libbpf_rs::Link,
+        _object: libbpf_rs::Object,
+    }
+
+    impl Floor {
+        fn load() -> Result<Floor, String> {
+            let mut object = libbpf_rs::ObjectBuilder::default()
+                .open_memory(FLOOR_OBJECT)
+                .and_then(|open| open.load())
+                .map_err(|e| format!("loading the floor scheduler: {e}"))?;
+            let link = object
+                .maps_mut()
+                .find(|m| m.name() == "upsched_floor")
+                .ok_or("the floor object has no upsched_floor struct_ops map")?
+                .attach_struct_ops()
+                .map_err(|e| format!("attaching the floor scheduler: {e}"))?;
+            wait_for_sched_ext("enabled")?;
+            Ok(Floor {
+                _link: link,
+                _object: object,
+            })
+        }
+    }
+
+    fn wait_for_sched_ext(want: &str) -> Result<(), String> {
+        let start = Instant::now();
+        while sched_ext_state().as_deref() != Some(want) {
+            if start.elapsed() > Duration::from_secs(20) {
+                return Err(format!(
+                    "sched_ext did not become {want} within 20 s (state {:?})",
+                    sched_ext_state()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
     struct State {
         host: Option<Host>,
         fifo: Option<TenantHandle>,
+        floor: Option<Floor>,
     }
 
     impl State {
+        fn unload_host(&mut self) -> Result<(), String> {
+            if let Some(host) = self.host.take() {
+                self.fifo = None;
+                drop(host);
+                wait_for_sched_ext("disabled")?;
+            }
+            Ok(())
+        }
+
+        fn unload_floor(&mut self) -> Result<(), String> {
+            if self.floor.take().is_some() {
+                wait_for_sched_ext("disabled")?;
+            }
+            Ok(())
+        }
+
         fn enter(&mut self, config: Config) -> Result<(), String> {
             match config {
                 Config::Kernel => {
-                    if let Some(host) = self.host.take() {
-                        self.fifo = None;
-                        drop(host);
-                        let start = Instant::now();
-                        while sched_ext_state().as_deref() != Some("disabled") {
-                            if start.elapsed() > Duration::from_secs(20) {
-                                return Err("the host did not unload".into());
-                            }
-                            std::thread::sleep(Duration::from_millis(50));
-                        }
+                    self.unload_host()?;
+                    self.unload_floor()?;
+                }
+                Config::Floor => {
+                    self.unload_host()?;
+                    if self.floor.is_none() {
+                        self.floor = Some(Floor::load()?);
                     }
                 }
                 Config::Host | Config::Fifo => {
+                    self.unload_floor()?;
                     if self.host.is_none() {
                         self.host =
                             Some(Host::load(&HostConfig::default()).map_err(|e| e.to_string())?);
@@ -1119,15 +1181,16 @@ mod bench {
         let mut state = State {
             host: None,
             fifo: None,
+            floor: None,
         };
         // (config, bench) -> per-round seconds
         let mut results: Vec<(Config, u32, f64, f64)> = Vec::new();
         let outcome = (|| {
             for round in 0..settings.rounds {
                 let order = if round % 2 == 0 {
-                    [Config::Kernel, Config::Host, Config::Fifo]
+                    [Config::Kernel, Config::Floor, Config::Host, Config::Fifo]
                 } else {
-                    [Config::Fifo, Config::Host, Config::Kernel]
+                    [Config::Fifo, Config::Host, Config::Floor, Config::Kernel]
                 };
                 for config in order {
                     state.enter(config)?;
@@ -1139,7 +1202,7 @@ mod bench {
                         config.label()
                     );
                     results.push((config, round, messaging, pipe));
-                    if config == Config::Kernel {
+                    if matches!(config, Config::Kernel | Config::Floor) {
                         continue;
                     }
                     // The same work again, instrumented: calls and run time per program.
@@ -1198,6 +1261,8 @@ mod bench {
                 (Config::Host, Config::Kernel),
                 (Config::Fifo, Config::Host),
                 (Config::Fifo, Config::Kernel),
+                (Config::Floor, Config::Kernel),
+                (Config::Host, Config::Floor),
             ] {
                 let (median, (lo, hi)) = ratio(a, b, pipe);
                 let line = format!(
