@@ -11,8 +11,6 @@
 
 char _license[] SEC("license") = "GPL";
 
-#define SCX_DSQ_GLOBAL (SCX_DSQ_FLAG_BUILTIN | 1)
-
 SEC("struct_ops/floor_select_cpu")
 s32 BPF_PROG(floor_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
 {

@@ -161,6 +161,7 @@ struct sched_ext_ops {
 
 /* Constants of the sched_ext UAPI-like enums (stable since 6.12). */
 #define SCX_DSQ_FLAG_BUILTIN (1ULL << 63)
+#define SCX_DSQ_GLOBAL (SCX_DSQ_FLAG_BUILTIN | 1)
 #define SCX_DSQ_LOCAL (SCX_DSQ_FLAG_BUILTIN | 2)
 #define SCX_DSQ_LOCAL_ON (SCX_DSQ_FLAG_BUILTIN | (1ULL << 62))
 #define SCX_ENQ_WAKEUP (1ULL << 0)

@@ -408,23 +408,33 @@ fn run_all(alone_secs: u64) -> i32 {
     let exit = host.exit_info();
     drop(host);
     let start = Instant::now();
-    let mut state = sched_ext_state().unwrap_or_default();
-    while state != "disabled" && start.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(50));
-        state = sched_ext_state().unwrap_or_default();
-    }
+    let unloaded = wait_for_sched_ext("disabled");
     report.result(
         "unload",
-        if state == "disabled" && exit.is_none() {
-            Ok(format!(
+        match (unloaded, exit) {
+            (Ok(()), None) => Ok(format!(
                 "state enabled -> disabled in {:.2} s",
                 start.elapsed().as_secs_f64()
-            ))
-        } else {
-            Err(format!("state {state:?}, exit info {exit:?}"))
+            )),
+            (unloaded, exit) => Err(format!("{unloaded:?}, exit info {exit:?}")),
         },
     );
     i32::from(report.failed)
+}
+
+/// Waits up to 20 s for `/sys/kernel/sched_ext/state` to read `want`.
+fn wait_for_sched_ext(want: &str) -> Result<(), String> {
+    let start = Instant::now();
+    while sched_ext_state().as_deref() != Some(want) {
+        if start.elapsed() > Duration::from_secs(20) {
+            return Err(format!(
+                "sched_ext did not become {want} within 20 s (state {:?})",
+                sched_ext_state()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 /// Runs one scenario, checks the host survived it, and detaches what it left attached.
@@ -1077,20 +1087,6 @@ mod bench {
                 _object: object,
             })
         }
-    }
-
-    fn wait_for_sched_ext(want: &str) -> Result<(), String> {
-        let start = Instant::now();
-        while sched_ext_state().as_deref() != Some(want) {
-            if start.elapsed() > Duration::from_secs(20) {
-                return Err(format!(
-                    "sched_ext did not become {want} within 20 s (state {:?})",
-                    sched_ext_state()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
     }
 
     struct State {
