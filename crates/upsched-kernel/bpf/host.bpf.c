@@ -167,10 +167,19 @@ u64 default_vnow;
 u32 nr_cpus = 1;
 /* Bumped by every ejection, so tasks reclassify themselves. */
 u32 nr_ejections;
-/* Bit per class whose DSQ may hold tasks: set after every insertion into a class DSQ, cleared
- * (and checked again) by pick_class() when it finds the DSQ empty. A clear bit means empty, so
- * dispatch and tick ask only the queues of set bits. */
+/* Bit per class whose DSQ may hold tasks, so that dispatch, tick and the fast paths ask only
+ * the queues of set bits. Every enqueue into a class sets its bit; only the timer clears it
+ * (clear_idle_classes()). A clear bit must mean "empty", and ops.enqueue cannot keep that true
+ * on its own: its insertion takes effect after ops.enqueue returns, so a bit cleared on seeing
+ * the DSQ empty can be the bit of a task still being inserted, which then waits unseen. */
 u32 queued_classes;
+/* Enqueues per class (plain increments: a lost one still changes the count), and the count the
+ * timer saw at its last run: the timer clears a bit only after a whole period without an
+ * enqueue into the class, long after any insertion of an earlier enqueue took effect. */
+u32 class_enqs[CLASS_ARRAY];
+u32 class_enqs_seen[CLASS_ARRAY];
+/* Tasks the timer found queued with their class's bit clear (see clear_idle_classes()). */
+u32 lost_bits_repaired;
 /* Counter for the timer's scan loops, in a global because the verifier rejects it in a register
  * inside the DSQ iterator loop ("sequence of 8193 jumps is too complex"). */
 u32 scan_count;
@@ -301,31 +310,31 @@ static __always_inline bool calls_hook(struct upsched_tenant_config *cfg, u32 ho
 	return cfg->hooks & (1U << hook);
 }
 
-/* Always the locked read-modify-write, never "read, then set if clear": the locked operation
- * orders the DSQ insertion before it, so a concurrent class_has_queued() that cleared the bit
- * either sees the queued task on its second look or has its clear overwritten here. A plain
- * read could see the bit before the clear while the insertion is still invisible to the
- * clearing CPU, and a queued task would lose its bit and wait unseen. */
 static __always_inline void mark_queued(s32 cls)
 {
-	__sync_fetch_and_or(&queued_classes, 1U << CLS_IDX(cls));
+	class_enqs[CLS_IDX(cls)]++;
+	if (!(queued_classes & (1U << CLS_IDX(cls))))
+		__sync_fetch_and_or(&queued_classes, 1U << CLS_IDX(cls));
 }
 
-/* Whether class `cls` has queued tasks; clears its bit in queued_classes when it has none. An
- * insertion racing with the clear sets the bit after queueing, so the second look sees it. */
+/* Whether class `cls` has tasks in its DSQ (a set bit may be stale, a clear one is not). */
 static __always_inline bool class_has_queued(s32 cls)
 {
-	u32 bit = 1U << CLS_IDX(cls);
+	return (queued_classes & (1U << CLS_IDX(cls))) &&
+	       scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(cls)) > 0;
+}
 
-	if (!(queued_classes & bit))
+/* Whether any class in `mask` has queued tasks. */
+static __always_inline bool any_queued(u32 mask)
+{
+	s32 cls;
+
+	if (!(queued_classes & mask))
 		return false;
-	if (scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(cls)) > 0)
-		return true;
-	__sync_fetch_and_and(&queued_classes, ~bit);
-	if (scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(cls)) <= 0)
-		return false;
-	__sync_fetch_and_or(&queued_classes, bit);
-	return true;
+	for (cls = 0; cls < UPSCHED_NR_CLASSES; cls++)
+		if ((mask & (1U << cls)) && class_has_queued(cls))
+			return true;
+	return false;
 }
 
 static __always_inline u32 class_level(s32 cls)
@@ -828,7 +837,7 @@ s32 BPF_PROG(host_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flag
 		 * change that choice: its class is current and no tenant has queued work. Tenant
 		 * tasks never take this path: every one of their wake-ups must reach ops.enqueue,
 		 * where the policy decides and parked tasks and hints are looked at. */
-		if (is_idle && tctx->tenant < 0 && !(queued_classes & ~(1U << UPSCHED_DEFAULT_CLASS)) &&
+		if (is_idle && tctx->tenant < 0 && !any_queued(~(1U << UPSCHED_DEFAULT_CLASS)) &&
 		    classification_current(p, tctx, task_cgroup_id(p))) {
 			mark_runnable(tctx, host_now());
 			insert_default_local(p, tctx, 0);
@@ -993,7 +1002,7 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 	 * woke onto an idle CPU and no class has queued tasks: that CPU's dispatch would take
 	 * exactly this task, so it goes to the CPU's local queue now, saving the dispatch. */
 	if ((enq_flags & SCX_ENQ_LAST) ||
-	    (woke_on_idle && verdict == UPSCHED_VERDICT_RUN && !queued_classes)) {
+	    (woke_on_idle && verdict == UPSCHED_VERDICT_RUN && !any_queued(~0U))) {
 		note_level_vnow(slot);
 		scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, slice, enq_flags);
 		return;
@@ -1412,6 +1421,38 @@ static u64 scan_dsq(u64 dsq, u64 now, u64 policy_now, bool *release, u32 *pid)
 	return longest;
 }
 
+/*
+ * The timer's upkeep of queued_classes: a class with an empty DSQ and no enqueue for a whole
+ * timer period loses its bit. Should an insertion still have been under way (a vCPU stopped
+ * in the middle of ops.enqueue for a period), the next run finds the task with its bit clear,
+ * sets the bit and wakes an idle CPU for it: such a task waits one period, never for good.
+ */
+static __always_inline void clear_idle_classes(void)
+{
+	struct bpf_iter_scx_dsq it;
+	struct task_struct *p;
+	u32 bit, enqs;
+	s32 cls;
+
+	for (cls = 0; cls < UPSCHED_NR_CLASSES; cls++) {
+		bit = 1U << cls;
+		enqs = class_enqs[CLS_IDX(cls)];
+		if (scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(cls)) > 0) {
+			if (!(queued_classes & bit)) {
+				__sync_fetch_and_or(&queued_classes, bit);
+				lost_bits_repaired++;
+				if (bpf_iter_scx_dsq_new(&it, UPSCHED_CLASS_DSQ(cls), 0) == 0 &&
+				    (p = bpf_iter_scx_dsq_next(&it)))
+					kick_for(p);
+				bpf_iter_scx_dsq_destroy(&it);
+			}
+		} else if ((queued_classes & bit) && enqs == class_enqs_seen[CLS_IDX(cls)]) {
+			__sync_fetch_and_and(&queued_classes, ~bit);
+		}
+		class_enqs_seen[CLS_IDX(cls)] = enqs;
+	}
+}
+
 static int host_timer_fn(void *map, int *key, struct bpf_timer *timer)
 {
 	struct upsched_host_config *hcfg = host_cfg();
@@ -1424,6 +1465,7 @@ static int host_timer_fn(void *map, int *key, struct bpf_timer *timer)
 
 	timer_runs++;
 	bpf_rcu_read_lock();
+	clear_idle_classes();
 	for (slot = 0; slot < UPSCHED_NR_SLOTS; slot++) {
 		cfg = tenant_cfg(slot);
 		if (!cfg)

@@ -31,6 +31,11 @@ enum Cmd {
         /// Seconds the host-alone scenario runs its workload.
         #[arg(long, default_value_t = 20)]
         alone_secs: u64,
+        /// Run only the scenarios with these names (after host_alone), each `repeat` times.
+        #[arg(long)]
+        only: Vec<String>,
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
     },
     /// Benchmark: `perf bench sched messaging` and `pipe` under the kernel's scheduler, the
     /// host alone and a FIFO tenant on all tasks, in ABBA order (K H F, F H K, ...).
@@ -73,7 +78,11 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 fn main() {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::All { alone_secs } => std::process::exit(run_all(alone_secs)),
+        Cmd::All {
+            alone_secs,
+            only,
+            repeat,
+        } => std::process::exit(run_all(alone_secs, &only, repeat)),
         Cmd::Bench {
             rounds,
             perf,
@@ -234,13 +243,30 @@ fn spawn(args: &[String]) -> Result<Child, String> {
 /// Runs a 7 s hog in each of `hog_cgroups` and returns the CPU seconds each of `measured` got
 /// over 4 s of saturation (after 2 s to settle), with the wall-clock seconds measured, once
 /// every hog has finished.
-fn saturate(hog_cgroups: &[&Path], measured: [&Path; 2]) -> Result<([f64; 2], f64), String> {
+fn saturate(
+    host: &Host,
+    hog_cgroups: &[&Path],
+    measured: [&Path; 2],
+) -> Result<([f64; 2], f64), String> {
     let mut children = Vec::new();
     for cgroup in hog_cgroups {
         let cgroup = cgroup.display().to_string();
         children.push(spawn(&args(&["hog", "--cgroup", &cgroup, "--secs", "7"]))?);
     }
     std::thread::sleep(Duration::from_secs(2));
+    // The measurement is the tenants' only if every hog is governed by its tenant.
+    let outside: Vec<String> = children
+        .iter()
+        .filter(|c| !matches!(host.task_slot(c.id()), Ok(Some(_))))
+        .map(|c| c.id().to_string())
+        .collect();
+    if !outside.is_empty() {
+        kill_all(&mut children);
+        return Err(format!(
+            "hogs {} are in no tenant 2 s after they started",
+            outside.join(", ")
+        ));
+    }
     let start = Instant::now();
     let before = [cgroup_usage(measured[0])?, cgroup_usage(measured[1])?];
     std::thread::sleep(Duration::from_secs(4));
@@ -342,7 +368,18 @@ fn test_policy(name: &str) -> Result<&'static [u8], String> {
 /// A scenario: runs against the loaded host, returns what it measured or why it failed.
 type ScenarioFn = fn(&mut Host) -> Result<String, String>;
 
-fn run_all(alone_secs: u64) -> i32 {
+/// First bucket of the wait histogram that the per-scenario note counts (2^17 us, 131 ms).
+const LONG_WAIT_BUCKET: usize = 17;
+
+/// The default class's wait histogram (a task of a tenant that lost its tenant while waiting
+/// ends its wait there too, so long waits of tenant tasks show here).
+fn default_waits(host: &Host) -> [u64; upsched_abi::stats::WAIT_BUCKETS] {
+    host.stats()
+        .map(|s| s.classes[DEFAULT_CLASS].raw.wait_hist)
+        .unwrap_or_default()
+}
+
+fn run_all(alone_secs: u64, only: &[String], repeat: u32) -> i32 {
     let mut report = Report { failed: false };
     let support = upsched_kernel::detect::detect();
     report.result(
@@ -377,7 +414,6 @@ fn run_all(alone_secs: u64) -> i32 {
 
     let outcome = host_alone(&mut host, alone_secs, &mut report);
     report.result("host_alone", outcome);
-
     let scenarios: [(&str, ScenarioFn); 9] = [
         ("weights_1_to_3", weights),
         ("levels_and_guard", levels),
@@ -389,7 +425,10 @@ fn run_all(alone_secs: u64) -> i32 {
         ("hint_release", hint_release),
         ("membership_hooks", membership_hooks),
     ];
-    for (name, scenario) in scenarios {
+    let chosen = scenarios
+        .iter()
+        .filter(|(name, _)| only.is_empty() || only.iter().any(|o| o == name));
+    for (name, scenario) in chosen.flat_map(|s| std::iter::repeat_n(*s, repeat as usize)) {
         if let Err(err) = host_alive(&host) {
             report.result(
                 name,
@@ -398,7 +437,18 @@ fn run_all(alone_secs: u64) -> i32 {
             continue;
         }
         note(format!("scenario {name}"));
+        let before = default_waits(&host);
         report.result(name, run_checked_scenario(&mut host, scenario));
+        let after = default_waits(&host);
+        note(format!(
+            "default-class waits of 131 ms or more during {name}: {}",
+            after
+                .iter()
+                .zip(&before)
+                .skip(LONG_WAIT_BUCKET)
+                .map(|(a, b)| a - b)
+                .sum::<u64>()
+        ));
     }
 
     match host.stats() {
@@ -444,6 +494,21 @@ fn run_checked_scenario(host: &mut Host, scenario: ScenarioFn) -> Result<String,
             .map(|_| detail)
             .map_err(|e| format!("host stopped during the scenario: {e}"))
     });
+    // An ejection the scenario did not collect itself was not meant to happen: it means a
+    // tenant task waited past its bound, and the scenario's measurements are not the tenant's.
+    let outcome = match host.poll_ejections() {
+        Ok(ejections) if ejections.is_empty() => outcome,
+        Ok(ejections) => Err(format!(
+            "{}; unexpected ejection: {}",
+            outcome.unwrap_or_else(|e| e),
+            ejections
+                .iter()
+                .map(|e| format!("{}: {}", e.policy, e.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+        Err(e) => Err(format!("reading ejections: {e}")),
+    };
     for handle in host.tenants() {
         let _ = host.detach(handle);
     }
@@ -547,7 +612,7 @@ fn weights(host: &mut Host) -> Result<String, String> {
     attach(host, wfq, &TenantConfig::new(&light).level(1).weight(100))?;
     attach(host, wfq, &TenantConfig::new(&heavy).level(1).weight(300))?;
     let ([light_cpu, heavy_cpu], _) =
-        saturate(&[&light, &heavy, &light, &heavy], [&light, &heavy])?;
+        saturate(host, &[&light, &heavy, &light, &heavy], [&light, &heavy])?;
     if light_cpu <= 0.0 {
         return Err("the light tenant got no CPU at all".into());
     }
@@ -569,7 +634,7 @@ fn levels(host: &mut Host) -> Result<String, String> {
     let low = make_cgroup("l_low")?;
     attach(host, example("fifo")?, &TenantConfig::new(&high).level(2))?;
     attach(host, example("rr")?, &TenantConfig::new(&low).level(1))?;
-    let ([hi, lo], seconds) = saturate(&[&low, &low, &high, &high], [&high, &low])?;
+    let ([hi, lo], seconds) = saturate(host, &[&low, &low, &high, &high], [&high, &low])?;
     let capacity = seconds * 2.0;
     let (hi_share, lo_share) = (hi / capacity, lo / capacity);
     let detail = format!(
@@ -590,7 +655,11 @@ fn levels(host: &mut Host) -> Result<String, String> {
 /// must finish before either low one.
 fn strict_priority(host: &mut Host) -> Result<String, String> {
     let cgroup = make_cgroup("prio")?;
-    attach(host, example("prio")?, &TenantConfig::new(&cgroup).level(1))?;
+    // The low-priority tasks wait by design until the high ones have had 1.5 s of CPU each,
+    // which can take longer than the default watchdog bound (3 s) on a slow emulated machine.
+    let mut config = TenantConfig::new(&cgroup).level(1);
+    config.watchdog = Duration::from_secs(8);
+    attach(host, example("prio")?, &config)?;
     let cg = cgroup.display().to_string();
     let mut children = Vec::new();
     for nice in ["10", "10", "-10", "-10"] {
