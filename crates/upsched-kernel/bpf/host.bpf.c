@@ -178,8 +178,6 @@ u32 queued_classes;
  * enqueue into the class, long after any insertion of an earlier enqueue took effect. */
 u32 class_enqs[CLASS_ARRAY];
 u32 class_enqs_seen[CLASS_ARRAY];
-/* Tasks the timer found queued with their class's bit clear (see clear_idle_classes()). */
-u32 lost_bits_repaired;
 /* Counter for the timer's scan loops, in a global because the verifier rejects it in a register
  * inside the DSQ iterator loop ("sequence of 8193 jumps is too complex"). */
 u32 scan_count;
@@ -1440,7 +1438,6 @@ static __always_inline void clear_idle_classes(void)
 		if (scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(cls)) > 0) {
 			if (!(queued_classes & bit)) {
 				__sync_fetch_and_or(&queued_classes, bit);
-				lost_bits_repaired++;
 				if (bpf_iter_scx_dsq_new(&it, UPSCHED_CLASS_DSQ(cls), 0) == 0 &&
 				    (p = bpf_iter_scx_dsq_next(&it)))
 					kick_for(p);
