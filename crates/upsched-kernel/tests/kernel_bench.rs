@@ -9,10 +9,11 @@
 //! `perf bench sched messaging` and `perf bench sched pipe` under the kernel's default
 //! scheduler, a minimal sched_ext scheduler (floor), the host alone and a FIFO tenant on every
 //! task, in ABBA rounds, in one boot (more when a guest crash cuts one short: the next boot goes
-//! on from the first incomplete round, and the ratios are computed here over all of them). The timed passes
-//! run without the kernel's BPF run-time statistics (they add two clock reads to every BPF
-//! call); a second, instrumented pass per configuration gives the per-program figures. The host's `perf` (Debian's linux-perf) and the shared
-//! libraries `ldd` lists for it are copied into the initramfs.
+//! on from the first incomplete round, and the ratios are computed here over all of them). The
+//! timed passes run without the kernel's BPF run-time statistics (they add two clock reads to
+//! every BPF call); a second, instrumented pass per configuration gives the per-program
+//! figures. The host's `perf` (Debian's linux-perf) and the shared libraries `ldd` lists for it
+//! are copied into the initramfs.
 
 use std::io::Write;
 use std::path::Path;
@@ -99,6 +100,11 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
+/// Rounds with every configuration's pass (`complete_rounds` keeps only those).
+fn rounds_done(passes: &[Pass]) -> u32 {
+    (passes.len() / CONFIGS.len()) as u32
+}
+
 /// `a`/`b` per round: median and range, as an `UPSCHED-BENCH-RATIO` line.
 fn ratio_line(passes: &[Pass], bench: &str, a: &str, b: &str) -> String {
     let seconds = |round: u32, config: &str| {
@@ -146,7 +152,7 @@ fn kernel_bench() {
     let mut passes: Vec<Pass> = Vec::new();
     let mut err = std::io::stderr().lock();
     for boot in 1..=MAX_BOOTS {
-        let done = passes.len() as u32 / CONFIGS.len() as u32;
+        let done = rounds_done(&passes);
         if done >= rounds {
             break;
         }
@@ -176,7 +182,7 @@ fn kernel_bench() {
             passes.extend(complete_rounds(&console));
         }
     }
-    let done = passes.len() as u32 / CONFIGS.len() as u32;
+    let done = rounds_done(&passes);
     for bench in ["messaging", "pipe"] {
         for (a, b) in [
             ("host", "kernel"),
