@@ -247,7 +247,8 @@ pub struct RunOptions<'p> {
     /// Keep every stint for the timeline and the trace, up to `trace_limit` stints.
     pub record_trace: bool,
     pub trace_limit: usize,
-    /// Verify the policy's work-conserving promise after every event (slow; on in tests).
+    /// Check the invariants of `engine::invariants` (work conservation, no task lost, bounded
+    /// waits) after every event and at the end (slow; on in debug builds and tests).
     pub check_invariants: bool,
     /// Called now and then with the simulated time reached.
     pub progress: Option<&'p mut dyn FnMut(Time)>,
@@ -388,6 +389,9 @@ pub fn run(
     };
     sim.start();
     sim.main_loop()?;
+    if sim.opts.check_invariants {
+        sim.check_end()?;
+    }
     Ok(sim.finish())
 }
 
@@ -406,6 +410,8 @@ macro_rules! cx {
         }
     };
 }
+
+mod invariants;
 
 impl Sim<'_, '_> {
     fn push(&mut self, time: Time, what: EventWhat) {
@@ -452,6 +458,8 @@ impl Sim<'_, '_> {
             let time = event.time();
             if time > self.end {
                 self.now = self.end;
+                // Still pending at the end (the end-of-run invariants look for it).
+                self.heap.push(event);
                 return Ok(());
             }
             self.now = time;
@@ -472,8 +480,11 @@ impl Sim<'_, '_> {
             if let Some(error) = self.error.take() {
                 return Err(error);
             }
-            if self.opts.check_invariants && self.sched.work_conserving() {
-                self.check_work_conserving()?;
+            if self.opts.check_invariants {
+                if self.sched.work_conserving() {
+                    self.check_work_conserving()?;
+                }
+                self.check_state()?;
             }
             let report_progress = self.processed % progress_every == 0;
             if let Some(progress) = self.opts.progress.as_mut().filter(|_| report_progress) {
@@ -1271,8 +1282,9 @@ impl Sim<'_, '_> {
             .filter(|(c, curr)| **curr == NO_TASK && c.resched != 0)
             .count();
         for cpu in self.idle.iter() {
-            let mut waiting = self.tasks.iter().enumerate().filter(|(_, t)| {
+            let mut waiting = self.tasks.iter().enumerate().filter(|(id, t)| {
                 t.state == TaskState::Queued
+                    && !self.sched.is_parked(*id as TaskId)
                     && self.scenario.cpusets[t.affinity as usize].contains(cpu)
             });
             if let Some((id, t)) = waiting.nth(kicks_in_flight) {

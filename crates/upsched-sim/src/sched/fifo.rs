@@ -66,6 +66,19 @@ impl Scheduler for GlobalQueue {
         false
     }
 
+    fn check_consistency(&self, cx: &Cx) -> Result<(), String> {
+        let queued = |task: usize| cx.tasks[task].state == crate::engine::TaskState::Queued;
+        let held = |task: usize| self.queue.iter().filter(|t| **t as usize == task).count();
+        match (0..cx.tasks.len()).find(|t| held(*t) != usize::from(queued(*t))) {
+            Some(task) => Err(format!(
+                "task {task} is {:?} and {} times in the queue",
+                cx.tasks[task].state,
+                held(task)
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn select_cpu(&mut self, cx: &mut Cx, task: TaskId, prev_cpu: CpuId, _flags: u32) -> CpuId {
         cx.find_idle_cpu(task, prev_cpu)
             .unwrap_or_else(|| allowed_or_first(cx, task, prev_cpu))

@@ -218,6 +218,24 @@ pub trait Scheduler {
         false
     }
 
+    /// Whether the runnable `task` is held back on purpose (parked by a tenant policy within
+    /// its bound): the work-conservation check does not count it.
+    fn is_parked(&self, _task: TaskId) -> bool {
+        false
+    }
+
+    /// The longest the queued `task` may have waited since it last became runnable under the
+    /// policy's guarantees (`None`: no promise). Checked after every event with invariants on.
+    fn wait_bound(&self, _cx: &Cx, _task: TaskId) -> Option<Time> {
+        None
+    }
+
+    /// Checks the policy's own bookkeeping against the core's task states (e.g. every queued
+    /// task is in exactly one of its queues). Called after every event with invariants on.
+    fn check_consistency(&self, _cx: &Cx) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Whether to call `tick` on busy CPUs every tick period.
     fn wants_tick(&self) -> bool {
         true

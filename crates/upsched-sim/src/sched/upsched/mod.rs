@@ -12,6 +12,7 @@
 //! Where the simulator differs from the kernel, `docs/mechanism.md` says so ("The simulator").
 
 mod config;
+mod invariants;
 mod stats;
 
 use std::collections::{BTreeSet, VecDeque};
@@ -1115,6 +1116,22 @@ impl UpschedHost {
 impl Scheduler for UpschedHost {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn work_conserving(&self) -> bool {
+        true
+    }
+
+    fn is_parked(&self, task: TaskId) -> bool {
+        self.parked(task)
+    }
+
+    fn wait_bound(&self, cx: &Cx, task: TaskId) -> Option<Time> {
+        self.wait_bound_of(cx, task)
+    }
+
+    fn check_consistency(&self, cx: &Cx) -> Result<(), String> {
+        self.consistency(cx)
     }
 
     fn init(&mut self, cx: &mut Cx) {
