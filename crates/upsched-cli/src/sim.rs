@@ -45,7 +45,8 @@ pub struct SimArgs {
     /// CPUs of the machine for an rt-app JSON scenario.
     #[arg(long)]
     cpus: Option<u32>,
-    /// Check the policy's invariants (work conservation) after every event; slow.
+    /// Check the invariants (work conservation, no task lost, bounded waits) after every
+    /// event and at the end; slow (always on in debug builds).
     #[arg(long)]
     check: bool,
     #[command(flatten)]

@@ -56,6 +56,10 @@ pub struct SweepArgs {
     /// Runs at a time (default: the number of CPUs).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Check every run's invariants (work conservation, no task lost, bounded waits) after
+    /// every event, as `upsched sim --check` does; a run that breaks one fails the sweep. Slow.
+    #[arg(long)]
+    check: bool,
 }
 
 /// A metric of one run: name, meaning, and how to read it from the report (`None`: does not
@@ -483,7 +487,7 @@ fn execute(args: &SweepArgs, plan: Plan) -> anyhow::Result<ExitCode> {
                                 let opts = RunOptions {
                                     seed: job.seed,
                                     duration: args.duration,
-                                    check_invariants: false,
+                                    check_invariants: args.check,
                                     ..Default::default()
                                 };
                                 engine::run(scenario, sched, opts).map_err(|e| e.to_string())

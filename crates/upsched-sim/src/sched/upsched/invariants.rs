@@ -12,36 +12,42 @@ impl UpschedHost {
         self.tasks.get(task as usize).is_some_and(|t| t.parked)
     }
 
-    /// The longest a queued task may have waited since it last became runnable:
-    /// - a task parked in a live tenant: `park_max` (the park bound counts from when it became
+    /// The longest a queued task may have waited since it last became runnable. A wait goes on
+    /// when the task changes class (its tenant was ejected or detached: it joins the tenant of
+    /// a cgroup further up, or the default class), so each tenant over the task's cgroup it is
+    /// not in now may have held it for that tenant's `watchdog`, plus one timer period for the
+    /// watchdog's run that sees it and one for its class queue to be re-enqueued. On top:
+    /// - parked in a live tenant: `park_max` (the park bound counts from when the task became
     ///   runnable, at or before the wait began), plus one timer period until the release;
-    /// - a queued task of a live tenant: the tenant's `watchdog`, plus one timer period until
-    ///   the watchdog's run that sees it;
-    /// - any other task (default class, or a tenant that is gone): what it may have waited in a
-    ///   tenant before (the longest watchdog of the tenants over its cgroup, one period to be
-    ///   seen, one for its class queue to be re-enqueued) plus the default class's bound.
+    /// - queued in a live tenant: the tenant's `watchdog`, plus one timer period until the
+    ///   watchdog's run that sees it;
+    /// - any other task: the default class's bound.
     pub(super) fn wait_bound_of(&self, cx: &Cx, task: TaskId) -> Option<Time> {
         let t = self.tasks.get(task as usize)?;
         let period = self.config.timer_period;
-        if let Some(slot) = self.live_tenant(task) {
-            let config = self.slots[slot].config.as_ref()?;
-            let limit = if t.parked {
-                config.park_max
-            } else {
-                config.watchdog
-            };
-            return Some(limit + period);
-        }
+        let live = self.live_tenant(task);
+        let current = live.map(|slot| self.slots[slot].tenant);
         let path = &self.cgroups[cx.cgroup(task) as usize];
-        let tenant_wait = self
+        let earlier: Time = self
             .tenants
             .iter()
-            .map(|r| &r.tenant.config)
-            .filter(|c| is_within(path, &c.cgroup))
-            .map(|c| c.watchdog + 2 * period)
-            .max()
-            .unwrap_or(0);
-        Some(tenant_wait + self.default_class_bound(cx, task)?)
+            .enumerate()
+            .filter(|(index, r)| {
+                Some(*index) != current && is_within(path, &r.tenant.config.cgroup)
+            })
+            .map(|(_, r)| r.tenant.config.watchdog + 2 * period)
+            .sum();
+        let here = match live {
+            Some(slot) => {
+                let config = self.slots[slot].config.as_ref()?;
+                if t.parked {
+                    return Some(config.park_max + period);
+                }
+                config.watchdog + period
+            }
+            None => self.default_class_bound(cx, task)?,
+        };
+        Some(earlier + here)
     }
 
     /// The default class's bound for `task`, in the model of today's mechanism (weighted
