@@ -254,3 +254,73 @@ fn many_generated_scenarios() {
         .expect("SIMFUZZ_SEEDS=FROM..TO");
     fuzz(from..to);
 }
+
+/// A FIFO that promises a 50 ms wait bound but forgets every third task it is given: the
+/// checker must report the forgotten task (the policy claims nothing about work
+/// conservation, so only the bound and the end of the run can see it).
+struct Forgetful {
+    queue: std::collections::VecDeque<u32>,
+    enqueued: u32,
+}
+
+impl Scheduler for Forgetful {
+    fn name(&self) -> &str {
+        "forgetful"
+    }
+    fn select_cpu(&mut self, _cx: &mut upsched_sim::sched::Cx, _t: u32, prev: u32, _f: u32) -> u32 {
+        prev
+    }
+    fn enqueue(&mut self, cx: &mut upsched_sim::sched::Cx, task: u32, cpu: u32, _flags: u32) {
+        self.enqueued += 1;
+        if self.enqueued % 3 != 0 {
+            self.queue.push_back(task);
+            cx.kick(cpu);
+        }
+    }
+    fn dispatch(
+        &mut self,
+        _cx: &mut upsched_sim::sched::Cx,
+        _cpu: u32,
+    ) -> Option<upsched_sim::sched::Dispatch> {
+        let task = self.queue.pop_front()?;
+        Some(upsched_sim::sched::Dispatch {
+            task,
+            slice: 5 * upsched_sim::units::MS,
+        })
+    }
+    fn wait_bound(&self, _cx: &upsched_sim::sched::Cx, _task: u32) -> Option<u64> {
+        Some(50 * upsched_sim::units::MS)
+    }
+}
+
+#[test]
+fn the_wait_bound_check_finds_a_task_its_policy_forgot() {
+    let text = "duration = \"1s\"\n[machine]\ncpus = 1\n[[task]]\nname = \"w\"\ncount = 4\nprogram = [{ loop = \"forever\", body = [{ run = \"1ms\" }, { sleep = \"1ms\" }] }]\n";
+    let scenario = parse_scenario(text, FILE).unwrap();
+    let forgetful = Box::new(Forgetful {
+        queue: Default::default(),
+        enqueued: 0,
+    });
+    let opts = RunOptions {
+        check_invariants: true,
+        ..RunOptions::default()
+    };
+    let error = engine::run(&scenario, forgetful, opts)
+        .err()
+        .expect("a violation");
+    // Lost while others run on: the wait bound; the last one lost: nothing is left to happen.
+    assert!(
+        ["wait bound", "task lost"].contains(&kind(&error.to_string())),
+        "{error}"
+    );
+    // Without the check the run goes on, the task stays lost.
+    let forgetful = Box::new(Forgetful {
+        queue: Default::default(),
+        enqueued: 0,
+    });
+    let unchecked = RunOptions {
+        check_invariants: false,
+        ..RunOptions::default()
+    };
+    assert!(engine::run(&scenario, forgetful, unchecked).is_ok());
+}
