@@ -124,6 +124,46 @@ fn the_faas_sweep_is_the_same_on_one_thread_and_on_many() {
 }
 
 #[test]
+fn a_checked_sweep_of_tenants_gives_the_same_rows() {
+    let dir = scratch("check");
+    let scenario = dir.join("tenants.toml");
+    std::fs::write(
+        &scenario,
+        "duration = \"200ms\"\n[machine]\ncpus = 2\n\
+         [[task]]\nname = \"w\"\ncount = 3\ncgroup = \"/t\"\n\
+         program = [{ loop = \"forever\", body = [{ run = \"2ms\" }, { sleep = \"1ms\" }] }]\n\
+         [[tenant]]\npolicy = \"example:rr\"\ncgroup = \"/t\"\npark_max = \"10ms\"\nwatchdog = \"50ms\"\n",
+    )
+    .unwrap();
+    let run = |check: bool| {
+        let out_dir = dir.join(format!("out-{check}"));
+        let mut args = vec![
+            "sweep",
+            scenario.to_str().unwrap(),
+            "--param",
+            "task.w.count=1,4",
+            "--policy",
+            "upsched",
+            "--seeds",
+            "2",
+            "--metric",
+            "wait_p99_ms",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ];
+        if check {
+            args.push("--check");
+        }
+        let out = upsched(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        std::fs::read_to_string(out_dir.join("sweep.csv")).unwrap()
+    };
+    let checked = run(true);
+    assert_eq!(checked.lines().count(), 5, "{checked}");
+    assert_eq!(checked, run(false));
+}
+
+#[test]
 fn bad_arguments_are_refused_before_anything_runs() {
     let dir = scratch("bad");
     let scenario = chain_scenario();

@@ -30,7 +30,7 @@ impl Sim<'_, '_> {
     pub(super) fn check_state(&mut self) -> Result<(), SimError> {
         self.check_places()
             .map_err(|m| self.violation(format!("task lost: {m} at {} ns", self.now)))?;
-        let consistent = self.sched.check_consistency(cx!(self));
+        let consistent = self.sched.check_consistency(&*cx!(self));
         consistent.map_err(|m| self.violation(format!("bookkeeping: {m} at {} ns", self.now)))?;
         self.check_wait_bounds()
     }
@@ -138,7 +138,7 @@ impl Sim<'_, '_> {
             }
             let (since, record) = (t.runnable_since, t.record);
             let waited = self.now - since;
-            let Some(bound) = self.sched.wait_bound(cx!(self), id as TaskId) else {
+            let Some(bound) = self.sched.wait_bound(&*cx!(self), id as TaskId) else {
                 continue;
             };
             if waited > bound {

@@ -10,7 +10,7 @@
 //! `$CARGO_TARGET_TMPDIR/simfuzz/seed-N/`, with the `upsched sim` command that reproduces it.
 //!
 //! More seeds: `SIMFUZZ_SEEDS=FROM..TO cargo test --release -p upsched-sim --test simfuzz --
-//! --ignored --nocapture` (default 0..5000).
+//! --ignored --nocapture many_generated_scenarios` (default 0..5000).
 
 mod generator;
 
@@ -323,4 +323,32 @@ fn the_wait_bound_check_finds_a_task_its_policy_forgot() {
         ..RunOptions::default()
     };
     assert!(engine::run(&scenario, forgetful, unchecked).is_ok());
+}
+
+/// Known mechanism finding (seed 40, shrunk; `tests/data/simfuzz-seed-40.toml`): a task's wait
+/// goes on when its tenant is ejected and it joins the tenant of a cgroup further up, so that
+/// tenant's watchdog ejects it for a wait that began before the task was its own (here `edf`,
+/// watchdog 8.5 ms, is ejected 4 ms after it received tasks `fifo` had kept waiting 44 ms).
+/// The watchdog should blame a tenant only for waits its own policy caused (issue 9, class 3):
+/// this test states that and fails on today's mechanism; the wait bound the checker uses
+/// allows for the carried wait, so the fuzz runs pass.
+#[test]
+#[ignore = "known mechanism finding: an ancestor tenant is ejected for a wait it inherited (issue 9, class 3)"]
+fn an_ancestor_tenant_is_not_ejected_for_a_wait_it_inherited() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/simfuzz-seed-40.toml"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let scenario = parse_scenario(&text, path).unwrap_or_else(|e| panic!("{e}"));
+    let report: serde_json::Value =
+        serde_json::from_str(&run(&scenario, "upsched", ExecMode::Jit).unwrap()).unwrap();
+    let tenants = &report["runs"][0]["mechanism"]["tenants"];
+    assert_eq!(tenants[1]["name"], "example:fifo");
+    assert_eq!(tenants[1]["ejection"]["kind"], "watchdog", "{tenants}");
+    assert!(
+        tenants[0].get("ejection").is_none(),
+        "edf was ejected: {}",
+        tenants[0]["ejection"]
+    );
 }
