@@ -151,7 +151,11 @@ fn kind(error: &str) -> &str {
     message.split(':').next().unwrap_or(message)
 }
 
-/// Takes parts of `scenario` away while `policy` still breaks the invariant `broken`.
+/// Runs the shrinker may spend on one failure (each is a whole run).
+const SHRINK_RUNS: u32 = 300;
+
+/// Takes parts of `scenario` away while `policy` still breaks the invariant `broken`, for at
+/// most [`SHRINK_RUNS`] runs.
 fn shrink(
     mut scenario: generator::Scenario,
     policy: &str,
@@ -164,8 +168,13 @@ fn shrink(
             .filter(|e| kind(e) == broken)
     };
     let mut error = fails(&scenario).unwrap_or_default();
+    let mut budget = SHRINK_RUNS;
     'shrink: loop {
         for smaller in scenario.smaller() {
+            if budget == 0 {
+                break 'shrink (scenario, error);
+            }
+            budget -= 1;
             if let Some(e) = fails(&smaller) {
                 scenario = smaller;
                 error = e;
@@ -178,6 +187,7 @@ fn shrink(
 
 /// Shrinks a failure, writes the reproduction and describes it.
 fn reproduction(seed: u64, policy: &str, error: &str) -> String {
+    eprintln!("simfuzz: seed {seed}, policy {policy}: {error} (shrinking)");
     let (small, small_error) = shrink(generator::generate(seed), policy, kind(error));
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("simfuzz")
@@ -207,6 +217,50 @@ fn reproduction(seed: u64, policy: &str, error: &str) -> String {
     )
 }
 
+/// What the mechanism's runs went through, so that a reader sees the checks had something to
+/// check: tenants attached, ejected (by reason), detached, refused a slot; parks, clamps.
+fn coverage(results: &[[Result<String, String>; 2]]) -> String {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for report in results.iter().filter_map(|r| r[0].as_ref().ok()) {
+        let report: serde_json::Value = serde_json::from_str(report).unwrap_or_default();
+        let run = &report["runs"][0];
+        let mut count = |what: String, n: u64| *counts.entry(what).or_default() += n;
+        count("runs".into(), 1);
+        count(
+            "tasks started".into(),
+            run["tasks_started"].as_u64().unwrap_or(0),
+        );
+        count("events".into(), run["events"].as_u64().unwrap_or(0));
+        for tenant in run["mechanism"]["tenants"].as_array().into_iter().flatten() {
+            let stats = &tenant["stats"];
+            count("tenants".into(), 1);
+            count(
+                "attached".into(),
+                u64::from(!tenant["attached_at_ns"].is_null()),
+            );
+            count(
+                "detached".into(),
+                u64::from(!tenant["detached_at_ns"].is_null()),
+            );
+            count(
+                "without a slot".into(),
+                u64::from(!tenant["attach_error"].is_null()),
+            );
+            if let Some(kind) = tenant["ejection"]["kind"].as_str() {
+                count(format!("ejected ({kind})"), 1);
+            }
+            count("parks".into(), stats["parks"].as_u64().unwrap_or(0));
+            count("releases".into(), stats["releases"].as_u64().unwrap_or(0));
+            for clamp in ["slice", "cpu", "verdict", "park"] {
+                let n = stats["clamps"][clamp].as_u64().unwrap_or(0);
+                count(format!("{clamp} clamps"), n);
+            }
+        }
+    }
+    let items: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    format!("simfuzz, the mechanism's runs: {}", items.join(", "))
+}
+
 fn fuzz(seeds: Range<u64>) {
     let seeds: Vec<u64> = seeds.collect();
     let jit = run_seeds(&seeds, ExecMode::Jit, 2);
@@ -230,6 +284,7 @@ fn fuzz(seeds: Range<u64>) {
             }
         }
     }
+    eprintln!("{}", coverage(&jit));
     assert!(
         failures.is_empty(),
         "{} of {} runs broke an invariant:\n\n{}",
@@ -308,11 +363,8 @@ fn the_wait_bound_check_finds_a_task_its_policy_forgot() {
     let error = engine::run(&scenario, forgetful, opts)
         .err()
         .expect("a violation");
-    // Lost while others run on: the wait bound; the last one lost: nothing is left to happen.
-    assert!(
-        ["wait bound", "task lost"].contains(&kind(&error.to_string())),
-        "{error}"
-    );
+    // Lost while others run on, or the last one lost when nothing is left to happen.
+    assert_eq!(kind(&error.to_string()), "wait bound", "{error}");
     // Without the check the run goes on, the task stays lost.
     let forgetful = Box::new(Forgetful {
         queue: Default::default(),
