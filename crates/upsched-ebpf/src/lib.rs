@@ -23,7 +23,7 @@ pub mod verifier;
 
 pub use interp::{CallError, CallKind, ExecError, Externals, Interpreter, NoExternals};
 pub use memory::{Memory, MemoryFault, RegionError, RegionId};
-pub use program::{Program, ProgramError};
+pub use program::{InsnField, Program, ProgramError};
 pub use verifier::{
     AllowedCall, ContextSpec, Environment, RegionLoad, RegionSpec, RejectKind, Rejection, Verdict,
     verify,

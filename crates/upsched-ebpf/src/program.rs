@@ -4,7 +4,8 @@
 //! trust the shape of every instruction: opcodes are known, fields that select a variant hold a
 //! defined value, registers exist, r10 is never written, jump and call targets land on an
 //! instruction inside the program, 64-bit immediate loads are complete and relocated, and
-//! execution cannot fall off the end. It says nothing about memory safety or termination: those
+//! execution cannot fall off the end, and every field the instruction does not use is zero (RFC 9669
+//! §3: "unused fields SHALL be cleared to zero"; see [`unused_fields`]). It says nothing about memory safety or termination: those
 //! are the verifier's business, and the interpreter guards them at run time anyway.
 
 use crate::insn::*;
@@ -38,10 +39,102 @@ pub enum ProgramError {
     #[error("instruction {pc}: 64-bit immediate load is missing its second slot")]
     IncompleteWideLoad { pc: usize },
     #[error(
+        "instruction {pc}: {field} is {value}, but {form} does not use it \
+         (RFC 9669: unused fields must be zero)"
+    )]
+    ReservedFieldSet {
+        pc: usize,
+        field: InsnField,
+        value: i32,
+        form: &'static str,
+    },
+    #[error(
         "instruction {pc}: 64-bit immediate load has pseudo source {src}; \
          the loader must relocate it into a plain value first"
     )]
     UnrelocatedWideLoad { pc: usize, src: u8 },
+}
+
+/// A field of an instruction slot, as named in error messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsnField {
+    Dst,
+    Src,
+    Off,
+    Imm,
+}
+
+impl InsnField {
+    /// The field's value in `insn`, widened to `i32`.
+    pub fn value(self, insn: &Insn) -> i32 {
+        match self {
+            InsnField::Dst => i32::from(insn.dst),
+            InsnField::Src => i32::from(insn.src),
+            InsnField::Off => i32::from(insn.off),
+            InsnField::Imm => insn.imm,
+        }
+    }
+
+    /// Sets the field to zero in `insn`.
+    pub fn clear(self, insn: &mut Insn) {
+        match self {
+            InsnField::Dst => insn.dst = 0,
+            InsnField::Src => insn.src = 0,
+            InsnField::Off => insn.off = 0,
+            InsnField::Imm => insn.imm = 0,
+        }
+    }
+}
+
+impl std::fmt::Display for InsnField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InsnField::Dst => "dst register",
+            InsnField::Src => "src register",
+            InsnField::Off => "offset",
+            InsnField::Imm => "immediate",
+        })
+    }
+}
+
+/// The form of a (first-slot) instruction as RFC 9669 groups them, and the fields that form does
+/// not use, which must be zero. Atomics use every field; the second slot of a 64-bit load is
+/// checked on its own (only its immediate is used).
+pub fn unused_fields(insn: &Insn) -> (&'static str, &'static [InsnField]) {
+    use InsnField::*;
+    let register_operand = insn.source() == BPF_X;
+    match insn.class() {
+        BPF_ALU | BPF_ALU64 => match insn.op() {
+            BPF_NEG => ("a negation", &[Src, Off, Imm]),
+            // The width is in imm; the source bit selects the byte order.
+            BPF_END => ("a byte swap", &[Src, Off]),
+            // off selects sign extension (register moves) or signed division.
+            _ if register_operand => ("a register-operand ALU instruction", &[Imm]),
+            _ => ("an immediate-operand ALU instruction", &[Src]),
+        },
+        BPF_JMP | BPF_JMP32 => match insn.op() {
+            BPF_EXIT => ("exit", &[Dst, Src, Off, Imm]),
+            // src tells helper, local and kfunc calls apart; imm names the callee.
+            BPF_CALL => ("a call", &[Dst, Off]),
+            BPF_JA if insn.class() == BPF_JMP => ("ja", &[Dst, Src, Imm]),
+            BPF_JA => ("gotol", &[Dst, Src, Off]),
+            _ if register_operand => ("a register-operand jump", &[Imm]),
+            _ => ("an immediate-operand jump", &[Src]),
+        },
+        // src would name a pseudo source; Program::new requires relocated loads.
+        BPF_LD => ("a 64-bit immediate load", &[Off]),
+        BPF_LDX => ("a load", &[Imm]),
+        BPF_ST => ("a store of an immediate", &[Src]),
+        _ if insn.mode() == BPF_ATOMIC => ("an atomic operation", &[]),
+        _ => ("a register store", &[Imm]),
+    }
+}
+
+/// Zeroes the fields [`unused_fields`] names, e.g. to repair generated instructions.
+pub fn clear_unused_fields(insn: &mut Insn) {
+    for field in unused_fields(insn).1 {
+        field.clear(insn);
+    }
 }
 
 /// An instruction sequence that passed [`Program::new`]'s structural checks.
@@ -65,6 +158,7 @@ impl Program {
         for pc in 0..program.insns.len() {
             if !program.wide_load_tail[pc] {
                 program.check_insn(pc)?;
+                check_unused_fields(pc, &program.insns[pc])?;
             }
         }
         Ok(program)
@@ -257,6 +351,20 @@ fn mark_wide_load_tails(insns: &[Insn]) -> Result<Vec<bool>, ProgramError> {
         }
     }
     Ok(tails)
+}
+
+/// Runs after [`Program::check_insn`], so the opcode is known to be valid.
+fn check_unused_fields(pc: usize, insn: &Insn) -> Result<(), ProgramError> {
+    let (form, fields) = unused_fields(insn);
+    match fields.iter().find(|field| field.value(insn) != 0) {
+        Some(&field) => Err(ProgramError::ReservedFieldSet {
+            pc,
+            field,
+            value: field.value(insn),
+            form,
+        }),
+        None => Ok(()),
+    }
 }
 
 fn check_register(pc: usize, reg: u8) -> Result<(), ProgramError> {

@@ -3,6 +3,7 @@
 
 use proptest::prelude::*;
 use upsched_ebpf::insn::*;
+use upsched_ebpf::program::clear_unused_fields;
 use upsched_ebpf::{CallKind, ExecError, Interpreter, Memory, Program, ProgramError};
 
 /// Every opcode byte the interpreter executes, so that most random programs get past
@@ -126,6 +127,7 @@ fn make_mostly_valid(insns: &mut [Insn]) {
             }
             _ => {}
         }
+        clear_unused_fields(insn);
     }
 }
 

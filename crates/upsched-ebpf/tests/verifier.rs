@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use upsched_ebpf::insn::*;
+use upsched_ebpf::program::clear_unused_fields;
 use upsched_ebpf::verifier::{DEFAULT_MAX_EXPLORED, verify_insns};
 use upsched_ebpf::{
     AllowedCall, CallError, CallKind, ContextSpec, Environment, Interpreter, Memory, RegionId,
@@ -787,12 +788,14 @@ fn accepted_random_programs_never_fault() {
             // Memory operations mostly go through the pointers the prologue leaves: the
             // context (r1), the stack (r10) and a stack pointer (r6).
             let pointer = [R1, R6, R10, dst][usize::from(src) % 4];
-            match code & 0x07 {
+            let mut insn = match code & 0x07 {
                 BPF_JMP | BPF_JMP32 => Insn::new(code, dst, src, off.rem_euclid(4), imm),
                 BPF_LDX => Insn::new(code, dst, pointer, off / 10 * 8, imm),
                 BPF_ST | BPF_STX => Insn::new(code, pointer, src, off / 10 * 8, imm),
                 _ => Insn::new(code, dst, src, off, imm),
-            }
+            };
+            clear_unused_fields(&mut insn);
+            insn
         });
     let mut runner = TestRunner::new(Config {
         cases: 8000,

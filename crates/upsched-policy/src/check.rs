@@ -10,6 +10,9 @@ use upsched_abi::{CTX_SIZE, Direction, FIELDS, HOOK_SECTION_PREFIX};
 use crate::analysis::{self, AccessKind, Finding};
 use crate::object::{ObjectError, PolicyObject, Program};
 
+/// Default of [`Limits::max_insns_per_hook`] (`upsched check --max-insns`).
+pub const DEFAULT_MAX_INSNS_PER_HOOK: usize = 4096;
+
 /// Admission limits (the broker may set its own per grant).
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Limits {
@@ -22,7 +25,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_insns_per_hook: 4096,
+            max_insns_per_hook: DEFAULT_MAX_INSNS_PER_HOOK,
             max_globals_bytes: 1 << 20,
         }
     }

@@ -52,10 +52,20 @@ pub const DEFAULT_CALL_BUDGET: u64 = 1_000_000;
 /// exhaust the host's memory.
 pub const MAX_INSTANCE_GLOBALS: u64 = 64 << 20;
 
+/// Hooks of more instructions than this run on the interpreter even in [`ExecMode::Jit`].
+/// Cranelift's compile time grows faster than linearly with program size (a straight-line hook
+/// of 4k instructions takes seconds, 10k several times as long per instruction:
+/// `docs/ebpf-engine.md`), while the interpreter needs no preparation beyond the checks every
+/// load makes, so a load costs time linear in what it loads. Admission's default limit is within
+/// it (asserted below), so policies admitted by default always run native code.
+pub const JIT_MAX_INSNS_PER_HOOK: usize = 4096;
+const _: () = assert!(crate::check::DEFAULT_MAX_INSNS_PER_HOOK <= JIT_MAX_INSNS_PER_HOOK);
+
 /// Which engine runs a policy's hooks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ExecMode {
-    /// Native code compiled by `upsched-jit` when the policy is loaded.
+    /// Native code compiled by `upsched-jit` when the policy is loaded, for every hook of at
+    /// most [`JIT_MAX_INSNS_PER_HOOK`] instructions; larger hooks are interpreted.
     Jit,
     /// The interpreter of `upsched-ebpf`.
     Interpreter,
@@ -194,7 +204,7 @@ impl KfuncProvider for FixedKfuncs {
 struct HookProgram {
     info: &'static HookInfo,
     program: Program,
-    /// The compiled program in [`ExecMode::Jit`].
+    /// The compiled program in [`ExecMode::Jit`] (see [`native_code`]).
     native: Option<Arc<JitProgram>>,
 }
 
@@ -227,6 +237,17 @@ struct Loaded {
     kfuncs: Vec<(&'static KfuncInfo, usize)>,
     budget: u64,
     mode: ExecMode,
+}
+
+/// What a hook runs on in `mode`: native code, compiled now, in [`ExecMode::Jit`] for a program
+/// of at most [`JIT_MAX_INSNS_PER_HOOK`] instructions; `None` (the interpreter) otherwise.
+pub fn native_code(program: &Program, mode: ExecMode) -> Result<Option<Arc<JitProgram>>, JitError> {
+    match mode {
+        ExecMode::Jit if program.insns().len() <= JIT_MAX_INSNS_PER_HOOK => {
+            JitProgram::compile(program).map(|jit| Some(Arc::new(jit)))
+        }
+        ExecMode::Jit | ExecMode::Interpreter => Ok(None),
+    }
 }
 
 impl LoadedPolicy {
@@ -356,15 +377,10 @@ impl LoadedPolicy {
                 hook: hook.info.name,
                 source,
             })?;
-            let native = match mode {
-                ExecMode::Jit => Some(Arc::new(JitProgram::compile(&program).map_err(
-                    |source| EngineError::Jit {
-                        hook: hook.info.name,
-                        source,
-                    },
-                )?)),
-                ExecMode::Interpreter => None,
-            };
+            let native = native_code(&program, mode).map_err(|source| EngineError::Jit {
+                hook: hook.info.name,
+                source,
+            })?;
             if let Some(slot) = hooks.get_mut(hook.info.id as usize) {
                 *slot = Some(HookProgram {
                     info: hook.info,
@@ -401,9 +417,17 @@ impl LoadedPolicy {
         &self.inner.name
     }
 
-    /// The engine that runs the hooks.
+    /// The engine the policy was loaded for.
     pub fn mode(&self) -> ExecMode {
         self.inner.mode
+    }
+
+    /// Whether the hook named `hook` runs native code (`false` when it is interpreted, or not
+    /// implemented).
+    pub fn runs_native(&self, hook: &str) -> bool {
+        upsched_abi::hook(hook)
+            .and_then(|info| self.inner.hooks.get(info.id as usize))
+            .is_some_and(|slot| slot.as_ref().is_some_and(|h| h.native.is_some()))
     }
 
     /// Whether the policy implements the hook named `hook`.

@@ -8,9 +8,12 @@ use upsched_abi::{
 };
 use upsched_ebpf::insn::Insn;
 use upsched_ebpf::{CallError, ExecError};
-use upsched_policy::engine::{EngineError, FixedKfuncs, sample, sample_ctx};
+use upsched_policy::engine::{
+    EngineError, FixedKfuncs, JIT_MAX_INSNS_PER_HOOK, sample, sample_ctx,
+};
 use upsched_policy::{
-    EngineOptions, LoadedPolicy, NoKfuncs, PolicyInstance, PolicyObject, ProblemKind,
+    EngineOptions, ExecMode, Limits, LoadedPolicy, NoKfuncs, PolicyInstance, PolicyObject,
+    ProblemKind,
 };
 
 const MS: u64 = 1_000_000;
@@ -448,6 +451,52 @@ fn runs_are_deterministic() {
                     "{name}"
                 );
             }
+        }
+    }
+}
+
+/// A hook above the JIT's size limit (`too_many_insns`: 2,000 unrolled steps over `now_ns`, far
+/// more instructions than admission allows by default) loads in `ExecMode::Jit` without being
+/// compiled, runs on the interpreter, and computes what the C source says on both engines, as a
+/// hook below the limit does natively.
+#[test]
+fn hooks_above_the_jit_limit_are_interpreted_with_the_same_results() {
+    let bytes = upsched_testdata::object("too_many_insns");
+    let load = |mode| {
+        let options = EngineOptions {
+            limits: Limits {
+                max_insns_per_hook: 1 << 20,
+                ..Limits::default()
+            },
+            mode,
+            ..EngineOptions::default()
+        };
+        LoadedPolicy::load_with_options(bytes, &options).unwrap()
+    };
+    let jit = load(ExecMode::Jit);
+    let interpreted = load(ExecMode::Interpreter);
+    let insns = jit.program("enqueue").unwrap().insns().len();
+    assert!(insns > JIT_MAX_INSNS_PER_HOOK, "{insns} instructions");
+    assert!(!jit.runs_native("enqueue"));
+    let small = LoadedPolicy::load_with_options(
+        upsched_policies::policy("fifo").unwrap(),
+        &EngineOptions {
+            mode: ExecMode::Jit,
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(small.runs_native("enqueue"));
+
+    let model = |now: u64| {
+        (0..2000).fold(now, |key, i| {
+            key.wrapping_mul(31).wrapping_add(key >> (i & 7))
+        })
+    };
+    for now in [0, 1, 12_345_678, u64::MAX] {
+        for policy in [&jit, &interpreted] {
+            let after = call(&mut policy.instantiate(), "enqueue", |ctx| ctx.now_ns = now);
+            assert_eq!(after.key, model(now), "now_ns {now}, {:?}", policy.mode());
         }
     }
 }

@@ -372,6 +372,7 @@ fn structural_rejection(error: crate::ProgramError) -> Rejection {
         | E::FallsOffEnd { pc } => (*pc, RejectKind::InvalidJump),
         E::UnknownOpcode { pc, .. }
         | E::InvalidField { pc, .. }
+        | E::ReservedFieldSet { pc, .. }
         | E::InvalidRegister { pc, .. }
         | E::WritesFramePointer { pc }
         | E::IncompleteWideLoad { pc }
