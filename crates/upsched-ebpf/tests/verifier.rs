@@ -48,6 +48,7 @@ fn env(nullable: bool, loads: &[(usize, usize, u64)]) -> Environment {
             name: "answer".into(),
             args: 1,
         }],
+        global_functions: Vec::new(),
         max_explored: DEFAULT_MAX_EXPLORED,
     }
 }

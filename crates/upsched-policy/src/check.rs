@@ -8,6 +8,7 @@ use serde::Serialize;
 use upsched_abi::{CTX_SIZE, Direction, FIELDS, HOOK_SECTION_PREFIX};
 
 use crate::analysis::{self, AccessKind, Finding};
+use crate::btf_check::strip;
 use crate::object::{ObjectError, PolicyObject, Program};
 
 /// Admission limits (the broker may set its own per grant).
@@ -54,6 +55,8 @@ pub enum ProblemKind {
     BadPrototype,
     CtxLayout,
     MissingBtf,
+    /// A `.BTF` section is present but breaks the kernel's BTF rules.
+    MalformedBtf,
     HelperCall,
     KfuncNotAllowed,
     CtxEscape,
@@ -421,17 +424,21 @@ fn check_object(object: &PolicyObject, limits: &Limits, report: &mut CheckReport
         ));
     }
 
-    if object.btf.is_none() {
-        let detail = object.btf_error.as_deref().map_or_else(
-            || "no .BTF section".to_string(),
-            |e| format!("unreadable .BTF: {e}"),
-        );
-        problems.push(problem(
+    match (&object.btf, &object.btf_error) {
+        (Some(_), _) => {}
+        (None, Some(error)) => problems.push(problem(
+            ProblemKind::MalformedBtf,
+            Some(".BTF"),
+            None,
+            format!("the object's BTF is malformed, the kernel would refuse it: {error}"),
+        )),
+        (None, None) => problems.push(problem(
             ProblemKind::MissingBtf,
             None,
             None,
-            format!("{detail}; compile with -g (the kernel needs BTF to attach freplace programs)"),
-        ));
+            "no .BTF section; compile with -g (the kernel needs BTF to attach freplace programs)"
+                .into(),
+        )),
     }
 
     let mut capability_uses: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();
@@ -693,22 +700,6 @@ fn check_hook(
         kfuncs: kfuncs.into_iter().collect(),
         subprograms: analysis.subprograms.into_iter().collect(),
     }
-}
-
-/// Follows typedefs and qualifiers.
-fn strip(btf: &Btf, mut ty: Type) -> Result<Type, String> {
-    for _ in 0..32 {
-        ty = match ty {
-            Type::Typedef(ref t) => btf.resolve_chained_type(t),
-            Type::Const(ref t) | Type::Volatile(ref t) | Type::Restrict(ref t) => {
-                btf.resolve_chained_type(t)
-            }
-            Type::TypeTag(ref t) => btf.resolve_chained_type(t),
-            other => return Ok(other),
-        }
-        .map_err(|e| format!("broken BTF: {e}"))?;
-    }
-    Err("broken BTF: type chain too long".into())
 }
 
 /// The hook's function must be `void f(struct upsched_ctx *)` with the context laid out as in

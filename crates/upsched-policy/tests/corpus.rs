@@ -173,6 +173,37 @@ const BAD: &[(&str, ProblemKind, &str, Option<usize>)] = &[
     ),
     ("license_mit", ProblemKind::License, "\"MIT\"", None),
     ("maps", ProblemKind::UnsupportedSection, "maps", None),
+    // Objects the kernel or libbpf refuses (issue 9, class 4): the check must refuse them too.
+    (
+        "stack_chain",
+        ProblemKind::EngineVerifier,
+        "combined stack size of 3 calls is 576 bytes",
+        Some(19),
+    ),
+    (
+        "cross_section_call",
+        ProblemKind::MalformedObject,
+        "subprograms must be in .text",
+        Some(1),
+    ),
+    (
+        "global_no_null_check",
+        ProblemKind::EngineVerifier,
+        "may be NULL",
+        Some(3),
+    ),
+    (
+        "btf_typedef_loop",
+        ProblemKind::MalformedBtf,
+        "a type loop",
+        None,
+    ),
+    (
+        "symtab_entsize",
+        ProblemKind::MalformedObject,
+        "symbol table entry size (sh_entsize) is 0",
+        None,
+    ),
 ];
 
 #[test]
