@@ -942,7 +942,12 @@ fn global_functions_are_verified_alone() {
     };
     // main: if (ctx) f(ctx); f: writes ctx->out without a NULL check.
     let unchecked = program(&[
-        &[jmp_imm(BPF_JEQ, R1, 0, 1), call_local(2), mov64_imm(R0, 0), exit()],
+        &[
+            jmp_imm(BPF_JEQ, R1, 0, 1),
+            call_local(2),
+            mov64_imm(R0, 0),
+            exit(),
+        ],
         &[st(BPF_DW, R1, 48, 1), exit()],
     ]);
     expect_accept(
@@ -960,7 +965,12 @@ fn global_functions_are_verified_alone() {
         "may be NULL",
     );
     let checked = program(&[
-        &[jmp_imm(BPF_JEQ, R1, 0, 1), call_local(2), mov64_imm(R0, 0), exit()],
+        &[
+            jmp_imm(BPF_JEQ, R1, 0, 1),
+            call_local(2),
+            mov64_imm(R0, 0),
+            exit(),
+        ],
         &[jmp_imm(BPF_JEQ, R1, 0, 1), st(BPF_DW, R1, 48, 1), exit()],
     ]);
     expect_accept(

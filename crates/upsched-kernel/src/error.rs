@@ -75,7 +75,7 @@ fn log_suffix(log: &str) -> String {
     if log.trim().is_empty() {
         String::new()
     } else {
-        format!("\n--- kernel verifier / libbpf log ---\n{}", log.trim_end())
+        format!("\n--- libbpf / kernel log ---\n{}", log.trim_end())
     }
 }
 

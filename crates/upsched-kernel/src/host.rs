@@ -366,6 +366,23 @@ fn take_log() -> String {
         .unwrap_or_default()
 }
 
+/// Opens `policy` with libbpf, as every load does first (starting a fresh log capture).
+fn open_policy(policy: &[u8]) -> Result<libbpf_rs::OpenObject, HostError> {
+    start_log_capture();
+    ObjectBuilder::default()
+        .open_memory(policy)
+        .map_err(|e| HostError::PolicyOpen {
+            message: libbpf_reason(&e),
+            log: take_log(),
+        })
+}
+
+/// libbpf's verdict on `policy` when it opens it: its ELF, BTF and relocation rules, which
+/// need no kernel (the first layer of [`Host::kernel_verdict`]).
+pub fn libbpf_open_verdict(policy: &[u8]) -> Result<(), HostError> {
+    open_policy(policy).map(drop)
+}
+
 /// The kernel verifier's own words: the last lines of its log before the statistics.
 pub fn verifier_summary(log: &str) -> String {
     let body: Vec<&str> = log
@@ -739,14 +756,7 @@ impl Host {
         caller_index: usize,
         maps_of: Option<&Object>,
     ) -> Result<Option<LoadedInstance>, HostError> {
-        start_log_capture();
-        let mut open =
-            ObjectBuilder::default()
-                .open_memory(policy)
-                .map_err(|e| HostError::PolicyOpen {
-                    message: libbpf_reason(&e),
-                    log: take_log(),
-                })?;
+        let mut open = open_policy(policy)?;
         let mut targets = Vec::new();
         let mut hooks = 0u32;
         for mut prog in open.progs_mut() {
@@ -801,8 +811,21 @@ impl Host {
             let reason = libbpf_reason(&e);
             let log = take_log();
             let verified = log.contains("BEGIN PROG LOAD LOG");
+            // libbpf treats the object's BTF as optional and goes on when the kernel refuses
+            // it; the programs then fail for the lack of it. The BTF is the cause.
+            let btf_refused = reason.contains("BTF") && !reason.contains("BEGIN PROG LOAD LOG");
             if is_permission(&e) && !verified {
                 HostError::Permission("loading the policy".into())
+            } else if btf_refused {
+                let consequence = verifier_summary(&log);
+                HostError::PolicyPrepare {
+                    message: if verified && !consequence.is_empty() {
+                        format!("{reason}; then the kernel verifier: {consequence}")
+                    } else {
+                        reason
+                    },
+                    log,
+                }
             } else if verified {
                 HostError::PolicyVerifier {
                     message: {

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use upsched_kernel::intf::DEFAULT_CLASS;
 use upsched_kernel::{
-    ChildSetup, Host, HostConfig, HostError, TenantConfig, TenantHandle, join_cgroup_before_exec,
-    sched_ext_state,
+    ChildSetup, Host, HostConfig, HostError, PolicyLayer, TenantConfig, TenantHandle,
+    join_cgroup_before_exec, sched_ext_state,
 };
 
 #[derive(Parser)]
@@ -384,6 +384,22 @@ const STRICTER_THAN_THE_KERNEL: &[(&str, &str)] = &[
     ("too_many_insns", "over the admission limit of instructions"),
     ("big_globals", "over the admission limit of global data"),
     ("bad_kfunc", "calls a kfunc the ABI does not allow"),
+    (
+        "license_mit",
+        "not GPL-compatible, as sched_ext's kfuncs require",
+    ),
+];
+
+/// The layer that must refuse some corpus objects in the kernel's load (issue 9, class 5: a
+/// refusal names its layer).
+const REFUSING_LAYER: &[(&str, PolicyLayer)] = &[
+    ("cross_section_call", PolicyLayer::LibbpfOpen),
+    ("symtab_entsize", PolicyLayer::LibbpfOpen),
+    ("btf_typedef_loop", PolicyLayer::LibbpfPrepare),
+    ("maps", PolicyLayer::LibbpfPrepare),
+    ("stack_chain", PolicyLayer::KernelVerifier),
+    ("global_no_null_check", PolicyLayer::KernelVerifier),
+    ("no_null_check", PolicyLayer::KernelVerifier),
 ];
 
 /// Differential admission (issue 9, class 4): every object of the test corpus (examples,
@@ -422,7 +438,18 @@ fn differential_admission(host: &mut Host) -> Result<String, String> {
                 )
             },
         );
-        note(format!("admission {name}: check {check_says}; kernel {kernel_says}"));
+        note(format!(
+            "admission {name}: check {check_says}; kernel {kernel_says}"
+        ));
+        if let Some((_, layer)) = REFUSING_LAYER.iter().find(|(n, _)| n == name) {
+            let refused_at = refused_by_kernel.and_then(HostError::policy_layer);
+            if refused_at != Some(*layer) {
+                disagreements.push(format!(
+                    "{name}: expected a refusal at {layer:?}, kernel {kernel_says}"
+                ));
+                continue;
+            }
+        }
         let on_purpose = STRICTER_THAN_THE_KERNEL.iter().any(|(n, _)| n == name);
         match (report.accepted, refused_by_kernel.is_none()) {
             (true, true) | (false, false) => agreed += 1,
