@@ -362,3 +362,95 @@ pub fn global_function_signature(btf: &Btf, name: &str) -> Result<(Vec<ArgSpec>,
     }
     Ok((args, returns_value))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Raw BTF from type records (each: name offset, info, size/type, then extra words) over
+    /// the string section "\0a\0".
+    fn btf(types: &[&[u32]]) -> Vec<u8> {
+        let type_bytes: Vec<u8> = types
+            .iter()
+            .flat_map(|t| t.iter().flat_map(|w| w.to_le_bytes()))
+            .collect();
+        let strings = b"\0a\0";
+        let mut bytes = vec![0x9f, 0xeb, 1, 0];
+        for word in [
+            HEADER_LEN as u32,
+            0,
+            type_bytes.len() as u32,
+            type_bytes.len() as u32,
+            strings.len() as u32,
+        ] {
+            bytes.extend(word.to_le_bytes());
+        }
+        bytes.extend(type_bytes);
+        bytes.extend(strings);
+        bytes
+    }
+
+    const fn info(kind: u32, vlen: u32) -> u32 {
+        (kind << 24) | vlen
+    }
+
+    const INT_U64: &[u32] = &[1, info(INT, 0), 8, 64];
+
+    #[test]
+    fn well_formed_types_pass() {
+        // [1] int a; [2] typedef a -> [3]; [3] struct a { a *next; } via [4] ptr -> [2]:
+        // a struct that points to itself through a typedef is no loop.
+        assert_eq!(
+            validate(&btf(&[
+                INT_U64,
+                &[1, info(TYPEDEF, 0), 3],
+                &[1, info(STRUCT, 1), 8, 1, 4, 0],
+                &[0, info(PTR, 0), 2],
+            ])),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn loops_and_bad_references_are_refused() {
+        let refused = |types: &[&[u32]], reason: &str| {
+            let error = validate(&btf(types)).expect_err(reason);
+            assert!(error.contains(reason), "{error}");
+        };
+        refused(&[&[1, info(TYPEDEF, 0), 1]], "a type loop");
+        refused(
+            &[&[0, info(CONST, 0), 2], &[0, info(VOLATILE, 0), 1]],
+            "a type loop",
+        );
+        // A pointer chain that never ends in a type.
+        refused(&[&[0, info(PTR, 0), 1]], "a type loop");
+        // A struct that embeds itself (through an array).
+        refused(
+            &[&[1, info(STRUCT, 1), 8, 1, 2, 0], &[0, info(ARRAY, 0), 0, 1, 3, 2], INT_U64],
+            "a type loop",
+        );
+        refused(&[&[1, info(TYPEDEF, 0), 7]], "the last type is [1]");
+        refused(&[&[1, info(20, 0), 0]], "unknown kind 20");
+        refused(&[&[9, info(INT, 0), 8, 64]], "beyond the string section");
+        refused(&[&[1, info(PTR, 0), 0]], "must have no name");
+        refused(&[&[1, info(STRUCT, 2), 8, 1, 0, 0]], "truncated");
+    }
+
+    #[test]
+    fn bad_headers_are_refused() {
+        let good = btf(&[INT_U64]);
+        assert_eq!(validate(&good), Ok(()));
+        for (at, value, reason) in [
+            (0, 0u8, "bad magic"),
+            (2, 2, "unsupported version"),
+            (3, 1, "unsupported flags"),
+            (12, 0xff, "beyond the end"),
+        ] {
+            let mut bytes = good.clone();
+            bytes[at] = value;
+            let error = validate(&bytes).expect_err(reason);
+            assert!(error.contains(reason), "{error}");
+        }
+        assert!(validate(&good[..10]).is_err());
+    }
+}
