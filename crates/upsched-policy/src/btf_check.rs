@@ -426,7 +426,11 @@ mod tests {
         refused(&[&[0, info(PTR, 0), 1]], "a type loop");
         // A struct that embeds itself (through an array).
         refused(
-            &[&[1, info(STRUCT, 1), 8, 1, 2, 0], &[0, info(ARRAY, 0), 0, 1, 3, 2], INT_U64],
+            &[
+                &[1, info(STRUCT, 1), 8, 1, 2, 0],
+                &[0, info(ARRAY, 0), 0, 1, 3, 2],
+                INT_U64,
+            ],
             "a type loop",
         );
         refused(&[&[1, info(TYPEDEF, 0), 7]], "the last type is [1]");
