@@ -256,10 +256,17 @@ fn check_with_engine_verifier(object: &PolicyObject, data: &[u8], report: &mut C
             Err(rejection) => {
                 all_accepted = false;
                 if statically_accepted {
-                    let message = match &line {
+                    let mut message = match &line {
                         Some(line) => format!("{} (at {line})", rejection.message),
                         None => rejection.message.clone(),
                     };
+                    if let Some(function) = global_function_at(object, &section, rejection.pc) {
+                        message.push_str(&format!(
+                            "; in global function `{function}`, which the kernel verifies on its own \
+                             (its pointer arguments may be NULL whatever its callers checked): check \
+                             them there, or make it static"
+                        ));
+                    }
                     report.problems.push(problem(
                         ProblemKind::EngineVerifier,
                         Some(&section),
@@ -291,6 +298,16 @@ fn check_with_engine_verifier(object: &PolicyObject, data: &[u8], report: &mut C
     } else {
         EngineStatus::Rejected
     };
+}
+
+/// The global function (not the hook's own) of hook section `section` that holds linked
+/// instruction `pc`.
+fn global_function_at<'a>(object: &'a PolicyObject, section: &str, pc: usize) -> Option<&'a str> {
+    let program = object.programs.iter().find(|p| p.section == section)?;
+    program.functions[1..]
+        .iter()
+        .find(|f| f.global && (f.start..f.start + f.len).contains(&pc))
+        .map(|f| f.name.as_str())
 }
 
 fn object_problem(error: ObjectError) -> Problem {
