@@ -60,6 +60,7 @@ pub fn verified_programs_are_safe(data: &[u8]) {
             writable: true,
         }],
         region_loads: Vec::new(),
+        global_functions: Vec::new(),
         calls: Vec::new(),
         max_explored: EXPLORE_BUDGET,
     };

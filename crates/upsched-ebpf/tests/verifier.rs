@@ -49,6 +49,7 @@ fn env(nullable: bool, loads: &[(usize, usize, u64)]) -> Environment {
             name: "answer".into(),
             args: 1,
         }],
+        global_functions: Vec::new(),
         max_explored: DEFAULT_MAX_EXPLORED,
     }
 }
@@ -879,4 +880,114 @@ fn arbitrary_programs_never_panic_the_verifier() {
             },
         )
         .unwrap();
+}
+
+/// A function that stores one doubleword `depth` bytes below its r10, then returns 0.
+fn uses_stack(depth: i16) -> [Insn; 3] {
+    [st(BPF_DW, R10, -depth, 1), mov64_imm(R0, 0), exit()]
+}
+
+/// The kernel's rules on call graphs: the stack of a whole call chain (each function's deepest
+/// access rounded up to 32 bytes) stays within 512 bytes, whether the calls are reached or not.
+#[test]
+fn combined_stack_of_a_call_chain_is_bounded() {
+    let plain = env(false, &[]);
+    // main (8 bytes -> 32) calls f (200 -> 224), which calls g (256): 512 fits exactly.
+    let chain = |g_depth: i16| {
+        program(&[
+            &[st(BPF_DW, R10, -8, 1), call_local(1), exit()],
+            &[st(BPF_DW, R10, -200, 1), call_local(1), exit()],
+            &uses_stack(g_depth),
+        ])
+    };
+    expect_accept("a chain of 512 bytes", chain(256), &plain, &[]);
+    expect_reject(
+        "a chain of 544 bytes",
+        chain(264),
+        &plain,
+        1,
+        RejectKind::StackSize,
+        "combined stack size of 3 calls is 544 bytes",
+    );
+    // An unreached call counts as the kernel counts it: its callee's frame at 32 bytes least.
+    expect_reject(
+        "an unreached call over the limit",
+        program(&[
+            &[
+                st(BPF_DW, R10, -488, 1),
+                ja(1),
+                call_local(2),
+                mov64_imm(R0, 0),
+                exit(),
+            ],
+            &[mov64_imm(R0, 0), exit()],
+        ]),
+        &plain,
+        2,
+        RejectKind::StackSize,
+        "is 544 bytes",
+    );
+}
+
+/// A global function is verified on its own, from its typed arguments: its pointer argument
+/// may be NULL whatever the caller checked, and a call passes what the types allow only.
+#[test]
+fn global_functions_are_verified_alone() {
+    use upsched_ebpf::{ArgSpec, GlobalFunction};
+    let with_global = |args: Vec<ArgSpec>| Environment {
+        global_functions: vec![GlobalFunction {
+            name: "f".into(),
+            start: 4,
+            args,
+            returns_value: false,
+        }],
+        ..env(true, &[])
+    };
+    // main: if (ctx) f(ctx); f: writes ctx->out without a NULL check.
+    let unchecked = program(&[
+        &[
+            jmp_imm(BPF_JEQ, R1, 0, 1),
+            call_local(2),
+            mov64_imm(R0, 0),
+            exit(),
+        ],
+        &[st(BPF_DW, R1, 48, 1), exit()],
+    ]);
+    expect_accept(
+        "the same function as a static one",
+        unchecked.clone(),
+        &env(true, &[]),
+        &[0; 64],
+    );
+    expect_reject(
+        "a global function without a NULL check",
+        unchecked,
+        &with_global(vec![ArgSpec::Context]),
+        4,
+        RejectKind::NullDereference,
+        "may be NULL",
+    );
+    let checked = program(&[
+        &[
+            jmp_imm(BPF_JEQ, R1, 0, 1),
+            call_local(2),
+            mov64_imm(R0, 0),
+            exit(),
+        ],
+        &[jmp_imm(BPF_JEQ, R1, 0, 1), st(BPF_DW, R1, 48, 1), exit()],
+    ]);
+    expect_accept(
+        "a global function that checks",
+        checked.clone(),
+        &with_global(vec![ArgSpec::Context]),
+        &[0; 64],
+    );
+    expect_reject(
+        "the context passed where a number is expected",
+        checked,
+        &with_global(vec![ArgSpec::Scalar]),
+        1,
+        RejectKind::PointerLeak,
+        "must be a number",
+    );
 }

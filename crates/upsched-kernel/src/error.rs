@@ -41,6 +41,14 @@ pub enum HostError {
     #[error("the policy was refused by `upsched check`:\n{}", .0.join("\n"))]
     PolicyRejected(Vec<String>),
 
+    #[error("libbpf could not open the policy object (the running scheduler is unchanged): {message}{}", log_suffix(.log))]
+    PolicyOpen { message: String, log: String },
+
+    /// libbpf refused the object while preparing it for the kernel (relocations, BTF), before
+    /// the kernel verifier saw any program.
+    #[error("libbpf could not prepare the policy for the kernel (the running scheduler is unchanged): {message}{}", log_suffix(.log))]
+    PolicyPrepare { message: String, log: String },
+
     #[error("the kernel verifier rejected the policy (the running scheduler is unchanged): {message}{}", log_suffix(.log))]
     PolicyVerifier { message: String, log: String },
 
@@ -67,15 +75,45 @@ fn log_suffix(log: &str) -> String {
     if log.trim().is_empty() {
         String::new()
     } else {
-        format!("\n--- kernel verifier / libbpf log ---\n{}", log.trim_end())
+        format!("\n--- libbpf / kernel log ---\n{}", log.trim_end())
     }
+}
+
+/// The step of loading a policy that refused it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyLayer {
+    /// `upsched check` (our admission rules).
+    Check,
+    /// libbpf opening the ELF object.
+    LibbpfOpen,
+    /// libbpf preparing the loaded object (relocations, BTF) before the kernel verifier.
+    LibbpfPrepare,
+    /// The kernel verifier.
+    KernelVerifier,
+    /// Attaching the loaded programs onto the host's stubs.
+    Attach,
 }
 
 impl HostError {
     /// The verifier log carried by the error, if any.
     pub fn verifier_log(&self) -> Option<&str> {
         match self {
-            HostError::HostLoad { log, .. } | HostError::PolicyVerifier { log, .. } => Some(log),
+            HostError::HostLoad { log, .. }
+            | HostError::PolicyOpen { log, .. }
+            | HostError::PolicyPrepare { log, .. }
+            | HostError::PolicyVerifier { log, .. } => Some(log),
+            _ => None,
+        }
+    }
+
+    /// Which step refused a policy, when this error is a policy's refusal.
+    pub fn policy_layer(&self) -> Option<PolicyLayer> {
+        match self {
+            HostError::PolicyRejected(_) => Some(PolicyLayer::Check),
+            HostError::PolicyOpen { .. } => Some(PolicyLayer::LibbpfOpen),
+            HostError::PolicyPrepare { .. } => Some(PolicyLayer::LibbpfPrepare),
+            HostError::PolicyVerifier { .. } => Some(PolicyLayer::KernelVerifier),
+            HostError::PolicyAttach { .. } => Some(PolicyLayer::Attach),
             _ => None,
         }
     }

@@ -201,6 +201,14 @@ struct Tenant {
 }
 
 /// One load of a policy object and the links of its programs to their stubs.
+/// A policy object loaded for one caller index, not yet attached: (program name, hook, target
+/// program fd, stub name) per program.
+struct LoadedInstance {
+    object: Object,
+    targets: Vec<(String, String, i32, String)>,
+    hooks: u32,
+}
+
 struct PolicyInstance {
     hooks: u32,
     // Field order matters: links detach before the object (and its programs) go away.
@@ -303,10 +311,18 @@ pub struct Host {
 
 /// libbpf's messages of the current load, to hand the verifier log to the caller.
 static LIBBPF_LOG: Mutex<String> = Mutex::new(String::new());
+/// The first warning of the current load: libbpf's own reason for a refusal (later warnings
+/// are its consequences, such as "failed to load object").
+static LIBBPF_FIRST_WARNING: Mutex<Option<String>> = Mutex::new(None);
 
 fn capture_libbpf_log(level: PrintLevel, message: String) {
     if level == PrintLevel::Debug {
         return;
+    }
+    if level == PrintLevel::Warn {
+        if let Ok(mut first) = LIBBPF_FIRST_WARNING.lock() {
+            first.get_or_insert_with(|| message.trim().to_string());
+        }
     }
     if let Ok(mut log) = LIBBPF_LOG.lock() {
         // Bounded: a verifier log can be megabytes; its end holds the reason.
@@ -326,6 +342,21 @@ fn start_log_capture() {
     if let Ok(mut log) = LIBBPF_LOG.lock() {
         log.clear();
     }
+    if let Ok(mut first) = LIBBPF_FIRST_WARNING.lock() {
+        *first = None;
+    }
+}
+
+/// libbpf's reason for the current refusal: its first warning, else `error`'s text.
+fn libbpf_reason(error: &libbpf_rs::Error) -> String {
+    let first = LIBBPF_FIRST_WARNING
+        .lock()
+        .ok()
+        .and_then(|mut first| first.take());
+    match first {
+        Some(warning) => format!("{warning} ({error})"),
+        None => error.to_string(),
+    }
 }
 
 fn take_log() -> String {
@@ -333,6 +364,23 @@ fn take_log() -> String {
         .lock()
         .map(|mut log| std::mem::take(&mut *log))
         .unwrap_or_default()
+}
+
+/// Opens `policy` with libbpf, as every load does first (starting a fresh log capture).
+fn open_policy(policy: &[u8]) -> Result<libbpf_rs::OpenObject, HostError> {
+    start_log_capture();
+    ObjectBuilder::default()
+        .open_memory(policy)
+        .map_err(|e| HostError::PolicyOpen {
+            message: libbpf_reason(&e),
+            log: take_log(),
+        })
+}
+
+/// libbpf's verdict on `policy` when it opens it: its ELF, BTF and relocation rules, which
+/// need no kernel (the first layer of [`Host::kernel_verdict`]).
+pub fn libbpf_open_verdict(policy: &[u8]) -> Result<(), HostError> {
+    open_policy(policy).map(drop)
 }
 
 /// The kernel verifier's own words: the last lines of its log before the statistics.
@@ -604,6 +652,28 @@ impl Host {
         self.attach_object(policy, "unchecked", config)
     }
 
+    /// The kernel's verdict on `policy`, without `upsched check` and without attaching: each
+    /// hook program is aimed at the stubs of a free slot, loaded through libbpf (so libbpf's
+    /// ELF, BTF and relocation rules and the kernel verifier all judge it) and dropped. The
+    /// running scheduler and its tenants are untouched either way. `Err` says which layer
+    /// refused the object ([`HostError::policy_layer`]).
+    pub fn kernel_verdict(&self, policy: &[u8]) -> Result<(), HostError> {
+        let slot = self
+            .tenants
+            .iter()
+            .position(Option::is_none)
+            .ok_or(HostError::NoFreeSlot(NR_SLOTS))?;
+        let mut first: Option<LoadedInstance> = None;
+        for caller_index in 0..MAX_CALLERS {
+            let maps_of = first.as_ref().map(|f| &f.object);
+            let loaded = self.load_policy_instance(policy, slot, caller_index, maps_of)?;
+            if first.is_none() {
+                first = loaded;
+            }
+        }
+        Ok(())
+    }
+
     fn attach_object(
         &mut self,
         policy: &[u8],
@@ -624,13 +694,14 @@ impl Host {
         let mut instances: Vec<PolicyInstance> = Vec::new();
         let mut hooks = 0u32;
         for caller_index in 0..MAX_CALLERS {
-            let instance = self.load_policy_instance(
+            let loaded = self.load_policy_instance(
                 policy,
                 slot,
                 caller_index,
                 instances.first().map(|first| &first.object),
             )?;
-            if let Some(instance) = instance {
+            if let Some(loaded) = loaded {
+                let instance = Self::attach_instance(loaded)?;
                 hooks |= instance.hooks;
                 instances.push(instance);
             }
@@ -675,7 +746,7 @@ impl Host {
     }
 
     /// Loads `policy` with each hook program aimed at the stub of its `caller_index`-th caller
-    /// in `slot` and attaches them; programs of hooks with no such caller are not loaded, and
+    /// in `slot`, without attaching; programs of hooks with no such caller are not loaded, and
     /// `None` means no program had one. `maps_of` is the first load, whose maps are reused so
     /// that all loads share the policy's globals.
     fn load_policy_instance(
@@ -684,14 +755,8 @@ impl Host {
         slot: usize,
         caller_index: usize,
         maps_of: Option<&Object>,
-    ) -> Result<Option<PolicyInstance>, HostError> {
-        start_log_capture();
-        let mut open = ObjectBuilder::default().open_memory(policy).map_err(|e| {
-            HostError::PolicyVerifier {
-                message: format!("libbpf could not open the object: {e}"),
-                log: take_log(),
-            }
-        })?;
+    ) -> Result<Option<LoadedInstance>, HostError> {
+        let mut open = open_policy(policy)?;
         let mut targets = Vec::new();
         let mut hooks = 0u32;
         for mut prog in open.progs_mut() {
@@ -743,23 +808,53 @@ impl Host {
             }
         }
         let object = open.load().map_err(|e| {
+            let reason = libbpf_reason(&e);
             let log = take_log();
-            if is_permission(&e) && !log.contains("BEGIN PROG LOAD LOG") {
+            let verified = log.contains("BEGIN PROG LOAD LOG");
+            // libbpf treats the object's BTF as optional and goes on when the kernel refuses
+            // it; the programs then fail for the lack of it. The BTF is the cause.
+            let btf_refused = reason.contains("BTF") && !reason.contains("BEGIN PROG LOAD LOG");
+            if is_permission(&e) && !verified {
                 HostError::Permission("loading the policy".into())
-            } else {
+            } else if btf_refused {
+                let consequence = verifier_summary(&log);
+                HostError::PolicyPrepare {
+                    message: if verified && !consequence.is_empty() {
+                        format!("{reason}; then the kernel verifier: {consequence}")
+                    } else {
+                        reason
+                    },
+                    log,
+                }
+            } else if verified {
                 HostError::PolicyVerifier {
                     message: {
                         let summary = verifier_summary(&log);
-                        if summary.is_empty() {
-                            e.to_string()
-                        } else {
-                            summary
-                        }
+                        if summary.is_empty() { reason } else { summary }
                     },
+                    log,
+                }
+            } else {
+                HostError::PolicyPrepare {
+                    message: reason,
                     log,
                 }
             }
         })?;
+        Ok(Some(LoadedInstance {
+            object,
+            targets,
+            hooks,
+        }))
+    }
+
+    /// Attaches the programs of a loaded instance onto their stubs.
+    fn attach_instance(loaded: LoadedInstance) -> Result<PolicyInstance, HostError> {
+        let LoadedInstance {
+            object,
+            targets,
+            hooks,
+        } = loaded;
 
         let mut links = Vec::new();
         for (prog_name, hook, target_fd, stub) in &targets {
@@ -805,11 +900,11 @@ impl Host {
             // SAFETY: `raw` is a link freshly returned by libbpf; Link takes ownership.
             links.push(unsafe { Link::from_ptr(raw) });
         }
-        Ok(Some(PolicyInstance {
+        Ok(PolicyInstance {
             hooks,
             _links: links,
             object,
-        }))
+        })
     }
 
     /// Detaches a tenant: its tasks leave it (calling its `task_exit`) and go back to the

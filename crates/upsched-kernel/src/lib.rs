@@ -18,8 +18,8 @@ pub mod intf;
 pub mod signals;
 
 pub use child::{ChildSetup, join_cgroup_before_exec};
-pub use error::HostError;
+pub use error::{HostError, PolicyLayer};
 pub use host::{
     ClassStats, Ejection, ExitInfo, HOST_OBJECT, Host, HostConfig, HostStats, ProgramStats,
-    TenantConfig, TenantHandle, TenantInfo, sched_ext_state,
+    TenantConfig, TenantHandle, TenantInfo, libbpf_open_verdict, sched_ext_state,
 };

@@ -31,6 +31,7 @@ const EXPECTED: &[&str] = &[
     "starving_policy_ejected",
     "hint_release",
     "membership_hooks",
+    "differential_admission",
     "unload",
 ];
 

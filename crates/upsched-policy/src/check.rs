@@ -8,6 +8,7 @@ use serde::Serialize;
 use upsched_abi::{CTX_SIZE, Direction, FIELDS, HOOK_SECTION_PREFIX};
 
 use crate::analysis::{self, AccessKind, Finding};
+use crate::btf_check::strip;
 use crate::object::{ObjectError, PolicyObject, Program};
 
 /// Default of [`Limits::max_insns_per_hook`] (`upsched check --max-insns`).
@@ -57,6 +58,8 @@ pub enum ProblemKind {
     BadPrototype,
     CtxLayout,
     MissingBtf,
+    /// A `.BTF` section is present but breaks the kernel's BTF rules.
+    MalformedBtf,
     HelperCall,
     KfuncNotAllowed,
     CtxEscape,
@@ -256,10 +259,17 @@ fn check_with_engine_verifier(object: &PolicyObject, data: &[u8], report: &mut C
             Err(rejection) => {
                 all_accepted = false;
                 if statically_accepted {
-                    let message = match &line {
+                    let mut message = match &line {
                         Some(line) => format!("{} (at {line})", rejection.message),
                         None => rejection.message.clone(),
                     };
+                    if let Some(function) = global_function_at(object, &section, rejection.pc) {
+                        message.push_str(&format!(
+                            "; in global function `{function}`, which the kernel verifies on its own \
+                             (its pointer arguments may be NULL whatever its callers checked): check \
+                             them there, or make it static"
+                        ));
+                    }
                     report.problems.push(problem(
                         ProblemKind::EngineVerifier,
                         Some(&section),
@@ -291,6 +301,16 @@ fn check_with_engine_verifier(object: &PolicyObject, data: &[u8], report: &mut C
     } else {
         EngineStatus::Rejected
     };
+}
+
+/// The global function (not the hook's own) of hook section `section` that holds linked
+/// instruction `pc`.
+fn global_function_at<'a>(object: &'a PolicyObject, section: &str, pc: usize) -> Option<&'a str> {
+    let program = object.programs.iter().find(|p| p.section == section)?;
+    program.functions[1..]
+        .iter()
+        .find(|f| f.global && (f.start..f.start + f.len).contains(&pc))
+        .map(|f| f.name.as_str())
 }
 
 fn object_problem(error: ObjectError) -> Problem {
@@ -424,17 +444,21 @@ fn check_object(object: &PolicyObject, limits: &Limits, report: &mut CheckReport
         ));
     }
 
-    if object.btf.is_none() {
-        let detail = object.btf_error.as_deref().map_or_else(
-            || "no .BTF section".to_string(),
-            |e| format!("unreadable .BTF: {e}"),
-        );
-        problems.push(problem(
+    match (&object.btf, &object.btf_error) {
+        (Some(_), _) => {}
+        (None, Some(error)) => problems.push(problem(
+            ProblemKind::MalformedBtf,
+            Some(".BTF"),
+            None,
+            format!("the object's BTF is malformed, the kernel would refuse it: {error}"),
+        )),
+        (None, None) => problems.push(problem(
             ProblemKind::MissingBtf,
             None,
             None,
-            format!("{detail}; compile with -g (the kernel needs BTF to attach freplace programs)"),
-        ));
+            "no .BTF section; compile with -g (the kernel needs BTF to attach freplace programs)"
+                .into(),
+        )),
     }
 
     let mut capability_uses: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();
@@ -696,22 +720,6 @@ fn check_hook(
         kfuncs: kfuncs.into_iter().collect(),
         subprograms: analysis.subprograms.into_iter().collect(),
     }
-}
-
-/// Follows typedefs and qualifiers.
-fn strip(btf: &Btf, mut ty: Type) -> Result<Type, String> {
-    for _ in 0..32 {
-        ty = match ty {
-            Type::Typedef(ref t) => btf.resolve_chained_type(t),
-            Type::Const(ref t) | Type::Volatile(ref t) | Type::Restrict(ref t) => {
-                btf.resolve_chained_type(t)
-            }
-            Type::TypeTag(ref t) => btf.resolve_chained_type(t),
-            other => return Ok(other),
-        }
-        .map_err(|e| format!("broken BTF: {e}"))?;
-    }
-    Err("broken BTF: type chain too long".into())
 }
 
 /// The hook's function must be `void f(struct upsched_ctx *)` with the context laid out as in

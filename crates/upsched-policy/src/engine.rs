@@ -30,9 +30,9 @@ use upsched_abi::{CTX_SIZE, Direction, FIELDS, HOOKS, HookInfo, KfuncInfo, Upsch
 use upsched_ebpf::insn::{BPF_PSEUDO_KFUNC_CALL, Insn};
 use upsched_ebpf::verifier::{DEFAULT_MAX_EXPLORED, verify_insns};
 use upsched_ebpf::{
-    AllowedCall, CallError, CallKind, ContextSpec, Environment, ExecError, Externals, Interpreter,
-    Memory, Program, ProgramError, RegionError, RegionId, RegionLoad, RegionSpec, Rejection,
-    Verdict,
+    AllowedCall, CallError, CallKind, ContextSpec, Environment, ExecError, Externals,
+    GlobalFunction, Interpreter, Memory, Program, ProgramError, RegionError, RegionId, RegionLoad,
+    RegionSpec, Rejection, Verdict,
 };
 use upsched_jit::{JitError, JitProgram};
 
@@ -122,6 +122,13 @@ pub enum EngineError {
     Relocation {
         hook: &'static str,
         insn: usize,
+        message: String,
+    },
+    /// A global function the kernel would verify on its own cannot be typed from its BTF.
+    #[error("hook {hook}, global function {function}: {message}")]
+    GlobalFunction {
+        hook: &'static str,
+        function: String,
         message: String,
     },
     #[error(transparent)]
@@ -677,6 +684,7 @@ fn prepare(object: &PolicyObject) -> Result<Prepared, EngineError> {
                 }
             }
         }
+        let global_functions = global_functions(object, program, info.name)?;
         hooks.push(PreparedHook {
             info,
             insns,
@@ -685,6 +693,7 @@ fn prepare(object: &PolicyObject) -> Result<Prepared, EngineError> {
                 regions: regions.clone(),
                 region_loads,
                 calls: Vec::new(),
+                global_functions,
                 max_explored: DEFAULT_MAX_EXPLORED,
             },
         });
@@ -704,6 +713,38 @@ fn prepare(object: &PolicyObject) -> Result<Prepared, EngineError> {
         hook.env.calls = calls.clone();
     }
     Ok(Prepared { hooks, kfuncs })
+}
+
+/// The global functions linked into a hook's program (the hook's own function excepted), typed
+/// from their BTF prototypes, so that the verifier checks each one alone as the kernel does.
+fn global_functions(
+    object: &PolicyObject,
+    program: &crate::object::Program,
+    hook: &'static str,
+) -> Result<Vec<GlobalFunction>, EngineError> {
+    program.functions[1..]
+        .iter()
+        .filter(|function| function.global)
+        .map(|function| {
+            let error = |message: String| EngineError::GlobalFunction {
+                hook,
+                function: function.name.clone(),
+                message,
+            };
+            let btf = object
+                .btf
+                .as_ref()
+                .ok_or_else(|| error("no usable BTF to type its arguments".into()))?;
+            let (args, returns_value) =
+                crate::btf_check::global_function_signature(btf, &function.name).map_err(error)?;
+            Ok(GlobalFunction {
+                name: function.name.clone(),
+                start: function.start,
+                args,
+                returns_value,
+            })
+        })
+        .collect()
 }
 
 /// The engine verifier's verdict on one hook.

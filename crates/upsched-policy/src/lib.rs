@@ -3,6 +3,7 @@
 //! policies on upsched's own eBPF engine (`engine`).
 
 pub mod analysis;
+pub mod btf_check;
 pub mod check;
 pub mod engine;
 pub mod object;

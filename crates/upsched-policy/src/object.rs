@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use object::elf::{SHT_PROGBITS, SHT_REL, SHT_SYMTAB};
+use object::read::elf::SectionHeader;
 use object::{Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget};
 use upsched_abi::{HOOK_SECTION_PREFIX, HookInfo, POLICY_INFO_SECTION};
 use upsched_ebpf::insn::{self, Insn};
@@ -17,6 +19,12 @@ const EM_BPF: u16 = 247;
 /// Relocation types of BPF ELF objects (see the kernel's Documentation/bpf/llvm_reloc.rst).
 const R_BPF_64_64: u32 = 1;
 const R_BPF_64_32: u32 = 10;
+/// Sizes of `Elf64_Sym` and `Elf64_Rel`, which libbpf requires as the `sh_entsize` of the
+/// symbol table and of relocation sections.
+const SYM_ENTRY_SIZE: u64 = 24;
+const REL_ENTRY_SIZE: u64 = 16;
+/// The one section libbpf takes subprograms from.
+const TEXT_SECTION: &str = ".text";
 
 /// Why a file cannot be read as a BPF object at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,6 +77,9 @@ pub struct FunctionSpan {
     /// First instruction in the linked program.
     pub start: usize,
     pub len: usize,
+    /// A global function (as libbpf marks it for the kernel: non-static, not hidden), which the
+    /// kernel verifies on its own rather than in its caller's context.
+    pub global: bool,
 }
 
 /// One program section of the object (a hook, if named `freplace/upsched_<hook>`), linked with
@@ -114,8 +125,9 @@ pub struct PolicyObject {
     /// Sections that libbpf would give a meaning the policy format does not allow
     /// (`.maps`, `.kconfig`, ...), with the reason.
     pub unsupported_sections: Vec<(String, &'static str)>,
-    /// The object's BTF, when present and parsable.
+    /// The object's BTF, when present and well-formed.
     pub btf: Option<btf_rs::Btf>,
+    /// Why a `.BTF` section that is present cannot be used (the kernel would refuse it).
     pub btf_error: Option<String>,
 }
 
@@ -159,6 +171,7 @@ impl PolicyObject {
         if file.kind() != object::ObjectKind::Relocatable {
             return Err(ObjectError::NotRelocatable);
         }
+        check_section_headers(&file)?;
 
         let mut object = PolicyObject {
             info: None,
@@ -191,9 +204,11 @@ impl PolicyObject {
                 object.license = Some(String::from_utf8_lossy(text).into_owned());
             } else if name == ".BTF" {
                 let bytes = section.data().map_err(|e| section_error(e.to_string()))?;
-                match btf_rs::Btf::from_bytes(bytes) {
+                match crate::btf_check::validate(bytes)
+                    .and_then(|()| btf_rs::Btf::from_bytes(bytes).map_err(|e| e.to_string()))
+                {
                     Ok(btf) => object.btf = Some(btf),
-                    Err(e) => object.btf_error = Some(e.to_string()),
+                    Err(e) => object.btf_error = Some(e),
                 }
             } else if is_data_section(&name) {
                 if section.size() > u64::from(u32::MAX) {
@@ -237,6 +252,67 @@ impl PolicyObject {
     }
 }
 
+/// The section-header rules libbpf applies when it opens an object (`bpf_object__elf_collect`),
+/// which the `object` crate does not enforce: one symbol table, with 24-byte entries;
+/// relocation sections with 16-byte entries that point at an existing section; `.BTF` and
+/// `.BTF.ext` stored as plain bits.
+fn check_section_headers(file: &Elf<'_>) -> Result<(), ObjectError> {
+    let endian = file.endian();
+    let table = file.elf_section_table();
+    let mut symbol_tables = 0;
+    for (index, header) in table.iter().enumerate() {
+        let name = table
+            .section_name(endian, header)
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .map_err(malformed)?;
+        let refuse = |message: String| {
+            Err(ObjectError::Section {
+                section: if name.is_empty() {
+                    format!("#{index}")
+                } else {
+                    name.clone()
+                },
+                message,
+            })
+        };
+        let entsize = header.sh_entsize(endian);
+        match header.sh_type(endian) {
+            SHT_SYMTAB => {
+                symbol_tables += 1;
+                if symbol_tables > 1 {
+                    return refuse("a second symbol table (libbpf accepts one)".into());
+                }
+                if entsize != SYM_ENTRY_SIZE {
+                    return refuse(format!(
+                        "symbol table entry size (sh_entsize) is {entsize}, expected {SYM_ENTRY_SIZE}"
+                    ));
+                }
+            }
+            SHT_REL => {
+                if entsize != REL_ENTRY_SIZE {
+                    return refuse(format!(
+                        "relocation entry size (sh_entsize) is {entsize}, expected {REL_ENTRY_SIZE}"
+                    ));
+                }
+                let target = header.sh_info(endian) as usize;
+                if target >= table.len() {
+                    return refuse(format!("relocates section #{target}, which does not exist"));
+                }
+            }
+            kind if (name == ".BTF" || name == ".BTF.ext") && kind != SHT_PROGBITS => {
+                return refuse(format!("section type is {kind}, expected SHT_PROGBITS"));
+            }
+            _ => {}
+        }
+    }
+    if symbol_tables == 0 {
+        return Err(ObjectError::Malformed(
+            "no symbol table (stripped object?)".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn decode_info(bytes: &[u8]) -> Result<PolicyInfo, String> {
     let name_len = upsched_abi::POLICY_NAME_LEN as usize;
     if bytes.len() != 8 + name_len {
@@ -268,8 +344,8 @@ struct CodeSection {
     index: usize,
     name: String,
     insns: Vec<Insn>,
-    /// (name, first insn, number of insns), sorted by start.
-    functions: Vec<(String, usize, usize)>,
+    /// (name, first insn, number of insns, global), sorted by start.
+    functions: Vec<(String, usize, usize, bool)>,
     relocs: BTreeMap<usize, SectionReloc>,
 }
 
@@ -322,7 +398,16 @@ fn collect_symbols(
                         message: format!("function {name} extends beyond its section"),
                     });
                 }
-                code.functions.push((name.to_string(), start, len));
+                if code.name != TEXT_SECTION && symbol.is_local() {
+                    return Err(ObjectError::Section {
+                        section: section_name,
+                        message: format!(
+                            "function {name} is static; a program section's function must be global (libbpf refuses static ones)"
+                        ),
+                    });
+                }
+                code.functions
+                    .push((name.to_string(), start, len, is_global_function(&symbol)));
             }
         } else if let Some(data) = object
             .data_sections
@@ -334,9 +419,25 @@ fn collect_symbols(
         }
     }
     for code in code_sections {
-        code.functions.sort_by_key(|(_, start, _)| *start);
+        code.functions.sort_by_key(|(_, start, _, _)| *start);
     }
     Ok(())
+}
+
+/// Whether the kernel will see `symbol` as a global function: libbpf gives the kernel the
+/// BTF of non-static functions as global unless their visibility is hidden or internal.
+fn is_global_function(
+    symbol: &object::read::elf::ElfSymbol64<'_, '_, object::LittleEndian>,
+) -> bool {
+    const STV_INTERNAL: u8 = 1;
+    const STV_HIDDEN: u8 = 2;
+    let hidden = match symbol.flags() {
+        object::SymbolFlags::Elf { st_other, .. } => {
+            matches!(st_other & 3, STV_INTERNAL | STV_HIDDEN)
+        }
+        _ => false,
+    };
+    !symbol.is_local() && !hidden
 }
 
 fn collect_relocations(file: &Elf<'_>, code: &mut CodeSection) -> Result<(), ObjectError> {
@@ -395,6 +496,23 @@ fn collect_relocations(file: &Elf<'_>, code: &mut CodeSection) -> Result<(), Obj
                 }
             }
             (R_BPF_64_32, Some(target)) if insn.is_pseudo_call() => {
+                let target_name = file
+                    .section_by_index(target)
+                    .and_then(|s| s.name().map(str::to_string))
+                    .map_err(malformed)?;
+                if target_name != TEXT_SECTION {
+                    return Err(insn_error(format!(
+                        "calls `{symbol_name}` in section {target_name}; subprograms must be in {TEXT_SECTION} \
+                         (libbpf refuses calls into another program's section: make it a separate, \
+                         non-hook function)"
+                    )));
+                }
+                if symbol.address() % insn::INSN_SIZE as u64 != 0 {
+                    return Err(insn_error(format!(
+                        "calls `{symbol_name}` at byte {}, which is not an instruction boundary",
+                        symbol.address()
+                    )));
+                }
                 let base = symbol.address() / insn::INSN_SIZE as u64;
                 let target_insn = (base as i64).checked_add(i64::from(insn.imm) + 1);
                 let Some(target_insn) = target_insn.and_then(|t| usize::try_from(t).ok()) else {
@@ -419,6 +537,24 @@ fn collect_relocations(file: &Elf<'_>, code: &mut CodeSection) -> Result<(), Obj
             }
         };
         code.relocs.insert(index, reloc);
+    }
+    // A call without a relocation stays inside its own section; libbpf resolves every call
+    // into .text, so only .text may hold such calls.
+    if code.name != TEXT_SECTION {
+        let local_call = code
+            .insns
+            .iter()
+            .enumerate()
+            .find(|(index, insn)| insn.is_pseudo_call() && !code.relocs.contains_key(index));
+        if let Some((index, _)) = local_call {
+            return Err(ObjectError::Insn {
+                section: code.name.clone(),
+                insn: index,
+                message: format!(
+                    "calls a function of its own section; subprograms must be in {TEXT_SECTION}"
+                ),
+            });
+        }
     }
     Ok(())
 }
@@ -450,6 +586,7 @@ fn link_program(entry: &CodeSection, all: &[CodeSection]) -> Result<Program, Obj
                 .map_or_else(|| entry.name.clone(), |f| f.0.clone()),
             start: 0,
             len: entry.insns.len(),
+            global: true,
         }],
         relocs: BTreeMap::new(),
     };
@@ -479,8 +616,10 @@ fn link_program(entry: &CodeSection, all: &[CodeSection]) -> Result<Program, Obj
                     let Some(callee) = all.iter().find(|c| c.index == *section) else {
                         return Err(call_error("call into a section that holds no code".into()));
                     };
-                    let Some((name, _, len)) =
-                        callee.functions.iter().find(|(_, start, _)| start == insn)
+                    let Some((name, _, len, global)) = callee
+                        .functions
+                        .iter()
+                        .find(|(_, start, _, _)| start == insn)
                     else {
                         return Err(call_error(format!(
                             "call to instruction {insn} of {}, which is not the start of a function",
@@ -499,6 +638,7 @@ fn link_program(entry: &CodeSection, all: &[CodeSection]) -> Result<Program, Obj
                             name: name.clone(),
                             start,
                             len: *len,
+                            global: *global,
                         });
                     }
                     let offset = start as i64 - (linked as i64 + 1);

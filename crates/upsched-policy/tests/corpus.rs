@@ -173,6 +173,37 @@ const BAD: &[(&str, ProblemKind, &str, Option<usize>)] = &[
     ),
     ("license_mit", ProblemKind::License, "\"MIT\"", None),
     ("maps", ProblemKind::UnsupportedSection, "maps", None),
+    // Objects the kernel or libbpf refuses (issue 9, class 4): the check must refuse them too.
+    (
+        "stack_chain",
+        ProblemKind::EngineVerifier,
+        "combined stack size of 3 calls is 576 bytes",
+        Some(19),
+    ),
+    (
+        "cross_section_call",
+        ProblemKind::MalformedObject,
+        "subprograms must be in .text",
+        Some(1),
+    ),
+    (
+        "global_no_null_check",
+        ProblemKind::EngineVerifier,
+        "in global function `set_key`, which the kernel verifies on its own",
+        Some(3),
+    ),
+    (
+        "btf_typedef_loop",
+        ProblemKind::MalformedBtf,
+        "a type loop",
+        None,
+    ),
+    (
+        "symtab_entsize",
+        ProblemKind::MalformedObject,
+        "symbol table entry size (sh_entsize) is 0",
+        None,
+    ),
 ];
 
 #[test]
@@ -375,6 +406,63 @@ fn relocation_to_a_missing_symbol_is_rejected() {
     let problem = only_problem(&bytes);
     assert!(problem.message.contains("missing symbol"), "{problem}");
     assert_eq!(problem.insn, Some(4));
+}
+
+/// The neighbours of the symtab rule: libbpf requires 16-byte relocation entries too.
+#[test]
+fn relocation_entry_size_is_checked() {
+    let mut bytes = example("wfq").to_vec();
+    const SHT_REL: u32 = 9;
+    let header = section_headers(&bytes, SHT_REL)[0];
+    bytes[header + 0x38..header + 0x40].copy_from_slice(&24u64.to_le_bytes());
+    let problem = only_problem(&bytes);
+    assert_eq!(problem.kind, ProblemKind::MalformedObject);
+    assert!(
+        problem
+            .message
+            .contains("relocation entry size (sh_entsize) is 24"),
+        "{problem}"
+    );
+}
+
+/// Missing BTF and malformed BTF are told apart: only the first asks for `-g`.
+#[test]
+fn malformed_btf_is_not_reported_as_missing() {
+    let report = check_default(upsched_testdata::object("btf_typedef_loop"));
+    let problem = report
+        .problems
+        .iter()
+        .find(|p| p.kind == ProblemKind::MalformedBtf)
+        .expect("a malformed_btf problem");
+    assert!(!problem.message.contains("-g"), "{problem}");
+    assert!(
+        report
+            .problems
+            .iter()
+            .all(|p| p.kind != ProblemKind::MissingBtf),
+        "{:?}",
+        report.problems
+    );
+
+    // An object without a .BTF section (renamed to "BTF" by skipping the dot of its name):
+    // missing, compile with -g.
+    let mut bytes = example("fifo").to_vec();
+    let shoff = u64_at(&bytes, 0x28) as usize;
+    let (entsize, count) = (u16_at(&bytes, 0x3a), u16_at(&bytes, 0x3c));
+    let names = u64_at(&bytes, shoff + u16_at(&bytes, 0x3e) * entsize + 0x18) as usize;
+    let header = (0..count)
+        .map(|i| shoff + i * entsize)
+        .find(|&h| bytes[names + u32_at(&bytes, h) as usize..].starts_with(b".BTF\0"))
+        .expect("a .BTF section");
+    let renamed = u32_at(&bytes, header) + 1;
+    bytes[header..header + 4].copy_from_slice(&renamed.to_le_bytes());
+    let report = check_default(&bytes);
+    let missing = report
+        .problems
+        .iter()
+        .find(|p| p.kind == ProblemKind::MissingBtf)
+        .unwrap_or_else(|| panic!("no missing_btf in {:?}", report.problems));
+    assert!(missing.message.contains("compile with -g"), "{missing}");
 }
 
 /// Replays the fuzz seeds (our objects, good and bad, and every input that once crashed the

@@ -18,8 +18,11 @@
 //! Loops whose exit the analysis reaches within the exploration budget are accepted (bounded
 //! loops); anything else is rejected as possibly not terminating.
 
+mod functions;
 mod scalar;
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::rc::Rc;
 
@@ -27,6 +30,7 @@ use crate::insn::*;
 use crate::interp::{CallKind, eval_alu, eval_condition};
 use crate::memory::{MAX_CALL_DEPTH, STACK_FRAME_SIZE};
 use crate::program::Program;
+pub use functions::{ArgSpec, GlobalFunction, MAX_COMBINED_STACK, frame_stack_size};
 pub use scalar::Scalar;
 use scalar::{Relation, refine};
 
@@ -88,6 +92,10 @@ pub struct Environment {
     pub regions: Vec<RegionSpec>,
     pub region_loads: Vec<RegionLoad>,
     pub calls: Vec<AllowedCall>,
+    /// Functions verified on their own, as the kernel verifies global (non-static) functions:
+    /// from their typed arguments, whatever their callers pass; a call to one is checked
+    /// against its argument types and returns an unknown number.
+    pub global_functions: Vec<GlobalFunction>,
     /// Instructions the analysis may explore over all paths before it gives up.
     pub max_explored: u64,
 }
@@ -109,6 +117,8 @@ pub enum RejectKind {
     NotAPointer,
     CallNotAllowed,
     CallDepth,
+    /// The stack of a call chain exceeds the kernel's combined limit.
+    StackSize,
     MayNotTerminate,
 }
 
@@ -230,10 +240,12 @@ struct Frame {
     stack: Rc<[Slot; STACK_SLOTS]>,
     /// Where the caller continues; unused for frame 0.
     return_pc: usize,
+    /// First instruction of the function this frame runs.
+    entry: usize,
 }
 
 impl Frame {
-    fn new(depth: usize, return_pc: usize) -> Frame {
+    fn new(depth: usize, return_pc: usize, entry: usize) -> Frame {
         let mut regs = [Value::Uninit; 11];
         regs[10] = Value::Pointer {
             base: Base::Stack { frame: depth },
@@ -243,6 +255,7 @@ impl Frame {
             regs,
             stack: Rc::new([Slot::UNINIT; STACK_SLOTS]),
             return_pc,
+            entry,
         }
     }
 
@@ -399,6 +412,9 @@ struct Verifier<'a> {
     /// The last backward jump taken: where a loop that exhausts the budget is reported.
     last_back_edge: Option<usize>,
     remembered_total: usize,
+    /// Deepest stack byte accessed per function (by first instruction), as the kernel counts
+    /// a function's stack depth.
+    stack_depths: RefCell<BTreeMap<usize, u32>>,
 }
 
 type Step = Result<Option<usize>, Rejection>;
@@ -440,12 +456,26 @@ impl<'a> Verifier<'a> {
             explored: 0,
             last_back_edge: None,
             remembered_total: 0,
+            stack_depths: RefCell::new(BTreeMap::new()),
         }
     }
 
     fn run(mut self) -> Result<Verdict, Rejection> {
+        for function in &self.env.global_functions {
+            let mut entry = State {
+                frames: vec![Frame::new(0, 0, function.start)],
+            };
+            for (index, arg) in function.args.iter().enumerate() {
+                entry.set(index as u8 + 1, arg.entry_value());
+            }
+            self.pending.push(Pending {
+                pc: function.start,
+                state: entry,
+                path_len: 0,
+            });
+        }
         let mut entry = State {
-            frames: vec![Frame::new(0, 0)],
+            frames: vec![Frame::new(0, 0, 0)],
         };
         entry.set(
             1,
@@ -468,6 +498,11 @@ impl<'a> Verifier<'a> {
             }
             self.explore(next.pc, next.state)?;
         }
+        functions::check_call_chains(
+            self.insns,
+            &self.env.global_functions,
+            &self.stack_depths.borrow(),
+        )?;
         Ok(Verdict {
             explored: self.explored,
             states: self.remembered_total,
@@ -864,6 +899,10 @@ impl<'a> Verifier<'a> {
                         "accesses the stack of a function that has returned",
                     ));
                 }
+                let depth = lo.unsigned_abs() as u32;
+                let mut depths = self.stack_depths.borrow_mut();
+                let deepest = depths.entry(state.frames[frame].entry).or_default();
+                *deepest = (*deepest).max(depth);
             }
         }
         Ok((base, start))
@@ -1183,6 +1222,17 @@ impl<'a> Verifier<'a> {
 
     fn exit(&mut self, pc: usize, state: &mut State) -> Step {
         if state.depth() == 0 {
+            let entry = state.frame().entry;
+            let function = self.env.global_functions.iter().find(|f| f.start == entry);
+            if function.is_some_and(|f| f.returns_value)
+                && !matches!(state.reg(0), Value::Scalar(_))
+            {
+                return Err(reject(
+                    pc,
+                    RejectKind::UninitRegister,
+                    "a global function that returns a value must return a number in r0",
+                ));
+            }
             return Ok(None);
         }
         let returned = state.reg(0);
@@ -1217,6 +1267,15 @@ impl<'a> Verifier<'a> {
                     "call target before the program",
                 )
             })?;
+            if let Some(function) = self.env.global_functions.iter().find(|f| f.start == target) {
+                functions::check_global_call(pc, function, |reg| state.reg(reg))?;
+                let frame = state.frame_mut();
+                frame.regs[0] = Value::Scalar(Scalar::UNKNOWN);
+                for reg in &mut frame.regs[1..6] {
+                    *reg = Value::Uninit;
+                }
+                return Ok(Some(pc + 1));
+            }
             if state.frames.len() >= MAX_CALL_DEPTH {
                 return Err(reject(
                     pc,
@@ -1226,7 +1285,7 @@ impl<'a> Verifier<'a> {
                     ),
                 ));
             }
-            let mut frame = Frame::new(state.frames.len(), pc + 1);
+            let mut frame = Frame::new(state.frames.len(), pc + 1, target);
             frame.regs[1..6].copy_from_slice(&state.frame().regs[1..6]);
             state.frames.push(frame);
             return Ok(Some(target));
@@ -1483,6 +1542,7 @@ impl fmt::Display for RejectKind {
             RejectKind::NotAPointer => "not_a_pointer",
             RejectKind::CallNotAllowed => "call_not_allowed",
             RejectKind::CallDepth => "call_depth",
+            RejectKind::StackSize => "stack_size",
             RejectKind::MayNotTerminate => "may_not_terminate",
         };
         f.write_str(name)

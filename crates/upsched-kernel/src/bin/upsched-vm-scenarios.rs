@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use upsched_kernel::intf::DEFAULT_CLASS;
 use upsched_kernel::{
-    ChildSetup, Host, HostConfig, HostError, TenantConfig, TenantHandle, join_cgroup_before_exec,
-    sched_ext_state,
+    ChildSetup, Host, HostConfig, HostError, PolicyLayer, TenantConfig, TenantHandle,
+    join_cgroup_before_exec, sched_ext_state,
 };
 
 #[derive(Parser)]
@@ -372,6 +372,104 @@ fn test_policy(name: &str) -> Result<&'static [u8], String> {
 
 // ---- scenarios -----------------------------------------------------------------------------
 
+/// Corpus objects `upsched check` refuses on purpose although the kernel loads them: rules of
+/// the policy format and of admission, beyond memory safety (with why).
+const STRICTER_THAN_THE_KERNEL: &[(&str, &str)] = &[
+    ("no_abi", "no .upsched ABI declaration"),
+    ("wrong_abi", "built for another ABI version"),
+    ("old_layout", "struct upsched_ctx laid out unlike the ABI"),
+    ("input_write", "writes an input field"),
+    ("variable_write", "writes the context at a variable offset"),
+    ("ctx_escape", "lets the context pointer escape"),
+    ("too_many_insns", "over the admission limit of instructions"),
+    ("big_globals", "over the admission limit of global data"),
+    ("bad_kfunc", "calls a kfunc the ABI does not allow"),
+    (
+        "license_mit",
+        "not GPL-compatible, as sched_ext's kfuncs require",
+    ),
+];
+
+/// The layer that must refuse some corpus objects in the kernel's load (issue 9, class 5: a
+/// refusal names its layer).
+const REFUSING_LAYER: &[(&str, PolicyLayer)] = &[
+    ("cross_section_call", PolicyLayer::LibbpfOpen),
+    ("symtab_entsize", PolicyLayer::LibbpfOpen),
+    ("btf_typedef_loop", PolicyLayer::LibbpfPrepare),
+    ("maps", PolicyLayer::LibbpfPrepare),
+    ("stack_chain", PolicyLayer::KernelVerifier),
+    ("global_no_null_check", PolicyLayer::KernelVerifier),
+    ("no_null_check", PolicyLayer::KernelVerifier),
+];
+
+/// Differential admission (issue 9, class 4): every object of the test corpus (examples,
+/// good, bad, misbehaving) goes through `upsched check` and through the kernel's load against
+/// this running host ([`Host::kernel_verdict`], nothing attached); both must give the same
+/// verdict, except for the objects the check refuses on purpose ([`STRICTER_THAN_THE_KERNEL`]).
+/// The scheduler must stay enabled throughout.
+fn differential_admission(host: &mut Host) -> Result<String, String> {
+    let corpus = upsched_policies::POLICIES
+        .iter()
+        .chain(upsched_testdata::GOOD)
+        .chain(upsched_testdata::BAD)
+        .chain(upsched_testdata::MISBEHAVING);
+    let (mut agreed, mut stricter, mut disagreements) = (0, 0, Vec::new());
+    for (name, bytes) in corpus {
+        let report = upsched_policy::check(bytes, &upsched_policy::Limits::default());
+        let kernel = host.kernel_verdict(bytes);
+        host_alive(host).map_err(|e| format!("after the kernel's load of {name}: {e}"))?;
+        let refused_by_kernel = match &kernel {
+            Ok(()) => None,
+            Err(error) if error.policy_layer().is_some() => Some(error),
+            Err(error) => return Err(format!("{name}: the kernel's load failed: {error}")),
+        };
+        let check_says = if report.accepted {
+            "accepted".to_string()
+        } else {
+            format!("refused ({})", report.problems[0])
+        };
+        let kernel_says = refused_by_kernel.map_or_else(
+            || "accepted".to_string(),
+            |error| {
+                format!(
+                    "refused at {:?}: {}",
+                    error.policy_layer().expect("a policy refusal"),
+                    error.to_string().lines().next().unwrap_or_default()
+                )
+            },
+        );
+        note(format!(
+            "admission {name}: check {check_says}; kernel {kernel_says}"
+        ));
+        if let Some((_, layer)) = REFUSING_LAYER.iter().find(|(n, _)| n == name) {
+            let refused_at = refused_by_kernel.and_then(HostError::policy_layer);
+            if refused_at != Some(*layer) {
+                disagreements.push(format!(
+                    "{name}: expected a refusal at {layer:?}, kernel {kernel_says}"
+                ));
+                continue;
+            }
+        }
+        let on_purpose = STRICTER_THAN_THE_KERNEL.iter().any(|(n, _)| n == name);
+        match (report.accepted, refused_by_kernel.is_none()) {
+            (true, true) | (false, false) => agreed += 1,
+            (false, true) if on_purpose => stricter += 1,
+            _ => disagreements.push(format!("{name}: check {check_says}, kernel {kernel_says}")),
+        }
+    }
+    if disagreements.is_empty() {
+        Ok(format!(
+            "{agreed} objects with the same verdict, {stricter} refused by the check only on purpose; scheduler still enabled"
+        ))
+    } else {
+        Err(format!(
+            "{} disagreements: {}",
+            disagreements.len(),
+            disagreements.join("; ")
+        ))
+    }
+}
+
 /// A scenario: runs against the loaded host, returns what it measured or why it failed.
 type ScenarioFn = fn(&mut Host) -> Result<String, String>;
 
@@ -421,7 +519,7 @@ fn run_all(alone_secs: u64, only: &[String], repeat: u32) -> i32 {
 
     let outcome = host_alone(&mut host, alone_secs, &mut report);
     report.result("host_alone", outcome);
-    let scenarios: [(&str, ScenarioFn); 9] = [
+    let scenarios: [(&str, ScenarioFn); 10] = [
         ("weights_1_to_3", weights),
         ("levels_and_guard", levels),
         ("strict_priority", strict_priority),
@@ -431,6 +529,7 @@ fn run_all(alone_secs: u64, only: &[String], repeat: u32) -> i32 {
         ("starving_policy_ejected", starving_ejected),
         ("hint_release", hint_release),
         ("membership_hooks", membership_hooks),
+        ("differential_admission", differential_admission),
     ];
     let chosen = scenarios
         .iter()
