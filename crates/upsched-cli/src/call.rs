@@ -13,6 +13,7 @@ use upsched_policy::engine::{EngineError, ctx_from_bytes, ctx_to_bytes, sample_c
 use upsched_policy::{EngineOptions, FixedKfuncs, LoadedPolicy};
 
 use crate::engine_arg::EngineArg;
+use crate::failure::failure;
 
 #[derive(Args)]
 pub struct CallArgs {
@@ -30,7 +31,7 @@ pub struct CallArgs {
     kfuncs: Vec<String>,
     /// Print JSON instead of text.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     #[command(flatten)]
     engine: EngineArg,
 }
@@ -87,22 +88,19 @@ pub fn run(args: &CallArgs) -> anyhow::Result<ExitCode> {
     let policy = match LoadedPolicy::load_with_options(&bytes, &options) {
         Ok(policy) => policy,
         Err(EngineError::Rejected { problems }) => {
-            eprintln!("upsched: {} is rejected:", args.policy);
-            for problem in &problems {
-                eprintln!("  error: {problem}");
-            }
-            return Ok(ExitCode::from(1));
+            let problems: Vec<String> = problems.iter().map(|p| format!("  error: {p}")).collect();
+            return Err(failure(
+                1,
+                format!("{} is rejected:\n{}", args.policy, problems.join("\n")),
+            ));
         }
-        Err(error) => {
-            eprintln!("upsched: cannot load {}: {error}", args.policy);
-            return Ok(ExitCode::from(1));
-        }
+        Err(error) => return Err(failure(1, format!("cannot load {}: {error}", args.policy))),
     };
     let before = ctx;
-    if let Err(error) = policy.instantiate().call(hook.name, &mut ctx, &mut kfuncs) {
-        eprintln!("upsched: {error}");
-        return Ok(ExitCode::from(1));
-    }
+    policy
+        .instantiate()
+        .call(hook.name, &mut ctx, &mut kfuncs)
+        .map_err(|error| failure(1, error))?;
     let changed = [
         ("key", before.key != ctx.key),
         ("slice_ns", before.slice_ns != ctx.slice_ns),

@@ -18,7 +18,7 @@ pub struct CheckArgs {
     examples: bool,
     /// Print JSON (an object for one input, an array for several) instead of text.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     /// Most instructions allowed in one linked hook program.
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_insns_per_hook)]
     max_insns: usize,

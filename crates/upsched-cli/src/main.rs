@@ -9,6 +9,8 @@ mod call;
 mod check;
 mod demo;
 mod engine_arg;
+mod failure;
+mod limits_arg;
 mod sim;
 mod sweep;
 
@@ -114,13 +116,43 @@ enum Command {
 #[derive(Subcommand)]
 enum ExamplesAction {
     /// Print the example policies' names.
-    List,
+    List {
+        /// Print a JSON array of {"name", "bytes"} instead of one name a line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write every example policy as DIR/<name>.bpf.o.
     Export { dir: PathBuf },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A closed stdout (`upsched ... | head -1`) ends the process quietly by SIGPIPE, as it
+    // ends perf, bpftool and other Unix tools (status 141 in a shell), instead of a panic in
+    // the first print after the reader left. The Rust runtime ignores SIGPIPE; this restores
+    // the default before anything, clap's help included, is printed.
+    // SAFETY: setting a signal's disposition to its default installs no handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) if error.use_stderr() && std::env::args_os().any(|a| a == "--json") => {
+            let command = std::env::args().nth(1).unwrap_or_default();
+            let message = error.render().to_string();
+            failure::report(&command, 2, message.trim_end(), true);
+            return ExitCode::from(2);
+        }
+        Err(error) => error.exit(),
+    };
+    if let Command::Demo(_) = cli.command {
+        // The demo holds a scheduler, cgroups and workers: it must clean up, so a closed
+        // stdout only loses its output (`demo::say!`), it does not end the process.
+        // SAFETY: as above.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
+    }
+    let (name, json) = cli.command.name_and_json();
     let result = match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Call(args) => call::run(&args),
@@ -131,17 +163,43 @@ fn main() -> ExitCode {
         Command::Examples { action } => examples(action),
     };
     result.unwrap_or_else(|error| {
-        eprintln!("upsched: {error:#}");
-        ExitCode::from(2)
+        let (status, message) = failure::status_and_message(&error);
+        failure::report(name, status, &message, json);
+        ExitCode::from(status)
     })
+}
+
+impl Command {
+    /// The subcommand's name and whether it prints JSON (then its errors are JSON too).
+    fn name_and_json(&self) -> (&'static str, bool) {
+        match self {
+            Command::Check(args) => ("check", args.json),
+            Command::Call(args) => ("call", args.json),
+            Command::Sim(args) => ("sim", args.json),
+            Command::Sweep(args) => ("sweep", args.json),
+            Command::Demo(_) => ("demo", false),
+            Command::DemoWorker(_) => ("demo-worker", false),
+            Command::Examples { action } => (
+                "examples",
+                matches!(action, ExamplesAction::List { json: true }),
+            ),
+        }
+    }
 }
 
 fn examples(action: ExamplesAction) -> anyhow::Result<ExitCode> {
     match action {
-        ExamplesAction::List => {
+        ExamplesAction::List { json: false } => {
             for name in upsched_policies::names() {
                 println!("{name}");
             }
+        }
+        ExamplesAction::List { json: true } => {
+            let list: Vec<_> = upsched_policies::POLICIES
+                .iter()
+                .map(|(name, bytes)| serde_json::json!({ "name": name, "bytes": bytes.len() }))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&list)?);
         }
         ExamplesAction::Export { dir } => {
             std::fs::create_dir_all(&dir)
