@@ -10,6 +10,9 @@ use serde::Serialize;
 use upsched_policy::{CheckReport, EngineStatus, Limits};
 
 #[derive(Args)]
+// A negative number reaches the value parser, which says what is wrong with it (clap would
+// take it for an option and suggest `-- -1`).
+#[command(allow_negative_numbers = true)]
 pub struct CheckArgs {
     /// Policy objects (.bpf.o) to check; `example:NAME` names a built-in example policy.
     files: Vec<PathBuf>,

@@ -45,6 +45,9 @@ const DEMO_CGROUP: &str = "upsched-demo";
 const GUEST_BINARY: &str = "/usr/bin/upsched";
 
 #[derive(Args, Debug)]
+// A negative number reaches the value parser, which says what is wrong with it (clap would
+// take it for an option and suggest `-- -1`).
+#[command(allow_negative_numbers = true)]
 pub struct DemoArgs {
     /// Seconds the workload runs (loading, booting and unloading come on top).
     #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(6..=600))]

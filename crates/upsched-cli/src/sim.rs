@@ -16,6 +16,9 @@ use crate::failure::failure;
 use crate::limits_arg::LimitArgs;
 
 #[derive(Args)]
+// A negative number reaches the value parser, which says what is wrong with it (clap would
+// take it for an option and suggest `-- -1`).
+#[command(allow_negative_numbers = true)]
 pub struct SimArgs {
     /// Scenario: TOML (see docs/simulator.md), rt-app JSON (`*.json`), or the built-in FaaS
     /// chains `faas[:NAME=VALUE,...]` (docs/faas-sim.md), e.g. `faas:chains=50,rate=10`.
@@ -93,6 +96,23 @@ fn load(args: &SimArgs) -> Result<Scenario, upsched_sim::ScenarioError> {
     }
 }
 
+/// File name prefixes for the policies' outputs, one per policy and all different: a policy
+/// named again, or two files of one name in different directories, get `-2`, `-3`, ...
+fn file_stems(policies: &[String]) -> Vec<String> {
+    let mut stems: Vec<String> = Vec::with_capacity(policies.len());
+    for policy in policies {
+        let stem = file_stem(policy);
+        let mut unique = stem.clone();
+        let mut n = 1;
+        while stems.contains(&unique) {
+            n += 1;
+            unique = format!("{stem}-{n}");
+        }
+        stems.push(unique);
+    }
+    stems
+}
+
 /// A file name prefix for a policy's outputs: a path or `example:NAME` keeps its letters,
 /// digits, `.`, `-` and `_`.
 fn file_stem(policy: &str) -> String {
@@ -123,6 +143,9 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.policies.clone()
     };
+    if let Some(warning) = tenants::unused_tenants_warning(&scenario, &policies) {
+        eprintln!("upsched sim: warning: {warning}");
+    }
     // Every policy is loaded (and a tenant policy checked and verified) before anything runs.
     let scenario_file = args.scenario.display().to_string();
     let mut schedulers = Vec::new();
@@ -139,8 +162,8 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
     let show_progress = std::io::stderr().is_terminal();
 
     let mut runs = Vec::new();
-    for (policy, sched) in policies.iter().zip(schedulers) {
-        let file_stem = file_stem(policy);
+    let stems = file_stems(&policies);
+    for ((policy, sched), file_stem) in policies.iter().zip(schedulers).zip(stems) {
         let bar = show_progress.then(|| {
             let bar = indicatif::ProgressBar::new(duration / MS);
             bar.set_style(
@@ -225,4 +248,31 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
         print!("{json}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_names_are_unique_per_policy() {
+        let policies = [
+            "a/fifo.bpf.o",
+            "b/fifo.bpf.o",
+            "example:fifo",
+            "fifo",
+            "fifo",
+        ]
+        .map(String::from);
+        assert_eq!(
+            file_stems(&policies),
+            [
+                "fifo.bpf.o",
+                "fifo.bpf.o-2",
+                "example_fifo",
+                "fifo",
+                "fifo-2"
+            ]
+        );
+    }
 }

@@ -21,6 +21,9 @@ use crate::failure::failure;
 use crate::limits_arg::LimitArgs;
 
 #[derive(Args)]
+// A negative number reaches the value parser, which says what is wrong with it (clap would
+// take it for an option and suggest `-- -1`).
+#[command(allow_negative_numbers = true)]
 pub struct SweepArgs {
     /// Scenario: the built-in `faas[:NAME=VALUE,...]` (docs/faas-sim.md) or a TOML file.
     scenario: String,
@@ -411,6 +414,9 @@ fn prepare(args: &SweepArgs) -> Result<Plan, String> {
     } else {
         args.policies.clone()
     };
+    if let Some(warning) = tenants::unused_tenants_warning(&scenarios[0], &policies) {
+        eprintln!("upsched sweep: warning: {warning}");
+    }
     let file = base.file();
     for p in &policies {
         tenants::scheduler_in(p, &scenarios[0], &file, args.engine.mode())?;
