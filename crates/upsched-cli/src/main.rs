@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod call;
 mod check;
@@ -11,6 +11,7 @@ mod demo;
 mod engine_arg;
 mod failure;
 mod limits_arg;
+mod sdk;
 mod sim;
 mod sweep;
 
@@ -111,6 +112,31 @@ enum Command {
         #[command(subcommand)]
         action: ExamplesAction,
     },
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  upsched completions bash > /etc/bash_completion.d/upsched\n  upsched completions zsh > ~/.zfunc/_upsched"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one per subcommand into DIR.
+    #[command(
+        after_help = "Examples:\n  upsched man | man -l -\n  upsched man --dir /usr/local/share/man/man1"
+    )]
+    Man {
+        /// Write upsched.1, upsched-sim.1, ... into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// The kit for writing policies: headers, a template policy and a Makefile.
+    #[command(
+        after_help = "Examples:\n  upsched sdk export my-policy && make -C my-policy && upsched check my-policy/policy.bpf.o"
+    )]
+    Sdk {
+        #[command(subcommand)]
+        action: sdk::SdkAction,
+    },
 }
 
 #[derive(Subcommand)]
@@ -161,6 +187,17 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::DemoWorker(args) => demo::worker(&args),
         Command::Examples { action } => examples(action),
+        Command::Sdk { action } => sdk::run(&action),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "upsched",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => man(dir.as_deref()),
     };
     result.unwrap_or_else(|error| {
         let (status, message) = failure::status_and_message(&error);
@@ -179,12 +216,29 @@ impl Command {
             Command::Sweep(args) => ("sweep", args.json),
             Command::Demo(_) => ("demo", false),
             Command::DemoWorker(_) => ("demo-worker", false),
+            Command::Sdk { .. } => ("sdk", false),
+            Command::Completions { .. } => ("completions", false),
+            Command::Man { .. } => ("man", false),
             Command::Examples { action } => (
                 "examples",
                 matches!(action, ExamplesAction::List { json: true }),
             ),
         }
     }
+}
+
+fn man(dir: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let command = Cli::command();
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+            clap_mangen::generate_to(command, dir)
+                .map_err(|e| anyhow::anyhow!("cannot write into {}: {e}", dir.display()))?;
+        }
+        None => clap_mangen::Man::new(command).render(&mut std::io::stdout())?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn examples(action: ExamplesAction) -> anyhow::Result<ExitCode> {

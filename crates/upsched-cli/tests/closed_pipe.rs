@@ -70,6 +70,10 @@ fn every_printing_subcommand_ends_quietly_on_a_closed_pipe() {
         ],
         &["examples", "list"],
         &["examples", "export", out_dir],
+        &["examples", "list", "--json"],
+        &["completions", "bash"],
+        &["man"],
+        &["sdk", "export", &format!("{out_dir}/sdk")],
     ]
     .iter()
     .filter_map(|args| into_closed_pipe(args).err())
