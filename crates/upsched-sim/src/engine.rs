@@ -326,16 +326,6 @@ impl Default for RunLimits {
     }
 }
 
-impl RunLimits {
-    /// No limit at all (for a caller that bounds the run another way).
-    pub const NONE: RunLimits = RunLimits {
-        max_events: 0,
-        max_tasks: 0,
-        max_memory: 0,
-        max_wall: Duration::ZERO,
-    };
-}
-
 /// Whether `value` is over `bound` (0: no bound).
 fn over(value: u64, bound: u64) -> bool {
     bound != 0 && value > bound
