@@ -16,6 +16,13 @@ mod tables;
 pub use ctx::UpschedCtx;
 pub use tables::*;
 
+/// The C headers of the SDK, by file name, as built into this crate (`upsched sdk export`
+/// writes them): the same bytes the build checked against `abi.toml`.
+pub const HEADERS: [(&str, &str); 2] = [
+    ("upsched.h", include_str!("../include/upsched.h")),
+    ("upsched_sdk.h", include_str!("../include/upsched_sdk.h")),
+];
+
 /// Directory holding `upsched.h` and `upsched_sdk.h`.
 pub fn include_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("include")

@@ -22,6 +22,8 @@ pub struct FieldInfo {
     pub size: usize,
     /// Number of elements (1 for scalars).
     pub count: usize,
+    /// Whether the (element) type is signed (`s32` in abi.toml) rather than unsigned.
+    pub signed: bool,
     pub dir: Direction,
     /// Capability needed to read the field, if any.
     pub read_cap: Option<&'static str>,

@@ -172,8 +172,8 @@ impl AbiSpec {
         for f in &self.fields {
             writeln!(
                 out,
-                "    FieldInfo {{ name: {:?}, offset: {}, size: {}, count: {}, dir: Direction::{:?}, read_cap: {:?}, write_cap: {:?} }},",
-                f.name, f.offset, f.size(), f.count, f.dir, f.read_cap, f.write_cap
+                "    FieldInfo {{ name: {:?}, offset: {}, size: {}, count: {}, signed: {}, dir: Direction::{:?}, read_cap: {:?}, write_cap: {:?} }},",
+                f.name, f.offset, f.size(), f.count, f.scalar.signed(), f.dir, f.read_cap, f.write_cap
             )
             .unwrap();
         }

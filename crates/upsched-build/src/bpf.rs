@@ -14,6 +14,12 @@ pub struct BpfObject {
     pub path: PathBuf,
 }
 
+/// clang's flags for a policy or the host (BTF on for `upsched check`; BPF ISA v3 for the
+/// 32-bit jumps and atomics): the build's and the exported SDK's Makefile alike.
+pub const BPF_CFLAGS: [&str; 7] = [
+    "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall", "-Werror",
+];
+
 pub struct BpfCompiler {
     clang: PathBuf,
     args: Vec<String>,
@@ -28,16 +34,11 @@ impl BpfCompiler {
         println!("cargo:rerun-if-changed={}", include.display());
         Ok(BpfCompiler {
             clang,
-            args: vec![
-                "-O2".into(),
-                "-g".into(),
-                "-target".into(),
-                "bpf".into(),
-                "-mcpu=v3".into(),
-                "-Wall".into(),
-                "-Werror".into(),
-                format!("-I{}", include.display()),
-            ],
+            args: BPF_CFLAGS
+                .iter()
+                .map(|flag| flag.to_string())
+                .chain([format!("-I{}", include.display())])
+                .collect(),
         })
     }
 

@@ -13,8 +13,12 @@ use upsched_policy::engine::{EngineError, ctx_from_bytes, ctx_to_bytes, sample_c
 use upsched_policy::{EngineOptions, FixedKfuncs, LoadedPolicy};
 
 use crate::engine_arg::EngineArg;
+use crate::failure::failure;
 
 #[derive(Args)]
+// A negative number reaches the value parser, which says what is wrong with it (clap would
+// take it for an option and suggest `-- -1`).
+#[command(allow_negative_numbers = true)]
 pub struct CallArgs {
     /// Policy object (.bpf.o), or example:NAME for a built-in example policy.
     policy: String,
@@ -30,7 +34,7 @@ pub struct CallArgs {
     kfuncs: Vec<String>,
     /// Print JSON instead of text.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     #[command(flatten)]
     engine: EngineArg,
 }
@@ -75,8 +79,10 @@ pub fn run(args: &CallArgs) -> anyhow::Result<ExitCode> {
             .ok_or_else(|| anyhow!("--kfunc `{assignment}`: expected NAME=VALUE"))?;
         let kfunc = upsched_abi::kfunc(name.trim())
             .ok_or_else(|| anyhow!("--kfunc: `{name}` is not a kfunc policies may call"))?;
-        let value =
-            parse_number(value.trim(), 8).with_context(|| format!("--kfunc {}", kfunc.name))?;
+        // A kfunc's answer is a 64-bit register: negative numbers are its two's complement.
+        let value = parse_number(value.trim(), 8, true)
+            .or_else(|_| parse_number(value.trim(), 8, false))
+            .with_context(|| format!("--kfunc {}", kfunc.name))?;
         kfuncs.answers.insert(kfunc.name, value);
     }
 
@@ -87,22 +93,19 @@ pub fn run(args: &CallArgs) -> anyhow::Result<ExitCode> {
     let policy = match LoadedPolicy::load_with_options(&bytes, &options) {
         Ok(policy) => policy,
         Err(EngineError::Rejected { problems }) => {
-            eprintln!("upsched: {} is rejected:", args.policy);
-            for problem in &problems {
-                eprintln!("  error: {problem}");
-            }
-            return Ok(ExitCode::from(1));
+            let problems: Vec<String> = problems.iter().map(|p| format!("  error: {p}")).collect();
+            return Err(failure(
+                1,
+                format!("{} is rejected:\n{}", args.policy, problems.join("\n")),
+            ));
         }
-        Err(error) => {
-            eprintln!("upsched: cannot load {}: {error}", args.policy);
-            return Ok(ExitCode::from(1));
-        }
+        Err(error) => return Err(failure(1, format!("cannot load {}: {error}", args.policy))),
     };
     let before = ctx;
-    if let Err(error) = policy.instantiate().call(hook.name, &mut ctx, &mut kfuncs) {
-        eprintln!("upsched: {error}");
-        return Ok(ExitCode::from(1));
-    }
+    policy
+        .instantiate()
+        .call(hook.name, &mut ctx, &mut kfuncs)
+        .map_err(|error| failure(1, error))?;
     let changed = [
         ("key", before.key != ctx.key),
         ("slice_ns", before.slice_ns != ctx.slice_ns),
@@ -227,7 +230,7 @@ fn apply_assignments(ctx: &mut UpschedCtx, assignments: &str) -> anyhow::Result<
                         field.count
                     );
                 }
-                vec![(index, parse_value(field.name, value, element_size)?)]
+                vec![(index, parse_value(field, value, element_size)?)]
             }
             None if field.count > 1 => {
                 let words: Vec<&str> = value.split(':').collect();
@@ -241,11 +244,11 @@ fn apply_assignments(ctx: &mut UpschedCtx, assignments: &str) -> anyhow::Result<
                 let mut values = Vec::new();
                 for element in 0..field.count {
                     let word = words.get(element).copied().unwrap_or("0");
-                    values.push((element, parse_value(field.name, word, element_size)?));
+                    values.push((element, parse_value(field, word, element_size)?));
                 }
                 values
             }
-            None => vec![(0, parse_value(field.name, value, element_size)?)],
+            None => vec![(0, parse_value(field, value, element_size)?)],
         };
         for (element, value) in values {
             let at = field.offset + element * element_size;
@@ -268,20 +271,33 @@ fn split_index(target: &str) -> anyhow::Result<(&str, Option<usize>)> {
     Ok((name.trim(), Some(index)))
 }
 
-fn parse_value(field: &str, value: &str, size: usize) -> anyhow::Result<u64> {
-    if field == "verdict" {
+/// The abi.toml name of an integer type: `u64`, `s32`.
+fn type_name(size: usize, signed: bool) -> String {
+    format!("{}{}", if signed { 's' } else { 'u' }, size * 8)
+}
+
+fn parse_value(field: &upsched_abi::FieldInfo, value: &str, size: usize) -> anyhow::Result<u64> {
+    let context = || format!("--ctx: field `{}`", field.name);
+    if field.name == "verdict" {
         match value.to_ascii_lowercase().as_str() {
             "run" => return Ok(upsched_abi::VERDICT_RUN.into()),
             "park" => return Ok(upsched_abi::VERDICT_PARK.into()),
             "preempt" => return Ok(upsched_abi::VERDICT_PREEMPT.into()),
             _ => {}
         }
+        if !value.starts_with(|c: char| c.is_ascii_digit()) {
+            bail!(
+                "{}: `{value}` is neither run, park, preempt nor a number",
+                context()
+            );
+        }
     }
-    parse_number(value, size).with_context(|| format!("--ctx: field `{field}`"))
+    parse_number(value, size, field.signed).with_context(context)
 }
 
-/// Decimal or 0x hexadecimal, negative allowed (two's complement at `size` bytes); must fit.
-fn parse_number(text: &str, size: usize) -> anyhow::Result<u64> {
+/// Decimal or 0x hexadecimal; negative only for a signed type (stored in two's complement at
+/// `size` bytes). The value must be in the range of the type.
+fn parse_number(text: &str, size: usize, signed: bool) -> anyhow::Result<u64> {
     let (negative, digits) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
@@ -296,21 +312,28 @@ fn parse_number(text: &str, size: usize) -> anyhow::Result<u64> {
     }
     .map_err(|_| anyhow!("`{text}` is not a number"))?;
     let bits = size as u32 * 8;
-    let unsigned_max = if bits == 64 {
-        u64::MAX
-    } else {
-        (1 << bits) - 1
+    let unsigned_max = u64::MAX >> (64 - bits);
+    let ty = type_name(size, signed);
+    let out_of_range = || {
+        let (min, max) = if signed {
+            (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1)
+        } else {
+            (0, unsigned_max as i128)
+        };
+        anyhow!("`{text}` is out of range for {ty} ({min} to {max})")
     };
-    if negative {
-        let limit = 1u64 << (bits - 1);
-        if magnitude > limit {
-            bail!("`{text}` does not fit in {size} bytes");
-        }
-        Ok(magnitude.wrapping_neg() & unsigned_max)
-    } else if magnitude > unsigned_max {
-        bail!("`{text}` does not fit in {size} bytes")
+    let max = if signed {
+        1u64 << (bits - 1)
     } else {
-        Ok(magnitude)
+        unsigned_max
+    };
+    match (negative, signed) {
+        (true, false) => Err(out_of_range()),
+        (true, true) if magnitude > max => Err(out_of_range()),
+        (true, true) => Ok(magnitude.wrapping_neg() & unsigned_max),
+        (false, true) if magnitude >= max => Err(out_of_range()),
+        (false, _) if magnitude > unsigned_max => Err(out_of_range()),
+        (false, _) => Ok(magnitude),
     }
 }
 
@@ -344,8 +367,20 @@ mod tests {
             ("bogus=1", "unknown field `bogus`"),
             ("hook=3", "set automatically"),
             ("nice", "expected field=value"),
-            ("pid=4294967296", "does not fit"),
-            ("nice=-2147483649", "does not fit"),
+            ("pid=4294967296", "out of range for u32 (0 to 4294967295)"),
+            (
+                "nice=-2147483649",
+                "out of range for s32 (-2147483648 to 2147483647)",
+            ),
+            ("nice=2147483648", "out of range for s32"),
+            (
+                "now_ns=-5",
+                "field `now_ns`: `-5` is out of range for u64 (0 to 18446744073709551615)",
+            ),
+            (
+                "verdict=explode",
+                "`explode` is neither run, park, preempt nor a number",
+            ),
             ("hints[8]=1", "8 element(s)"),
             ("now_ns[0]=1", "1 element(s)"),
             ("hints=1:2:3:4:5:6:7:8:9", "at most 8"),

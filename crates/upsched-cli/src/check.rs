@@ -10,6 +10,9 @@ use serde::Serialize;
 use upsched_policy::{CheckReport, EngineStatus, Limits};
 
 #[derive(Args)]
+// A negative number reaches the value parser, which says what is wrong with it (clap would
+// take it for an option and suggest `-- -1`).
+#[command(allow_negative_numbers = true)]
 pub struct CheckArgs {
     /// Policy objects (.bpf.o) to check; `example:NAME` names a built-in example policy.
     files: Vec<PathBuf>,
@@ -18,7 +21,7 @@ pub struct CheckArgs {
     examples: bool,
     /// Print JSON (an object for one input, an array for several) instead of text.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     /// Most instructions allowed in one linked hook program.
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_insns_per_hook)]
     max_insns: usize,

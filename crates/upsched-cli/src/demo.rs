@@ -25,6 +25,14 @@ use upsched_kernel::{
 };
 use upsched_vmtest::{GuestEvent, InitramfsSpec, Scenario, guest_binary, kernel, run_scenario};
 
+/// Prints a line of the demo's output. A closed stdout loses the output but not the demo: it
+/// goes on and cleans up (main ignores SIGPIPE for the demo).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Exit status when the demo ran but something went wrong (host stopped, a tenant got no CPU...).
 const EXIT_FAILED: u8 = 1;
 /// Exit status when the VM crashed or timed out (the guest gave no verdict).
@@ -37,6 +45,9 @@ const DEMO_CGROUP: &str = "upsched-demo";
 const GUEST_BINARY: &str = "/usr/bin/upsched";
 
 #[derive(Args, Debug)]
+// A negative number reaches the value parser, which says what is wrong with it (clap would
+// take it for an option and suggest `-- -1`).
+#[command(allow_negative_numbers = true)]
 pub struct DemoArgs {
     /// Seconds the workload runs (loading, booting and unloading come on top).
     #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(6..=600))]
@@ -113,7 +124,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let release = kernel_release();
     if support.sched_ext && is_root() {
-        println!(
+        say!(
             "upsched demo: kernel {release} has sched_ext and you are root: running on this machine \
              (use --vm for the test VM instead)"
         );
@@ -143,7 +154,7 @@ fn static_upsched() -> anyhow::Result<PathBuf> {
     {
         return Ok(exe);
     }
-    println!(
+    say!(
         "upsched demo: building a static upsched for the guest (cargo; the first build takes a \
          few minutes, later ones seconds)"
     );
@@ -157,7 +168,7 @@ fn run_vm(seconds: u64, why: &str) -> anyhow::Result<ExitCode> {
     let locked = kernel::read_lock().ok().flatten().map(|l| l.release);
     let kernel = match kernel::locate_offline()? {
         Some(kernel) => {
-            println!(
+            say!(
                 "upsched demo: {why}: booting the test VM with Debian sid's sched_ext kernel {} \
                  (cached: {})",
                 kernel.release,
@@ -166,7 +177,7 @@ fn run_vm(seconds: u64, why: &str) -> anyhow::Result<ExitCode> {
             kernel
         }
         None => {
-            println!(
+            say!(
                 "upsched demo: {why}: booting the test VM with Debian sid's sched_ext kernel{}; \
                  first run downloads it (about 10 s on a good connection; cached afterwards)",
                 locked.map(|r| format!(" {r}")).unwrap_or_default()
@@ -188,7 +199,7 @@ fn run_vm(seconds: u64, why: &str) -> anyhow::Result<ExitCode> {
     files.add_host_file(&upsched, GUEST_BINARY, 0o755);
     let mut scenario = Scenario::new("demo", files);
     scenario.timeout = Duration::from_secs(seconds + 150);
-    println!(
+    say!(
         "upsched demo: QEMU software emulation (2 vCPUs), so everything runs a few times slower \
          than on real hardware; the guest's output follows"
     );
@@ -200,18 +211,18 @@ fn run_vm(seconds: u64, why: &str) -> anyhow::Result<ExitCode> {
         match event {
             GuestEvent::Booted { release } => {
                 booted = true;
-                println!("[vm] guest booted kernel {release}");
+                say!("[vm] guest booted kernel {release}");
             }
             GuestEvent::Test(result) => {
-                println!("[vm] guest verdict: {} {}", result.name, result.verdict)
+                say!("[vm] guest verdict: {} {}", result.name, result.verdict)
             }
-            GuestEvent::KernelCrash { .. } => println!("[vm] guest kernel: {line}"),
+            GuestEvent::KernelCrash { .. } => say!("[vm] guest kernel: {line}"),
             GuestEvent::ScenarioExit { .. } | GuestEvent::Done => {}
             // Firmware and early kernel lines before /init are noise for a demo.
             GuestEvent::Malformed { .. } | GuestEvent::Other
                 if booted && !line.contains("reboot: Power down") =>
             {
-                println!("{line}")
+                say!("{line}")
             }
             GuestEvent::Malformed { .. } | GuestEvent::Other => {}
         }
@@ -223,18 +234,18 @@ fn run_vm(seconds: u64, why: &str) -> anyhow::Result<ExitCode> {
         .map(|b| format!(", {:.1} s wall clock", b.total_time.as_secs_f64()))
         .unwrap_or_default();
     if report.passed() {
-        println!("[vm] the demo passed in the VM{timing}");
+        say!("[vm] the demo passed in the VM{timing}");
         return Ok(ExitCode::SUCCESS);
     }
     match boot.and_then(|b| b.console.scenario_exit) {
         Some(status) if boot.is_some_and(|b| b.console.done) => {
-            println!("[vm] the demo FAILED in the VM (exit status {status}){timing}");
+            say!("[vm] the demo FAILED in the VM (exit status {status}){timing}");
             Ok(ExitCode::from(
                 u8::try_from(status).unwrap_or(EXIT_FAILED).max(1),
             ))
         }
         _ => {
-            println!("{}", report.describe());
+            say!("{}", report.describe());
             Ok(ExitCode::from(EXIT_VM_BROKEN))
         }
     }
@@ -416,7 +427,7 @@ fn run_here(seconds: u64) -> anyhow::Result<ExitCode> {
     signals::install();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let support = detect::detect();
-    println!(
+    say!(
         "upsched demo on this machine: kernel {}, {cpus} CPUs, sched_ext API {}, {seconds} s of workload",
         kernel_release(),
         support.api
@@ -426,7 +437,7 @@ fn run_here(seconds: u64) -> anyhow::Result<ExitCode> {
 
     let load_start = Instant::now();
     let mut host = Host::load(&HostConfig::default()).context("loading the host scheduler")?;
-    println!(
+    say!(
         "{} host scheduler loaded: sched_ext state disabled -> {} in {:.2} s; every task now runs \
          under it (default class at level {}, the top)",
         stamp(start),
@@ -444,7 +455,7 @@ fn run_here(seconds: u64) -> anyhow::Result<ExitCode> {
 
     // Cleanup, in order: workload, host, cgroups.
     workload.stop();
-    println!("{} workload stopped", stamp(start));
+    say!("{} workload stopped", stamp(start));
     let exit = host.exit_info();
     let unload_start = Instant::now();
     drop(host);
@@ -454,7 +465,7 @@ fn run_here(seconds: u64) -> anyhow::Result<ExitCode> {
         state = sched_ext_state().unwrap_or_default();
     }
     let unloaded = state == "disabled";
-    println!(
+    say!(
         "{} host scheduler unloaded: sched_ext state enabled -> {state} in {:.2} s{}",
         stamp(start),
         unload_start.elapsed().as_secs_f64(),
@@ -464,9 +475,9 @@ fn run_here(seconds: u64) -> anyhow::Result<ExitCode> {
     );
     let leftovers = workload.remove_cgroups();
     if leftovers.is_empty() {
-        println!("{} cgroups removed", stamp(start));
+        say!("{} cgroups removed", stamp(start));
     } else {
-        println!(
+        say!(
             "{} could not remove: {}",
             stamp(start),
             leftovers.join("; ")
@@ -477,14 +488,14 @@ fn run_here(seconds: u64) -> anyhow::Result<ExitCode> {
     let tenants = match outcome {
         Ok(tenants) => tenants,
         Err(_) if signals::stop_requested() => {
-            println!(
+            say!(
                 "demo interrupted (Ctrl-C): workload stopped, scheduler unloaded (state {state}), \
                  cgroups removed"
             );
             return Ok(ExitCode::from(EXIT_INTERRUPTED));
         }
         Err(err) => {
-            println!("demo FAILED: {err:#}");
+            say!("demo FAILED: {err:#}");
             return Ok(ExitCode::from(EXIT_FAILED));
         }
     };
@@ -496,10 +507,10 @@ fn run_here(seconds: u64) -> anyhow::Result<ExitCode> {
     if let Some(exit) = exit {
         problems.push(format!("the kernel stopped the host: {exit}"));
     }
-    println!("summary:");
+    say!("summary:");
     for t in &tenants {
         let class = t.final_class.as_ref();
-        println!(
+        say!(
             "  {:<12} {} at level {} for {:.1} s: {:.2} CPU-s ({:.0}% of the CPUs); in the default class: {:.2} CPU-s; \
              policy totals: enq {}, run {}, max wait {:.1} ms, parks {}, clamps {}",
             t.name,
@@ -523,7 +534,7 @@ fn run_here(seconds: u64) -> anyhow::Result<ExitCode> {
             problems.push(format!("policy {} never dispatched a task", t.policy));
         }
     }
-    println!(
+    say!(
         "  host: {}; sched_ext state {state}",
         if problems.is_empty() {
             "no error exit, no ejections"
@@ -532,13 +543,13 @@ fn run_here(seconds: u64) -> anyhow::Result<ExitCode> {
         }
     );
     if problems.is_empty() {
-        println!("demo OK ({:.1} s)", start.elapsed().as_secs_f64());
+        say!("demo OK ({:.1} s)", start.elapsed().as_secs_f64());
         Ok(ExitCode::SUCCESS)
     } else {
         for problem in &problems {
-            println!("problem: {problem}");
+            say!("problem: {problem}");
         }
-        println!("demo FAILED");
+        say!("demo FAILED");
         Ok(ExitCode::from(EXIT_FAILED))
     }
 }
@@ -617,7 +628,7 @@ fn demo_body(
     for t in &tenants {
         make_cgroup(&t.cgroup, workload)?;
     }
-    println!(
+    say!(
         "{} cgroups: {}",
         stamp(),
         tenants
@@ -643,28 +654,28 @@ fn demo_body(
     }
     for t in &mut tenants {
         t.last_usage = cgroup_usage(&t.cgroup);
-        println!("{} workload {:<12} {}", stamp(), t.name, t.workload);
+        say!("{} workload {:<12} {}", stamp(), t.name, t.workload);
     }
 
     let total = Duration::from_secs(seconds);
     let attach_at = Duration::from_secs((seconds / 6).max(2));
     let detach_at = Duration::from_secs(seconds * 2 / 3);
     let work_start = Instant::now();
-    println!(
+    say!(
         "plan: {:.0} s in the default class only, then attach wfq (batch, level 1) and prio \
          (interactive, level 2) until {:.0} s, detach prio, stop at {:.0} s",
         attach_at.as_secs_f64(),
         detach_at.as_secs_f64(),
         total.as_secs_f64()
     );
-    println!(
+    say!(
         "table, every second: cpu = share of all CPUs (tenants: their cgroup's usage); enq/s, \
          run/s = enqueues and dispatches per second; max wait = longest runnable wait since the \
          class started; parks, clamps in the interval. (default) is the default class: every \
          task without a policy, the system's own included"
     );
     let header = "  time  tenant       class           cpu  enq/s  run/s  max wait  parks  clamps";
-    println!("{header}");
+    say!("{header}");
     flush();
 
     let mut attached = false;
@@ -686,7 +697,7 @@ fn demo_body(
                     .attach(policy, &config)
                     .with_context(|| format!("attaching {} to {}", t.policy, t.cgroup.display()))?;
                 t.handle = Some(handle);
-                println!(
+                say!(
                     "{} attached policy {} to tenant {} (cgroup {}, level {}, weight {}, slot {}) \
                      while its tasks run",
                     stamp(),
@@ -698,7 +709,7 @@ fn demo_body(
                     handle.slot
                 );
             }
-            println!(
+            say!(
                 "        level 2 (interactive) is picked before level 1 (batch): its demand (a \
                  hog and a sleeper, about one CPU) is served first and batch gets the rest; \
                  the starvation guard would keep at least 5% for level 1"
@@ -717,7 +728,7 @@ fn demo_body(
                 t.final_class = host.stats().ok().map(|s| s.classes[handle.slot].clone());
                 host.detach(handle)
                     .with_context(|| format!("detaching {}", t.policy))?;
-                println!(
+                say!(
                     "{} detached policy {} from tenant {}: its {} tasks go on in the default class",
                     stamp(),
                     t.policy,
@@ -743,7 +754,7 @@ fn demo_body(
         };
         if !sleep_until(until) {
             interrupted = true;
-            println!("{} Ctrl-C: stopping the demo", stamp());
+            say!("{} Ctrl-C: stopping the demo", stamp());
             break;
         }
         if Instant::now() < next && work_start.elapsed() < total {
@@ -753,7 +764,7 @@ fn demo_body(
 
         host.check_running().context("the host scheduler stopped")?;
         if let Some(ejection) = host.poll_ejections()?.into_iter().next() {
-            println!(
+            say!(
                 "{} EJECTED policy {}: {}",
                 stamp(),
                 ejection.policy,
@@ -770,7 +781,7 @@ fn demo_body(
         last_tick = Instant::now();
         let capacity = dt.as_secs_f64() * cpus as f64;
         if rows == 10 {
-            println!("{header}");
+            say!("{header}");
             rows = 0;
         }
         rows += 1;
@@ -785,7 +796,7 @@ fn demo_body(
                     let before = Some(&previous.classes[handle.slot]);
                     let (enq, run, parks, clamps) = class_delta(class, before);
                     let per_s = |n: u64| n as f64 / dt.as_secs_f64();
-                    println!(
+                    say!(
                         "{lead:>6}  {:<12} {:<13} {share:4.0}%  {:5.0}  {:5.0}  {:6.1}ms  {parks:5}  {clamps:6}",
                         t.name,
                         format!("{} L{}", t.policy, t.level),
@@ -795,9 +806,10 @@ fn demo_body(
                     );
                 }
                 None => {
-                    println!(
+                    say!(
                         "{lead:>6}  {:<12} {:<13} {share:4.0}%  (counted in the default class)",
-                        t.name, "default"
+                        t.name,
+                        "default"
                     );
                 }
             }
@@ -807,7 +819,7 @@ fn demo_body(
         let (enq, run, parks, clamps) = class_delta(class, Some(before));
         let cpu_ns = class.raw.cpu_time_ns.saturating_sub(before.raw.cpu_time_ns);
         let per_s = |n: u64| n as f64 / dt.as_secs_f64();
-        println!(
+        say!(
             "{:>6}  {:<12} {:<13} {:4.0}%  {:5.0}  {:5.0}  {:6.1}ms  {parks:5}  {clamps:6}",
             "",
             "(default)",
@@ -829,7 +841,7 @@ fn demo_body(
             .iter()
             .filter(|pid| matches!(host.task_slot(**pid), Ok(None)))
             .count();
-        println!(
+        say!(
             "{} check: {in_default} of {} {} tasks are in the default class (host task map)",
             stamp(),
             t.pids.len(),
@@ -845,7 +857,7 @@ fn demo_body(
     }
     for t in &tenants {
         if let Some(handle) = t.handle {
-            println!(
+            say!(
                 "{} detaching policy {} from tenant {}",
                 stamp(),
                 t.policy,

@@ -3,12 +3,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod call;
 mod check;
 mod demo;
 mod engine_arg;
+mod failure;
+mod limits_arg;
+mod sdk;
 mod sim;
 mod sweep;
 
@@ -109,18 +112,73 @@ enum Command {
         #[command(subcommand)]
         action: ExamplesAction,
     },
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  upsched completions bash > /etc/bash_completion.d/upsched\n  upsched completions zsh > ~/.zfunc/_upsched"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one per subcommand into DIR.
+    #[command(
+        after_help = "Examples:\n  upsched man | man -l -\n  upsched man --dir /usr/local/share/man/man1"
+    )]
+    Man {
+        /// Write upsched.1, upsched-sim.1, ... into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// The kit for writing policies: headers, a template policy and a Makefile.
+    #[command(
+        after_help = "Examples:\n  upsched sdk export my-policy && make -C my-policy && upsched check my-policy/policy.bpf.o"
+    )]
+    Sdk {
+        #[command(subcommand)]
+        action: sdk::SdkAction,
+    },
 }
 
 #[derive(Subcommand)]
 enum ExamplesAction {
     /// Print the example policies' names.
-    List,
+    List {
+        /// Print a JSON array of {"name", "bytes"} instead of one name a line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write every example policy as DIR/<name>.bpf.o.
     Export { dir: PathBuf },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A closed stdout (`upsched ... | head -1`) ends the process quietly by SIGPIPE, as it
+    // ends perf, bpftool and other Unix tools (status 141 in a shell), instead of a panic in
+    // the first print after the reader left. The Rust runtime ignores SIGPIPE; this restores
+    // the default before anything, clap's help included, is printed.
+    // SAFETY: setting a signal's disposition to its default installs no handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) if error.use_stderr() && std::env::args_os().any(|a| a == "--json") => {
+            let command = std::env::args().nth(1).unwrap_or_default();
+            let message = error.render().to_string();
+            failure::report(&command, 2, message.trim_end(), true);
+            return ExitCode::from(2);
+        }
+        Err(error) => error.exit(),
+    };
+    if let Command::Demo(_) = cli.command {
+        // The demo holds a scheduler, cgroups and workers: it must clean up, so a closed
+        // stdout only loses its output (`demo::say!`), it does not end the process.
+        // SAFETY: as above.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
+    }
+    let (name, json) = cli.command.name_and_json();
     let result = match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Call(args) => call::run(&args),
@@ -129,19 +187,73 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::DemoWorker(args) => demo::worker(&args),
         Command::Examples { action } => examples(action),
+        Command::Sdk { action } => sdk::run(&action),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "upsched",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => man(dir.as_deref()),
     };
     result.unwrap_or_else(|error| {
-        eprintln!("upsched: {error:#}");
-        ExitCode::from(2)
+        let (status, message) = failure::status_and_message(&error);
+        failure::report(name, status, &message, json);
+        ExitCode::from(status)
     })
+}
+
+impl Command {
+    /// The subcommand's name and whether it prints JSON (then its errors are JSON too).
+    fn name_and_json(&self) -> (&'static str, bool) {
+        match self {
+            Command::Check(args) => ("check", args.json),
+            Command::Call(args) => ("call", args.json),
+            Command::Sim(args) => ("sim", args.json),
+            Command::Sweep(args) => ("sweep", args.json),
+            Command::Demo(_) => ("demo", false),
+            Command::DemoWorker(_) => ("demo-worker", false),
+            Command::Sdk { .. } => ("sdk", false),
+            Command::Completions { .. } => ("completions", false),
+            Command::Man { .. } => ("man", false),
+            Command::Examples { action } => (
+                "examples",
+                matches!(action, ExamplesAction::List { json: true }),
+            ),
+        }
+    }
+}
+
+fn man(dir: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let command = Cli::command();
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+            clap_mangen::generate_to(command, dir)
+                .map_err(|e| anyhow::anyhow!("cannot write into {}: {e}", dir.display()))?;
+        }
+        None => clap_mangen::Man::new(command).render(&mut std::io::stdout())?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn examples(action: ExamplesAction) -> anyhow::Result<ExitCode> {
     match action {
-        ExamplesAction::List => {
+        ExamplesAction::List { json: false } => {
             for name in upsched_policies::names() {
                 println!("{name}");
             }
+        }
+        ExamplesAction::List { json: true } => {
+            let list: Vec<_> = upsched_policies::POLICIES
+                .iter()
+                .map(|(name, bytes)| serde_json::json!({ "name": name, "bytes": bytes.len() }))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&list)?);
         }
         ExamplesAction::Export { dir } => {
             std::fs::create_dir_all(&dir)

@@ -6,13 +6,19 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use upsched_sim::faas::FaasParams;
 use upsched_sim::rtapp::ImportOptions;
 use upsched_sim::units::{MS, parse_duration};
 use upsched_sim::{RunOptions, Scenario, engine, plots, report, tenants};
 
 use crate::engine_arg::EngineArg;
+use crate::failure::failure;
+use crate::limits_arg::LimitArgs;
 
 #[derive(Args)]
+// A negative number reaches the value parser, which says what is wrong with it (clap would
+// take it for an option and suggest `-- -1`).
+#[command(allow_negative_numbers = true)]
 pub struct SimArgs {
     /// Scenario: TOML (see docs/simulator.md), rt-app JSON (`*.json`), or the built-in FaaS
     /// chains `faas[:NAME=VALUE,...]` (docs/faas-sim.md), e.g. `faas:chains=50,rate=10`.
@@ -31,7 +37,7 @@ pub struct SimArgs {
     duration: Option<u64>,
     /// Print the full report as JSON on stdout instead of the summary table.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     /// Write report.json and, per policy, POLICY-tasks.csv, POLICY-timeline.svg,
     /// POLICY-latency-cdf.svg and POLICY-trace.json (Chrome/Perfetto trace) into DIR.
     #[arg(long, value_name = "DIR")]
@@ -42,8 +48,9 @@ pub struct SimArgs {
     /// Most CPU stints kept for the timeline and the trace.
     #[arg(long, default_value_t = 2_000_000)]
     trace_limit: usize,
-    /// CPUs of the machine for an rt-app JSON scenario.
-    #[arg(long)]
+    /// CPUs of the machine, in place of the scenario's (`machine.cpus` of a TOML file,
+    /// `cpus` of `faas`, the CPUs an rt-app JSON file uses).
+    #[arg(long, value_name = "N")]
     cpus: Option<u32>,
     /// Check the invariants (work conservation, no task lost, bounded waits) after every
     /// event and at the end; slow (always on in debug builds).
@@ -51,6 +58,8 @@ pub struct SimArgs {
     check: bool,
     #[command(flatten)]
     engine: EngineArg,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 fn parse_duration_arg(text: &str) -> Result<u64, String> {
@@ -58,28 +67,51 @@ fn parse_duration_arg(text: &str) -> Result<u64, String> {
 }
 
 fn load(args: &SimArgs) -> Result<Scenario, upsched_sim::ScenarioError> {
-    if let Some(builtin) = upsched_sim::builtin_scenario(&args.scenario.to_string_lossy()) {
-        return builtin;
+    let spec = args.scenario.to_string_lossy();
+    let file = args.scenario.display().to_string();
+    if let Some(params) = FaasParams::from_spec(&spec) {
+        let error = |message| upsched_sim::ScenarioError {
+            file: file.clone(),
+            line: None,
+            message,
+        };
+        let mut params = params.map_err(error)?;
+        if let Some(cpus) = args.cpus {
+            params.set("cpus", &cpus.to_string()).map_err(error)?;
+        }
+        return Ok(params.build());
     }
+    let text = std::fs::read_to_string(&args.scenario).map_err(|e| upsched_sim::ScenarioError {
+        file: file.clone(),
+        line: None,
+        message: format!("cannot read: {e}"),
+    })?;
     if args.scenario.extension().is_some_and(|e| e == "json") {
-        let file = args.scenario.display().to_string();
-        let text =
-            std::fs::read_to_string(&args.scenario).map_err(|e| upsched_sim::ScenarioError {
-                file: file.clone(),
-                line: None,
-                message: format!("cannot read: {e}"),
-            })?;
-        upsched_sim::rtapp::import(
-            &text,
-            &file,
-            &ImportOptions {
-                nr_cpus: args.cpus,
-                ..Default::default()
-            },
-        )
+        let options = ImportOptions {
+            nr_cpus: args.cpus,
+            ..Default::default()
+        };
+        upsched_sim::rtapp::import(&text, &file, &options)
     } else {
-        upsched_sim::load_scenario(&args.scenario)
+        upsched_sim::parse_scenario_on(&text, &file, args.cpus)
     }
+}
+
+/// File name prefixes for the policies' outputs, one per policy and all different: a policy
+/// named again, or two files of one name in different directories, get `-2`, `-3`, ...
+fn file_stems(policies: &[String]) -> Vec<String> {
+    let mut stems: Vec<String> = Vec::with_capacity(policies.len());
+    for policy in policies {
+        let stem = file_stem(policy);
+        let mut unique = stem.clone();
+        let mut n = 1;
+        while stems.contains(&unique) {
+            n += 1;
+            unique = format!("{stem}-{n}");
+        }
+        stems.push(unique);
+    }
+    stems
 }
 
 /// A file name prefix for a policy's outputs: a path or `example:NAME` keeps its letters,
@@ -103,13 +135,7 @@ fn write(dir: &Path, name: &str, contents: &str) -> anyhow::Result<()> {
 }
 
 pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
-    let scenario = match load(args) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("upsched sim: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+    let scenario = load(args).map_err(|e| failure(2, e))?;
     for warning in &scenario.warnings {
         eprintln!("upsched sim: warning: {warning}");
     }
@@ -118,17 +144,16 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.policies.clone()
     };
+    if let Some(warning) = tenants::unused_tenants_warning(&scenario, &policies) {
+        eprintln!("upsched sim: warning: {warning}");
+    }
     // Every policy is loaded (and a tenant policy checked and verified) before anything runs.
     let scenario_file = args.scenario.display().to_string();
     let mut schedulers = Vec::new();
     for p in &policies {
-        match tenants::scheduler_in(p, &scenario, &scenario_file, args.engine.mode()) {
-            Ok(sched) => schedulers.push(sched),
-            Err(e) => {
-                eprintln!("upsched sim: {e}");
-                return Ok(ExitCode::from(2));
-            }
-        }
+        let sched = tenants::scheduler_in(p, &scenario, &scenario_file, args.engine.mode())
+            .map_err(|e| failure(2, e))?;
+        schedulers.push(sched);
     }
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -138,8 +163,8 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
     let show_progress = std::io::stderr().is_terminal();
 
     let mut runs = Vec::new();
-    for (policy, sched) in policies.iter().zip(schedulers) {
-        let file_stem = file_stem(policy);
+    let stems = file_stems(&policies);
+    for ((policy, sched), file_stem) in policies.iter().zip(schedulers).zip(stems) {
         let bar = show_progress.then(|| {
             let bar = indicatif::ProgressBar::new(duration / MS);
             bar.set_style(
@@ -165,6 +190,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
             // Debug builds always check, as the tests do.
             check_invariants: args.check || cfg!(debug_assertions),
             progress: Some(&mut progress),
+            limits: args.limits.limits(),
         };
         let outcome = match engine::run(&scenario, sched, opts) {
             Ok(o) => o,
@@ -172,8 +198,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
                 if let Some(bar) = &bar {
                     bar.abandon();
                 }
-                eprintln!("upsched sim: {e}");
-                return Ok(ExitCode::from(1));
+                return Err(failure(1, format!("{policy}: {e}")));
             }
         };
         if let Some(bar) = &bar {
@@ -224,4 +249,31 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
         print!("{json}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_names_are_unique_per_policy() {
+        let policies = [
+            "a/fifo.bpf.o",
+            "b/fifo.bpf.o",
+            "example:fifo",
+            "fifo",
+            "fifo",
+        ]
+        .map(String::from);
+        assert_eq!(
+            file_stems(&policies),
+            [
+                "fifo.bpf.o",
+                "fifo.bpf.o-2",
+                "example_fifo",
+                "fifo",
+                "fifo-2"
+            ]
+        );
+    }
 }

@@ -17,8 +17,13 @@ use upsched_sim::units::{MS, parse_duration};
 use upsched_sim::{RunOptions, Scenario, engine, tenants};
 
 use crate::engine_arg::EngineArg;
+use crate::failure::failure;
+use crate::limits_arg::LimitArgs;
 
 #[derive(Args)]
+// A negative number reaches the value parser, which says what is wrong with it (clap would
+// take it for an option and suggest `-- -1`).
+#[command(allow_negative_numbers = true)]
 pub struct SweepArgs {
     /// Scenario: the built-in `faas[:NAME=VALUE,...]` (docs/faas-sim.md) or a TOML file.
     scenario: String,
@@ -60,6 +65,12 @@ pub struct SweepArgs {
     /// every event, as `upsched sim --check` does; a run that breaks one fails the sweep. Slow.
     #[arg(long)]
     check: bool,
+    /// Print the runs (metrics per run, failed runs with their error, files written) as JSON
+    /// on stdout instead of the summary table; errors too are JSON then (see docs/cli.md).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 /// A metric of one run: name, meaning, and how to read it from the report (`None`: does not
@@ -367,10 +378,7 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<ExitCode> {
     }
     match prepare(args) {
         Ok(plan) => execute(args, plan),
-        Err(e) => {
-            eprintln!("upsched sweep: {e}");
-            Ok(ExitCode::from(2))
-        }
+        Err(e) => Err(failure(2, e)),
     }
 }
 
@@ -410,6 +418,9 @@ fn prepare(args: &SweepArgs) -> Result<Plan, String> {
     } else {
         args.policies.clone()
     };
+    if let Some(warning) = tenants::unused_tenants_warning(&scenarios[0], &policies) {
+        eprintln!("upsched sweep: warning: {warning}");
+    }
     let file = base.file();
     for p in &policies {
         tenants::scheduler_in(p, &scenarios[0], &file, args.engine.mode())?;
@@ -488,6 +499,7 @@ fn execute(args: &SweepArgs, plan: Plan) -> anyhow::Result<ExitCode> {
                                     seed: job.seed,
                                     duration: args.duration,
                                     check_invariants: args.check,
+                                    limits: args.limits.limits(),
                                     ..Default::default()
                                 };
                                 engine::run(scenario, sched, opts).map_err(|e| e.to_string())
@@ -520,16 +532,19 @@ fn execute(args: &SweepArgs, plan: Plan) -> anyhow::Result<ExitCode> {
         .into_inner()
         .map_err(|_| anyhow::anyhow!("a sweep thread panicked"))?;
 
+    // A failed run (a policy broke an invariant, a run limit) is reported and left out; the
+    // others are written.
     let mut rows = Vec::new();
+    let mut failed = Vec::new();
     for (job, result) in jobs.iter().zip(results) {
         match result {
             Some(Ok(report)) => rows.push((job, report)),
-            Some(Err(e)) => {
+            Some(Err(error)) => {
                 eprintln!(
-                    "upsched sweep: {}={} {} seed {}: {e}",
+                    "upsched sweep: {}={} {} seed {}: failed: {error}",
                     plan.param, plan.values[job.point], plan.policies[job.policy], job.seed
                 );
-                return Ok(ExitCode::from(1));
+                failed.push((job, error));
             }
             None => anyhow::bail!("a sweep run produced no result"),
         }
@@ -538,16 +553,80 @@ fn execute(args: &SweepArgs, plan: Plan) -> anyhow::Result<ExitCode> {
     std::fs::write(&csv_path, csv(&plan, &rows))
         .with_context(|| format!("cannot write {}", csv_path.display()))?;
     let mut written = vec![csv_path.display().to_string()];
+    let mut summaries = String::new();
     for metric in &plan.plotted {
         let svg = plot(&plan, &rows, metric).map_err(anyhow::Error::msg)?;
         let svg_path = args.out.join(format!("sweep-{}.svg", metric.name));
         std::fs::write(&svg_path, svg)
             .with_context(|| format!("cannot write {}", svg_path.display()))?;
-        print!("{}", summary(&plan, &rows, metric));
+        summaries.push_str(&summary(&plan, &rows, metric));
         written.push(svg_path.display().to_string());
     }
-    println!("wrote {}", written.join(", "));
-    Ok(ExitCode::SUCCESS)
+    if args.json {
+        let report = json_report(&plan, &rows, &failed, written);
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{summaries}");
+        println!("wrote {}", written.join(", "));
+        if !failed.is_empty() {
+            println!("{} of {} runs failed (see above)", failed.len(), jobs.len());
+        }
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Version of the `sweep --json` document; raised when a field changes meaning or goes away.
+const SWEEP_FORMAT_VERSION: u32 = 1;
+
+/// `sweep --json`: every run of the grid with its metrics, the failed runs with their error,
+/// and the files written.
+fn json_report(
+    plan: &Plan,
+    rows: &[(&Job, RunReport)],
+    failed: &[(&Job, String)],
+    files: Vec<String>,
+) -> serde_json::Value {
+    let run = |job: &Job| {
+        serde_json::json!({
+            "value": plan.values[job.point],
+            "policy": plan.policies[job.policy],
+            "seed": job.seed,
+        })
+    };
+    let runs: Vec<_> = rows
+        .iter()
+        .map(|(job, report)| {
+            let mut entry = run(job);
+            let metrics: serde_json::Map<_, _> = plan
+                .columns
+                .iter()
+                .map(|m| (m.name.to_string(), (m.read)(report).into()))
+                .collect();
+            entry["metrics"] = metrics.into();
+            entry
+        })
+        .collect();
+    let failed: Vec<_> = failed
+        .iter()
+        .map(|(job, error)| {
+            let mut entry = run(job);
+            entry["error"] = error.clone().into();
+            entry
+        })
+        .collect();
+    serde_json::json!({
+        "format_version": SWEEP_FORMAT_VERSION,
+        "param": plan.param,
+        "values": plan.values,
+        "policies": plan.policies,
+        "runs": runs,
+        "failed": failed,
+        "files": files,
+    })
 }
 
 fn value_text(v: Option<f64>) -> String {

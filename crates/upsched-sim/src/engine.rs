@@ -7,6 +7,7 @@
 //! instead of being removed from the heap.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use crate::chains::{ChainOutcome, ChainTracker, NO_REQUEST, event_hint_id};
 use crate::machine::{CpuId, CpuMask};
@@ -237,7 +238,101 @@ pub enum SimError {
     Scenario(String),
     #[error("unknown policy {0:?}")]
     UnknownPolicy(String),
+    /// The run reached one of its [`RunLimits`].
+    #[error(
+        "run stopped at {} simulated: {limit} reached the limit of {} (raise it with {}; 0 lifts it)",
+        crate::units::format_duration(*at_ns),
+        limit.show(*bound),
+        limit.option()
+    )]
+    Limit {
+        limit: Limit,
+        /// The limit in force (wall time in ns).
+        bound: u64,
+        /// Simulated time reached.
+        at_ns: Time,
+    },
 }
+
+/// Which of the [`RunLimits`] a run reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Events,
+    Tasks,
+    Memory,
+    WallTime,
+}
+
+impl Limit {
+    /// The command-line option that sets this limit (`upsched sim`, `upsched sweep`).
+    pub fn option(self) -> &'static str {
+        match self {
+            Limit::Events => "--max-events",
+            Limit::Tasks => "--max-tasks",
+            Limit::Memory => "--max-memory",
+            Limit::WallTime => "--max-wall",
+        }
+    }
+
+    /// A bound of this limit with its unit.
+    fn show(self, bound: u64) -> String {
+        match self {
+            Limit::Events | Limit::Tasks => bound.to_string(),
+            Limit::Memory => format!("{bound} bytes"),
+            Limit::WallTime => crate::units::format_duration(bound),
+        }
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(match self {
+            Limit::Events => "the number of events handled",
+            Limit::Tasks => "the number of tasks alive at once",
+            Limit::Memory => "the estimated memory of the run",
+            Limit::WallTime => "the wall-clock time of the run",
+        })
+    }
+}
+
+/// What one run may create before it stops with [`SimError::Limit`]: a scenario whose
+/// arrivals or forks outpace the machine would otherwise grow until memory runs out. A limit
+/// of 0 is no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLimits {
+    /// Events handled.
+    pub max_events: u64,
+    /// Tasks alive at once (started and not exited), the tasks a scenario starts at time 0
+    /// included.
+    pub max_tasks: u64,
+    /// Estimated bytes of the run's state: tasks, pending events, per-task records, the
+    /// trace, and [`POLICY_BYTES_PER_TASK`] per live task for the policy's queues.
+    pub max_memory: u64,
+    /// Wall-clock time of the run.
+    pub max_wall: Duration,
+}
+
+/// Bytes a run's memory estimate allows per live task for the policy's own state.
+pub const POLICY_BYTES_PER_TASK: u64 = 256;
+
+impl Default for RunLimits {
+    fn default() -> Self {
+        RunLimits {
+            max_events: 2_000_000_000,
+            max_tasks: 100_000,
+            max_memory: 2 << 30,
+            max_wall: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Whether `value` is over `bound` (0: no bound).
+fn over(value: u64, bound: u64) -> bool {
+    bound != 0 && value > bound
+}
+
+/// Events between two checks of the memory estimate and the wall clock.
+const SLOW_CHECK_EVERY: u64 = 1 << 12;
 
 /// Options of one run.
 pub struct RunOptions<'p> {
@@ -252,6 +347,7 @@ pub struct RunOptions<'p> {
     pub check_invariants: bool,
     /// Called now and then with the simulated time reached.
     pub progress: Option<&'p mut dyn FnMut(Time)>,
+    pub limits: RunLimits,
 }
 
 impl Default for RunOptions<'_> {
@@ -263,6 +359,7 @@ impl Default for RunOptions<'_> {
             trace_limit: 1_000_000,
             check_invariants: cfg!(debug_assertions),
             progress: None,
+            limits: RunLimits::default(),
         }
     }
 }
@@ -317,6 +414,7 @@ struct Sim<'s, 'p> {
     started: u64,
     wants_tick: bool,
     chains: Option<ChainTracker>,
+    started_at: Instant,
 }
 
 /// Runs `scenario` under the built-in policy `policy`.
@@ -386,8 +484,9 @@ pub fn run(
         started: 0,
         chains: ChainTracker::new(scenario),
         opts,
+        started_at: Instant::now(),
     };
-    sim.start();
+    sim.start()?;
     sim.main_loop()?;
     if sim.opts.check_invariants {
         sim.check_end()?;
@@ -431,7 +530,50 @@ impl Sim<'_, '_> {
         }
     }
 
-    fn start(&mut self) {
+    fn limit_reached(&self, limit: Limit, bound: u64) -> SimError {
+        SimError::Limit {
+            limit,
+            bound,
+            at_ns: self.now,
+        }
+    }
+
+    /// A rough size of the run's state, for [`RunLimits::max_memory`].
+    fn memory_estimate(&self) -> u64 {
+        use std::mem::size_of;
+        let live = (self.tasks.len() - self.free.len()) as u64;
+        let loops: usize = self.tasks.iter().map(|t| t.loops.capacity()).sum();
+        (self.tasks.capacity() * size_of::<Task>()
+            + loops * size_of::<u64>()
+            + self.heap.items.capacity() * size_of::<Event>()
+            + self.records.capacity() * size_of::<Record>()
+            + self.trace.capacity() * size_of::<Segment>()) as u64
+            + live * POLICY_BYTES_PER_TASK
+    }
+
+    /// Checks the limits that cost more than a comparison: the memory estimate and the clock.
+    fn check_slow_limits(&self) -> Result<(), SimError> {
+        let limits = self.opts.limits;
+        if limits.max_memory != 0 {
+            let bytes = self.memory_estimate();
+            if over(bytes, limits.max_memory) {
+                return Err(self.limit_reached(Limit::Memory, limits.max_memory));
+            }
+        }
+        if !limits.max_wall.is_zero() && self.started_at.elapsed() > limits.max_wall {
+            let ns = limits.max_wall.as_nanos().try_into().unwrap_or(u64::MAX);
+            return Err(self.limit_reached(Limit::WallTime, ns));
+        }
+        Ok(())
+    }
+
+    fn start(&mut self) -> Result<(), SimError> {
+        // The tasks started at time 0 are counted before their start events are queued: a
+        // scenario of a billion tasks fails here, not in the allocation of their events.
+        let initial: u64 = self.scenario.tasks.iter().map(|t| t.count as u64).sum();
+        if over(initial, self.opts.limits.max_tasks) {
+            return Err(self.limit_reached(Limit::Tasks, self.opts.limits.max_tasks));
+        }
         self.sched.init(cx!(self));
         self.apply_requests();
         for (spec, t) in self.scenario.tasks.iter().enumerate() {
@@ -450,10 +592,12 @@ impl Sim<'_, '_> {
                 self.push(a.start, EventWhat::Arrival { index: i as u32 });
             }
         }
+        Ok(())
     }
 
     fn main_loop(&mut self) -> Result<(), SimError> {
         let progress_every: u64 = 1 << 16;
+        let mut iterations: u64 = 0;
         while let Some(event) = self.heap.pop() {
             let time = event.time();
             if time > self.end {
@@ -485,6 +629,13 @@ impl Sim<'_, '_> {
                     self.check_work_conserving()?;
                 }
                 self.check_state()?;
+            }
+            if over(self.processed, self.opts.limits.max_events) {
+                return Err(self.limit_reached(Limit::Events, self.opts.limits.max_events));
+            }
+            iterations += 1;
+            if iterations % SLOW_CHECK_EVERY == 0 {
+                self.check_slow_limits()?;
             }
             let report_progress = self.processed % progress_every == 0;
             if let Some(progress) = self.opts.progress.as_mut().filter(|_| report_progress) {
@@ -597,6 +748,14 @@ impl Sim<'_, '_> {
 
     /// Creates a task instance and makes it runnable.
     fn spawn(&mut self, spec: u32, record: u32, stream: u64) {
+        let live = (self.tasks.len() - self.free.len()) as u64;
+        let max_tasks = self.opts.limits.max_tasks;
+        if over(live + 1, max_tasks) {
+            if self.error.is_none() {
+                self.error = Some(self.limit_reached(Limit::Tasks, max_tasks));
+            }
+            return;
+        }
         let s = &self.scenario.tasks[spec as usize];
         let task = Task {
             spec,

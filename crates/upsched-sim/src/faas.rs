@@ -148,7 +148,9 @@ impl FaasParams {
             }
             "rate" => {
                 let v: f64 = parse_number(name, value)?;
-                self.rate = in_range(name, v, v.is_finite() && v > 0.0, "> 0")?;
+                let bounded = v.is_finite() && v > 0.0 && v <= MAX_ARRIVAL_RATE;
+                let bound = format!("> 0 and at most {MAX_ARRIVAL_RATE:e} per second");
+                self.rate = in_range(name, v, bounded, &bound)?;
             }
             "cpus" => {
                 let v: u32 = parse_number(name, value)?;

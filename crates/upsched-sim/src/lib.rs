@@ -28,7 +28,7 @@ pub mod units;
 
 pub use engine::{RunOptions, RunOutcome, SimError, run, run_builtin};
 pub use scenario::Scenario;
-pub use toml_scenario::{BUILTIN_POLICIES, ScenarioError, parse_scenario};
+pub use toml_scenario::{BUILTIN_POLICIES, ScenarioError, parse_scenario, parse_scenario_on};
 
 /// The built-in scenario `spec` names (`faas[:NAME=VALUE,...]`), or `None` for a file name.
 pub fn builtin_scenario(spec: &str) -> Option<Result<Scenario, ScenarioError>> {

@@ -15,6 +15,8 @@ use crate::units::{Time, format_duration};
 
 #[derive(Serialize, Debug, Clone)]
 pub struct Report {
+    /// [`FORMAT_VERSION`] of this document.
+    pub format_version: u32,
     pub scenario: String,
     pub seed: u64,
     pub machine: MachineReport,
@@ -309,9 +311,14 @@ pub fn run_report(outcome: &RunOutcome, scenario: &Scenario) -> RunReport {
     }
 }
 
+/// Version of the report's JSON (`report.json`, `upsched sim --json`): raised when a field
+/// changes meaning or goes away (new fields keep it).
+pub const FORMAT_VERSION: u32 = 1;
+
 pub fn report(scenario: &Scenario, seed: u64, runs: Vec<RunReport>) -> Report {
     let topo = &scenario.machine.topology;
     Report {
+        format_version: FORMAT_VERSION,
         scenario: scenario.name.clone(),
         seed,
         machine: MachineReport {

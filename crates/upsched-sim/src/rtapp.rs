@@ -299,11 +299,11 @@ pub fn import(text: &str, file: &str, opts: &ImportOptions) -> Result<Scenario, 
         };
         let count = match t.get("instance").map(J::num) {
             None => 1,
-            Some(Some(n)) if n >= 0.0 => n as u32,
+            Some(Some(n)) if (0.0..=MAX_TASK_COUNT as f64).contains(&n) => n as u32,
             _ => {
                 return Err(fail(
                     None,
-                    format!("rt-app: task {name:?}: instance must be a number >= 0"),
+                    format!("rt-app: task {name:?}: instance must be a number 0-{MAX_TASK_COUNT}"),
                 ));
             }
         };
@@ -437,6 +437,7 @@ pub fn import(text: &str, file: &str, opts: &ImportOptions) -> Result<Scenario, 
             program,
         });
     }
+    check_starts_something(&specs, &[]).map_err(|e| fail(None, format!("rt-app: {e}")))?;
     let topology = Topology::new(nr_cpus, 1, nr_cpus, 1).map_err(|e| fail(None, e))?;
     warnings.sort();
     warnings.dedup();

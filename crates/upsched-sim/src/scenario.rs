@@ -234,6 +234,23 @@ impl Default for SchedParams {
     }
 }
 
+/// Most arrivals per second of an arrival process: one per nanosecond, the resolution of the
+/// simulator's clock.
+pub const MAX_ARRIVAL_RATE: f64 = 1e9;
+
+/// Most instances a task spec may start at once (its `count`, rt-app's `instance`); how many
+/// tasks a run may hold is [`crate::engine::RunLimits::max_tasks`].
+pub const MAX_TASK_COUNT: u32 = 1_000_000;
+
+/// The rule every scenario format shares: a scenario starts something.
+pub fn check_starts_something(tasks: &[TaskSpec], arrivals: &[ArrivalSpec]) -> Result<(), String> {
+    if tasks.iter().any(|t| t.count > 0) || !arrivals.is_empty() {
+        Ok(())
+    } else {
+        Err("the scenario starts nothing: add a task with count > 0 or an arrival".into())
+    }
+}
+
 /// A complete, validated scenario.
 #[derive(Clone, Debug)]
 pub struct Scenario {

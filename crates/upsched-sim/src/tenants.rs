@@ -198,6 +198,21 @@ pub fn load(
         .collect()
 }
 
+/// A warning when the scenario declares `[[tenant]]`s and none of `policies` runs them: the
+/// built-in schedulers have no tenants; `upsched`, `example:NAME` and `FILE.bpf.o` do.
+pub fn unused_tenants_warning(scenario: &Scenario, policies: &[String]) -> Option<String> {
+    let builtin = |p: &String| crate::BUILTIN_POLICIES.contains(&p.as_str());
+    (!scenario.tenants.is_empty() && policies.iter().all(builtin)).then(|| {
+        format!(
+            "the scenario's {} [[tenant]] table(s) are not used: {} {} no tenants (they run under {}, example:NAME or FILE.bpf.o)",
+            scenario.tenants.len(),
+            policies.join(", "),
+            if policies.len() == 1 { "has" } else { "have" },
+            upsched::NAME
+        )
+    })
+}
+
 /// The scheduler a policy name stands for: a built-in (`linux-eevdf`, ...), `upsched` (the
 /// mechanism with the scenario's tenants), or a tenant policy (`example:NAME`, a `.bpf.o`
 /// path relative to the working directory), which runs in the mechanism bound to the root

@@ -421,7 +421,7 @@ struct RawEvent {
 #[serde(deny_unknown_fields)]
 struct RawTask {
     name: Spanned<String>,
-    count: Option<u32>,
+    count: Option<Spanned<u32>>,
     cgroup: Option<Spanned<String>>,
     nice: Option<Spanned<i32>>,
     weight: Option<Spanned<u32>>,
@@ -435,7 +435,7 @@ struct RawTask {
 struct RawArrival {
     name: Spanned<String>,
     process: Spanned<String>,
-    rate: Option<f64>,
+    rate: Option<Spanned<f64>>,
     period: Option<DurationValue>,
     start: Option<DurationValue>,
     stop: Option<DurationValue>,
@@ -547,7 +547,18 @@ impl Ctx<'_> {
 
 /// Parses and validates a TOML scenario. `file` names the source in error messages.
 pub fn parse_scenario(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
+    parse_scenario_on(text, file, None)
+}
+
+/// [`parse_scenario`] on a machine of `nr_cpus` CPUs instead of the file's `machine.cpus`
+/// (the command line's `--cpus`).
+pub fn parse_scenario_on(
+    text: &str,
+    file: &str,
+    nr_cpus: Option<u32>,
+) -> Result<Scenario, ScenarioError> {
     let cx = Ctx { file, text };
+    let cpus_override = nr_cpus;
     let raw: RawScenario = toml::from_str(text).map_err(|e| ScenarioError {
         file: file.to_string(),
         line: e.span().map(|s| line_of(text, s.start)),
@@ -557,17 +568,25 @@ pub fn parse_scenario(text: &str, file: &str) -> Result<Scenario, ScenarioError>
     // Machine.
     let (machine, nr_cpus) = {
         let m = raw.machine;
-        let cpus_span = m.as_ref().and_then(|m| m.cpus.as_ref()).map(|c| c.span());
-        let nr_cpus = m
-            .as_ref()
-            .and_then(|m| m.cpus.as_ref())
-            .map(|c| *c.get_ref())
+        let cpus_span = match cpus_override {
+            Some(_) => None,
+            None => m.as_ref().and_then(|m| m.cpus.as_ref()).map(|c| c.span()),
+        };
+        let nr_cpus = cpus_override
+            .or_else(|| {
+                m.as_ref()
+                    .and_then(|m| m.cpus.as_ref())
+                    .map(|c| *c.get_ref())
+            })
             .unwrap_or(1);
         let smt = m.as_ref().and_then(|m| m.smt).unwrap_or(1);
         let llc = m.as_ref().and_then(|m| m.llc_cpus).unwrap_or(nr_cpus);
         let nodes = m.as_ref().and_then(|m| m.numa_nodes).unwrap_or(1);
         let topology = match Topology::new(nr_cpus, smt, llc, nodes) {
             Ok(t) => t,
+            Err(e) if cpus_override.is_some() => {
+                return cx.err(cpus_span, format!("machine (with --cpus {nr_cpus}): {e}"));
+            }
             Err(e) => return cx.err(cpus_span, format!("machine: {e}")),
         };
         let tick = m
@@ -809,6 +828,19 @@ pub fn parse_scenario(text: &str, file: &str) -> Result<Scenario, ScenarioError>
                 }
             }
         };
+        let count = match &t.count {
+            None => 1,
+            Some(c) if *c.get_ref() <= MAX_TASK_COUNT => *c.get_ref(),
+            Some(c) => {
+                return cx.err(
+                    Some(c.span()),
+                    format!(
+                        "task {name:?}: count = {}: at most {MAX_TASK_COUNT} instances",
+                        c.get_ref()
+                    ),
+                );
+            }
+        };
         let steps = to_steps(&t.program, &resolve_event, &resolve_spec)?;
         let program = match compile_program(&steps) {
             Ok(p) => p,
@@ -820,7 +852,7 @@ pub fn parse_scenario(text: &str, file: &str) -> Result<Scenario, ScenarioError>
             nice,
             weight,
             affinity,
-            count: t.count.unwrap_or(1),
+            count,
             start: t.start.map(|s| s.0).unwrap_or(0),
             program,
         });
@@ -837,8 +869,9 @@ pub fn parse_scenario(text: &str, file: &str) -> Result<Scenario, ScenarioError>
                         format!("arrival {name:?}: a poisson process takes `rate`, not `period`"),
                     );
                 }
-                match a.rate {
-                    Some(r) if r.is_finite() && r > 0.0 => ArrivalProcess::Poisson { mean_interval: S as f64 / r },
+                match a.rate.as_ref().map(|r| (*r.get_ref(), r.span())) {
+                    Some((r, _)) if r.is_finite() && r > 0.0 && r <= MAX_ARRIVAL_RATE => ArrivalProcess::Poisson { mean_interval: S as f64 / r },
+                    Some((r, span)) if r > MAX_ARRIVAL_RATE => return cx.err(Some(span), format!("arrival {name:?}: rate = {r}: at most {MAX_ARRIVAL_RATE:e} arrivals per second (one per ns, the simulator's resolution)")),
                     _ => return cx.err(Some(a.process.span()), format!("arrival {name:?}: a poisson process needs `rate` > 0 (arrivals per second)")),
                 }
             }
@@ -988,12 +1021,8 @@ pub fn parse_scenario(text: &str, file: &str) -> Result<Scenario, ScenarioError>
 
     let tenants = crate::tenants::from_raw(&raw.tenants, file, &|offset| line_of(text, offset))?;
 
-    let has_work = tasks.iter().any(|t| t.count > 0) || !arrivals.is_empty();
-    if !has_work {
-        return cx.err(
-            None,
-            "the scenario starts nothing: add a [[task]] with count > 0 or an [[arrival]]",
-        );
+    if let Err(e) = check_starts_something(&tasks, &arrivals) {
+        return cx.err(None, e);
     }
     let duration = match raw.duration {
         Some(d) if d.0 > 0 => d.0,
