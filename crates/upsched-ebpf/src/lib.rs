@@ -25,6 +25,6 @@ pub use interp::{CallError, CallKind, ExecError, Externals, Interpreter, NoExter
 pub use memory::{Memory, MemoryFault, RegionError, RegionId};
 pub use program::{Program, ProgramError};
 pub use verifier::{
-    AllowedCall, ContextSpec, Environment, RegionLoad, RegionSpec, RejectKind, Rejection, Verdict,
-    verify,
+    AllowedCall, CallArg, ContextSpec, Environment, RegionLoad, RegionSpec, RejectKind, Rejection,
+    Verdict, verify,
 };

@@ -31,6 +31,7 @@ const EXPECTED: &[&str] = &[
     "starving_policy_ejected",
     "hint_release",
     "membership_hooks",
+    "kfunc_arguments",
     "unload",
 ];
 
