@@ -1,5 +1,6 @@
 //! Generates the ABI constants, tables and layout asserts from abi.toml, and checks that the
-//! C header matches the same spec (so a change on one side only fails this build).
+//! C headers match the same spec (so a change on one side only fails this build): `upsched.h`
+//! its layout and constants, `upsched_sdk.h` its kfunc prototypes and argument values.
 
 use std::path::PathBuf;
 use upsched_build::abi_spec::AbiSpec;
@@ -20,8 +21,11 @@ fn main() {
 
     let c_check = out_dir.join("abi_layout_check.c");
     write(&c_check, &spec.c_layout_asserts());
+    let sdk_check = out_dir.join("abi_sdk_check.c");
+    write(&sdk_check, &spec.c_sdk_asserts());
     let compiler = or_fail(BpfCompiler::new());
     or_fail(compiler.compile(&c_check, &out_dir.join("abi_layout_check.o")));
+    or_fail(compiler.compile(&sdk_check, &out_dir.join("abi_sdk_check.o")));
 }
 
 fn write(path: &std::path::Path, text: &str) {

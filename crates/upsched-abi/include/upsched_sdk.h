@@ -100,7 +100,17 @@ static upsched_always_inline u64 upsched_pending(const struct upsched_ctx *ctx)
 	return ctx->hints[UPSCHED_HINT_PENDING];
 }
 
-/* Kfuncs a policy may call (each needs a capability; see abi.toml). */
+/*
+ * Kfuncs a policy may call (each needs a capability; see abi.toml). Admission proves that
+ * every argument is inside its domain at every call site, so pass the constants below.
+ *
+ * scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL): how many tasks wait in the local dispatch queue of the
+ * CPU the hook runs on (dispatched there already, of any class). It is the only DSQ id allowed:
+ * another CPU's local queue (SCX_DSQ_LOCAL_ON | cpu) disables the whole scheduler when the CPU
+ * does not exist, and the other queues belong to the host and to the other tenants. The
+ * tenant's own number of runnable tasks is ctx->tenant_nr_runnable.
+ */
+#define SCX_DSQ_LOCAL (1ULL << 63 | 2)
 extern s32 scx_bpf_dsq_nr_queued(u64 dsq_id) __attribute__((section(".ksyms")));
 
 #endif /* UPSCHED_SDK_H */

@@ -47,6 +47,26 @@ pub struct HookInfo {
 pub struct KfuncInfo {
     pub name: &'static str,
     pub capability: &'static str,
+    /// Its parameters, in r1.. order.
+    pub args: &'static [KfuncArg],
+}
+
+/// A parameter of a kfunc.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct KfuncArg {
+    pub name: &'static str,
+    /// Size in bytes (4 or 8): the callee sees only this many low bytes of the register.
+    pub size: usize,
+    /// The only values a policy may pass (proven at every call site before the object is
+    /// admitted); `None`: any value.
+    pub domain: Option<&'static [NamedValue]>,
+}
+
+/// A named constant (of a kfunc argument domain).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct NamedValue {
+    pub name: &'static str,
+    pub value: u64,
 }
 
 /// A scheduling capability a user may be granted.
@@ -105,7 +125,17 @@ mod tests {
         assert_eq!(field_at(CTX_SIZE), None);
         assert_eq!(hook("enqueue").map(|h| h.id), Some(1));
         assert!(hook("dispatch").is_none());
-        assert!(kfunc("scx_bpf_dsq_nr_queued").is_some());
+        let nr_queued = kfunc("scx_bpf_dsq_nr_queued").expect("allowed");
+        assert_eq!(nr_queued.args.len(), 1);
+        assert_eq!(
+            nr_queued.args[0].domain,
+            Some(
+                &[NamedValue {
+                    name: "SCX_DSQ_LOCAL",
+                    value: 1 << 63 | 2
+                }][..]
+            )
+        );
         assert!(kfunc("scx_bpf_dsq_insert").is_none());
     }
 

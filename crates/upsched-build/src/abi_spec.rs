@@ -66,6 +66,14 @@ impl Scalar {
     pub fn signed(self) -> bool {
         self == Scalar::S32
     }
+    /// The type's name in `upsched.h`.
+    pub fn c_type(self) -> &'static str {
+        match self {
+            Scalar::U32 => "upsched_u32",
+            Scalar::S32 => "upsched_s32",
+            Scalar::U64 => "upsched_u64",
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +88,39 @@ pub enum Direction {
 pub struct KfuncSpec {
     pub name: String,
     pub capability: String,
+    pub returns: Scalar,
+    #[serde(default)]
+    pub args: Vec<KfuncArgSpec>,
+}
+
+/// One parameter of a kfunc; with a `domain`, the only values a policy may pass.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KfuncArgSpec {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub scalar: Scalar,
+    pub domain: Option<Vec<NamedValueSpec>>,
+}
+
+/// A named constant of an argument domain. `value` is a string (decimal or `0x` hex) because
+/// TOML integers are signed 64-bit and sched_ext's ids use bit 63.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedValueSpec {
+    pub name: String,
+    pub value: String,
+}
+
+impl NamedValueSpec {
+    pub fn parse_value(&self) -> Result<u64, String> {
+        let text = self.value.trim();
+        let parsed = match text.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16),
+            None => text.parse(),
+        };
+        parsed.map_err(|e| format!("value {:?} of `{}`: {e}", self.value, self.name))
+    }
 }
 
 impl FieldSpec {
@@ -141,8 +182,38 @@ impl AbiSpec {
         }
         for kfunc in &self.kfuncs {
             self.check_capability(&kfunc.capability)?;
+            if kfunc.args.len() > 5 {
+                return Err(format!("kfunc `{}` has more than 5 arguments", kfunc.name));
+            }
+            for arg in &kfunc.args {
+                for value in arg.domain.iter().flatten() {
+                    let number = value.parse_value()?;
+                    let bits = 8 * arg.scalar.size() as u32;
+                    if bits < 64 && number >> bits != 0 {
+                        return Err(format!(
+                            "`{}` ({number:#x}) does not fit argument `{}` of `{}`",
+                            value.name, arg.name, kfunc.name
+                        ));
+                    }
+                }
+                if arg.domain.as_ref().is_some_and(Vec::is_empty) {
+                    return Err(format!(
+                        "argument `{}` of `{}` has an empty domain: remove the kfunc instead",
+                        arg.name, kfunc.name
+                    ));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Every named value of every kfunc argument domain, with its number.
+    fn domain_values(&self) -> impl Iterator<Item = (&NamedValueSpec, u64)> {
+        self.kfuncs
+            .iter()
+            .flat_map(|k| &k.args)
+            .flat_map(|a| a.domain.iter().flatten())
+            .map(|v| (v, v.parse_value().expect("validated on load")))
     }
 
     fn check_capability(&self, cap: &str) -> Result<(), String> {
@@ -155,8 +226,9 @@ impl AbiSpec {
         }
     }
 
-    /// Rust: constants (without the `UPSCHED_` prefix) and the static tables of fields, hooks,
-    /// kfuncs and capabilities. Expects `FieldInfo`, `HookInfo`, `KfuncInfo`, `Capability`,
+    /// Rust: constants (without the `UPSCHED_` prefix; the named values of kfunc argument
+    /// domains as `u64`) and the static tables of fields, hooks, kfuncs and capabilities.
+    /// Expects `FieldInfo`, `HookInfo`, `KfuncInfo`, `KfuncArg`, `NamedValue`, `Capability`,
     /// `Direction` in scope.
     pub fn rust_tables(&self) -> String {
         let mut out = String::from("// Generated from abi.toml by upsched-build. Do not edit.\n");
@@ -164,6 +236,9 @@ impl AbiSpec {
             let rust_name = name.strip_prefix("UPSCHED_").unwrap_or(name);
             let ty = if *value < 0 { "i32" } else { "u32" };
             writeln!(out, "pub const {rust_name}: {ty} = {value};").unwrap();
+        }
+        for (value, number) in self.domain_values() {
+            writeln!(out, "pub const {}: u64 = {number:#x};", value.name).unwrap();
         }
         writeln!(out, "/// sizeof(struct {}).", self.context).unwrap();
         writeln!(out, "pub const CTX_SIZE: usize = {};", self.size).unwrap();
@@ -192,10 +267,37 @@ impl AbiSpec {
 
         out.push_str("pub static KFUNCS: &[KfuncInfo] = &[\n");
         for k in &self.kfuncs {
+            let args: Vec<String> = k
+                .args
+                .iter()
+                .map(|a| {
+                    let domain = match &a.domain {
+                        Some(values) => format!(
+                            "Some(&[{}])",
+                            values
+                                .iter()
+                                .map(|v| format!(
+                                    "NamedValue {{ name: {:?}, value: {} }}",
+                                    v.name, v.name
+                                ))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        None => "None".to_string(),
+                    };
+                    format!(
+                        "KfuncArg {{ name: {:?}, size: {}, domain: {domain} }}",
+                        a.name,
+                        a.scalar.size()
+                    )
+                })
+                .collect();
             writeln!(
                 out,
-                "    KfuncInfo {{ name: {:?}, capability: {:?} }},",
-                k.name, k.capability
+                "    KfuncInfo {{ name: {:?}, capability: {:?}, args: &[{}] }},",
+                k.name,
+                k.capability,
+                args.join(", ")
             )
             .unwrap();
         }
@@ -236,6 +338,38 @@ impl AbiSpec {
                 "const _: () = assert!(matches!(scalar_layout(|c: &{ty}| &c.{name}), ({}, {})), \"{ty}.{name}: type differs from abi.toml\");",
                 f.size(),
                 f.scalar.signed()
+            )
+            .unwrap();
+        }
+        out
+    }
+
+    /// C: `_Static_assert`s that `upsched_sdk.h` declares every kfunc with the spec's prototype
+    /// and defines the named values of the argument domains as the spec does.
+    pub fn c_sdk_asserts(&self) -> String {
+        let mut out = String::from(
+            "/* Generated from abi.toml by upsched-build. Do not edit. */\n#include \"upsched_sdk.h\"\n",
+        );
+        for k in &self.kfuncs {
+            let params: Vec<&str> = k.args.iter().map(|a| a.scalar.c_type()).collect();
+            let params = if params.is_empty() {
+                "void".to_string()
+            } else {
+                params.join(", ")
+            };
+            writeln!(
+                out,
+                "_Static_assert(__builtin_types_compatible_p(__typeof__({name}), {ret}({params})), \"{name}: prototype differs from abi.toml\");",
+                name = k.name,
+                ret = k.returns.c_type(),
+            )
+            .unwrap();
+        }
+        for (value, number) in self.domain_values() {
+            writeln!(
+                out,
+                "_Static_assert({name} == {number:#x}ULL, \"{name} differs from abi.toml\");",
+                name = value.name
             )
             .unwrap();
         }

@@ -25,6 +25,6 @@ pub use interp::{CallError, CallKind, ExecError, Externals, Interpreter, NoExter
 pub use memory::{Memory, MemoryFault, RegionError, RegionId};
 pub use program::{InsnField, Program, ProgramError};
 pub use verifier::{
-    AllowedCall, ArgSpec, ContextSpec, Environment, GlobalFunction, RegionLoad, RegionSpec,
-    RejectKind, Rejection, Verdict, verify,
+    AllowedCall, ArgSpec, CallArg, ContextSpec, Environment, GlobalFunction, RegionLoad,
+    RegionSpec, RejectKind, Rejection, Verdict, verify,
 };

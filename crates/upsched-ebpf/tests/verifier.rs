@@ -10,9 +10,13 @@ use upsched_ebpf::insn::*;
 use upsched_ebpf::program::clear_unused_fields;
 use upsched_ebpf::verifier::{DEFAULT_MAX_EXPLORED, verify_insns};
 use upsched_ebpf::{
-    AllowedCall, CallError, CallKind, ContextSpec, Environment, Interpreter, Memory, RegionId,
-    RegionLoad, RegionSpec, RejectKind,
+    AllowedCall, CallArg, CallError, CallKind, ContextSpec, Environment, Interpreter, Memory,
+    RegionId, RegionLoad, RegionSpec, RejectKind,
 };
+
+/// Kfuncs whose argument must be 5 or 7 (64-bit), and 1 (32-bit: only the low half counts).
+const PICK: i32 = 1;
+const PICK32: i32 = 2;
 
 /// Context of 64 bytes: inputs at 0..48, outputs at 48..64.
 const CTX_SIZE: u64 = 64;
@@ -43,12 +47,34 @@ fn env(nullable: bool, loads: &[(usize, usize, u64)]) -> Environment {
             .iter()
             .map(|&(pc, region, offset)| RegionLoad { pc, region, offset })
             .collect(),
-        calls: vec![AllowedCall {
-            kind: CallKind::Kfunc,
-            id: 0,
-            name: "answer".into(),
-            args: 1,
-        }],
+        calls: vec![
+            AllowedCall {
+                kind: CallKind::Kfunc,
+                id: 0,
+                name: "answer".into(),
+                args: vec![CallArg::any("x")],
+            },
+            AllowedCall {
+                kind: CallKind::Kfunc,
+                id: PICK,
+                name: "pick".into(),
+                args: vec![CallArg {
+                    name: "which".into(),
+                    size: 8,
+                    domain: Some(vec![("FIVE".into(), 5), ("SEVEN".into(), 7)]),
+                }],
+            },
+            AllowedCall {
+                kind: CallKind::Kfunc,
+                id: PICK32,
+                name: "pick32".into(),
+                args: vec![CallArg {
+                    name: "which".into(),
+                    size: 4,
+                    domain: Some(vec![("ONE".into(), 1)]),
+                }],
+            },
+        ],
         global_functions: Vec::new(),
         max_explored: DEFAULT_MAX_EXPLORED,
     }
@@ -550,6 +576,83 @@ fn reject_corpus() {
         2,
         RejectKind::UninitRegister,
         "reads r3",
+    );
+}
+
+#[test]
+fn kfunc_arguments_must_be_proven_inside_their_domain() {
+    let plain = env(false, &[]);
+    expect_reject(
+        "constant outside the domain",
+        vec![mov64_imm(R1, 6), call_kfunc(PICK), exit()],
+        &plain,
+        1,
+        RejectKind::ArgumentDomain,
+        "argument 1 of pick (which, r1) is 0x6; it must be one of FIVE (0x5), SEVEN (0x7)",
+    );
+    expect_reject(
+        "a value read from the context",
+        vec![ldx(BPF_B, R1, R1, 0), call_kfunc(PICK), exit()],
+        &plain,
+        1,
+        RejectKind::ArgumentDomain,
+        "is not a constant here (it may be any of 0x0..=0xff)",
+    );
+    // 5..=7 holds 6: a range is admitted only if every value in it is.
+    expect_reject(
+        "a range around a value outside",
+        vec![
+            ldx(BPF_B, R1, R1, 0),
+            jmp_imm(BPF_JLT, R1, 5, 2),
+            jmp_imm(BPF_JGT, R1, 7, 1),
+            call_kfunc(PICK),
+            exit(),
+        ],
+        &plain,
+        3,
+        RejectKind::ArgumentDomain,
+        "0x5..=0x7",
+    );
+    expect_reject(
+        "upper half ignored, low half outside",
+        program(&[&lddw(R1, 1 << 32 | 2), &[call_kfunc(PICK32), exit()]]),
+        &plain,
+        2,
+        RejectKind::ArgumentDomain,
+        "is 0x2; it must be ONE (0x1)",
+    );
+    let ctx = [7u8; CTX_SIZE as usize];
+    // Narrowed by branches to a value of the domain on each path that calls.
+    expect_accept(
+        "a value narrowed to the domain",
+        vec![
+            ldx(BPF_B, R1, R1, 0),
+            jmp_imm(BPF_JEQ, R1, 5, 2),
+            jmp_imm(BPF_JEQ, R1, 7, 1),
+            exit(),
+            call_kfunc(PICK),
+            exit(),
+        ],
+        &plain,
+        &ctx,
+    );
+    expect_accept(
+        "the constants of the domain",
+        vec![
+            mov64_imm(R1, 5),
+            call_kfunc(PICK),
+            mov64_imm(R1, 7),
+            call_kfunc(PICK),
+            exit(),
+        ],
+        &plain,
+        &ctx,
+    );
+    expect_accept(
+        "a 32-bit argument with any upper half",
+        program(&[&lddw(R1, 0xdead_0000_0001), &[call_kfunc(PICK32), exit()]]),
+        &plain,
+        &ctx,
     );
 }
 

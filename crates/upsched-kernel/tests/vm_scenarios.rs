@@ -32,6 +32,7 @@ const EXPECTED: &[&str] = &[
     "hint_release",
     "membership_hooks",
     "differential_admission",
+    "kfunc_arguments",
     "unload",
 ];
 

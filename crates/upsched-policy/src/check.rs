@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use btf_rs::{Btf, Type};
 use serde::Serialize;
 use upsched_abi::{CTX_SIZE, Direction, FIELDS, HOOK_SECTION_PREFIX};
+use upsched_ebpf::RejectKind;
 
 use crate::analysis::{self, AccessKind, Finding};
 use crate::btf_check::strip;
@@ -74,6 +75,9 @@ pub enum ProblemKind {
     License,
     /// The engine's verifier (range analysis, see docs/verifier.md) rejected a hook.
     EngineVerifier,
+    /// A kfunc argument that may lie outside its domain in abi.toml (proven by the engine's
+    /// verifier at each call site).
+    KfuncArgument,
     /// Warning: an output the hook's caller ignores.
     IgnoredOutput,
 }
@@ -270,8 +274,12 @@ fn check_with_engine_verifier(object: &PolicyObject, data: &[u8], report: &mut C
                              them there, or make it static"
                         ));
                     }
+                    let kind = match rejection.kind {
+                        RejectKind::ArgumentDomain => ProblemKind::KfuncArgument,
+                        _ => ProblemKind::EngineVerifier,
+                    };
                     report.problems.push(problem(
-                        ProblemKind::EngineVerifier,
+                        kind,
                         Some(&section),
                         Some(rejection.pc),
                         message,

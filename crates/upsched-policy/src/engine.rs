@@ -30,7 +30,7 @@ use upsched_abi::{CTX_SIZE, Direction, FIELDS, HOOKS, HookInfo, KfuncInfo, Upsch
 use upsched_ebpf::insn::{BPF_PSEUDO_KFUNC_CALL, Insn};
 use upsched_ebpf::verifier::{DEFAULT_MAX_EXPLORED, verify_insns};
 use upsched_ebpf::{
-    AllowedCall, CallError, CallKind, ContextSpec, Environment, ExecError, Externals,
+    AllowedCall, CallArg, CallError, CallKind, ContextSpec, Environment, ExecError, Externals,
     GlobalFunction, Interpreter, Memory, Program, ProgramError, RegionError, RegionId, RegionLoad,
     RegionSpec, Rejection, Verdict,
 };
@@ -409,7 +409,7 @@ impl LoadedPolicy {
             kfuncs: prepared
                 .kfuncs
                 .iter()
-                .map(|&kfunc| (kfunc, usize::from(kfunc_arity(kfunc.name).unwrap_or(5))))
+                .map(|&kfunc| (kfunc, kfunc.args.len()))
                 .collect(),
             budget,
             mode,
@@ -563,16 +563,6 @@ fn is_writable(section: &str) -> bool {
     !section.starts_with(".rodata")
 }
 
-/// Number of arguments of each kfunc a policy may call. abi.toml names the kfuncs but not their
-/// prototypes; a test keeps this table complete.
-pub fn kfunc_arity(name: &str) -> Option<u8> {
-    match name {
-        // s32 scx_bpf_dsq_nr_queued(u64 dsq_id)
-        "scx_bpf_dsq_nr_queued" => Some(1),
-        _ => None,
-    }
-}
-
 /// A hook program with its kfunc calls bound (each call's `imm` is an index into the policy's
 /// kfunc table) and the description of the memory it may touch, ready for the verifier; its
 /// global `lddw`s still hold the object's values.
@@ -698,7 +688,8 @@ fn prepare(object: &PolicyObject) -> Result<Prepared, EngineError> {
             },
         });
     }
-    // Every hook may call every kfunc bound for the object (each one is allowed by the ABI).
+    // Every hook may call every kfunc bound for the object (each one is allowed by the ABI),
+    // with arguments inside the domains abi.toml gives.
     let calls: Vec<AllowedCall> = kfuncs
         .iter()
         .enumerate()
@@ -706,7 +697,20 @@ fn prepare(object: &PolicyObject) -> Result<Prepared, EngineError> {
             kind: CallKind::Kfunc,
             id: index as i32,
             name: kfunc.name.to_string(),
-            args: kfunc_arity(kfunc.name).unwrap_or(5),
+            args: kfunc
+                .args
+                .iter()
+                .map(|arg| CallArg {
+                    name: arg.name.to_string(),
+                    size: arg.size as u8,
+                    domain: arg.domain.map(|values| {
+                        values
+                            .iter()
+                            .map(|v| (v.name.to_string(), v.value))
+                            .collect()
+                    }),
+                })
+                .collect(),
         })
         .collect();
     for hook in &mut hooks {

@@ -141,6 +141,67 @@ const BAD: &[(&str, ProblemKind, &str, Option<usize>)] = &[
         "scx_bpf_kick_cpu",
         Some(3),
     ),
+    // scx_bpf_dsq_nr_queued with every kind of DSQ id outside its domain (SCX_DSQ_LOCAL).
+    (
+        "kfunc_dsq_local_on_0",
+        ProblemKind::KfuncArgument,
+        "(dsq_id, r1) is 0xc000000000000000; it must be SCX_DSQ_LOCAL (0x8000000000000002)",
+        Some(3),
+    ),
+    (
+        "kfunc_dsq_local_on_last",
+        ProblemKind::KfuncArgument,
+        "is not a constant here (it may be any of 0xc000000000000000..=0xffffffffffffffff)",
+        Some(6),
+    ),
+    (
+        "kfunc_dsq_local_on_nr_cpus",
+        ProblemKind::KfuncArgument,
+        "is not a constant here (it may be any of 0xc000000000000000..=0xffffffffffffffff)",
+        Some(5),
+    ),
+    (
+        "kfunc_dsq_local_on_invalid",
+        ProblemKind::KfuncArgument,
+        "argument 1 of scx_bpf_dsq_nr_queued (dsq_id, r1) is 0xc0000000ffffffff; it must be SCX_DSQ_LOCAL",
+        Some(3),
+    ),
+    (
+        "kfunc_dsq_global",
+        ProblemKind::KfuncArgument,
+        "is 0x8000000000000001; it must be SCX_DSQ_LOCAL",
+        Some(3),
+    ),
+    (
+        "kfunc_dsq_own_class",
+        ProblemKind::KfuncArgument,
+        "is not a constant here (it may be any of 0x100..=0x1000000ff)",
+        Some(3),
+    ),
+    (
+        "kfunc_dsq_other_tenant",
+        ProblemKind::KfuncArgument,
+        "is 0x101; it must be SCX_DSQ_LOCAL",
+        Some(2),
+    ),
+    (
+        "kfunc_dsq_park",
+        ProblemKind::KfuncArgument,
+        "is 0x200; it must be SCX_DSQ_LOCAL",
+        Some(2),
+    ),
+    (
+        "kfunc_dsq_arbitrary",
+        ProblemKind::KfuncArgument,
+        "is 0x12345; it must be SCX_DSQ_LOCAL",
+        Some(2),
+    ),
+    (
+        "kfunc_dsq_variable",
+        ProblemKind::KfuncArgument,
+        "is not a constant here (it may be any of 0x0..=0xffffffffffffffff)",
+        Some(2),
+    ),
     (
         "input_write",
         ProblemKind::InputWrite,

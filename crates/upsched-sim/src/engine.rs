@@ -842,9 +842,10 @@ impl Sim<'_, '_> {
         // Requests are few (usually zero or one); draining by index keeps the buffer.
         let mut i = 0;
         while i < self.requests.len() {
-            match self.requests[i] {
+            match self.requests[i].clone() {
                 Request::Kick { cpu, preempt } => self.kick(cpu, preempt),
                 Request::Timer { at, token } => self.push(at, EventWhat::PolicyTimer { token }),
+                Request::Abort(reason) => self.fail(reason),
             }
             i += 1;
         }

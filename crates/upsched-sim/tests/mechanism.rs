@@ -304,8 +304,9 @@ fn misbehaving(name: &str, config: &str, tasks: &str, duration: &str) -> RunRepo
 
 #[test]
 fn the_kfunc_is_answered_from_the_model() {
-    // kfunc_user asks scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL): the host never queues there, so
-    // the answer is 0 and the policy asks for the longest slice.
+    // kfunc_user asks scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL): the host inserts into a local
+    // queue directly only default-class wake-ups, so the answer is 0 and the policy asks for
+    // the longest slice.
     let tasks: String = ["a", "b", "c"].iter().map(|n| hog(n, "", "1s")).collect();
     let bytes = upsched_testdata::object("kfunc_user");
     let run = with_policy_object("kfunc_user", bytes, "", &tasks, "300ms");
@@ -322,6 +323,88 @@ name = "sleeper"
 count = 2
 program = [{ loop = 10, body = [{ run = "1ms" }, { sleep = "5ms" }] }]
 "#;
+
+/// Runs the corpus object `name` unchecked and unverified (admission refuses every
+/// `kfunc_dsq_*` object) as the tenant of "/" on 2 CPUs with 3 hogs, on engine `mode`: the run's
+/// error, or the last answer of scx_bpf_dsq_nr_queued the policy kept in `answer`.
+fn run_unchecked(name: &str, mode: upsched_policy::engine::ExecMode) -> Result<i64, String> {
+    use upsched_sim::sched::upsched::{HostConfig, Tenant, TenantConfig, UpschedHost};
+    let object = upsched_policy::PolicyObject::parse(upsched_testdata::object(name)).unwrap();
+    let options = upsched_policy::engine::EngineOptions {
+        mode,
+        ..Default::default()
+    };
+    let policy = upsched_policy::LoadedPolicy::from_object_unverified(&object, &options).unwrap();
+    let tasks: String = ["a", "b", "c"].iter().map(|n| hog(n, "", "30ms")).collect();
+    let s = scenario(&format!(
+        "duration = \"200ms\"\n[machine]\ncpus = 2\ncosts = {{ preset = \"zero\" }}\n{tasks}"
+    ));
+    let host = UpschedHost::new(
+        HostConfig::new(s.params.default_slice),
+        vec![Tenant {
+            name: name.into(),
+            policy,
+            config: TenantConfig::new("/"),
+        }],
+        &s.cgroups,
+    );
+    let outcome =
+        engine::run(&s, Box::new(host), RunOptions::default()).map_err(|e| e.to_string())?;
+    let run = report::run_report(&outcome, &s);
+    let t = &mechanism(&run).tenants[0];
+    assert!(t.ejection.is_none(), "{name}: {:?}", t.ejection);
+    assert_eq!(run.tasks_alive_at_end, 0, "{name}");
+    let answer = t
+        .policy_state
+        .as_ref()
+        .unwrap()
+        .global_u64("answer")
+        .unwrap();
+    Ok(answer as i64)
+}
+
+#[test]
+fn the_kfunc_model_fails_where_the_kernel_fails_and_answers_as_it_does() {
+    use upsched_policy::engine::ExecMode;
+    const ENOENT: i64 = -2;
+    for mode in [ExecMode::Interpreter, ExecMode::Jit] {
+        // Another CPU's local DSQ: a CPU that does not exist is sched_ext's runtime error,
+        // which disables the host; the run ends there and says why and who.
+        for (name, cpu) in [
+            ("kfunc_dsq_local_on_nr_cpus", "2"),
+            ("kfunc_dsq_local_on_invalid", "-1"),
+        ] {
+            let error = run_unchecked(name, mode).expect_err(name);
+            for part in [
+                format!("sched_ext runtime error: invalid CPU {cpu}"),
+                format!("scx_bpf_dsq_nr_queued called by the enqueue hook of tenant \"{name}\""),
+                "the kernel disables the host scheduler".to_string(),
+            ] {
+                assert!(error.contains(&part), "{mode:?} {name}: {error}");
+            }
+        }
+        // Every other id answers as the kernel does, and the host runs on.
+        for (name, answer) in [
+            // No task is ever inserted into a local queue of this tenant-only machine.
+            ("kfunc_dsq_local_on_0", Some(0)),
+            ("kfunc_dsq_local_on_last", Some(0)),
+            ("kfunc_dsq_park", Some(0)),
+            // The queue lengths of class DSQs vary over the run.
+            ("kfunc_dsq_own_class", None),
+            ("kfunc_dsq_other_tenant", Some(0)),
+            // Not user DSQs: the global DSQ, an unknown id, id 0 from the unset hint word.
+            ("kfunc_dsq_global", Some(ENOENT)),
+            ("kfunc_dsq_arbitrary", Some(ENOENT)),
+            ("kfunc_dsq_variable", Some(ENOENT)),
+        ] {
+            let got = run_unchecked(name, mode).unwrap_or_else(|e| panic!("{mode:?} {name}: {e}"));
+            match answer {
+                Some(answer) => assert_eq!(got, answer, "{mode:?} {name}"),
+                None => assert!((0..=3).contains(&got), "{mode:?} {name}: {got}"),
+            }
+        }
+    }
+}
 
 #[test]
 fn absurd_decisions_are_clamped_and_counted() {

@@ -76,13 +76,67 @@ pub struct RegionLoad {
 }
 
 /// An external function the program may call: helper or kfunc `id` (the call's `imm`), with
-/// `args` scalar arguments in r1.. ; it returns a scalar in r0 and clobbers r1..r5.
+/// scalar arguments `args` in r1.. ; it returns a scalar in r0 and clobbers r1..r5.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AllowedCall {
     pub kind: CallKind,
     pub id: i32,
     pub name: String,
-    pub args: u8,
+    pub args: Vec<CallArg>,
+}
+
+/// A parameter of an external function.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallArg {
+    pub name: String,
+    /// Bytes of the register the callee reads (4 or 8; 4 means the low half).
+    pub size: u8,
+    /// The only values the program may pass, each with a name for messages; `None`: any
+    /// number.
+    pub domain: Option<Vec<(String, u64)>>,
+}
+
+impl CallArg {
+    /// A 64-bit parameter that takes any number.
+    pub fn any(name: &str) -> CallArg {
+        CallArg {
+            name: name.to_string(),
+            size: 8,
+            domain: None,
+        }
+    }
+
+    /// Why `value` (the register's abstract value) may lie outside the domain, if it may.
+    fn outside_domain(&self, value: &Scalar) -> Option<String> {
+        let domain = self.domain.as_ref()?;
+        let value = match value.as_constant() {
+            Some(constant) if self.size < 8 => Scalar::constant(u64::from(constant as u32)),
+            _ if self.size < 8 => value.low32(),
+            _ => *value,
+        };
+        let allowed = |x: u64| domain.iter().any(|(_, v)| *v == x);
+        let covered =
+            value.umax - value.umin < domain.len() as u64 && (value.umin..=value.umax).all(allowed);
+        if covered {
+            return None;
+        }
+        let found = match value.as_constant() {
+            Some(constant) => format!("is {constant:#x}"),
+            None => format!(
+                "is not a constant here (it may be any of {:#x}..={:#x})",
+                value.umin, value.umax
+            ),
+        };
+        let names: Vec<String> = domain
+            .iter()
+            .map(|(name, v)| format!("{name} ({v:#x})"))
+            .collect();
+        let wanted = match names.as_slice() {
+            [one] => one.clone(),
+            many => format!("one of {}", many.join(", ")),
+        };
+        Some(format!("{found}; it must be {wanted}"))
+    }
 }
 
 /// What the program may touch and call.
@@ -116,6 +170,8 @@ pub enum RejectKind {
     PointerArithmetic,
     NotAPointer,
     CallNotAllowed,
+    /// An argument of an external call may lie outside its domain.
+    ArgumentDomain,
     CallDepth,
     /// The stack of a call chain exceeds the kernel's combined limit.
     StackSize,
@@ -1311,9 +1367,20 @@ impl<'a> Verifier<'a> {
                 format!("calls {what}, which this program may not call"),
             ));
         };
-        for arg in 1..=allowed.args.min(5) {
+        for (arg, spec) in (1..=5u8).zip(&allowed.args) {
             match state.reg(arg) {
-                Value::Scalar(_) => {}
+                Value::Scalar(value) => {
+                    if let Some(why) = spec.outside_domain(&value) {
+                        return Err(reject(
+                            pc,
+                            RejectKind::ArgumentDomain,
+                            format!(
+                                "argument {arg} of {} ({}, r{arg}) {why}",
+                                allowed.name, spec.name
+                            ),
+                        ));
+                    }
+                }
                 Value::Uninit => {
                     return Err(reject(
                         pc,
@@ -1541,6 +1608,7 @@ impl fmt::Display for RejectKind {
             RejectKind::PointerArithmetic => "pointer_arithmetic",
             RejectKind::NotAPointer => "not_a_pointer",
             RejectKind::CallNotAllowed => "call_not_allowed",
+            RejectKind::ArgumentDomain => "argument_domain",
             RejectKind::CallDepth => "call_depth",
             RejectKind::StackSize => "stack_size",
             RejectKind::MayNotTerminate => "may_not_terminate",

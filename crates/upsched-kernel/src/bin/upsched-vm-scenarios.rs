@@ -519,7 +519,7 @@ fn run_all(alone_secs: u64, only: &[String], repeat: u32) -> i32 {
 
     let outcome = host_alone(&mut host, alone_secs, &mut report);
     report.result("host_alone", outcome);
-    let scenarios: [(&str, ScenarioFn); 10] = [
+    let scenarios: &[(&str, ScenarioFn)] = &[
         ("weights_1_to_3", weights),
         ("levels_and_guard", levels),
         ("strict_priority", strict_priority),
@@ -530,6 +530,7 @@ fn run_all(alone_secs: u64, only: &[String], repeat: u32) -> i32 {
         ("hint_release", hint_release),
         ("membership_hooks", membership_hooks),
         ("differential_admission", differential_admission),
+        ("kfunc_arguments", kfunc_arguments),
     ];
     let chosen = scenarios
         .iter()
@@ -1014,6 +1015,132 @@ fn start_misbehaving(
         config,
         children,
     })
+}
+
+/// Runs `hogs` CPU hogs in `cgroup` for `secs`, checking every 250 ms that the host is alive;
+/// returns how many of them ran in a tenant.
+fn hogs_while_alive(host: &Host, cgroup: &Path, hogs: usize, secs: f64) -> Result<usize, String> {
+    let cg = cgroup.display().to_string();
+    let mut children = Vec::new();
+    for _ in 0..hogs {
+        children.push(spawn(&args(&[
+            "hog",
+            "--cgroup",
+            &cg,
+            "--secs",
+            &secs.to_string(),
+        ]))?);
+    }
+    let start = Instant::now();
+    let mut governed = 0;
+    while start.elapsed().as_secs_f64() < secs {
+        std::thread::sleep(Duration::from_millis(250));
+        if let Err(err) = host_alive(host) {
+            kill_all(&mut children);
+            return Err(format!(
+                "after {:.2} s of load: {err}",
+                start.elapsed().as_secs_f64()
+            ));
+        }
+        governed = governed.max(
+            children
+                .iter()
+                .filter(|c| matches!(host.task_slot(c.id()), Ok(Some(_))))
+                .count(),
+        );
+    }
+    wait_all(&mut children, Duration::from_secs(30))?;
+    Ok(governed)
+}
+
+/// The allowed kfunc with every kind of DSQ id (issue 9): each `kfunc_dsq_*` object of the
+/// corpus (another CPU's local DSQ at CPU 0, the last CPU, nr_cpus and 0xffffffff; the global
+/// DSQ; the tenant's own class DSQ, another tenant's, a park DSQ; an arbitrary and a
+/// non-constant id) must be refused by `Host::attach` with the reason and leave the scheduler
+/// as it was; `kfunc_user` (SCX_DSQ_LOCAL) is attached and runs under load. sched_ext stays
+/// enabled and the host records no exit throughout.
+fn kfunc_arguments(host: &mut Host) -> Result<String, String> {
+    let cgroup = make_cgroup("kfunc")?;
+    let config = TenantConfig::new(&cgroup).level(1);
+    let mut refused = Vec::new();
+    let mut attached = Vec::new();
+    for (name, bytes) in upsched_testdata::BAD
+        .iter()
+        .filter(|(name, _)| name.starts_with("kfunc_dsq_"))
+    {
+        let tenants = host.tenants().len();
+        match host.attach(bytes, &config) {
+            Err(HostError::PolicyRejected(problems)) => {
+                let reason = problems.join("; ");
+                if !(reason.contains("freplace/upsched_enqueue, insn")
+                    && reason.contains("scx_bpf_dsq_nr_queued (dsq_id, r1)")
+                    && reason.contains("SCX_DSQ_LOCAL"))
+                {
+                    return Err(format!("{name}: refused for another reason: {reason}"));
+                }
+                host_alive(host).map_err(|e| format!("after refusing {name}: {e}"))?;
+                if host.tenants().len() != tenants {
+                    return Err(format!("refusing {name} changed the tenants"));
+                }
+                refused.push(*name);
+            }
+            Err(other) => {
+                return Err(format!(
+                    "{name}: expected admission to refuse it, got: {other}"
+                ));
+            }
+            Ok(handle) => {
+                // Admission let it through: show what the kernel makes of it.
+                let under_load = hogs_while_alive(host, &cgroup, 2, 3.0);
+                let _ = host.detach(handle);
+                attached.push(format!(
+                    "{name} (under load: {})",
+                    match &under_load {
+                        Ok(governed) => format!("{governed} hogs governed, host alive"),
+                        Err(err) => err.clone(),
+                    }
+                ));
+                if under_load.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    if !attached.is_empty() {
+        return Err(format!(
+            "admission must refuse them, but attached: {}",
+            attached.join("; ")
+        ));
+    }
+    if refused.len() < 10 {
+        return Err(format!(
+            "only {} kfunc_dsq_* objects in the corpus: {refused:?}",
+            refused.len()
+        ));
+    }
+    let handle = attach(host, test_policy("kfunc_user")?, &config)?;
+    let before = host.stats().map_err(|e| e.to_string())?.classes[handle.slot]
+        .raw
+        .policy_calls;
+    let governed = hogs_while_alive(host, &cgroup, 3, 4.0);
+    let after = host.stats().map_err(|e| e.to_string())?.classes[handle.slot]
+        .raw
+        .policy_calls;
+    host.detach(handle).map_err(|e| e.to_string())?;
+    let governed = governed?;
+    if governed < 3 || after <= before {
+        return Err(format!(
+            "kfunc_user: {governed} of 3 hogs in the tenant, {} policy calls",
+            after - before
+        ));
+    }
+    Ok(format!(
+        "{} objects refused by admission ({}), scheduler unchanged each time; kfunc_user \
+         (SCX_DSQ_LOCAL) made {} policy calls with 3 hogs over 4 s; sched_ext enabled, no exit",
+        refused.len(),
+        refused.join(", "),
+        after - before
+    ))
 }
 
 /// A policy answering nonsense (CPU 4093, verdict 77, zero slices, extreme keys): each

@@ -47,13 +47,16 @@ pub struct Dispatch {
 }
 
 /// Something a policy asks the core to do once the current hook returns.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Request {
     /// Make `cpu` reschedule (after the wake-up IPI latency when it is remote); with `preempt`
     /// the task running there is preempted.
     Kick { cpu: CpuId, preempt: bool },
     /// Call [`Scheduler::timer`] with `token` at time `at`.
     Timer { at: Time, token: u64 },
+    /// The scheduler cannot go on (as sched_ext disables a BPF scheduler on a runtime error):
+    /// the run ends with this reason as its error.
+    Abort(String),
 }
 
 /// What a policy may see and ask for during a hook.
@@ -165,6 +168,11 @@ impl Cx<'_> {
     pub fn preempt(&mut self, cpu: CpuId) {
         self.idle.clear(cpu);
         self.requests.push(Request::Kick { cpu, preempt: true });
+    }
+    /// Ends the run after the current event with `reason` as its error: the scheduler failed
+    /// the way sched_ext's runtime errors make the kernel disable a BPF scheduler.
+    pub fn abort(&mut self, reason: String) {
+        self.requests.push(Request::Abort(reason));
     }
     /// Asks for a call of [`Scheduler::timer`] with `token` at `at` (not before now).
     pub fn set_timer(&mut self, at: Time, token: u64) {

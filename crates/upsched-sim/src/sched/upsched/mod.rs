@@ -63,7 +63,8 @@ const TIMER_KIND: u64 = !0xffff_ffff;
 /// The kernel's DSQ ids as a policy sees them (`host_intf.h`, sched_ext).
 const CLASS_DSQ_BASE: u64 = 0x100;
 const PARK_DSQ_BASE: u64 = 0x200;
-const SCX_DSQ_BUILTIN: u64 = 1 << 63;
+/// sched_ext's `SCX_DSQ_LOCAL_ON`: with both bits set, the low 32 bits are a CPU number.
+const SCX_DSQ_LOCAL_ON: u64 = 1 << 63 | 1 << 62;
 /// `-ENOENT`, what `scx_bpf_dsq_nr_queued` answers for a DSQ that does not exist.
 const ENOENT: i64 = -2;
 /// How long a detached or ejected slot waits for its members to leave before it becomes FREE
@@ -224,10 +225,17 @@ struct TenantRecord {
     final_policy: Option<PolicyInstance>,
 }
 
-/// Answers the kfuncs a policy may call from the model.
+/// Answers the kfuncs a policy may call from the model, with the kernel's every outcome,
+/// including the runtime error that disables the whole scheduler.
 struct DsqModel {
     queued: [usize; NR_CLASSES],
     parked: [usize; NR_SLOTS],
+    /// Length of each CPU's local DSQ (index: CPU).
+    local: Vec<usize>,
+    /// The CPU the hook runs on (`this_rq()`).
+    here: CpuId,
+    /// sched_ext's runtime error, if a call raised one: the kernel disables the scheduler.
+    error: Option<String>,
 }
 
 impl KfuncProvider for DsqModel {
@@ -240,12 +248,24 @@ impl KfuncProvider for DsqModel {
 }
 
 impl DsqModel {
-    /// `scx_bpf_dsq_nr_queued(dsq_id)`: the host's DSQs hold what the model queued; the
-    /// built-in ones (global, local) are empty because the host never inserts there (a task
-    /// is dispatched the moment a CPU takes it).
-    fn nr_queued(&self, dsq: u64) -> i64 {
-        let count = if dsq & SCX_DSQ_BUILTIN != 0 {
-            Some(0)
+    /// `scx_bpf_dsq_nr_queued(dsq_id)` as kernel 7.2 answers it: `SCX_DSQ_LOCAL` the calling
+    /// CPU's local DSQ; `SCX_DSQ_LOCAL_ON | cpu` that CPU's local DSQ if the CPU exists, else a
+    /// runtime error ("invalid CPU", the scheduler is disabled) and `-ENOENT`; any other id a
+    /// user DSQ, i.e. the host's class (`0x100 + class`) and park (`0x200 + slot`) queues, or
+    /// `-ENOENT` (the global DSQ included: it is not a user DSQ).
+    fn nr_queued(&mut self, dsq: u64) -> i64 {
+        let count = if dsq == upsched_abi::SCX_DSQ_LOCAL {
+            Some(self.local_len(self.here))
+        } else if dsq & SCX_DSQ_LOCAL_ON == SCX_DSQ_LOCAL_ON {
+            // The kernel reads the low 32 bits as an s32 CPU number.
+            let cpu = dsq as u32 as i32;
+            match u32::try_from(cpu) {
+                Ok(cpu) if (cpu as usize) < self.local.len() => Some(self.local_len(cpu)),
+                _ => {
+                    self.error.get_or_insert(format!("invalid CPU {cpu}"));
+                    None
+                }
+            }
         } else if (CLASS_DSQ_BASE..CLASS_DSQ_BASE + NR_CLASSES as u64).contains(&dsq) {
             Some(self.queued[(dsq - CLASS_DSQ_BASE) as usize])
         } else if (PARK_DSQ_BASE..PARK_DSQ_BASE + NR_SLOTS as u64).contains(&dsq) {
@@ -254,6 +274,10 @@ impl DsqModel {
             None
         };
         count.map_or(ENOENT, |n| i64::from(i32::try_from(n).unwrap_or(i32::MAX)))
+    }
+
+    fn local_len(&self, cpu: CpuId) -> usize {
+        self.local.get(cpu as usize).copied().unwrap_or(0)
     }
 }
 
@@ -443,10 +467,16 @@ impl UpschedHost {
         (s.state == SlotState::Active && s.generation == t.tenant_gen).then_some(slot)
     }
 
-    fn dsq_model(&self) -> DsqModel {
+    /// The DSQs as a hook running on `here` sees them.
+    fn dsq_model(&self, cx: &Cx, here: CpuId) -> DsqModel {
         DsqModel {
             queued: std::array::from_fn(|cls| self.class_len(cls)),
             parked: std::array::from_fn(|slot| self.slots[slot].park.len()),
+            local: (0..cx.nr_cpus())
+                .map(|cpu| self.local.get(cpu as usize).map_or(0, VecDeque::len))
+                .collect(),
+            here,
+            error: None,
         }
     }
 
@@ -558,12 +588,23 @@ impl UpschedHost {
             return Some(self.default_outputs(cx, slot));
         }
         let mut ctx = self.fill_ctx(cx, task, slot, hook, flags);
-        let mut kfuncs = self.dsq_model();
+        let mut kfuncs = self.dsq_model(cx, ctx.cpu);
         let instance = self.slots[slot]
             .instance
             .as_mut()
             .expect("a live slot has a policy instance");
-        match run_policy_hook(instance, hook, &mut ctx, &mut kfuncs) {
+        let result = run_policy_hook(instance, hook, &mut ctx, &mut kfuncs);
+        if let Some(error) = kfuncs.error {
+            // The kernel raises it inside the kfunc, which returns and lets the hook finish;
+            // then it disables the whole scheduler (every tenant with it).
+            let name = &self.tenants[self.slots[slot].tenant].tenant.name;
+            cx.abort(format!(
+                "sched_ext runtime error: {error} (scx_bpf_dsq_nr_queued called by the {} hook of tenant {name:?} in slot {slot}, at {} ns): the kernel disables the host scheduler",
+                hook.name(),
+                cx.now
+            ));
+        }
+        match result {
             Ok(()) => Some(ctx),
             Err(error) => {
                 let pid = cx.pid(task);
@@ -1384,12 +1425,28 @@ mod tests {
         let mut model = DsqModel {
             queued: [0; NR_CLASSES],
             parked: [0; NR_SLOTS],
+            local: vec![1, 2, 0, 4],
+            here: 1,
+            error: None,
         };
         model.queued[3] = 5;
         model.parked[2] = 7;
         assert_eq!(model.nr_queued(0x103), 5);
         assert_eq!(model.nr_queued(0x202), 7);
-        assert_eq!(model.nr_queued(1 << 63 | 2), 0);
-        assert_eq!(model.nr_queued(0x300), ENOENT);
+        assert_eq!(model.nr_queued(upsched_abi::SCX_DSQ_LOCAL), 2);
+        assert_eq!(model.nr_queued(SCX_DSQ_LOCAL_ON), 1);
+        assert_eq!(model.nr_queued(SCX_DSQ_LOCAL_ON | 3), 4);
+        // Bits 32..61 do not take part in the CPU number.
+        assert_eq!(model.nr_queued(SCX_DSQ_LOCAL_ON | 0xabc << 32 | 3), 4);
+        let global = 1 << 63 | 1;
+        for missing in [0x300, 0x109, 0x208, global, 1 << 63, 0x12345] {
+            assert_eq!(model.nr_queued(missing), ENOENT, "{missing:#x}");
+        }
+        assert_eq!(model.error, None, "none of these fails in the kernel");
+        assert_eq!(model.nr_queued(SCX_DSQ_LOCAL_ON | 4), ENOENT);
+        assert_eq!(model.error.as_deref(), Some("invalid CPU 4"));
+        model.error = None;
+        assert_eq!(model.nr_queued(SCX_DSQ_LOCAL_ON | 0xffff_ffff), ENOENT);
+        assert_eq!(model.error.as_deref(), Some("invalid CPU -1"));
     }
 }
