@@ -75,7 +75,9 @@ enum Cmd {
         #[arg(long)]
         pin: Option<usize>,
     },
-    /// Workload: `threads` threads, each burning CPU for `secs` of wall-clock time.
+    /// Workload: `threads` threads, each burning CPU for `secs` of wall-clock time once
+    /// standard input closes (all at once); prints `ready` when every thread exists and waits,
+    /// then at the end how many threads it started.
     Hogs {
         #[arg(long)]
         threads: usize,
@@ -156,20 +158,27 @@ fn main() {
             println!("{}", process_cpu_time().as_millis());
         }
         Cmd::Hogs { threads, secs } => {
-            let end = Instant::now() + Duration::from_secs_f64(secs);
+            let start = std::sync::Arc::new(std::sync::Barrier::new(threads + 1));
             // Small stacks: a thousand threads must fit the guest's memory.
             let workers: Vec<_> = (0..threads)
-                .filter_map(|_| {
+                .map(|_| {
+                    let start = start.clone();
                     std::thread::Builder::new()
                         .stack_size(64 << 10)
                         .spawn(move || {
+                            start.wait();
+                            let end = Instant::now() + Duration::from_secs_f64(secs);
                             while Instant::now() < end {
                                 burn();
                             }
                         })
-                        .ok()
+                        .expect("spawning a hog thread")
                 })
                 .collect();
+            println!("ready");
+            let _ = std::io::stdout().flush();
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+            start.wait();
             let started = workers.len();
             for worker in workers {
                 let _ = worker.join();
@@ -1121,22 +1130,25 @@ fn ejection_flood(host: &mut Host) -> Result<String, String> {
     const OTHERS: u64 = 8;
     let cgroup = make_cgroup("flood")?;
     let mut config = TenantConfig::new(&cgroup).level(1);
-    // Long enough for every thread to be created and queued in the tenant first.
-    config.watchdog = Duration::from_secs(2);
+    config.watchdog = Duration::from_secs(1);
     let handle = attach(host, test_policy("starve")?, &config)?;
     let waits_before = default_waits(host);
-    let mut probe = vec![spawn(&args(&["probe", "--secs", "26"]))?];
-    let cg = cgroup.display().to_string();
+    // The threads are created (and wait) in the default class, then move into the tenant and
+    // start together: created in the tenant, they would wait there behind each other.
     let threads = THREADS.to_string();
-    let mut hogs = vec![spawn(&args(&[
-        "hogs",
-        "--cgroup",
-        &cg,
-        "--threads",
-        &threads,
-        "--secs",
-        "16",
-    ]))?];
+    let mut hogs = spawn(&args(&["hogs", "--threads", &threads, "--secs", "16"]))?;
+    let mut hog_output = std::io::BufReader::new(hogs.stdout.take().ok_or("no hogs stdout")?);
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut hog_output, &mut ready).map_err(|e| e.to_string())?;
+    if ready.trim() != "ready" {
+        kill_all(std::slice::from_mut(&mut hogs));
+        return Err(format!("hogs printed {ready:?} instead of ready"));
+    }
+    std::fs::write(cgroup.join("cgroup.procs"), hogs.id().to_string())
+        .map_err(|e| format!("moving the hogs into {}: {e}", cgroup.display()))?;
+    let mut probe = vec![spawn(&args(&["probe", "--secs", "26"]))?];
+    drop(hogs.stdin.take());
+    let mut hogs = vec![hogs];
     let start = Instant::now();
     let (mut queued_in_tenant, mut ejection) = (0, None);
     while start.elapsed() < Duration::from_secs(14) && ejection.is_none() {
@@ -1153,7 +1165,27 @@ fn ejection_flood(host: &mut Host) -> Result<String, String> {
             .find(|e| e.handle == handle);
     }
     let ejected_after = start.elapsed();
-    let started = outputs(&mut hogs, Duration::from_secs(120));
+    // What the flood does, once a second, so that a stall leaves a trace of how it came.
+    let mut runs_before = 0;
+    while matches!(hogs[0].try_wait(), Ok(None)) && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_secs(1));
+        let Ok(stats) = host.stats() else { break };
+        let default = &stats.classes[DEFAULT_CLASS].raw;
+        note(format!(
+            "flood +{:.0} s: default class {} runs in the last second, longest wait {:.3} s; \
+             sched_ext {:?}",
+            start.elapsed().as_secs_f64(),
+            default.dispatches - runs_before,
+            default.wait_max_ns as f64 / 1e9,
+            sched_ext_state().unwrap_or_default()
+        ));
+        runs_before = default.dispatches;
+    }
+    let started = outputs(&mut hogs, Duration::from_secs(120)).and_then(|_| {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut hog_output, &mut rest).map_err(|e| e.to_string())?;
+        Ok(vec![rest.trim().to_string()])
+    });
     let longest = outputs(&mut probe, Duration::from_secs(60));
     host_alive(host).map_err(|e| format!("after the flood: {e}"))?;
     let ejection = ejection.ok_or("the starving tenant was not ejected within 14 s")?;
@@ -1192,7 +1224,8 @@ fn ejection_flood(host: &mut Host) -> Result<String, String> {
 /// A tenant task pinned to CPU 1 while top-level (default-class) hogs pinned there keep that
 /// CPU busy, and another task of the tenant runs on CPU 0: the starvation guard serves the
 /// tenant's level on CPU 1 too, so the benign `rr` tenant is not ejected and the pinned task
-/// gets about its guard share of CPU 1.
+/// gets about its guard share of CPU 1 (of the CPU time of the three tasks there: CPU times
+/// and the guest's wall clock disagree under emulation).
 fn pinned_under_busy_level(host: &mut Host) -> Result<String, String> {
     const SECS: &str = "6";
     if online_cpus() < 2 {
@@ -1204,15 +1237,19 @@ fn pinned_under_busy_level(host: &mut Host) -> Result<String, String> {
     attach(host, example("rr")?, &config)?;
     let cg = cgroup.display().to_string();
     let mut children = vec![
-        spawn(&args(&["hog", "--cgroup", &cg, "--secs", SECS, "--pin", "1"]))?,
+        spawn(&args(&[
+            "hog", "--cgroup", &cg, "--secs", SECS, "--pin", "1",
+        ]))?,
         spawn(&args(&["hog", "--cgroup", &cg, "--secs", SECS]))?,
         spawn(&args(&["hog", "--secs", SECS, "--pin", "1"]))?,
         spawn(&args(&["hog", "--secs", SECS, "--pin", "1"]))?,
     ];
     let cpu_ms = outputs(&mut children, Duration::from_secs(60))?;
-    let pinned = number(&cpu_ms[0], "the pinned tenant hog")? as f64 / 1000.0;
+    let pinned = number(&cpu_ms[0], "the pinned tenant hog")? as f64;
+    let on_cpu1 =
+        pinned + number(&cpu_ms[2], "a hog")? as f64 + number(&cpu_ms[3], "a hog")? as f64;
     let guard = HostConfig::default().guard_min_permille as f64 / 1000.0;
-    let share = pinned / SECS.parse::<f64>().map_err(|e| e.to_string())?;
+    let share = pinned / on_cpu1.max(1.0);
     let detail = format!(
         "pinned tenant task: {:.1}% of CPU 1 (guard share {:.1}%); CPU ms of the others: \
          tenant {}, default {} and {}",
