@@ -1160,9 +1160,14 @@ mod tests {
         let mut long_park = good.clone();
         long_park.park_max = long_park.watchdog;
         assert!(long_park.validate().is_err());
+        // The longest watchdog leaves room for a wait in the default class after an ejection.
+        let mut longest = good.clone();
+        longest.watchdog = Duration::from_nanos(mechanism::MAX_WATCHDOG_NS);
+        assert!(longest.validate().is_ok());
         let mut slow_watchdog = good;
-        slow_watchdog.watchdog = Duration::from_secs(30);
-        assert!(slow_watchdog.validate().is_err());
+        slow_watchdog.watchdog = longest.watchdog + Duration::from_millis(1);
+        let refused = slow_watchdog.validate().unwrap_err().to_string();
+        assert!(refused.contains("default class"), "{refused}");
     }
 
     #[test]
