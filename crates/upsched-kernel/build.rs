@@ -31,6 +31,10 @@ fn main() {
             "-DUPSCHED_SCX_TIMEOUT_MS={}",
             upsched_abi::mechanism::SCX_TIMEOUT_NS / 1_000_000
         ))
+        .arg(format!(
+            "-DUPSCHED_LEAD_FLOOR_SLICES={}",
+            upsched_abi::mechanism::LEAD_FLOOR_SLICES
+        ))
         .arg(format!("-include{}", asserts.display()));
     for name in ["host", "floor"] {
         let object = out_dir.join(format!("{name}.bpf.o"));

@@ -804,17 +804,25 @@ static void eject_tenant(s32 slot, u32 pid, u64 waited, u64 now)
 /* Counts a default-class enqueue and places the task's virtual time: an arriving task (a
  * wake-up, or a task that joins the class from a tenant) starts no earlier than the class's
  * virtual now, so it banks no credit and a flood of arrivals cannot run ahead of the queue for
- * long. A task whose slice ended keeps what it lags behind, so that weights hold. Returns the
- * slice at the class's load. */
+ * long; a task whose slice ended keeps what it lags behind, so that weights hold. No task is
+ * queued further past the virtual now than one floor slice at its weight, at most
+ * UPSCHED_LEAD_FLOOR_SLICES floor slices (upsched_abi::mechanism::LEAD_FLOOR_SLICES): a task of
+ * a low weight (a nice 19 kernel thread) would otherwise wait for that many runs of every
+ * other task. Returns the slice at the class's load. */
 static __always_inline u64 admit_default(struct task_struct *p, struct task_ctx *tctx,
 					 bool arriving)
 {
 	struct upsched_class_stats *stats = stats_of(UPSCHED_DEFAULT_CLASS);
+	u64 floor = default_slice_floor(), lead = weighted(floor, p->scx.weight);
 
 	if (stats)
 		stats->enqueues++;
 	if ((arriving || tctx->cls != UPSCHED_DEFAULT_CLASS) && tctx->vtime < default_vnow)
 		tctx->vtime = default_vnow;
+	if (lead > UPSCHED_LEAD_FLOOR_SLICES * floor)
+		lead = UPSCHED_LEAD_FLOOR_SLICES * floor;
+	if (tctx->vtime > default_vnow + lead)
+		tctx->vtime = default_vnow + lead;
 	tctx->parked = 0;
 	tctx->cls = UPSCHED_DEFAULT_CLASS;
 	return default_slice_now();

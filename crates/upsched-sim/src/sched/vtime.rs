@@ -7,7 +7,8 @@
 //!   the sched_ext weight scale): fair in turns of one slice;
 //! - an arriving task (a wake-up, a new task, a task joining the class) is queued no earlier
 //!   than vnow, the largest virtual time dispatched so far: sleeping or joining banks no
-//!   credit;
+//!   credit; no task is queued more than one floor slice × 1024 / weight past vnow, at most
+//!   [`upsched_abi::mechanism::LEAD_FLOOR_SLICES`] floor slices;
 //! - the lowest virtual time runs first (ties: first queued), for a slice that shrinks with
 //!   the queue: `slice × nr_cpus / queued`, not below the floor
 //!   ([`upsched_abi::mechanism::DefaultClassShape::slice_at`]).
@@ -17,7 +18,7 @@
 
 use std::collections::BTreeSet;
 
-use upsched_abi::mechanism::DefaultClassShape;
+use upsched_abi::mechanism::{self, DefaultClassShape};
 
 use super::fifo::{allowed_or_first, kick_an_idle_cpu};
 use super::{Cx, Dispatch, F_FORK, F_WAKEUP, Scheduler, TaskId};
@@ -73,19 +74,23 @@ impl VtimeClass {
     }
 
     /// Queues `task` at its virtual time, placed as `place` does.
-    pub fn insert(&mut self, task: TaskId, arriving: bool) {
-        let v = self.place(task, arriving);
+    pub fn insert(&mut self, task: TaskId, weight: u32, arriving: bool) {
+        let v = self.place(task, weight, arriving);
         self.order += 1;
         self.queue.insert((v, self.order, task));
     }
 
-    /// Raises the virtual time of an `arriving` task to vnow (as `insert` does), also for a
-    /// task that runs without being queued; returns it.
-    pub fn place(&mut self, task: TaskId, arriving: bool) -> u64 {
+    /// Raises the virtual time of an `arriving` task (of Linux weight `weight`) to vnow and
+    /// caps its lead past vnow (as `insert` does), also for a task that runs without being
+    /// queued; returns it.
+    pub fn place(&mut self, task: TaskId, weight: u32, arriving: bool) -> u64 {
+        let lead = (self.floor * 1024 / u64::from(weight.max(1)))
+            .min(mechanism::LEAD_FLOOR_SLICES * self.floor);
         let v = &mut self.vtime[task as usize];
         if arriving {
             *v = (*v).max(self.vnow);
         }
+        *v = (*v).min(self.vnow + lead);
         *v
     }
 
@@ -161,7 +166,7 @@ impl Scheduler for VtimeFair {
 
     fn enqueue(&mut self, cx: &mut Cx, task: TaskId, cpu: CpuId, flags: u32) {
         let arriving = flags & (F_WAKEUP | F_FORK) != 0;
-        self.class.insert(task, arriving);
+        self.class.insert(task, cx.weight(task), arriving);
         kick_an_idle_cpu(cx, task, cpu);
     }
 

@@ -832,7 +832,7 @@ impl UpschedHost {
         t.parked = false;
         t.cls = DEFAULT_CLASS;
         self.default_stats.counters.enqueues += 1;
-        self.default_class.place(task, true);
+        self.default_class.place(task, cx.weight(task), true);
         let slice = self
             .default_class
             .slice_at(self.default_class.len() + 1, cx.nr_cpus());
@@ -847,7 +847,7 @@ impl UpschedHost {
         t.parked = false;
         t.cls = DEFAULT_CLASS;
         self.default_stats.counters.enqueues += 1;
-        self.default_class.insert(task, arriving);
+        self.default_class.insert(task, cx.weight(task), arriving);
         kick_an_idle_cpu(cx, task, cpu);
     }
 
