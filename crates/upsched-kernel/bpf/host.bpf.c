@@ -311,9 +311,14 @@ static __always_inline u64 default_slice_floor(void)
  * default slice and the class's longest wait stays bounded (docs/mechanism.md). */
 static __always_inline u64 default_slice_now(void)
 {
-	s32 queued = scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(UPSCHED_DEFAULT_CLASS));
-	u64 slice = default_slice(), floor = default_slice_floor(), n;
+	u64 slice = default_slice(), floor, n;
+	s32 queued;
 
+	/* A clear queued bit means an empty DSQ: the wake-up fast paths skip the kfunc. */
+	if (!(queued_classes & (1U << UPSCHED_DEFAULT_CLASS)))
+		return slice;
+	queued = scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(UPSCHED_DEFAULT_CLASS));
+	floor = default_slice_floor();
 	n = queued > 0 ? (u64)queued + 1 : 1;
 	if (n <= nr_cpus)
 		return slice;
