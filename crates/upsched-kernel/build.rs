@@ -26,6 +26,15 @@ fn main() {
         .arg("-Ibpf")
         .arg(format!("-I{libbpf_include}"))
         .arg("-D__TARGET_ARCH_x86")
+        // sched_ext's watchdog the host asks for: one home, upsched_abi::mechanism.
+        .arg(format!(
+            "-DUPSCHED_SCX_TIMEOUT_MS={}",
+            upsched_abi::mechanism::SCX_TIMEOUT_NS / 1_000_000
+        ))
+        .arg(format!(
+            "-DUPSCHED_LEAD_FLOOR_SLICES={}",
+            upsched_abi::mechanism::LEAD_FLOOR_SLICES
+        ))
         .arg(format!("-include{}", asserts.display()));
     for name in ["host", "floor"] {
         let object = out_dir.join(format!("{name}.bpf.o"));

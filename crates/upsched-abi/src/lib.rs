@@ -10,6 +10,7 @@
 //! is the reference for semantics.
 
 mod ctx;
+pub mod mechanism;
 pub mod stats;
 mod tables;
 

@@ -157,9 +157,20 @@ struct {
 u64 class_vtime[CLASS_ARRAY];
 /* Largest class vtime picked so far per level: a class that was idle restarts near it. */
 u64 level_vnow[UPSCHED_NR_LEVELS];
-/* CPU time consumed per level in the current guard window, and the window's start. */
-u64 level_runtime[UPSCHED_NR_LEVELS];
-u64 guard_window_start;
+/* The starvation guard's window on one CPU: its start and the CPU time each level got on
+ * this CPU since. Per CPU, so that a level with work that can run only on some CPUs (pinned
+ * tasks) gets its share of those CPUs, not of the others. */
+struct cpu_guard {
+	u64 window_start;
+	u64 level_runtime[UPSCHED_NR_LEVELS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct cpu_guard);
+} cpu_guards SEC(".maps");
 /* Default-class virtual time of the task that last started running. */
 u64 default_vnow;
 /* scx_bpf_nr_cpu_ids(), read once by host_init: it does not change while the kernel runs, and
@@ -284,6 +295,42 @@ static __always_inline u64 default_slice(void)
 	struct upsched_host_config *cfg = host_cfg();
 
 	return cfg && cfg->default_slice_ns ? cfg->default_slice_ns : SCX_SLICE_DFL;
+}
+
+static __always_inline u64 default_slice_floor(void)
+{
+	struct upsched_host_config *cfg = host_cfg();
+	u64 slice = default_slice();
+
+	return cfg && cfg->default_slice_floor_ns && cfg->default_slice_floor_ns < slice ?
+		       cfg->default_slice_floor_ns : slice;
+}
+
+/* The default class's slice at its load now: default_slice * nr_cpus / queued (the task
+ * itself included), not below the floor, so that a round of every queued task takes about one
+ * default slice and the class's longest wait stays bounded (docs/mechanism.md). */
+static __always_inline u64 default_slice_now(void)
+{
+	u64 slice = default_slice(), floor, n;
+	s32 queued;
+
+	/* A clear queued bit means an empty DSQ: the wake-up fast paths skip the kfunc. */
+	if (!(queued_classes & (1U << UPSCHED_DEFAULT_CLASS)))
+		return slice;
+	queued = scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(UPSCHED_DEFAULT_CLASS));
+	floor = default_slice_floor();
+	n = queued > 0 ? (u64)queued + 1 : 1;
+	if (n <= nr_cpus)
+		return slice;
+	slice = slice * nr_cpus / n;
+	return slice > floor ? slice : floor;
+}
+
+static __always_inline struct cpu_guard *cpu_guard(void)
+{
+	u32 zero = 0;
+
+	return bpf_map_lookup_elem(&cpu_guards, &zero);
 }
 
 /* The tenant config of a task if the task belongs to a live (attached, not ejected) tenant. */
@@ -457,6 +504,24 @@ static __always_inline void clear_hints(s32 slot, u32 task_slot)
 }
 
 /* ---- runnable accounting per tenant -------------------------------------------------------- */
+
+/* The task's wait (if it waits) ends at `now` in the statistics of `stats`' class. */
+static __always_inline void end_wait(struct upsched_class_stats *stats, struct task_ctx *tctx,
+				     u64 now)
+{
+	u64 wait;
+	u32 bucket;
+
+	if (!tctx->waiting_since || now <= tctx->waiting_since)
+		return;
+	wait = now - tctx->waiting_since;
+	stats->wait_sum_ns += wait;
+	if (wait > stats->wait_max_ns)
+		stats->wait_max_ns = wait;
+	bucket = wait_bucket(wait);
+	if (bucket < UPSCHED_WAIT_BUCKETS)
+		stats->wait_hist[bucket]++;
+}
 
 static __always_inline void runnable_count(s32 slot, int delta)
 {
@@ -741,27 +806,37 @@ static void eject_tenant(s32 slot, u32 pid, u64 waited, u64 now)
 
 /* ---- default class --------------------------------------------------------------------------- */
 
-/* Counts a default-class enqueue and raises the task's virtual time: a sleeper restarts at most
- * one slice behind, so it cannot bank credit by sleeping. Returns the default slice. */
-static __always_inline u64 admit_default(struct task_ctx *tctx)
+/* Counts a default-class enqueue and places the task's virtual time: an arriving task (a
+ * wake-up, or a task that joins the class from a tenant) starts no earlier than the class's
+ * virtual now, so it banks no credit and a flood of arrivals cannot run ahead of the queue for
+ * long; a task whose slice ended keeps what it lags behind, so that weights hold. No task is
+ * queued further past the virtual now than one floor slice at its weight, at most
+ * UPSCHED_LEAD_FLOOR_SLICES floor slices (upsched_abi::mechanism::LEAD_FLOOR_SLICES): a task of
+ * a low weight (a nice 19 kernel thread) would otherwise wait for that many runs of every
+ * other task. Returns the slice at the class's load. */
+static __always_inline u64 admit_default(struct task_struct *p, struct task_ctx *tctx,
+					 bool arriving)
 {
 	struct upsched_class_stats *stats = stats_of(UPSCHED_DEFAULT_CLASS);
-	u64 slice = default_slice();
-	u64 floor = default_vnow > slice ? default_vnow - slice : 0;
+	u64 floor = default_slice_floor(), lead = weighted(floor, p->scx.weight);
 
 	if (stats)
 		stats->enqueues++;
-	if (tctx->vtime < floor)
-		tctx->vtime = floor;
+	if ((arriving || tctx->cls != UPSCHED_DEFAULT_CLASS) && tctx->vtime < default_vnow)
+		tctx->vtime = default_vnow;
+	if (lead > UPSCHED_LEAD_FLOOR_SLICES * floor)
+		lead = UPSCHED_LEAD_FLOOR_SLICES * floor;
+	if (tctx->vtime > default_vnow + lead)
+		tctx->vtime = default_vnow + lead;
 	tctx->parked = 0;
 	tctx->cls = UPSCHED_DEFAULT_CLASS;
-	return slice;
+	return default_slice_now();
 }
 
 static __always_inline void enqueue_default(struct task_struct *p, struct task_ctx *tctx,
 					    u64 enq_flags)
 {
-	u64 slice = admit_default(tctx);
+	u64 slice = admit_default(p, tctx, enq_flags & SCX_ENQ_WAKEUP);
 
 	scx_bpf_dsq_insert_vtime(p, UPSCHED_CLASS_DSQ(UPSCHED_DEFAULT_CLASS), slice, tctx->vtime,
 				 enq_flags);
@@ -770,9 +845,9 @@ static __always_inline void enqueue_default(struct task_struct *p, struct task_c
 
 /* A default-class task that runs next on the CPU whose local queue it goes to. */
 static __always_inline void insert_default_local(struct task_struct *p, struct task_ctx *tctx,
-						 u64 enq_flags)
+						 bool arriving, u64 enq_flags)
 {
-	scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, admit_default(tctx), enq_flags);
+	scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, admit_default(p, tctx, arriving), enq_flags);
 }
 
 /* A class that had nothing queued restarts near its level's virtual now. */
@@ -838,7 +913,7 @@ s32 BPF_PROG(host_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flag
 		if (is_idle && tctx->tenant < 0 && !any_queued(~(1U << UPSCHED_DEFAULT_CLASS)) &&
 		    classification_current(p, tctx, task_cgroup_id(p))) {
 			mark_runnable(tctx, host_now());
-			insert_default_local(p, tctx, 0);
+			insert_default_local(p, tctx, true, 0);
 		}
 		return cpu;
 	}
@@ -878,27 +953,38 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 	struct upsched_ctx uctx;
 	u64 host_time = host_now(), now, runnable_for = 0;
 	u64 key, slice, park_bound, until, insert_flags;
-	u32 flags, verdict;
-	s32 slot;
+	u32 flags, verdict, prev_gen;
+	s32 slot, prev_tenant;
 	bool released = false, woke_on_idle;
 
 	tctx = task_ctx_of(p);
 	if (!tctx) {
 		scx_bpf_dsq_insert_vtime(p, UPSCHED_CLASS_DSQ(UPSCHED_DEFAULT_CLASS),
-					 default_slice(), default_vnow, enq_flags);
+					 default_slice_now(), default_vnow, enq_flags);
 		mark_queued(UPSCHED_DEFAULT_CLASS);
 		return;
 	}
 	/* Before classify(): a task joining a tenant brings its runnable count along. */
 	mark_runnable(tctx, host_time);
+	prev_tenant = tctx->tenant;
+	prev_gen = tctx->tenant_gen;
 	classify(p, tctx);
+	/* A waiting task that left its tenant (moved, detached, ejected) ends the wait there,
+	 * counted in the tenant's statistics, and starts a new one in its new class. */
+	if (tctx->tenant != prev_tenant && tctx->cls == prev_tenant && tctx->waiting_since) {
+		cfg = tenant_cfg(prev_tenant);
+		stats = stats_of(prev_tenant);
+		if (cfg && stats && cfg->gen == prev_gen)
+			end_wait(stats, tctx, host_time);
+		tctx->waiting_since = host_time;
+	}
 	if (!tctx->waiting_since)
 		tctx->waiting_since = host_time;
 
 	cfg = live_tenant(tctx);
 	if (!cfg) {
 		if (enq_flags & SCX_ENQ_LAST) {
-			insert_default_local(p, tctx, enq_flags);
+			insert_default_local(p, tctx, false, enq_flags);
 			return;
 		}
 		enqueue_default(p, tctx, enq_flags);
@@ -1050,6 +1136,7 @@ struct {
 __attribute__((noinline)) s32 pick_class(u64 now, u32 tried, s32 prev_cls)
 {
 	struct upsched_host_config *hcfg = host_cfg();
+	struct cpu_guard *guard = cpu_guard();
 	struct pick_scratch *sc;
 	u64 elapsed, owed, deficit, runtime;
 	u32 level, zero = 0;
@@ -1094,16 +1181,16 @@ __attribute__((noinline)) s32 pick_class(u64 now, u32 tried, s32 prev_cls)
 		return cls;
 	}
 
-	/* Starvation guard: a lower level with work that got less than its minimum share of the
-	 * CPU time elapsed in this window runs first; the most short-changed one wins. */
-	if (hcfg && hcfg->guard_min_permille && guard_window_start && now > guard_window_start &&
-	    (sc->work_levels & (sc->work_levels - 1))) {
-		elapsed = now - guard_window_start;
-		owed = elapsed * nr_cpus / 1000 * hcfg->guard_min_permille;
+	/* Starvation guard: a lower level with work that got less than its minimum share of this
+	 * CPU's time elapsed in this CPU's window runs first; the most short-changed one wins. */
+	if (hcfg && hcfg->guard_min_permille && guard && guard->window_start &&
+	    now > guard->window_start && (sc->work_levels & (sc->work_levels - 1))) {
+		elapsed = now - guard->window_start;
+		owed = elapsed / 1000 * hcfg->guard_min_permille;
 		for (level = 0; level < UPSCHED_NR_LEVELS; level++) {
 			if (level >= sc->top_level || !(sc->work_levels & (1U << level)))
 				continue;
-			runtime = level_runtime[LVL_IDX(level)];
+			runtime = guard->level_runtime[LVL_IDX(level)];
 			if (runtime >= owed)
 				continue;
 			deficit = owed - runtime;
@@ -1134,19 +1221,22 @@ __attribute__((noinline)) s32 pick_class(u64 now, u32 tried, s32 prev_cls)
 	return sc->best;
 }
 
+/* This CPU's guard window: a new one starts when the last has elapsed. */
 static __always_inline void roll_guard_window(u64 now)
 {
 	struct upsched_host_config *hcfg = host_cfg();
-	u64 start = guard_window_start, window;
+	struct cpu_guard *guard = cpu_guard();
+	u64 window;
 	int level;
 
+	if (!guard)
+		return;
 	window = hcfg && hcfg->guard_window_ns ? hcfg->guard_window_ns : 100000000ULL;
-	if (start && now - start < window)
+	if (guard->window_start && now - guard->window_start < window)
 		return;
-	if (__sync_val_compare_and_swap(&guard_window_start, start, now) != start)
-		return;
+	guard->window_start = now;
 	for (level = 0; level < UPSCHED_NR_LEVELS; level++)
-		level_runtime[LVL_IDX(level)] = 0;
+		guard->level_runtime[LVL_IDX(level)] = 0;
 }
 
 SEC("struct_ops/host_dispatch")
@@ -1200,8 +1290,7 @@ void BPF_PROG(host_running, struct task_struct *p)
 	struct upsched_class_stats *stats;
 	struct task_ctx *tctx = task_ctx_of(p);
 	struct upsched_ctx uctx;
-	u64 now = host_now(), wait;
-	u32 bucket;
+	u64 now = host_now();
 
 	if (!tctx)
 		return;
@@ -1213,15 +1302,7 @@ void BPF_PROG(host_running, struct task_struct *p)
 	stats = stats_of(tctx->cls);
 	if (stats) {
 		stats->dispatches++;
-		if (tctx->waiting_since && now > tctx->waiting_since) {
-			wait = now - tctx->waiting_since;
-			stats->wait_sum_ns += wait;
-			if (wait > stats->wait_max_ns)
-				stats->wait_max_ns = wait;
-			bucket = wait_bucket(wait);
-			if (bucket < UPSCHED_WAIT_BUCKETS)
-				stats->wait_hist[bucket]++;
-		}
+		end_wait(stats, tctx, now);
 	}
 	tctx->waiting_since = 0;
 	cfg = live_tenant(tctx);
@@ -1238,8 +1319,9 @@ void BPF_PROG(host_stopping, struct task_struct *p, bool runnable)
 	struct upsched_class_stats *stats;
 	struct task_ctx *tctx = task_ctx_of(p);
 	struct upsched_ctx uctx;
+	struct cpu_guard *guard;
 	u64 sum = p->se.sum_exec_runtime, ran = 0;
-	u32 level, weight;
+	u32 level, weight, zero = 0;
 	s32 cls;
 
 	if (!tctx)
@@ -1255,14 +1337,22 @@ void BPF_PROG(host_stopping, struct task_struct *p, bool runnable)
 		weight = class_weight(cls);
 		level = class_level(cls);
 		__sync_fetch_and_add(&class_vtime[CLS_IDX(cls)], weighted(ran, weight));
-		if (level < UPSCHED_NR_LEVELS)
-			__sync_fetch_and_add(&level_runtime[LVL_IDX(level)], ran);
+		/* The guard's account of the CPU the task ran on (ops.stopping may run elsewhere,
+		 * e.g. for an affinity change of a running task). */
+		guard = bpf_map_lookup_percpu_elem(&cpu_guards, &zero, scx_bpf_task_cpu(p));
+		if (guard && level < UPSCHED_NR_LEVELS)
+			__sync_fetch_and_add(&guard->level_runtime[LVL_IDX(level)], ran);
 		stats = stats_of(cls);
 		if (stats)
 			stats->cpu_time_ns += ran;
 	}
+	/* At most one floor slice of virtual time per run: the class is fair in turns of one
+	 * slice, and no task gets further ahead of the virtual now than one floor slice at its
+	 * weight, whatever slice it ran at low load (so a flood of arrivals queued behind the
+	 * virtual now cannot run ahead of it for long). */
 	if (cls == UPSCHED_DEFAULT_CLASS)
-		tctx->vtime += weighted(ran, p->scx.weight);
+		tctx->vtime += weighted(ran < default_slice_floor() ? ran : default_slice_floor(),
+					p->scx.weight);
 	if (runnable) {
 		tctx->waiting_since = host_now();
 		if (p->scx.slice > 0)
@@ -1285,6 +1375,7 @@ void BPF_PROG(host_tick, struct task_struct *p)
 	struct upsched_class_stats *stats;
 	struct task_ctx *tctx = task_ctx_of(p);
 	struct upsched_ctx uctx;
+	u64 slice;
 	u32 level, cls;
 
 	if (!tctx)
@@ -1295,6 +1386,14 @@ void BPF_PROG(host_tick, struct task_struct *p)
 	    (tctx->tenant >= 0 && !live_tenant(tctx))) {
 		p->scx.slice = 0;
 		return;
+	}
+	/* The default class's load grew (a flood of wake-ups, an ejection): a running task's
+	 * slice shrinks to the slice at that load, so that the class's wait bound holds. */
+	if (tctx->cls == UPSCHED_DEFAULT_CLASS &&
+	    (queued_classes & (1U << UPSCHED_DEFAULT_CLASS))) {
+		slice = default_slice_now();
+		if (p->scx.slice > slice)
+			p->scx.slice = slice;
 	}
 	/* A higher level with queued work takes the CPU at the next tick, like a higher
 	 * scheduling class would. */
@@ -1566,6 +1665,7 @@ struct sched_ext_ops upsched_host = {
 	/* ops.enqueue also for a task that would run on alone: classification and the policy's
 	 * decisions happen at every slice end. */
 	.flags = SCX_OPS_ENQ_LAST,
-	.timeout_ms = 10000,
+	/* From upsched_abi::mechanism::SCX_TIMEOUT_NS (build.rs), which the bounds derive from. */
+	.timeout_ms = UPSCHED_SCX_TIMEOUT_MS,
 	.name = "upsched_host",
 };

@@ -39,12 +39,13 @@ struct upsched_host_config {
 	unsigned long long default_slice_ns;  /* slice of default-class tasks */
 	unsigned long long guard_window_ns;   /* starvation guard accounting window */
 	unsigned long long timer_period_ns;   /* park release / watchdog scan period */
-	unsigned int guard_min_permille;      /* CPU share guaranteed to each lower level with work */
+	unsigned long long default_slice_floor_ns; /* shortest default-class slice under load */
+	unsigned int guard_min_permille;      /* share of each CPU guaranteed to each lower level with work */
 	unsigned int default_level;           /* chain level of the default class */
 	unsigned int default_weight;          /* weight of the default class within its level */
 	unsigned int classify_gen;            /* bumped by user space on every tenant change */
 };
-_Static_assert(sizeof(struct upsched_host_config) == 40, "host_config layout");
+_Static_assert(sizeof(struct upsched_host_config) == 48, "host_config layout");
 
 /* One per slot (map tenant_config), written by user space. */
 struct upsched_tenant_config {

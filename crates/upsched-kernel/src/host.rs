@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use libbpf_rs::{
     AsRawLibbpf, Link, MapCore, MapFlags, Object, ObjectBuilder, PrintLevel, ProgramType,
 };
+use upsched_abi::mechanism;
 
 use crate::detect::{self, ApiGeneration};
 use crate::error::{HostError, is_permission};
@@ -62,14 +63,17 @@ const DRAIN_BOUND: Duration = Duration::from_millis(500);
 /// Settings of the host scheduler itself.
 #[derive(Clone, Debug)]
 pub struct HostConfig {
-    /// Slice of default-class tasks (and of tenants that set none).
+    /// Slice of default-class tasks at low load (and of tenants that set none).
     pub default_slice: Duration,
+    /// Shortest default-class slice under load, and how far ahead of the class's virtual now
+    /// a task may be queued (docs/mechanism.md, "The default class's wait bound").
+    pub default_slice_floor: Duration,
     /// Chain level of the default class (default: the top level, NR_LEVELS - 1).
     pub default_level: u32,
     /// Weight of the default class among the classes of its level.
     pub default_weight: u32,
     /// Starvation guard: each lower level with work gets at least this share (per mille) of
-    /// all CPU time in every window.
+    /// every CPU on which it has work, in every window of that CPU.
     pub guard_min_permille: u32,
     pub guard_window: Duration,
     /// Period of the timer that releases parked tasks and runs the tenant watchdog.
@@ -81,12 +85,13 @@ pub struct HostConfig {
 impl Default for HostConfig {
     fn default() -> Self {
         HostConfig {
-            default_slice: Duration::from_millis(20),
+            default_slice: Duration::from_nanos(mechanism::DEFAULT_SLICE_NS),
+            default_slice_floor: Duration::from_nanos(mechanism::DEFAULT_SLICE_FLOOR_NS),
             // On top: tasks that belong to no tenant (the system, the broker, shells) are never
             // starved by tenants; a tenant at the top level shares with them by weight.
             default_level: NR_LEVELS - 1,
             default_weight: 100,
-            guard_min_permille: 50,
+            guard_min_permille: mechanism::GUARD_MIN_PERMILLE as u32,
             guard_window: Duration::from_millis(100),
             timer_period: Duration::from_millis(2),
             enable_timeout: Duration::from_secs(20),
@@ -110,7 +115,8 @@ pub struct TenantConfig {
     /// Longest a task may stay parked after it became runnable.
     pub park_max: Duration,
     /// A tenant task waiting (runnable, not running) longer than this ejects the tenant.
-    /// Must stay well under sched_ext's own watchdog (10 s for the host).
+    /// At most [`mechanism::MAX_WATCHDOG_NS`], so that this wait plus the default class's
+    /// after an ejection stays under sched_ext's own watchdog.
     pub watchdog: Duration,
 }
 
@@ -159,10 +165,13 @@ impl TenantConfig {
         if self.slice_max > Duration::from_secs(1) {
             return bad(format!("slice_max {:?} (at most 1 s)", self.slice_max));
         }
-        if self.watchdog.is_zero() || self.watchdog > Duration::from_secs(8) {
+        let max_watchdog = Duration::from_nanos(mechanism::MAX_WATCHDOG_NS);
+        if self.watchdog.is_zero() || self.watchdog > max_watchdog {
             return bad(format!(
-                "watchdog {:?} (must be 0 < watchdog <= 8 s, under sched_ext's 10 s)",
-                self.watchdog
+                "watchdog {:?} (must be 0 < watchdog <= {max_watchdog:?}: an ejected task then \
+                 waits in the default class too, all under sched_ext's {:?})",
+                self.watchdog,
+                Duration::from_nanos(mechanism::SCX_TIMEOUT_NS)
             ));
         }
         if self.park_max >= self.watchdog {
@@ -472,6 +481,10 @@ impl Host {
             default_slice_ns: config.default_slice.as_nanos() as u64,
             guard_window_ns: config.guard_window.as_nanos().max(1_000_000) as u64,
             timer_period_ns: config.timer_period.as_nanos().max(100_000) as u64,
+            default_slice_floor_ns: config
+                .default_slice_floor
+                .min(config.default_slice)
+                .as_nanos() as u64,
             guard_min_permille: config.guard_min_permille.min(1000),
             default_level: config.default_level.min(NR_LEVELS - 1),
             default_weight: config.default_weight.clamp(1, 10_000),
@@ -1242,9 +1255,14 @@ mod tests {
         let mut long_park = good.clone();
         long_park.park_max = long_park.watchdog;
         assert!(long_park.validate().is_err());
+        // The longest watchdog leaves room for a wait in the default class after an ejection.
+        let mut longest = good.clone();
+        longest.watchdog = Duration::from_nanos(mechanism::MAX_WATCHDOG_NS);
+        assert!(longest.validate().is_ok());
         let mut slow_watchdog = good;
-        slow_watchdog.watchdog = Duration::from_secs(30);
-        assert!(slow_watchdog.validate().is_err());
+        slow_watchdog.watchdog = longest.watchdog + Duration::from_millis(1);
+        let refused = slow_watchdog.validate().unwrap_err().to_string();
+        assert!(refused.contains("default class"), "{refused}");
     }
 
     #[test]

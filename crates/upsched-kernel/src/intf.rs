@@ -54,12 +54,13 @@ pub struct HostConfigRaw {
     pub default_slice_ns: u64,
     pub guard_window_ns: u64,
     pub timer_period_ns: u64,
+    pub default_slice_floor_ns: u64,
     pub guard_min_permille: u32,
     pub default_level: u32,
     pub default_weight: u32,
     pub classify_gen: u32,
 }
-const _: () = assert!(size_of::<HostConfigRaw>() == 40);
+const _: () = assert!(size_of::<HostConfigRaw>() == 48);
 // SAFETY: repr(C) integers only, no padding (asserted size equals the sum of fields).
 unsafe impl Pod for HostConfigRaw {}
 

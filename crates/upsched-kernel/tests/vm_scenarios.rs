@@ -33,6 +33,8 @@ const EXPECTED: &[&str] = &[
     "membership_hooks",
     "differential_admission",
     "kfunc_arguments",
+    "ejection_flood_bounded",
+    "pinned_under_busy_level",
     "unload",
 ];
 
@@ -53,7 +55,7 @@ fn host_scheduler_scenarios_pass_on_the_real_kernel() {
     let mut files = InitramfsSpec::with_default_busybox(script).unwrap_or_else(|e| panic!("{e:#}"));
     files.add_host_file(&runner, RUNNER_GUEST_PATH, 0o755);
     let mut scenario = Scenario::new("host-scenarios", files);
-    scenario.timeout = Duration::from_secs(420);
+    scenario.timeout = Duration::from_secs(480);
 
     let report = run_scenario(&kernel, &scenario, &mut print_event)
         .unwrap_or_else(|err| panic!("the harness failed: {err:#}"));

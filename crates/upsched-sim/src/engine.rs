@@ -825,7 +825,17 @@ impl Sim<'_, '_> {
         } else {
             0
         };
-        let chosen = self.sched.select_cpu(cx!(self), task, prev, flags);
+        let allowed = &self.scenario.cpusets[self.tasks[task as usize].affinity as usize];
+        // Linux asks the scheduling class for a CPU only if the task may run on more than one
+        // (`select_task_rq`): sched_ext never calls `ops.select_cpu` for a pinned task.
+        let only_cpu = match (allowed.iter().next(), allowed.iter().nth(1)) {
+            (Some(cpu), None) => Some(cpu),
+            _ => None,
+        };
+        let chosen = match only_cpu {
+            Some(cpu) => cpu,
+            None => self.sched.select_cpu(cx!(self), task, prev, flags),
+        };
         let allowed = &self.scenario.cpusets[self.tasks[task as usize].affinity as usize];
         let cpu = if chosen < nr_cpus && allowed.contains(chosen) {
             chosen

@@ -408,7 +408,18 @@ fn the_kfunc_model_fails_where_the_kernel_fails_and_answers_as_it_does() {
 
 #[test]
 fn absurd_decisions_are_clamped_and_counted() {
-    let run = misbehaving("absurd", "", SLEEPERS, "1s");
+    // Two CPUs: on one, every task may run on one CPU only and select_cpu is never called.
+    let path = policy_file(
+        "absurd",
+        upsched_testdata::misbehaving("absurd").expect("test policy"),
+    );
+    let run = run(
+        &format!(
+            "duration = \"1s\"\n[machine]\ncpus = 2\ncosts = {{ preset = \"zero\" }}\n[[tenant]]\npolicy = \"{}\"\n{SLEEPERS}",
+            path.display()
+        ),
+        "upsched",
+    );
     let t = &run.mechanism.as_ref().unwrap().tenants[0];
     let s = &t.stats;
     assert!(t.ejection.is_none());
@@ -569,11 +580,11 @@ fn a_bad_tenant_table_is_refused_with_its_line() {
         ),
         (
             "policy = \"example:fifo\"\nwatchdog = \"9s\"",
-            "need 0 < watchdog <= 8 s",
+            "need 0 < watchdog <= ",
         ),
         (
             "policy = \"example:fifo\"\nwatchdog = \"0s\"",
-            "need 0 < watchdog <= 8 s",
+            "need 0 < watchdog <= ",
         ),
         (
             "policy = \"example:fifo\"\nslice_max = \"2s\"",
@@ -707,16 +718,25 @@ fn a_cpu_choice_outside_the_affinity_is_replaced_and_counted() {
         )
     };
     let text = format!(
-        "duration = \"1s\"\n[machine]\ncpus = 2\ncosts = {{ preset = \"zero\" }}\n[[tenant]]\npolicy = \"{}\"\n{}{}",
+        "duration = \"1s\"\n[machine]\ncpus = 3\ncosts = {{ preset = \"zero\" }}\n[[tenant]]\npolicy = \"{}\"\n{}{}{}",
         path.display(),
         sleeper("pinned", "0"),
+        sleeper("apart", "0,2"),
         sleeper("free", "0-1")
     );
     let s = scenario(&text);
     let outcome = run_traced(&s, "upsched");
     let run = report::run_report(&outcome, &s);
-    // Ten wake-ups each: the pinned task's ten choices are clamped, the free one's honoured.
-    assert_eq!(mechanism(&run).tenants[0].stats.clamps.cpu, 10);
+    // Ten wake-ups each: the choices for the task allowed on 0 and 2 are clamped, the free
+    // one's honoured; the pinned task is never asked (sched_ext calls ops.select_cpu only
+    // for a task allowed on more than one CPU).
+    let stats = &mechanism(&run).tenants[0].stats;
+    assert_eq!(stats.clamps.cpu, 10);
+    assert_eq!(
+        stats.policy_calls,
+        10 + 10,
+        "the select_cpu calls of two tasks"
+    );
     let cpus_of = |name: &str| -> Vec<u32> {
         let record = run.tasks.iter().position(|t| t.name == name).unwrap() as u32;
         let mut cpus: Vec<u32> = outcome
@@ -729,6 +749,7 @@ fn a_cpu_choice_outside_the_affinity_is_replaced_and_counted() {
         cpus
     };
     assert_eq!(cpus_of("pinned"), [0]);
+    assert!(cpus_of("apart").iter().all(|cpu| *cpu != 1));
     assert_eq!(*cpus_of("free").last().unwrap(), 1);
 }
 
@@ -805,10 +826,11 @@ fn a_detached_slot_is_free_once_its_queued_members_left_within_a_timer_period() 
     // The members ran in the tenant until the detach (plus at most a tick), then in the
     // default class.
     assert!(members.stats.cpu_time_ns <= 101 * MS, "{:?}", members.stats);
-    assert_eq!(
-        mechanism(&run).default_class.cpu_time_ns + members.stats.cpu_time_ns,
-        2 * S,
-        "the CPU was busy all along"
+    // (Up to the run in progress at the end, which no stop has counted.)
+    let busy = mechanism(&run).default_class.cpu_time_ns + members.stats.cpu_time_ns;
+    assert!(
+        busy > 2 * S - 20 * MS,
+        "the CPU was busy all along: {busy} ns"
     );
 }
 

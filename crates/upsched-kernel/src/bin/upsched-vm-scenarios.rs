@@ -67,8 +67,26 @@ enum Cmd {
         #[arg(long)]
         wait_stdin: bool,
     },
-    /// Workload: burn CPU for `secs` of wall-clock time.
+    /// Workload: burn CPU for `secs` of wall-clock time (on CPU `pin` only, if given); prints
+    /// the CPU time it got, in ms.
     Hog {
+        #[arg(long)]
+        secs: f64,
+        #[arg(long)]
+        pin: Option<usize>,
+    },
+    /// Workload: `threads` threads, each burning CPU for `secs` of wall-clock time once
+    /// standard input closes (all at once); prints `ready` when every thread exists and waits,
+    /// then at the end how many threads it started.
+    Hogs {
+        #[arg(long)]
+        threads: usize,
+        #[arg(long)]
+        secs: f64,
+    },
+    /// Workload: burn CPU for `secs` and measure its own waits, as the longest gap between two
+    /// consecutive clock reads of its loop; prints that gap in ns.
+    Probe {
         #[arg(long)]
         secs: f64,
     },
@@ -129,11 +147,54 @@ fn main() {
                 burn();
             }
         }
-        Cmd::Hog { secs } => {
+        Cmd::Hog { secs, pin } => {
+            if let Some(cpu) = pin {
+                pin_to_cpu(cpu);
+            }
             let end = Instant::now() + Duration::from_secs_f64(secs);
             while Instant::now() < end {
                 burn();
             }
+            println!("{}", process_cpu_time().as_millis());
+        }
+        Cmd::Hogs { threads, secs } => {
+            let start = std::sync::Arc::new(std::sync::Barrier::new(threads + 1));
+            // Small stacks: a thousand threads must fit the guest's memory.
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    let start = start.clone();
+                    std::thread::Builder::new()
+                        .stack_size(64 << 10)
+                        .spawn(move || {
+                            start.wait();
+                            let end = Instant::now() + Duration::from_secs_f64(secs);
+                            while Instant::now() < end {
+                                burn();
+                            }
+                        })
+                        .expect("spawning a hog thread")
+                })
+                .collect();
+            println!("ready");
+            let _ = std::io::stdout().flush();
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+            start.wait();
+            let started = workers.len();
+            for worker in workers {
+                let _ = worker.join();
+            }
+            println!("{started}");
+        }
+        Cmd::Probe { secs } => {
+            let start = Instant::now();
+            let end = start + Duration::from_secs_f64(secs);
+            let (mut last, mut longest) = (start, Duration::ZERO);
+            while last < end {
+                let now = Instant::now();
+                longest = longest.max(now - last);
+                last = now;
+            }
+            println!("{}", longest.as_nanos());
         }
         Cmd::Sleeper { secs } => {
             let end = Instant::now() + Duration::from_secs_f64(secs);
@@ -151,6 +212,16 @@ fn burn() {
     let mut x = 1u64;
     for i in 0..20_000u64 {
         x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+    }
+}
+
+/// Restricts the calling process to one CPU.
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is the empty set; the pointers are valid for the calls.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
     }
 }
 
@@ -531,6 +602,8 @@ fn run_all(alone_secs: u64, only: &[String], repeat: u32) -> i32 {
         ("membership_hooks", membership_hooks),
         ("differential_admission", differential_admission),
         ("kfunc_arguments", kfunc_arguments),
+        ("ejection_flood_bounded", ejection_flood),
+        ("pinned_under_busy_level", pinned_under_busy_level),
     ];
     let chosen = scenarios
         .iter()
@@ -763,9 +836,10 @@ fn levels(host: &mut Host) -> Result<String, String> {
 fn strict_priority(host: &mut Host) -> Result<String, String> {
     let cgroup = make_cgroup("prio")?;
     // The low-priority tasks wait by design until the high ones have had 1.5 s of CPU each,
-    // which can take longer than the default watchdog bound (3 s) on a slow emulated machine.
+    // which can take longer than the default watchdog bound (3 s) on a slow emulated machine:
+    // the longest bound the host accepts.
     let mut config = TenantConfig::new(&cgroup).level(1);
-    config.watchdog = Duration::from_secs(8);
+    config.watchdog = Duration::from_nanos(upsched_abi::mechanism::MAX_WATCHDOG_NS);
     attach(host, example("prio")?, &config)?;
     let cg = cgroup.display().to_string();
     let mut children = Vec::new();
@@ -1236,6 +1310,185 @@ fn starving_ejected(host: &mut Host) -> Result<String, String> {
         ejection.reason
     );
     if ejection.waited >= config.watchdog && noticed < config.watchdog + Duration::from_secs(3) {
+        Ok(detail)
+    } else {
+        Err(detail)
+    }
+}
+
+/// Waits for every child (see `wait_all`) and returns what each printed.
+fn outputs(children: &mut [Child], timeout: Duration) -> Result<Vec<String>, String> {
+    wait_all(children, timeout)?;
+    children
+        .iter_mut()
+        .map(|child| {
+            let mut text = String::new();
+            if let Some(mut stdout) = child.stdout.take() {
+                std::io::Read::read_to_string(&mut stdout, &mut text).map_err(|e| e.to_string())?;
+            }
+            Ok(text.trim().to_string())
+        })
+        .collect()
+}
+
+fn number(text: &str, what: &str) -> Result<u64, String> {
+    text.parse()
+        .map_err(|_| format!("{what} printed {text:?}, not a number"))
+}
+
+fn online_cpus() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
+}
+
+/// What switching costs beyond the bound's run lengths under emulation, per run: the host's
+/// callbacks of one switch (enqueue, dispatch, running, stopping: about 30 µs in the guest by
+/// the BPF run-time statistics of docs/kernel-bench.md) and the context switch itself under
+/// TCG, taken generously.
+const EMULATED_SWITCH_COST: Duration = Duration::from_micros(500);
+
+/// A tenant with 1,200 runnable CPU hogs (threads) whose policy starves some of them is ejected
+/// by its watchdog; its tasks flood the default class at once. A default-class probe that
+/// spins through it all measures its own longest wait: sched_ext stays enabled and that wait
+/// stays within the default class's bound (docs/mechanism.md) for that many tasks, plus the
+/// switch cost under emulation.
+fn ejection_flood(host: &mut Host) -> Result<String, String> {
+    const THREADS: u64 = 1200;
+    // Tasks of the default class besides the flood: the probe, this runner, kernel threads.
+    const OTHERS: u64 = 8;
+    let cgroup = make_cgroup("flood")?;
+    let mut config = TenantConfig::new(&cgroup).level(1);
+    config.watchdog = Duration::from_secs(1);
+    let handle = attach(host, test_policy("starve")?, &config)?;
+    let waits_before = default_waits(host);
+    // The threads are created (and wait) in the default class, then move into the tenant and
+    // start together: created in the tenant, they would wait there behind each other.
+    let threads = THREADS.to_string();
+    let mut hogs = spawn(&args(&["hogs", "--threads", &threads, "--secs", "16"]))?;
+    let mut hog_output = std::io::BufReader::new(hogs.stdout.take().ok_or("no hogs stdout")?);
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut hog_output, &mut ready).map_err(|e| e.to_string())?;
+    if ready.trim() != "ready" {
+        kill_all(std::slice::from_mut(&mut hogs));
+        return Err(format!("hogs printed {ready:?} instead of ready"));
+    }
+    std::fs::write(cgroup.join("cgroup.procs"), hogs.id().to_string())
+        .map_err(|e| format!("moving the hogs into {}: {e}", cgroup.display()))?;
+    let mut probe = vec![spawn(&args(&["probe", "--secs", "26"]))?];
+    drop(hogs.stdin.take());
+    let mut hogs = vec![hogs];
+    let start = Instant::now();
+    let (mut queued_in_tenant, mut ejection) = (0, None);
+    while start.elapsed() < Duration::from_secs(14) && ejection.is_none() {
+        std::thread::sleep(Duration::from_millis(50));
+        if let Ok(stats) = host.stats() {
+            if let Some(tenant) = stats.tenants.iter().find(|t| t.handle == handle) {
+                queued_in_tenant = queued_in_tenant.max(tenant.nr_runnable);
+            }
+        }
+        ejection = host
+            .poll_ejections()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|e| e.handle == handle);
+    }
+    let ejected_after = start.elapsed();
+    // What the flood does, once a second, so that a stall leaves a trace of how it came.
+    let mut runs_before = 0;
+    while matches!(hogs[0].try_wait(), Ok(None)) && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_secs(1));
+        let Ok(stats) = host.stats() else { break };
+        let default = &stats.classes[DEFAULT_CLASS].raw;
+        note(format!(
+            "flood +{:.0} s: default class {} runs in the last second, longest wait {:.3} s; \
+             sched_ext {:?}",
+            start.elapsed().as_secs_f64(),
+            default.dispatches - runs_before,
+            default.wait_max_ns as f64 / 1e9,
+            sched_ext_state().unwrap_or_default()
+        ));
+        runs_before = default.dispatches;
+    }
+    let started = outputs(&mut hogs, Duration::from_secs(120)).and_then(|_| {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut hog_output, &mut rest).map_err(|e| e.to_string())?;
+        Ok(vec![rest.trim().to_string()])
+    });
+    let longest = outputs(&mut probe, Duration::from_secs(60));
+    host_alive(host).map_err(|e| format!("after the flood: {e}"))?;
+    let ejection = ejection.ok_or("the starving tenant was not ejected within 14 s")?;
+    let started = number(&started?[0], "hogs")?;
+    let longest = Duration::from_nanos(number(&longest?[0], "the probe")?);
+    let cpus = online_cpus();
+    let runnable = started + OTHERS;
+    let bound = Duration::from_nanos(
+        upsched_abi::mechanism::DefaultClassShape::kernel_defaults(cpus).wait_bound(runnable),
+    );
+    let allowed = bound + EMULATED_SWITCH_COST * (runnable / cpus) as u32;
+    // No default-class wait of any task beyond the allowance's histogram bucket.
+    let beyond = upsched_abi::stats::wait_bucket(allowed.as_nanos() as u64) + 1;
+    let waits_after = default_waits(host);
+    let long_waits: u64 = (beyond..waits_after.len())
+        .map(|b| waits_after[b] - waits_before[b])
+        .sum();
+    let detail = format!(
+        "{started} threads, up to {queued_in_tenant} runnable in the tenant, ejected {:.1} s after \
+         the start ({}); the default-class probe's longest wait {:.3} s, bound for {runnable} \
+         tasks on {cpus} CPUs {:.3} s (+ switch cost {:.3} s); default-class waits past the \
+         allowance's bucket: {long_waits}",
+        ejected_after.as_secs_f64(),
+        ejection.reason,
+        longest.as_secs_f64(),
+        bound.as_secs_f64(),
+        (allowed - bound).as_secs_f64(),
+    );
+    if started >= 1000 && queued_in_tenant >= 1000 && longest <= allowed && long_waits == 0 {
+        Ok(detail)
+    } else {
+        Err(detail)
+    }
+}
+
+/// A tenant task pinned to CPU 1 while top-level (default-class) hogs pinned there keep that
+/// CPU busy, and another task of the tenant runs on CPU 0: the starvation guard serves the
+/// tenant's level on CPU 1 too, so the benign `rr` tenant is not ejected and the pinned task
+/// gets about its guard share of CPU 1 (of the CPU time of the three tasks there: CPU times
+/// and the guest's wall clock disagree under emulation).
+fn pinned_under_busy_level(host: &mut Host) -> Result<String, String> {
+    const SECS: &str = "6";
+    if online_cpus() < 2 {
+        return Err("needs two CPUs".into());
+    }
+    let cgroup = make_cgroup("pinned")?;
+    let mut config = TenantConfig::new(&cgroup).level(1);
+    config.watchdog = Duration::from_secs(1);
+    attach(host, example("rr")?, &config)?;
+    let cg = cgroup.display().to_string();
+    let mut children = vec![
+        spawn(&args(&[
+            "hog", "--cgroup", &cg, "--secs", SECS, "--pin", "1",
+        ]))?,
+        spawn(&args(&["hog", "--cgroup", &cg, "--secs", SECS]))?,
+        spawn(&args(&["hog", "--secs", SECS, "--pin", "1"]))?,
+        spawn(&args(&["hog", "--secs", SECS, "--pin", "1"]))?,
+    ];
+    let cpu_ms = outputs(&mut children, Duration::from_secs(60))?;
+    let pinned = number(&cpu_ms[0], "the pinned tenant hog")? as f64;
+    let on_cpu1 =
+        pinned + number(&cpu_ms[2], "a hog")? as f64 + number(&cpu_ms[3], "a hog")? as f64;
+    let guard = HostConfig::default().guard_min_permille as f64 / 1000.0;
+    let share = pinned / on_cpu1.max(1.0);
+    let detail = format!(
+        "pinned tenant task: {:.1}% of CPU 1 (guard share {:.1}%); CPU ms of the others: \
+         tenant {}, default {} and {}",
+        share * 100.0,
+        guard * 100.0,
+        cpu_ms[1],
+        cpu_ms[2],
+        cpu_ms[3]
+    );
+    // Half the guard share: the window starts before the task pins itself, and runs of the
+    // level may be cut short at a tick.
+    if share >= guard / 2.0 {
         Ok(detail)
     } else {
         Err(detail)

@@ -2,25 +2,33 @@
 //! weighted virtual time, work conserving, no wake-up preemption, as `docs/mechanism.md`
 //! specifies it and `crates/upsched-kernel/bpf/host.bpf.c` implements it:
 //!
-//! - a task's virtual time advances by its CPU time × 1024 / Linux weight (nice 0 = real
-//!   time; the host's `ran × 100 / p->scx.weight` on the sched_ext weight scale);
-//! - a waking task restarts at most one slice behind the class's virtual now (the largest
-//!   virtual time dispatched so far), so sleeping banks at most one slice of credit;
-//! - the lowest virtual time runs first (ties: first queued), for a fixed slice.
+//! - a task's virtual time advances by its CPU time, at most the floor slice per run,
+//!   × 1024 / Linux weight (nice 0 = real time; the host's `ran × 100 / p->scx.weight` on
+//!   the sched_ext weight scale): fair in turns of one slice;
+//! - an arriving task (a wake-up, a new task, a task joining the class) is queued no earlier
+//!   than vnow, the largest virtual time dispatched so far: sleeping or joining banks no
+//!   credit; no task is queued more than one floor slice × 1024 / weight past vnow, at most
+//!   [`upsched_abi::mechanism::LEAD_FLOOR_SLICES`] floor slices;
+//! - the lowest virtual time runs first (ties: first queued), for a slice that shrinks with
+//!   the queue: `slice × nr_cpus / queued`, not below the floor
+//!   ([`upsched_abi::mechanism::DefaultClassShape::slice_at`]).
 //!
 //! The class itself is [`VtimeClass`], shared with the upsched mechanism
 //! ([`super::upsched`]), whose default class it is.
 
 use std::collections::BTreeSet;
 
+use upsched_abi::mechanism::{self, DefaultClassShape};
+
 use super::fifo::{allowed_or_first, kick_an_idle_cpu};
-use super::{Cx, Dispatch, Scheduler, TaskId};
+use super::{Cx, Dispatch, F_FORK, F_WAKEUP, Scheduler, TaskId};
 use crate::machine::CpuId;
 use crate::units::Time;
 
 /// The default class: per-task virtual times and one queue ordered by them.
 pub struct VtimeClass {
     slice: Time,
+    floor: Time,
     vtime: Vec<u64>,
     /// (vtime, order of enqueue, task).
     queue: BTreeSet<(u64, u64, TaskId)>,
@@ -29,9 +37,11 @@ pub struct VtimeClass {
 }
 
 impl VtimeClass {
-    pub fn new(slice: Time) -> Self {
+    /// `slice` at low load, not below `floor` under load (`floor` is capped at `slice`).
+    pub fn new(slice: Time, floor: Time) -> Self {
         VtimeClass {
             slice,
+            floor: floor.min(slice),
             vtime: Vec::new(),
             queue: BTreeSet::new(),
             vnow: 0,
@@ -39,50 +49,65 @@ impl VtimeClass {
         }
     }
 
-    pub fn slice(&self) -> Time {
-        self.slice
+    /// The slice of a task of the class while `queued` tasks (itself included) wait for one of
+    /// `nr_cpus` CPUs.
+    pub fn slice_at(&self, queued: usize, nr_cpus: u32) -> Time {
+        DefaultClassShape {
+            nr_cpus: u64::from(nr_cpus),
+            slice_ns: self.slice,
+            slice_floor_ns: self.floor,
+            overrun_ns: 0,
+            guard_min_permille: 0,
+            lower_levels: 0,
+        }
+        .slice_at(queued as u64)
     }
 
-    /// A new task (or a task joining the class afresh) starts at 0 and is lifted to the floor
-    /// when it is queued, like the host's.
+    /// A new task (or a task that left the class for a tenant) starts at the class's virtual
+    /// now, as the host's `ops.enable` places it.
     pub fn reset_task(&mut self, task: TaskId) {
         let i = task as usize;
         if i >= self.vtime.len() {
             self.vtime.resize(i + 1, 0);
         }
-        self.vtime[i] = 0;
+        self.vtime[i] = self.vnow;
     }
 
-    /// Queues `task` at its virtual time, raised to at most one slice behind the class's
-    /// virtual now.
-    pub fn insert(&mut self, task: TaskId) {
-        let v = self.lift(task);
+    /// Queues `task` at its virtual time, placed as `place` does.
+    pub fn insert(&mut self, task: TaskId, weight: u32, arriving: bool) {
+        let v = self.place(task, weight, arriving);
         self.order += 1;
         self.queue.insert((v, self.order, task));
     }
 
-    /// Raises the task's virtual time to at most one slice behind the class's virtual now
-    /// (as `insert` does), for a task that runs without being queued; returns it.
-    pub fn lift(&mut self, task: TaskId) -> u64 {
-        let floor = self.vnow.saturating_sub(self.slice);
+    /// Raises the virtual time of an `arriving` task (of Linux weight `weight`) to vnow and
+    /// caps its lead past vnow (as `insert` does), also for a task that runs without being
+    /// queued; returns it.
+    pub fn place(&mut self, task: TaskId, weight: u32, arriving: bool) -> u64 {
+        let lead = (self.floor * 1024 / u64::from(weight.max(1)))
+            .min(mechanism::LEAD_FLOOR_SLICES * self.floor);
         let v = &mut self.vtime[task as usize];
-        if *v < floor {
-            *v = floor;
+        if arriving {
+            *v = (*v).max(self.vnow);
         }
+        *v = (*v).min(self.vnow + lead);
         *v
     }
 
-    /// Removes and returns the lowest-vtime queued task that may run on `cpu`.
-    pub fn pop_for(&mut self, cx: &Cx, cpu: CpuId) -> Option<TaskId> {
+    /// Removes the lowest-vtime queued task that may run on `cpu` and returns it with its
+    /// slice at the queue's length (itself included).
+    pub fn pop_for(&mut self, cx: &Cx, cpu: CpuId) -> Option<(TaskId, Time)> {
         let entry = *self.queue.iter().find(|(_, _, t)| cx.allowed(*t, cpu))?;
+        let slice = self.slice_at(self.queue.len(), cx.nr_cpus());
         self.queue.remove(&entry);
         self.vnow = self.vnow.max(entry.0);
-        Some(entry.2)
+        Some((entry.2, slice))
     }
 
-    /// Advances the task's virtual time by `ran` of CPU time at Linux weight `weight`.
+    /// Advances the task's virtual time by `ran` of CPU time, at most the floor, at Linux
+    /// weight `weight`.
     pub fn charge(&mut self, task: TaskId, ran: Time, weight: u32) {
-        self.vtime[task as usize] += ran * 1024 / weight.max(1) as u64;
+        self.vtime[task as usize] += ran.min(self.floor) * 1024 / weight.max(1) as u64;
     }
 
     pub fn len(&self) -> usize {
@@ -107,7 +132,7 @@ pub struct VtimeFair {
 impl VtimeFair {
     pub fn new(slice: Time) -> Self {
         VtimeFair {
-            class: VtimeClass::new(slice),
+            class: VtimeClass::new(slice, upsched_abi::mechanism::DEFAULT_SLICE_FLOOR_NS),
             started: Vec::new(),
         }
     }
@@ -139,17 +164,15 @@ impl Scheduler for VtimeFair {
             .unwrap_or_else(|| allowed_or_first(cx, task, prev_cpu))
     }
 
-    fn enqueue(&mut self, cx: &mut Cx, task: TaskId, cpu: CpuId, _flags: u32) {
-        self.class.insert(task);
+    fn enqueue(&mut self, cx: &mut Cx, task: TaskId, cpu: CpuId, flags: u32) {
+        let arriving = flags & (F_WAKEUP | F_FORK) != 0;
+        self.class.insert(task, cx.weight(task), arriving);
         kick_an_idle_cpu(cx, task, cpu);
     }
 
     fn dispatch(&mut self, cx: &mut Cx, cpu: CpuId) -> Option<Dispatch> {
-        let task = self.class.pop_for(cx, cpu)?;
-        Some(Dispatch {
-            task,
-            slice: self.class.slice(),
-        })
+        let (task, slice) = self.class.pop_for(cx, cpu)?;
+        Some(Dispatch { task, slice })
     }
 
     fn running(&mut self, cx: &mut Cx, task: TaskId, _cpu: CpuId) {

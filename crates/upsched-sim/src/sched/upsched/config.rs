@@ -1,6 +1,7 @@
 //! Configuration of the upsched mechanism: the host's parameters and one tenant's, with the
 //! loader's defaults and limits of `docs/mechanism.md` (`HostConfig`, `TenantConfig::new`).
 
+use upsched_abi::mechanism;
 use upsched_policy::engine::LoadedPolicy;
 
 use crate::units::{MS, S, Time};
@@ -13,20 +14,24 @@ pub const NR_CLASSES: usize = NR_SLOTS + 1;
 pub const NR_LEVELS: u32 = 8;
 /// Tenant weights (relative to each other within a level).
 pub const MAX_TENANT_WEIGHT: u32 = 10_000;
-/// Longest per-tenant watchdog bound the host accepts (under sched_ext's own 10 s).
-pub const MAX_WATCHDOG: Time = 8 * S;
+/// Longest per-tenant watchdog bound the host accepts: the loader's, derived from the default
+/// class's wait bound (`upsched_abi::mechanism`).
+pub const MAX_WATCHDOG: Time = mechanism::MAX_WATCHDOG_NS;
 /// Longest slice bound the host accepts.
 pub const MAX_SLICE: Time = S;
 
 /// The host's parameters.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostConfig {
-    /// Slice of the default class, and the credit bound of idle classes.
+    /// Slice of the default class at low load, and the credit bound of idle classes.
     pub default_slice: Time,
+    /// Shortest default-class slice under load, and how far ahead of the class's virtual now
+    /// a task may be queued.
+    pub default_slice_floor: Time,
     pub default_level: u32,
     pub default_weight: u32,
     pub guard_window: Time,
-    /// Minimum share of all CPU time per window for each lower level with work.
+    /// Minimum share of each CPU per window of that CPU for each lower level with work there.
     pub guard_min_permille: u64,
     /// Period of the timer that releases parked tasks and runs the watchdog.
     pub timer_period: Time,
@@ -36,10 +41,11 @@ impl HostConfig {
     pub fn new(default_slice: Time) -> Self {
         HostConfig {
             default_slice,
+            default_slice_floor: mechanism::DEFAULT_SLICE_FLOOR_NS,
             default_level: NR_LEVELS - 1,
             default_weight: 100,
             guard_window: 100 * MS,
-            guard_min_permille: 50,
+            guard_min_permille: mechanism::GUARD_MIN_PERMILLE,
             timer_period: 2 * MS,
         }
     }
@@ -123,8 +129,11 @@ impl TenantConfig {
         }
         if self.watchdog == 0 || self.watchdog > MAX_WATCHDOG {
             return Err(format!(
-                "watchdog {} ns: need 0 < watchdog <= 8 s (under sched_ext's 10 s)",
-                self.watchdog
+                "watchdog {} ns: need 0 < watchdog <= {:.1} s (an ejected task then waits in \
+                 the default class too, all under sched_ext's {} s)",
+                self.watchdog,
+                MAX_WATCHDOG as f64 / 1e9,
+                mechanism::SCX_TIMEOUT_NS / S
             ));
         }
         if self.watchdog <= self.park_max {

@@ -321,6 +321,13 @@ fn depth_below(path: &str, ancestor: &str) -> usize {
     count(path) - count(ancestor)
 }
 
+/// The starvation guard's window on one CPU.
+#[derive(Clone, Copy, Default)]
+struct CpuGuard {
+    window_start: Option<Time>,
+    level_runtime: [u64; NR_LEVELS as usize],
+}
+
 pub struct UpschedHost {
     name: String,
     config: HostConfig,
@@ -333,9 +340,8 @@ pub struct UpschedHost {
     class_vtime: [u64; NR_CLASSES],
     /// Largest class vtime picked so far per level.
     level_vnow: [u64; NR_LEVELS as usize],
-    /// CPU time per level in the current guard window.
-    level_runtime: [u64; NR_LEVELS as usize],
-    guard_window_start: Option<Time>,
+    /// Per CPU, the start of its guard window and the CPU time each level got on it since.
+    guards: Vec<CpuGuard>,
     /// Bumped by attach, detach and ejection: tasks classify themselves again.
     classify_gen: u32,
     /// Insertion counter of the queues: equal keys run first in, first out.
@@ -354,7 +360,7 @@ impl UpschedHost {
     pub fn new(config: HostConfig, tenants: Vec<Tenant>, cgroups: &[String]) -> Self {
         UpschedHost {
             name: NAME.to_string(),
-            default_class: VtimeClass::new(config.default_slice),
+            default_class: VtimeClass::new(config.default_slice, config.default_slice_floor),
             config,
             slots: (0..NR_SLOTS).map(|_| Slot::new()).collect(),
             tenants: tenants
@@ -374,8 +380,7 @@ impl UpschedHost {
             tasks: Vec::new(),
             class_vtime: [0; NR_CLASSES],
             level_vnow: [0; NR_LEVELS as usize],
-            level_runtime: [0; NR_LEVELS as usize],
-            guard_window_start: None,
+            guards: Vec::new(),
             classify_gen: 0,
             order: 0,
             timer_armed: false,
@@ -869,17 +874,22 @@ impl UpschedHost {
         t.parked = false;
         t.cls = DEFAULT_CLASS;
         self.default_stats.counters.enqueues += 1;
-        self.default_class.lift(task);
-        let slice = self.default_class.slice();
+        self.default_class.place(task, cx.weight(task), true);
+        let slice = self
+            .default_class
+            .slice_at(self.default_class.len() + 1, cx.nr_cpus());
         self.insert_local(cx, cpu, Dispatch { task, slice });
         true
     }
 
-    fn enqueue_default(&mut self, cx: &mut Cx, task: TaskId, cpu: CpuId) {
-        self.tasks[task as usize].parked = false;
-        self.tasks[task as usize].cls = DEFAULT_CLASS;
+    /// `flags`: the ABI's; a wake-up or a task that comes from a tenant arrives in the class.
+    fn enqueue_default(&mut self, cx: &mut Cx, task: TaskId, cpu: CpuId, flags: u32) {
+        let t = &mut self.tasks[task as usize];
+        let arriving = flags & F_WAKEUP != 0 || t.cls != DEFAULT_CLASS;
+        t.parked = false;
+        t.cls = DEFAULT_CLASS;
         self.default_stats.counters.enqueues += 1;
-        self.default_class.insert(task);
+        self.default_class.insert(task, cx.weight(task), arriving);
         kick_an_idle_cpu(cx, task, cpu);
     }
 
@@ -897,18 +907,21 @@ impl UpschedHost {
 
     /// `ops.enqueue` (after classification): `flags` are the ABI's for the policy.
     fn enqueue_task(&mut self, cx: &mut Cx, task: TaskId, cpu: CpuId, flags: u32) {
+        let t = &self.tasks[task as usize];
+        let before = (t.tenant, t.tenant_gen, t.cls);
         self.classify(cx, task);
         let now = cx.now;
+        self.end_wait_on_leaving(task, before, now);
         self.tasks[task as usize].waiting_since.get_or_insert(now);
         let Some(slot) = self.live_tenant(task) else {
-            self.enqueue_default(cx, task, cpu);
+            self.enqueue_default(cx, task, cpu, flags);
             return;
         };
         let released = flags & upsched_abi::F_RELEASED != 0;
         let Some(out) = self.call(cx, task, slot, Hook::Enqueue, flags) else {
             // The policy failed and its tenant is gone.
             self.classify(cx, task);
-            self.enqueue_default(cx, task, cpu);
+            self.enqueue_default(cx, task, cpu, flags);
             return;
         };
         let config = self.slots[slot]
@@ -994,6 +1007,32 @@ impl UpschedHost {
         self.ensure_timer(cx);
     }
 
+    /// A waiting task that left its tenant (`before`: its tenant, the incarnation it joined and
+    /// its class until then) ends the wait there, counted in the tenant's statistics, and
+    /// starts a new one in its new class.
+    fn end_wait_on_leaving(
+        &mut self,
+        task: TaskId,
+        before: (Option<usize>, u32, usize),
+        now: Time,
+    ) {
+        let (tenant_before, gen_before, cls_before) = before;
+        let t = &self.tasks[task as usize];
+        let Some(slot) = tenant_before.filter(|s| t.tenant != Some(*s) && cls_before == *s) else {
+            return;
+        };
+        let Some(since) = t.waiting_since else {
+            return;
+        };
+        self.tasks[task as usize].waiting_since = Some(now);
+        if self.slots[slot].generation != gen_before {
+            return;
+        }
+        if let Some(stats) = self.stats_of(slot) {
+            stats.record_wait(now - since);
+        }
+    }
+
     /// Takes a parked task out of its park queue and enqueues it as released.
     fn unpark(&mut self, cx: &mut Cx, slot: usize, task: TaskId) {
         let t = &mut self.tasks[task as usize];
@@ -1022,19 +1061,30 @@ impl UpschedHost {
 
     // ---- the chain: which class a CPU serves -------------------------------------------
 
-    fn roll_guard_window(&mut self, now: Time) {
-        if let Some(start) = self.guard_window_start {
-            if now - start < self.config.guard_window {
-                return;
-            }
+    fn guard_of(&mut self, cpu: CpuId) -> &mut CpuGuard {
+        let index = cpu as usize;
+        if index >= self.guards.len() {
+            self.guards.resize(index + 1, CpuGuard::default());
         }
-        self.guard_window_start = Some(now);
-        self.level_runtime = [0; NR_LEVELS as usize];
+        &mut self.guards[index]
     }
 
-    /// The class a CPU takes its next task from: the highest level with work unless the
-    /// guard owes a lower one its share; within the level the least virtual time.
-    fn pick_class(&mut self, now: Time, nr_cpus: u32, tried: u32) -> Option<usize> {
+    /// `cpu`'s guard window: a new one starts when the last has elapsed.
+    fn roll_guard_window(&mut self, now: Time, cpu: CpuId) {
+        let window = self.config.guard_window;
+        let guard = self.guard_of(cpu);
+        if guard.window_start.is_some_and(|start| now - start < window) {
+            return;
+        }
+        *guard = CpuGuard {
+            window_start: Some(now),
+            level_runtime: [0; NR_LEVELS as usize],
+        };
+    }
+
+    /// The class `cpu` takes its next task from: the highest level with work unless the
+    /// guard owes a lower one its share of this CPU; within the level the least virtual time.
+    fn pick_class(&mut self, now: Time, cpu: CpuId, tried: u32) -> Option<usize> {
         let mut work_classes = 0u32;
         let mut work_levels = 0u32;
         let mut top_level = 0;
@@ -1051,12 +1101,13 @@ impl UpschedHost {
         }
         let mut chosen_level = top_level;
         if work_levels.count_ones() > 1 && self.config.guard_min_permille > 0 {
-            if let Some(start) = self.guard_window_start.filter(|s| now > *s) {
-                let owed =
-                    (now - start) * u64::from(nr_cpus) / 1000 * self.config.guard_min_permille;
+            let permille = self.config.guard_min_permille;
+            let guard = *self.guard_of(cpu);
+            if let Some(start) = guard.window_start.filter(|s| now > *s) {
+                let owed = (now - start) / 1000 * permille;
                 let mut best_deficit = 0;
                 for level in 0..top_level {
-                    let runtime = self.level_runtime[level as usize];
+                    let runtime = guard.level_runtime[level as usize];
                     if work_levels & (1 << level) != 0
                         && owed.saturating_sub(runtime) > best_deficit
                     {
@@ -1261,7 +1312,7 @@ impl Scheduler for UpschedHost {
 
     fn dispatch(&mut self, cx: &mut Cx, cpu: CpuId) -> Option<Dispatch> {
         let now = cx.now;
-        self.roll_guard_window(now);
+        self.roll_guard_window(now, cpu);
         if let Some(direct) = self
             .local
             .get_mut(cpu as usize)
@@ -1271,11 +1322,9 @@ impl Scheduler for UpschedHost {
         }
         let mut tried = 0u32;
         for _ in 0..NR_CLASSES {
-            let cls = self.pick_class(now, cx.nr_cpus(), tried)?;
+            let cls = self.pick_class(now, cpu, tried)?;
             let picked = if cls == DEFAULT_CLASS {
-                self.default_class
-                    .pop_for(cx, cpu)
-                    .map(|task| (task, self.default_class.slice()))
+                self.default_class.pop_for(cx, cpu)
             } else {
                 self.pop_tenant_task(cx, cls, cpu)
                     .map(|task| (task, self.tasks[task as usize].slice))
@@ -1306,7 +1355,7 @@ impl Scheduler for UpschedHost {
         }
     }
 
-    fn stopping(&mut self, cx: &mut Cx, task: TaskId, _cpu: CpuId, runnable: bool) {
+    fn stopping(&mut self, cx: &mut Cx, task: TaskId, cpu: CpuId, runnable: bool) {
         let now = cx.now;
         let t = &mut self.tasks[task as usize];
         let ran = now.saturating_sub(t.running_at);
@@ -1323,7 +1372,7 @@ impl Scheduler for UpschedHost {
         }
         self.class_vtime[cls] += ran * NICE_0_WEIGHT / self.class_weight(cls);
         let level = self.class_level(cls) as usize;
-        self.level_runtime[level] += ran;
+        self.guard_of(cpu).level_runtime[level] += ran;
         if let Some(stats) = self.stats_of(cls) {
             stats.counters.cpu_time_ns += ran;
         }

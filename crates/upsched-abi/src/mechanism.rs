@@ -1,0 +1,173 @@
+//! Bounds of the host mechanism that the kernel's loader (`upsched-kernel`) and the simulator
+//! (`upsched-sim`) both enforce: the default class's longest wait and, derived from it, the
+//! longest tenant watchdog bound. `docs/mechanism.md` ("The default class's wait bound")
+//! states the formula and why it holds.
+
+const MS: u64 = 1_000_000;
+
+/// sched_ext's own watchdog, the `timeout_ms` the host scheduler asks for: a task runnable for
+/// this long without running makes the kernel disable the whole host.
+pub const SCX_TIMEOUT_NS: u64 = 10_000 * MS;
+
+/// The default class's slice at low load (and the loader's default `default_slice`).
+pub const DEFAULT_SLICE_NS: u64 = 20 * MS;
+
+/// The shortest slice the default class hands out under load, and the most a task may be
+/// queued ahead of the class's virtual now (at weight 100). The kernel's own EEVDF base slice
+/// (`sysctl_sched_base_slice`, 0.75 ms): short enough that a round of hundreds of tasks stays
+/// far below [`SCX_TIMEOUT_NS`], long enough that a switch (about 0.1 ms through the host under
+/// emulation) costs little of it.
+pub const DEFAULT_SLICE_FLOOR_NS: u64 = 750_000;
+
+/// How many floor slices of virtual time a default-class task may be ahead of the class's
+/// virtual now, at most: one at weight 100, `100 / weight` at lower weights up to this cap.
+/// Without a cap a task of weight 1 (nice 19, e.g. `khugepaged`) would be 100 floor slices
+/// ahead and wait for that many runs of every other task (seen in the guest: 15.6 s behind
+/// 1,200 hogs, and sched_ext disabled the host). Weights below 50 (nice 4 and more) then get
+/// no fewer turns than weight 50 under contention.
+pub const LEAD_FLOOR_SLICES: u64 = 2;
+
+/// The tick of the kernels the host runs on (Debian's `CONFIG_HZ=250`): sched_ext ends a slice
+/// only at a tick, so a run lasts up to its slice plus one tick.
+pub const KERNEL_TICK_NS: u64 = 4 * MS;
+
+/// The loader's default starvation guard share, per mille, of each lower chain level.
+pub const GUARD_MIN_PERMILLE: u64 = 50;
+
+/// Chain levels below the default class that the guard may serve at once (the default class
+/// sits at the top of 8 levels).
+pub const LOWER_LEVELS: u64 = 7;
+
+/// Runnable default-class tasks per CPU up to which [`MAX_WATCHDOG_NS`] keeps a tenant's wait
+/// plus its wait in the default class after an ejection below [`SCX_TIMEOUT_NS`]: a tenant's
+/// whole task limit (4096) on an 8-CPU machine.
+pub const REFERENCE_TASKS_PER_CPU: u64 = 512;
+
+/// Kept free under [`SCX_TIMEOUT_NS`] on top of the two waits: the timer periods between an
+/// ejection and the tasks' move, and clock jitter.
+pub const TIMEOUT_MARGIN_NS: u64 = 500 * MS;
+
+/// The parameters of the default class that its wait bound depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DefaultClassShape {
+    pub nr_cpus: u64,
+    /// Slice at low load.
+    pub slice_ns: u64,
+    /// Shortest slice under load, and the most a task is queued ahead of the virtual now.
+    pub slice_floor_ns: u64,
+    /// How much longer than its slice a run can last (the kernel's tick; 0 in the simulator,
+    /// whose runs end exactly at the slice).
+    pub overrun_ns: u64,
+    /// CPU share per mille that the starvation guard may give to each lower level with work.
+    pub guard_min_permille: u64,
+    /// Lower levels with work that the guard serves.
+    pub lower_levels: u64,
+}
+
+impl DefaultClassShape {
+    /// The loader's defaults on `nr_cpus` CPUs of a kernel with [`KERNEL_TICK_NS`].
+    pub const fn kernel_defaults(nr_cpus: u64) -> Self {
+        DefaultClassShape {
+            nr_cpus,
+            slice_ns: DEFAULT_SLICE_NS,
+            slice_floor_ns: DEFAULT_SLICE_FLOOR_NS,
+            overrun_ns: KERNEL_TICK_NS,
+            guard_min_permille: GUARD_MIN_PERMILLE,
+            lower_levels: LOWER_LEVELS,
+        }
+    }
+
+    /// The slice of a default-class task when `queued` tasks of the class (itself included)
+    /// wait for a CPU: `slice × nr_cpus / queued`, within `[slice_floor, slice]`, so that a
+    /// round of every queued task takes about one slice.
+    pub const fn slice_at(&self, queued: u64) -> u64 {
+        let floor = if self.slice_floor_ns < self.slice_ns {
+            self.slice_floor_ns
+        } else {
+            self.slice_ns
+        };
+        if queued <= self.nr_cpus {
+            return self.slice_ns;
+        }
+        let slice = self.slice_ns * self.nr_cpus / queued;
+        if slice < floor { floor } else { slice }
+    }
+
+    /// The longest a default-class task that may run on every CPU waits, with `runnable`
+    /// default-class tasks of weight 100 or more (itself included, of any weight):
+    ///
+    /// `(slice + overrun + (runnable - 1) × (slice_at(runnable) + overrun + LEAD_FLOOR_SLICES
+    /// × floor) / nr_cpus) / (1 - lower_levels × guard)`.
+    ///
+    /// The runs in progress end within `slice + overrun`; each other task then runs ahead of
+    /// this one for at most its lead (`LEAD_FLOOR_SLICES` floors of virtual time) plus one run;
+    /// the guard may give the lower levels their shares meanwhile.
+    pub const fn wait_bound(&self, runnable: u64) -> u64 {
+        let cpus = if self.nr_cpus == 0 { 1 } else { self.nr_cpus };
+        let others = if runnable == 0 { 0 } else { runnable - 1 };
+        let floor = if self.slice_floor_ns < self.slice_ns {
+            self.slice_floor_ns
+        } else {
+            self.slice_ns
+        };
+        let per_task = self.slice_at(runnable) + self.overrun_ns + LEAD_FLOOR_SLICES * floor;
+        let busy = self.slice_ns + self.overrun_ns + others * per_task / cpus;
+        let guard = self.lower_levels * self.guard_min_permille;
+        let left = if guard < 1000 { 1000 - guard } else { 1 };
+        busy * 1000 / left
+    }
+}
+
+/// The longest tenant watchdog bound the host accepts: a tenant task may wait that long, be
+/// ejected with its tenant into the default class and wait there again; with up to
+/// [`REFERENCE_TASKS_PER_CPU`] runnable tasks per CPU (the loader's default class on any number
+/// of CPUs, every lower level busy) the sum stays [`TIMEOUT_MARGIN_NS`] below
+/// [`SCX_TIMEOUT_NS`]. Rounded down to 100 ms.
+pub const MAX_WATCHDOG_NS: u64 = {
+    // The bound per CPU count barely depends on it beyond 1; take the largest of 1, 2 and 8.
+    let shapes = [
+        DefaultClassShape::kernel_defaults(1),
+        DefaultClassShape::kernel_defaults(2),
+        DefaultClassShape::kernel_defaults(8),
+    ];
+    let mut worst = 0;
+    let mut i = 0;
+    while i < shapes.len() {
+        let bound = shapes[i].wait_bound(REFERENCE_TASKS_PER_CPU * shapes[i].nr_cpus);
+        if bound > worst {
+            worst = bound;
+        }
+        i += 1;
+    }
+    let max = SCX_TIMEOUT_NS - TIMEOUT_MARGIN_NS - worst;
+    max / (100 * MS) * (100 * MS)
+};
+// Room for a tenant: more than the loaders' default watchdog (3 s).
+const _: () = assert!(MAX_WATCHDOG_NS > 3_000 * MS);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_shrink_with_the_queue_down_to_the_floor() {
+        let shape = DefaultClassShape::kernel_defaults(2);
+        assert_eq!(shape.slice_at(1), DEFAULT_SLICE_NS);
+        assert_eq!(shape.slice_at(2), DEFAULT_SLICE_NS);
+        assert_eq!(shape.slice_at(4), DEFAULT_SLICE_NS / 2);
+        assert_eq!(shape.slice_at(40), MS);
+        assert_eq!(shape.slice_at(10_000), DEFAULT_SLICE_FLOOR_NS);
+    }
+
+    #[test]
+    fn the_watchdog_maximum_leaves_room_for_the_default_class() {
+        for cpus in [1, 2, 4, 8, 64] {
+            let shape = DefaultClassShape::kernel_defaults(cpus);
+            let wait = shape.wait_bound(REFERENCE_TASKS_PER_CPU * cpus);
+            assert!(
+                MAX_WATCHDOG_NS + wait + TIMEOUT_MARGIN_NS <= SCX_TIMEOUT_NS,
+                "{cpus} CPUs: default-class wait {wait} ns"
+            );
+        }
+    }
+}
