@@ -391,6 +391,37 @@ fn a_starving_tenant_is_ejected_by_its_watchdog_and_its_tasks_finish() {
     assert!(mechanism(&run).default_class.cpu_time_ns > 0);
 }
 
+/// starve_first on `cpus` CPUs: the first task declared (task slot 0 of the tenant, pid 1) gets
+/// the largest key, `others` hogs run first in, first out.
+fn first_task_starved(cpus: u32, others: u32, config: &str, duration: &str) -> RunReport {
+    let path = policy_file(
+        "starve_first",
+        upsched_testdata::misbehaving("starve_first").expect("test policy"),
+    );
+    let text = format!(
+        "duration = \"{duration}\"\n[machine]\ncpus = {cpus}\ncosts = {{ preset = \"zero\" }}\n\
+         [[tenant]]\npolicy = \"{}\"\n{config}\n{}[[task]]\nname = \"other\"\ncount = {others}\n\
+         program = [{{ run = \"60s\" }}]\n",
+        path.display(),
+        hog("victim", "", "60s")
+    );
+    run(&text, "upsched")
+}
+
+#[test]
+fn a_wait_that_never_ends_is_in_the_report() {
+    // The first task never runs within the run, which ends before the watchdog's bound.
+    let run = first_task_starved(1, 3, "watchdog = \"3s\"", "1s");
+    let t = &mechanism(&run).tenants[0];
+    assert!(t.ejection.is_none(), "{:?}", t.ejection);
+    // It ran first for one 5 ms slice, then waited until the end.
+    let victim = &task(&run, "victim").wait;
+    assert_eq!(victim.max_ns, S - 5 * MS, "{victim:?}");
+    assert_eq!(t.stats.wait.max_ns, S - 5 * MS, "{:?}", t.stats.wait);
+    // The victim and the two others queued at the end.
+    assert_eq!(t.stats.open_waits, 3);
+}
+
 #[test]
 fn a_tenant_attached_and_detached_while_work_runs() {
     let text = r#"

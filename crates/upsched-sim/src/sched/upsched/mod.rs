@@ -365,15 +365,32 @@ impl UpschedHost {
         self
     }
 
-    /// The statistics so far.
-    pub fn report(&self) -> MechanismReport {
+    /// The statistics at time `end`; waits still open then count as ending at `end`.
+    pub fn report(&self, end: Time) -> MechanismReport {
+        let mut default_stats = self.default_stats.clone();
+        let mut tenant_stats: Vec<ClassStats> =
+            self.tenants.iter().map(|t| t.stats.clone()).collect();
+        for t in &self.tasks {
+            let Some(since) = t.waiting_since else {
+                continue;
+            };
+            let stats = if t.cls == DEFAULT_CLASS {
+                Some(&mut default_stats)
+            } else {
+                tenant_stats.get_mut(self.slots[t.cls].tenant)
+            };
+            if let Some(stats) = stats {
+                stats.record_open_wait(end.saturating_sub(since));
+            }
+        }
         MechanismReport {
-            default_class: self.default_stats.report(),
+            default_class: default_stats.report(),
             tenants: self
                 .tenants
                 .iter()
+                .zip(&tenant_stats)
                 .enumerate()
-                .map(|(index, t)| TenantReport {
+                .map(|(index, (t, stats))| TenantReport {
                     name: t.tenant.name.clone(),
                     policy: t.tenant.policy.name().to_string(),
                     cgroup: t.tenant.config.cgroup.clone(),
@@ -388,7 +405,7 @@ impl UpschedHost {
                         .slot
                         .filter(|s| self.slots[*s].tenant == index)
                         .map_or(0, |s| self.slots[s].nr_tasks),
-                    stats: t.stats.report(),
+                    stats: stats.report(),
                     policy_state: t.final_policy.clone().or_else(|| {
                         let s = &self.slots[t.slot?];
                         (s.tenant == index).then(|| s.instance.clone()).flatten()
@@ -1324,8 +1341,8 @@ impl Scheduler for UpschedHost {
         }
     }
 
-    fn mechanism_report(&self) -> Option<MechanismReport> {
-        Some(self.report())
+    fn mechanism_report(&self, end: Time) -> Option<MechanismReport> {
+        Some(self.report(end))
     }
 }
 
