@@ -409,6 +409,30 @@ fn first_task_starved(cpus: u32, others: u32, config: &str, duration: &str) -> R
 }
 
 #[test]
+fn the_watchdog_sees_a_starving_task_behind_any_number_of_queued_ones() {
+    // 600 others in 5 ms turns on 4 CPUs: each waits 0.75 s a round, well within the 3 s
+    // bound, while the first task waits behind more tasks than any scan of the queue would
+    // reach (issue 9, class 2).
+    let run = first_task_starved(4, 600, "", "5s");
+    let t = &mechanism(&run).tenants[0];
+    let ejection = t.ejection.as_ref().expect("ejected");
+    assert_eq!(ejection.kind, "watchdog");
+    assert_eq!(ejection.pid, 1, "{ejection:?}");
+    // It ran first, on an idle CPU, for one 5 ms slice; its wait began then. The watchdog
+    // runs every 2 ms.
+    assert!(
+        ejection.at_ns > 3 * S + 5 * MS && ejection.at_ns <= 3 * S + 7 * MS,
+        "{ejection:?}"
+    );
+    assert!(ejection.waited_ns > 3 * S, "{ejection:?}");
+    assert!(
+        ejection.reason.contains("task 1 waited"),
+        "{}",
+        ejection.reason
+    );
+}
+
+#[test]
 fn a_wait_that_never_ends_is_in_the_report() {
     // The first task never runs within the run, which ends before the watchdog's bound.
     let run = first_task_starved(1, 3, "watchdog = \"3s\"", "1s");
