@@ -22,8 +22,9 @@ char _license[] SEC("license") = "GPL";
 #define NSEC_PER_USEC 1000ULL
 #define NICE_0_WEIGHT 100
 #define MAX_TASK_SLOTS UPSCHED_MAX_TASKS
-/* Scans of one DSQ per timer run stop after this many tasks (verifier bound, and cost bound). */
-#define SCAN_LIMIT 512
+/* The timer's look for a releasable parked task stops after this many tasks (verifier bound and
+ * cost bound; see park_release_due() for why the park bound still holds for every task). */
+#define PARK_SCAN_LIMIT 512
 /* pick_class(): the task ending its slice keeps the CPU. */
 #define KEEP_PREV (-2)
 /* Deepest cgroup nesting searched for a tenant's cgroup. */
@@ -133,6 +134,7 @@ struct task_ctx {
 	u32 on_cpu;          /* between ops.running and ops.stopping (run_start_sum is valid) */
 	u64 cgroup_id;       /* cgroup2 id at the last classification */
 	u64 last_key;        /* DSQ order key given at the last tenant enqueue */
+	u32 wait_listed;     /* on its tenant's wait list (see wait_list_append()) */
 };
 
 struct {
@@ -152,6 +154,37 @@ struct {
 	__type(key, u32);
 	__type(value, struct host_timer);
 } host_timer SEC(".maps");
+
+/*
+ * The watchdog's view of a tenant: per slot, the tenant's waiting tasks in the order their
+ * waits began, linked through their task slots, so that the longest wait is the head's, read
+ * in O(1) however many tasks wait. Links are task slot + 1 (0: none). An entry is on the list
+ * while its gen equals the list's: a list belongs to one incarnation of its slot, the first
+ * append of a newer incarnation empties it, and members of an earlier incarnation (whose task
+ * slots the new tenant hands out again) can neither unlink nor read entries of the current one.
+ */
+struct wait_entry {
+	u64 since; /* host_now() when the wait began, raised to the previous entry's (see append) */
+	u32 gen;   /* incarnation of the slot the entry is linked in, 0: not linked */
+	u32 pid;
+	u16 prev;
+	u16 next;
+};
+
+struct wait_list {
+	struct bpf_spin_lock lock;
+	u32 gen;
+	u16 head;
+	u16 tail;
+	struct wait_entry entries[MAX_TASK_SLOTS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, UPSCHED_NR_SLOTS);
+	__type(key, u32);
+	__type(value, struct wait_list);
+} wait_lists SEC(".maps");
 
 /* Virtual time of each class within its level (weighted CPU time). */
 u64 class_vtime[CLASS_ARRAY];
@@ -189,7 +222,7 @@ u32 queued_classes;
  * enqueue into the class, long after any insertion of an earlier enqueue took effect. */
 u32 class_enqs[CLASS_ARRAY];
 u32 class_enqs_seen[CLASS_ARRAY];
-/* Counter for the timer's scan loops, in a global because the verifier rejects it in a register
+/* Counter for the timer's park scan loop, in a global because the verifier rejects it in a register
  * inside the DSQ iterator loop ("sequence of 8193 jumps is too complex"). */
 u32 scan_count;
 u32 timer_runs;
@@ -503,6 +536,112 @@ static __always_inline void clear_hints(s32 slot, u32 task_slot)
 		__builtin_memset(words, 0, sizeof(*words));
 }
 
+/* ---- the watchdog's wait lists ------------------------------------------------------------ */
+
+static __always_inline u32 wait_index(u32 link)
+{
+	return masked_index(link - 1, MAX_TASK_SLOTS - 1);
+}
+
+/*
+ * Appends task slot `task_slot` of incarnation `gen` of `slot` at the tail of the slot's wait
+ * list, unless it is on it already; returns whether it is on the list now. The wait start is
+ * read before the lock, so an append may come after one whose start is later (another CPU, its
+ * clock); the start is then raised to the previous entry's, which keeps the list ordered by
+ * start: a start recorded late by at most the time between that clock read and the append
+ * (this lock's hold times) plus the clock difference between the two CPUs.
+ */
+static bool wait_list_append(s32 slot, u32 gen, u32 task_slot, u32 pid, u64 since)
+{
+	u32 key = (u32)slot, index = masked_index(task_slot, MAX_TASK_SLOTS - 1);
+	struct wait_list *list = bpf_map_lookup_elem(&wait_lists, &key);
+	struct wait_entry *entry, *last;
+	bool listed;
+
+	if (!list)
+		return false;
+	bpf_spin_lock(&list->lock);
+	if ((s32)(gen - list->gen) > 0) {
+		list->gen = gen;
+		list->head = 0;
+		list->tail = 0;
+	}
+	entry = &list->entries[index];
+	listed = list->gen == gen;
+	if (listed && entry->gen != gen) {
+		if (list->tail) {
+			last = &list->entries[wait_index(list->tail)];
+			if (since < last->since)
+				since = last->since;
+			last->next = index + 1;
+		} else {
+			list->head = index + 1;
+		}
+		entry->since = since;
+		entry->gen = gen;
+		entry->pid = pid;
+		entry->prev = list->tail;
+		entry->next = 0;
+		list->tail = index + 1;
+	}
+	bpf_spin_unlock(&list->lock);
+	return listed;
+}
+
+static void wait_list_remove(s32 slot, u32 gen, u32 task_slot)
+{
+	u32 key = (u32)slot, index = masked_index(task_slot, MAX_TASK_SLOTS - 1);
+	struct wait_list *list = bpf_map_lookup_elem(&wait_lists, &key);
+	struct wait_entry *entry;
+
+	if (!list)
+		return;
+	bpf_spin_lock(&list->lock);
+	entry = &list->entries[index];
+	if (list->gen == gen && entry->gen == gen) {
+		if (entry->prev)
+			list->entries[wait_index(entry->prev)].next = entry->next;
+		else
+			list->head = entry->next;
+		if (entry->next)
+			list->entries[wait_index(entry->next)].prev = entry->prev;
+		else
+			list->tail = entry->prev;
+		entry->gen = 0;
+	}
+	bpf_spin_unlock(&list->lock);
+}
+
+/* The longest wait (at host time `now`) among the waiting tasks of incarnation `gen` of
+ * `slot`, and its task's pid. */
+static u64 wait_list_longest(s32 slot, u32 gen, u64 now, u32 *pid)
+{
+	u32 key = (u32)slot;
+	struct wait_list *list = bpf_map_lookup_elem(&wait_lists, &key);
+	struct wait_entry *entry;
+	u64 since = now;
+
+	if (!list)
+		return 0;
+	bpf_spin_lock(&list->lock);
+	if (list->gen == gen && list->head) {
+		entry = &list->entries[wait_index(list->head)];
+		since = entry->since;
+		*pid = entry->pid;
+	}
+	bpf_spin_unlock(&list->lock);
+	return now > since ? now - since : 0;
+}
+
+/* The task's wait ends (it runs, or leaves its tenant): off its tenant's wait list. */
+static __always_inline void wait_end(struct task_ctx *tctx)
+{
+	if (!tctx->wait_listed)
+		return;
+	tctx->wait_listed = 0;
+	wait_list_remove(tctx->tenant, tctx->tenant_gen, tctx->task_slot);
+}
+
 /* ---- runnable accounting per tenant -------------------------------------------------------- */
 
 /* The task's wait (if it waits) ends at `now` in the statistics of `stats`' class. */
@@ -713,6 +852,7 @@ static void leave_tenant(struct task_struct *p, struct task_ctx *tctx)
 
 	if (tctx->tenant < 0)
 		return;
+	wait_end(tctx);
 	if (cfg && cfg->gen == tctx->tenant_gen && cfg->state != UPSCHED_SLOT_FREE) {
 		if (ctx && calls_hook(cfg, UPSCHED_HOOK_TASK_EXIT)) {
 			fill_ctx(ctx, p, tctx, cfg, UPSCHED_HOOK_TASK_EXIT, 0, bpf_ktime_get_ns(), 0);
@@ -992,6 +1132,10 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 		return;
 	}
 	slot = tctx->tenant;
+	/* A waiting member of a live tenant is on its wait list (parked ones too) until it runs. */
+	if (!tctx->wait_listed)
+		tctx->wait_listed = wait_list_append(slot, tctx->tenant_gen, tctx->task_slot, p->pid,
+						     tctx->waiting_since);
 	now = bpf_ktime_get_ns();
 	if (host_time > tctx->runnable_at)
 		runnable_for = host_time - tctx->runnable_at;
@@ -1305,6 +1449,7 @@ void BPF_PROG(host_running, struct task_struct *p)
 		end_wait(stats, tctx, now);
 	}
 	tctx->waiting_since = 0;
+	wait_end(tctx);
 	cfg = live_tenant(tctx);
 	if (!cfg || !calls_hook(cfg, UPSCHED_HOOK_RUNNING))
 		return;
@@ -1487,35 +1632,34 @@ static __always_inline bool should_release(struct task_struct *p, struct task_ct
 	return false;
 }
 
-/* The longest wait among the tasks queued in `dsq` (at host time `now`), with the waiting
- * task's pid; with a `release` to set, whether a parked one may go (at policy time
- * `policy_now`). */
-static u64 scan_dsq(u64 dsq, u64 now, u64 policy_now, bool *release, u32 *pid)
+/*
+ * Whether a parked task of park queue `dsq` may go (at policy time `policy_now`). Only the first
+ * PARK_SCAN_LIMIT tasks are looked at, in deadline order, and that bound costs no task its park
+ * bound: the earliest deadline is always among them, every deadline is at most its task's
+ * bound, and a release re-enqueues the whole queue. A task beyond the limit only learns of a
+ * hint release at the next release of the queue, at the latest at its own deadline.
+ */
+static bool park_release_due(u64 dsq, u64 policy_now)
 {
 	struct bpf_iter_scx_dsq it;
 	struct task_struct *p;
 	struct task_ctx *tctx;
-	u64 longest = 0;
+	bool due = false;
 
 	scan_count = 0;
 	if (bpf_iter_scx_dsq_new(&it, dsq, 0) == 0) {
 		while ((p = bpf_iter_scx_dsq_next(&it))) {
-			if (++scan_count > SCAN_LIMIT)
+			if (++scan_count > PARK_SCAN_LIMIT)
 				break;
 			tctx = task_ctx_of(p);
-			if (!tctx)
-				continue;
-			if (tctx->waiting_since && now > tctx->waiting_since &&
-			    now - tctx->waiting_since > longest) {
-				longest = now - tctx->waiting_since;
-				*pid = p->pid;
+			if (tctx && tctx->parked && should_release(p, tctx, policy_now)) {
+				due = true;
+				break;
 			}
-			if (release && tctx->parked && should_release(p, tctx, policy_now))
-				*release = true;
 		}
 	}
 	bpf_iter_scx_dsq_destroy(&it);
-	return longest;
+	return due;
 }
 
 /*
@@ -1553,10 +1697,10 @@ static int host_timer_fn(void *map, int *key, struct bpf_timer *timer)
 {
 	struct upsched_host_config *hcfg = host_cfg();
 	struct upsched_tenant_config *cfg;
-	u64 now = host_now(), policy_now = bpf_ktime_get_ns(), waited, longest;
+	u64 now = host_now(), policy_now = bpf_ktime_get_ns(), waited;
 	u64 period = hcfg && hcfg->timer_period_ns ? hcfg->timer_period_ns : 2000000ULL;
 	bool release;
-	u32 pid, longest_pid;
+	u32 pid;
 	int slot;
 
 	timer_runs++;
@@ -1566,16 +1710,10 @@ static int host_timer_fn(void *map, int *key, struct bpf_timer *timer)
 		cfg = tenant_cfg(slot);
 		if (!cfg)
 			continue;
-		release = false;
-		longest = 0;
-		longest_pid = 0;
 		if (scx_bpf_dsq_nr_queued(UPSCHED_PARK_DSQ(slot)) > 0) {
-			pid = 0;
-			longest = scan_dsq(UPSCHED_PARK_DSQ(slot), now, policy_now, &release, &pid);
-			longest_pid = pid;
 			/* Not live any more: every parked task goes back (to the default class). */
-			if (cfg->state != UPSCHED_SLOT_ACTIVE)
-				release = true;
+			release = cfg->state != UPSCHED_SLOT_ACTIVE ||
+				  park_release_due(UPSCHED_PARK_DSQ(slot), policy_now);
 			if (release && bpf_ksym_exists(scx_bpf_dsq_reenq))
 				scx_bpf_dsq_reenq(UPSCHED_PARK_DSQ(slot), 0);
 		}
@@ -1587,16 +1725,10 @@ static int host_timer_fn(void *map, int *key, struct bpf_timer *timer)
 			scx_bpf_dsq_reenq(UPSCHED_CLASS_DSQ(slot), 0);
 		if (cfg->state != UPSCHED_SLOT_ACTIVE || !cfg->watchdog_ns)
 			continue;
-		if (scx_bpf_dsq_nr_queued(UPSCHED_CLASS_DSQ(slot)) > 0) {
-			pid = 0;
-			waited = scan_dsq(UPSCHED_CLASS_DSQ(slot), now, policy_now, NULL, &pid);
-			if (waited > longest) {
-				longest = waited;
-				longest_pid = pid;
-			}
-		}
-		if (longest > cfg->watchdog_ns)
-			eject_tenant(slot, longest_pid, longest, policy_now);
+		pid = 0;
+		waited = wait_list_longest(slot, cfg->gen, now, &pid);
+		if (waited > cfg->watchdog_ns)
+			eject_tenant(slot, pid, waited, policy_now);
 	}
 	bpf_rcu_read_unlock();
 	bpf_timer_start(timer, period, 0);

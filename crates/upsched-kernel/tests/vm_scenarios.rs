@@ -29,6 +29,7 @@ const EXPECTED: &[&str] = &[
     "absurd_decisions_clamped",
     "park_forever_bounded",
     "starving_policy_ejected",
+    "watchdog_sees_every_waiter",
     "hint_release",
     "membership_hooks",
     "differential_admission",

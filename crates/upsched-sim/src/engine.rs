@@ -1490,6 +1490,15 @@ impl Sim<'_, '_> {
                 }
             }
         }
+        // A wait still open at the end counts as ending there, so a task starved for good
+        // shows its wait.
+        for t in &self.tasks {
+            if t.state == TaskState::Queued {
+                self.records[t.record as usize]
+                    .wait
+                    .record(end - t.runnable_since);
+            }
+        }
         let alive = self
             .tasks
             .iter()
@@ -1508,7 +1517,7 @@ impl Sim<'_, '_> {
             tasks_started: self.started,
             tasks_alive_at_end: alive,
             chains: self.chains.map(ChainTracker::finish).unwrap_or_default(),
-            mechanism: self.sched.mechanism_report(),
+            mechanism: self.sched.mechanism_report(end),
         }
     }
 }

@@ -485,6 +485,61 @@ fn a_starving_tenant_is_ejected_by_its_watchdog_and_its_tasks_finish() {
     assert!(mechanism(&run).default_class.cpu_time_ns > 0);
 }
 
+/// starve_first on `cpus` CPUs: the first task declared (task slot 0 of the tenant, pid 1) gets
+/// the largest key, `others` hogs run first in, first out.
+fn first_task_starved(cpus: u32, others: u32, config: &str, duration: &str) -> RunReport {
+    let path = policy_file(
+        "starve_first",
+        upsched_testdata::misbehaving("starve_first").expect("test policy"),
+    );
+    let text = format!(
+        "duration = \"{duration}\"\n[machine]\ncpus = {cpus}\ncosts = {{ preset = \"zero\" }}\n\
+         [[tenant]]\npolicy = \"{}\"\n{config}\n{}[[task]]\nname = \"other\"\ncount = {others}\n\
+         program = [{{ run = \"60s\" }}]\n",
+        path.display(),
+        hog("victim", "", "60s")
+    );
+    run(&text, "upsched")
+}
+
+#[test]
+fn the_watchdog_sees_a_starving_task_behind_any_number_of_queued_ones() {
+    // 600 others in 5 ms turns on 4 CPUs: each waits 0.75 s a round, well within the 3 s
+    // bound, while the first task waits behind more tasks than any scan of the queue would
+    // reach (issue 9, class 2).
+    let run = first_task_starved(4, 600, "", "5s");
+    let t = &mechanism(&run).tenants[0];
+    let ejection = t.ejection.as_ref().expect("ejected");
+    assert_eq!(ejection.kind, "watchdog");
+    assert_eq!(ejection.pid, 1, "{ejection:?}");
+    // It ran first, on an idle CPU, for one 5 ms slice; its wait began then. The watchdog
+    // runs every 2 ms.
+    assert!(
+        ejection.at_ns > 3 * S + 5 * MS && ejection.at_ns <= 3 * S + 7 * MS,
+        "{ejection:?}"
+    );
+    assert!(ejection.waited_ns > 3 * S, "{ejection:?}");
+    assert!(
+        ejection.reason.contains("task 1 waited"),
+        "{}",
+        ejection.reason
+    );
+}
+
+#[test]
+fn a_wait_that_never_ends_is_in_the_report() {
+    // The first task never runs within the run, which ends before the watchdog's bound.
+    let run = first_task_starved(1, 3, "watchdog = \"3s\"", "1s");
+    let t = &mechanism(&run).tenants[0];
+    assert!(t.ejection.is_none(), "{:?}", t.ejection);
+    // It ran first for one 5 ms slice, then waited until the end.
+    let victim = &task(&run, "victim").wait;
+    assert_eq!(victim.max_ns, S - 5 * MS, "{victim:?}");
+    assert_eq!(t.stats.wait.max_ns, S - 5 * MS, "{:?}", t.stats.wait);
+    // The victim and the two others queued at the end.
+    assert_eq!(t.stats.open_waits, 3);
+}
+
 #[test]
 fn a_tenant_attached_and_detached_while_work_runs() {
     let text = r#"

@@ -90,6 +90,16 @@ enum Cmd {
         #[arg(long)]
         secs: f64,
     },
+    /// Workload: `threads` threads besides the main one, every one waiting for standard input
+    /// to close, then burning `cpu_ms` of its own CPU time in short bursts, yielding after
+    /// each. The main thread is the process's first task in its cgroup's tenant: it joins
+    /// before the other threads exist.
+    Crowd {
+        #[arg(long)]
+        threads: usize,
+        #[arg(long)]
+        cpu_ms: u64,
+    },
     /// Workload: sleep 5 ms and wake up, for `secs`; prints the number of wake-ups.
     Sleeper {
         #[arg(long)]
@@ -143,10 +153,11 @@ fn main() {
                 let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
             }
             let target = Duration::from_millis(cpu_ms);
-            while process_cpu_time() < target {
+            while cpu_time(libc::CLOCK_PROCESS_CPUTIME_ID) < target {
                 burn();
             }
         }
+        Cmd::Crowd { threads, cpu_ms } => crowd(threads, Duration::from_millis(cpu_ms)),
         Cmd::Hog { secs, pin } => {
             if let Some(cpu) = pin {
                 pin_to_cpu(cpu);
@@ -155,7 +166,7 @@ fn main() {
             while Instant::now() < end {
                 burn();
             }
-            println!("{}", process_cpu_time().as_millis());
+            println!("{}", cpu_time(libc::CLOCK_PROCESS_CPUTIME_ID).as_millis());
         }
         Cmd::Hogs { threads, secs } => {
             let start = std::sync::Arc::new(std::sync::Barrier::new(threads + 1));
@@ -225,14 +236,58 @@ fn pin_to_cpu(cpu: usize) {
     }
 }
 
-fn process_cpu_time() -> Duration {
+fn cpu_time(clock: libc::clockid_t) -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// The `crowd` workload: every thread (the main one too) waits for standard input to close,
+/// then burns `cpu` of its own CPU time.
+fn crowd(threads: usize, cpu: Duration) {
+    let work = move || {
+        // poll(2) until the pipe's writer is gone: it wakes every waiting thread at once and
+        // takes no lock after the wake-up (read(2) takes the pipe's mutex, std's Stdin a lock
+        // of its own, and under a FIFO policy each thread then waits a round for it).
+        let mut stdin = libc::pollfd {
+            fd: 0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        loop {
+            // SAFETY: one valid pollfd.
+            let ready = unsafe { libc::poll(&mut stdin, 1, -1) };
+            let interrupted = ready < 0
+                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted;
+            if !interrupted {
+                break;
+            }
+        }
+        // Short turns: a thread yields after each burst rather than waiting for its slice to
+        // end at a tick, so a round of hundreds of threads stays short.
+        while cpu_time(libc::CLOCK_THREAD_CPUTIME_ID) < cpu {
+            burn();
+            std::thread::yield_now();
+        }
+    };
+    let mut handles = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        match std::thread::Builder::new().stack_size(64 << 10).spawn(work) {
+            Ok(handle) => handles.push(handle),
+            Err(err) => {
+                eprintln!("crowd: starting a thread: {err}");
+                std::process::exit(1);
+            }
+        }
+    }
+    work();
+    for handle in handles {
+        let _ = handle.join();
+    }
 }
 
 // ---- protocol ------------------------------------------------------------------------------
@@ -397,9 +452,12 @@ fn wait_all(children: &mut [Child], timeout: Duration) -> Result<Vec<usize>, Str
     Ok(order)
 }
 
+/// Kills every child, then reaps them: each dies at its next run, all of them at once.
 fn kill_all(children: &mut [Child]) {
     for child in children.iter_mut() {
         let _ = child.kill();
+    }
+    for child in children.iter_mut() {
         let _ = child.wait();
     }
 }
@@ -598,6 +656,7 @@ fn run_all(alone_secs: u64, only: &[String], repeat: u32) -> i32 {
         ("absurd_decisions_clamped", absurd_clamped),
         ("park_forever_bounded", park_forever),
         ("starving_policy_ejected", starving_ejected),
+        ("watchdog_sees_every_waiter", watchdog_sees_every_waiter),
         ("hint_release", hint_release),
         ("membership_hooks", membership_hooks),
         ("differential_admission", differential_admission),
@@ -1493,6 +1552,139 @@ fn pinned_under_busy_level(host: &mut Host) -> Result<String, String> {
     } else {
         Err(detail)
     }
+}
+
+/// The calling thread runs under SCHED_FIFO until this is dropped. A real-time task is not
+/// scheduled by sched_ext, so the scenario keeps its timing whatever the host's classes hold.
+/// Enter it only after spawning: children inherit the policy.
+struct Realtime;
+
+impl Realtime {
+    fn enter() -> Result<Self, String> {
+        let param = libc::sched_param { sched_priority: 1 };
+        // SAFETY: a valid sched_param for the calling thread.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+            return Err(format!("SCHED_FIFO: {}", std::io::Error::last_os_error()));
+        }
+        Ok(Realtime)
+    }
+}
+
+impl Drop for Realtime {
+    fn drop(&mut self) {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: as above.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+    }
+}
+
+/// Waits until process `pid` has `tasks` threads, all asleep (state S).
+fn wait_asleep(pid: u32, tasks: usize, timeout: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        let dir = format!("/proc/{pid}/task");
+        let states: Vec<String> = std::fs::read_dir(&dir)
+            .map_err(|e| format!("reading {dir}: {e}"))?
+            .filter_map(|entry| {
+                let stat = std::fs::read_to_string(entry.ok()?.path().join("stat")).ok()?;
+                // The state follows the command name, which is in parentheses.
+                let (_, rest) = stat.rsplit_once(") ")?;
+                rest.split(' ').next().map(str::to_string)
+            })
+            .collect();
+        let asleep = states.iter().filter(|s| *s == "S").count();
+        if states.len() == tasks && asleep == tasks {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            return Err(format!(
+                "process {pid} has {} threads, {asleep} asleep, after {timeout:?} (want {tasks} asleep)",
+                states.len()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A policy that gives its first task the largest key while 520 others run first in, first out:
+/// the first task waits behind more tasks than any scan of the queue would reach (issue 9,
+/// class 2). The watchdog must eject the tenant for that task's wait within its bound, and
+/// sched_ext must stay enabled.
+fn watchdog_sees_every_waiter(host: &mut Host) -> Result<String, String> {
+    // Above the 512 tasks the watchdog once scanned, with margin. Each needs 60 ms of CPU: the
+    // queue would last ~16 s on two CPUs, longer than sched_ext's own 10 s limit.
+    const OTHERS: usize = 520;
+    let others = OTHERS.to_string();
+    let Misbehaving {
+        handle,
+        config,
+        mut children,
+    } = start_misbehaving(
+        host,
+        "starve_first",
+        // The others yield after each short burst: a round of them takes a fraction of a
+        // second, far within the watchdog's default 3 s, so only the first task's wait can
+        // exceed it (with turns ending at ticks instead, a round took over 3 s here).
+        |_| {},
+        &[&["crowd", "--threads", &others, "--cpu-ms", "60"]],
+    )?;
+    let result = (|| {
+        // The crowd's main thread joined the tenant before its exec, first: task slot 0.
+        let victim = children[0].id();
+        let joined = host.task_slot(victim).map_err(|e| e.to_string())?;
+        if joined != Some((handle.slot, 0)) {
+            return Err(format!(
+                "the crowd's main thread {victim} holds {joined:?}, not task slot 0 of slot {}",
+                handle.slot
+            ));
+        }
+        wait_asleep(victim, OTHERS + 1, Duration::from_secs(60))?;
+        let _realtime = Realtime::enter()?;
+        let released = Instant::now();
+        drop(children[0].stdin.take());
+        let give_up = config.watchdog + Duration::from_secs(15);
+        let ejection = loop {
+            std::thread::sleep(Duration::from_millis(100));
+            if let Err(err) = host_alive(host) {
+                return Err(format!(
+                    "{err} {:.1} s after the release (exit info {:?}); no ejection",
+                    released.elapsed().as_secs_f64(),
+                    host.exit_info()
+                ));
+            }
+            let found = host
+                .poll_ejections()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .find(|e| e.handle == handle);
+            if let Some(ejection) = found {
+                break ejection;
+            }
+            if released.elapsed() > give_up {
+                return Err(format!("no ejection within {give_up:?}"));
+            }
+        };
+        let noticed = released.elapsed();
+        // The ejected threads flood the default class: end them now (how the default class
+        // copes with such a flood is another matter, issue 9 class 3).
+        kill_all(&mut children);
+        host_alive(host)?;
+        let detail = format!(
+            "{OTHERS} threads before task slot 0 (pid {victim}); ejection seen {:.2} s after \
+             the release (bound {:.1} s): {}",
+            noticed.as_secs_f64(),
+            config.watchdog.as_secs_f64(),
+            ejection.reason
+        );
+        let bound = config.watchdog + Duration::from_secs(2);
+        if ejection.pid == victim && ejection.waited >= config.watchdog && noticed < bound {
+            Ok(detail)
+        } else {
+            Err(detail)
+        }
+    })();
+    kill_all(&mut children);
+    result
 }
 
 /// The faas policy parks a sleepy poller; posting a pending event releases it at once.

@@ -281,8 +281,9 @@ pub trait Scheduler {
     /// The task changed one of its hint words.
     fn hints_changed(&mut self, _cx: &mut Cx, _task: TaskId) {}
 
-    /// The upsched mechanism's statistics (tenants, classes), for schedulers that are it.
-    fn mechanism_report(&self) -> Option<upsched::MechanismReport> {
+    /// The upsched mechanism's statistics (tenants, classes) at the end of a run at `end`,
+    /// for schedulers that are it.
+    fn mechanism_report(&self, _end: Time) -> Option<upsched::MechanismReport> {
         None
     }
 }

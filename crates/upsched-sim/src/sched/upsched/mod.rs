@@ -14,6 +14,7 @@
 mod config;
 mod invariants;
 mod stats;
+mod wait_list;
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -37,14 +38,13 @@ use super::vtime::VtimeClass;
 use super::{Cx, Dispatch, F_FORK, F_PREEMPTED, F_WAKEUP, NO_CPU, Scheduler, TaskId};
 use crate::machine::CpuId;
 use crate::units::Time;
+use wait_list::{WaitEntry, WaitList};
 
 /// Name of the mechanism as a policy (`--policy upsched`).
 pub const NAME: &str = "upsched";
 
 /// Tasks a tenant can hold (`UPSCHED_MAX_TASKS`).
 const MAX_TASK_SLOTS: u32 = upsched_abi::MAX_TASKS;
-/// Tasks the watchdog looks at per queue and timer run.
-const SCAN_LIMIT: usize = 512;
 /// Deepest cgroup nesting searched for a tenant's cgroup.
 const MAX_CGROUP_DEPTH: usize = 16;
 /// The ctx `weight` scale: 100 = nice 0 (sched_ext's `p->scx.weight`).
@@ -131,6 +131,8 @@ struct Slot {
     queue: BTreeSet<(u64, u64, TaskId)>,
     /// (park deadline, order, task).
     park: BTreeSet<(Time, u64, TaskId)>,
+    /// The tenant's waiting tasks, queued or parked, for the watchdog.
+    waiting: WaitList,
     nr_runnable: u32,
     nr_tasks: u32,
     free_task_slots: Vec<u32>,
@@ -148,6 +150,7 @@ impl Slot {
             tenant: usize::MAX,
             queue: BTreeSet::new(),
             park: BTreeSet::new(),
+            waiting: WaitList::default(),
             nr_runnable: 0,
             nr_tasks: 0,
             free_task_slots: Vec::new(),
@@ -176,6 +179,8 @@ struct TaskCtx {
     runnable_at: Option<Time>,
     /// Runnable and not running since (None: running or asleep).
     waiting_since: Option<Time>,
+    /// Its entry on the wait list of its tenant's slot while it waits there.
+    wait_listed: Option<(usize, WaitEntry)>,
     running_at: Time,
     last_runtime: Time,
     /// The clamped slice of its last tenant enqueue.
@@ -203,6 +208,7 @@ impl TaskCtx {
             park_order: 0,
             runnable_at: None,
             waiting_since: None,
+            wait_listed: None,
             running_at: 0,
             last_runtime: 0,
             slice: 0,
@@ -395,15 +401,32 @@ impl UpschedHost {
         self
     }
 
-    /// The statistics so far.
-    pub fn report(&self) -> MechanismReport {
+    /// The statistics at time `end`; waits still open then count as ending at `end`.
+    pub fn report(&self, end: Time) -> MechanismReport {
+        let mut default_stats = self.default_stats.clone();
+        let mut tenant_stats: Vec<ClassStats> =
+            self.tenants.iter().map(|t| t.stats.clone()).collect();
+        for t in &self.tasks {
+            let Some(since) = t.waiting_since else {
+                continue;
+            };
+            let stats = if t.cls == DEFAULT_CLASS {
+                Some(&mut default_stats)
+            } else {
+                tenant_stats.get_mut(self.slots[t.cls].tenant)
+            };
+            if let Some(stats) = stats {
+                stats.record_open_wait(end.saturating_sub(since));
+            }
+        }
         MechanismReport {
-            default_class: self.default_stats.report(),
+            default_class: default_stats.report(),
             tenants: self
                 .tenants
                 .iter()
+                .zip(&tenant_stats)
                 .enumerate()
-                .map(|(index, t)| TenantReport {
+                .map(|(index, (t, stats))| TenantReport {
                     name: t.tenant.name.clone(),
                     policy: t.tenant.policy.name().to_string(),
                     cgroup: t.tenant.config.cgroup.clone(),
@@ -418,7 +441,7 @@ impl UpschedHost {
                         .slot
                         .filter(|s| self.slots[*s].tenant == index)
                         .map_or(0, |s| self.slots[s].nr_tasks),
-                    stats: t.stats.report(),
+                    stats: stats.report(),
                     policy_state: t.final_policy.clone().or_else(|| {
                         let s = &self.slots[t.slot?];
                         (s.tenant == index).then(|| s.instance.clone()).flatten()
@@ -650,6 +673,7 @@ impl UpschedHost {
         s.nr_tasks = 0;
         s.free_task_slots.clear();
         s.next_fresh = 0;
+        s.waiting.clear();
         s.config = Some(record.tenant.config.clone());
         s.instance = Some(record.tenant.policy.instantiate());
         let policy = &record.tenant.policy;
@@ -770,6 +794,7 @@ impl UpschedHost {
     /// incarnation it joined and is not FREE, `task_exit` is called and its task slot
     /// returned; a draining slot whose last member left becomes FREE.
     fn leave_tenant(&mut self, cx: &mut Cx, task: TaskId) {
+        self.unlist_waiter(task);
         let t = &self.tasks[task as usize];
         let Some(slot) = t.tenant else {
             return;
@@ -917,6 +942,7 @@ impl UpschedHost {
             self.enqueue_default(cx, task, cpu, flags);
             return;
         };
+        self.list_waiter(task, slot);
         let released = flags & upsched_abi::F_RELEASED != 0;
         let Some(out) = self.call(cx, task, slot, Hook::Enqueue, flags) else {
             // The policy failed and its tenant is gone.
@@ -1133,6 +1159,22 @@ impl UpschedHost {
         Some(entry.2)
     }
 
+    /// A waiting member of a live tenant is on its slot's wait list (parked ones too) until
+    /// it runs or leaves the tenant.
+    fn list_waiter(&mut self, task: TaskId, slot: usize) {
+        let t = &mut self.tasks[task as usize];
+        if let (None, Some(since)) = (t.wait_listed, t.waiting_since) {
+            t.wait_listed = Some((slot, self.slots[slot].waiting.append(task, since)));
+        }
+    }
+
+    fn unlist_waiter(&mut self, task: TaskId) {
+        if let Some((slot, entry)) = self.tasks[task as usize].wait_listed.take() {
+            self.slots[slot].waiting.remove(task, entry);
+        }
+    }
+
+    /// The per-tenant watchdog: the head of the slot's wait list is its longest wait.
     fn watch(&mut self, cx: &mut Cx, slot: usize) {
         let s = &self.slots[slot];
         let Some(config) = s.config.as_ref() else {
@@ -1143,16 +1185,10 @@ impl UpschedHost {
         }
         let now = cx.now;
         let longest = s
-            .park
-            .iter()
-            .map(|e| e.2)
-            .take(SCAN_LIMIT)
-            .chain(s.queue.iter().map(|e| e.2).take(SCAN_LIMIT))
-            .filter_map(|task| {
-                let since = self.tasks[task as usize].waiting_since?;
-                (now > since).then(|| (now - since, task))
-            })
-            .max_by_key(|(waited, task)| (*waited, std::cmp::Reverse(*task)));
+            .waiting
+            .oldest()
+            .filter(|(since, _)| now > *since)
+            .map(|(since, task)| (now - since, task));
         if let Some((waited, task)) = longest.filter(|(w, _)| *w > config.watchdog) {
             let pid = cx.pid(task);
             let bound = config.watchdog;
@@ -1344,6 +1380,7 @@ impl Scheduler for UpschedHost {
         t.running_at = now;
         let waiting_since = std::mem::take(&mut t.waiting_since);
         let cls = t.cls;
+        self.unlist_waiter(task);
         if let Some(stats) = self.stats_of(cls) {
             stats.counters.dispatches += 1;
             if let Some(since) = waiting_since {
@@ -1431,8 +1468,8 @@ impl Scheduler for UpschedHost {
         }
     }
 
-    fn mechanism_report(&self) -> Option<MechanismReport> {
-        Some(self.report())
+    fn mechanism_report(&self, end: Time) -> Option<MechanismReport> {
+        Some(self.report(end))
     }
 }
 

@@ -15,12 +15,20 @@ use crate::units::Time;
 pub struct ClassStats {
     pub counters: ClassCounters,
     pub wait: Histogram,
+    /// Waits that had not ended when the statistics were taken (included in the others).
+    pub open_waits: u64,
 }
 
 impl ClassStats {
     pub fn record_wait(&mut self, wait: Time) {
         self.counters.record_wait(wait);
         self.wait.record(wait);
+    }
+
+    /// A wait still going on, counted as if it ended now.
+    pub fn record_open_wait(&mut self, wait: Time) {
+        self.record_wait(wait);
+        self.open_waits += 1;
     }
 
     pub fn report(&self) -> ClassReport {
@@ -30,6 +38,7 @@ impl ClassStats {
             dispatches: c.dispatches,
             cpu_time_ns: c.cpu_time_ns,
             wait: self.wait.summary(),
+            open_waits: self.open_waits,
             wait_sum_ns: c.wait_sum_ns,
             wait_hist: c.wait_hist,
             parks: c.parks,
@@ -66,8 +75,11 @@ pub struct ClassReport {
     pub enqueues: u64,
     pub dispatches: u64,
     pub cpu_time_ns: Time,
-    /// Waits ended by a run: percentiles from the simulator's exact histogram.
+    /// Waits ended by a run, and those still open at the end of the run (as if they ended
+    /// then): percentiles from the simulator's exact histogram.
     pub wait: LatencySummary,
+    /// How many of those waits were still open at the end.
+    pub open_waits: u64,
     pub wait_sum_ns: u64,
     /// The kernel's log2 buckets, for comparison with `Host::stats()`.
     pub wait_hist: [u64; WAIT_BUCKETS],
