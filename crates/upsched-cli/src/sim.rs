@@ -187,8 +187,9 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
             duration: Some(duration),
             record_trace: args.out.is_some(),
             trace_limit: args.trace_limit,
-            // Debug builds always check, as the tests do.
-            check_invariants: args.check || cfg!(debug_assertions),
+            // Only on request: the state checks cost O(tasks) per event, which a debug build of
+            // a large scenario (the run-limit tests) cannot afford.
+            check_invariants: args.check,
             progress: Some(&mut progress),
             limits: args.limits.limits(),
         };
