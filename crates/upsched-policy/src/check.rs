@@ -267,7 +267,12 @@ fn check_with_engine_verifier(object: &PolicyObject, data: &[u8], report: &mut C
                         Some(line) => format!("{} (at {line})", rejection.message),
                         None => rejection.message.clone(),
                     };
-                    if let Some(function) = global_function_at(object, &section, rejection.pc) {
+                    // The hint explains a NULL dereference the caller's check does not cover;
+                    // other rejections inside a global function read as they are.
+                    let global_function = (rejection.kind == RejectKind::NullDereference)
+                        .then(|| global_function_at(object, &section, rejection.pc))
+                        .flatten();
+                    if let Some(function) = global_function {
                         message.push_str(&format!(
                             "; in global function `{function}`, which the kernel verifies on its own \
                              (its pointer arguments may be NULL whatever its callers checked): check \
