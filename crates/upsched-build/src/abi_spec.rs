@@ -180,6 +180,7 @@ impl AbiSpec {
                 }
             }
         }
+        let mut value_names = std::collections::BTreeSet::new();
         for kfunc in &self.kfuncs {
             self.check_capability(&kfunc.capability)?;
             if kfunc.args.len() > 5 {
@@ -187,6 +188,10 @@ impl AbiSpec {
             }
             for arg in &kfunc.args {
                 for value in arg.domain.iter().flatten() {
+                    // Each name becomes one constant in Rust and is asserted once in C.
+                    if !value_names.insert(value.name.as_str()) {
+                        return Err(format!("domain value `{}` is named twice", value.name));
+                    }
                     let number = value.parse_value()?;
                     let bits = 8 * arg.scalar.size() as u32;
                     if bits < 64 && number >> bits != 0 {

@@ -1266,6 +1266,7 @@ fn kfunc_arguments(host: &mut Host) -> Result<String, String> {
             refused.len()
         ));
     }
+    let answers = kernel_answers(host, &cgroup)?;
     let handle = attach(host, test_policy("kfunc_user")?, &config)?;
     let before = host.stats().map_err(|e| e.to_string())?.classes[handle.slot]
         .raw
@@ -1283,12 +1284,68 @@ fn kfunc_arguments(host: &mut Host) -> Result<String, String> {
         ));
     }
     Ok(format!(
-        "{} objects refused by admission ({}), scheduler unchanged each time; kfunc_user \
-         (SCX_DSQ_LOCAL) made {} policy calls with 3 hogs over 4 s; sched_ext enabled, no exit",
+        "{} objects refused by admission ({}), scheduler unchanged each time; unchecked, the \
+         kernel answered {answers}; kfunc_user (SCX_DSQ_LOCAL) made {} policy calls with 3 hogs \
+         over 4 s; sched_ext enabled, no exit",
         refused.len(),
         refused.join(", "),
         after - before
     ))
+}
+
+/// The refused ids whose kernel path cannot fail, attached unchecked onto slot 0 (the only
+/// tenant) under load: the answers each policy kept must be the simulator's (its DSQ model,
+/// `docs/mechanism.md`): `-ENOENT` (-2) for the global DSQ and an unknown id, 0 for slot 1's
+/// class DSQ and slot 0's park DSQ (nothing queued or parked there), and a length for CPU 0's
+/// local DSQ.
+fn kernel_answers(host: &mut Host, cgroup: &Path) -> Result<String, String> {
+    use libbpf_rs::MapCore;
+    const ENOENT: i64 = -2;
+    let mut answers = Vec::new();
+    for (name, expected) in [
+        ("kfunc_dsq_global", Some(ENOENT)),
+        ("kfunc_dsq_arbitrary", Some(ENOENT)),
+        ("kfunc_dsq_other_tenant", Some(0)),
+        ("kfunc_dsq_park", Some(0)),
+        ("kfunc_dsq_local_on_0", None),
+    ] {
+        let bytes = upsched_testdata::object(name);
+        let handle = host
+            .attach_unchecked(bytes, &TenantConfig::new(cgroup).level(1))
+            .map_err(|e| format!("{name} unchecked: {e}"))?;
+        let governed = hogs_while_alive(host, cgroup, 2, 1.5);
+        let answer = host
+            .policy_map(handle, ".bss")
+            .map_err(|e| e.to_string())
+            .and_then(|bss| {
+                bss.lookup(&0u32.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
+                    .map_err(|e| format!("reading {name}'s .bss: {e}"))
+            })
+            .and_then(|bytes| {
+                bytes
+                    .and_then(|b| b.get(..8).and_then(|w| w.try_into().ok()))
+                    .map(i64::from_ne_bytes)
+                    .ok_or_else(|| format!("{name}'s .bss has no answer"))
+            });
+        host.detach(handle).map_err(|e| e.to_string())?;
+        let (governed, answer) = (governed?, answer?);
+        let as_modelled = match expected {
+            Some(value) => answer == value && handle.slot == 0,
+            None => answer >= 0,
+        };
+        if governed == 0 || !as_modelled {
+            return Err(format!(
+                "{name} unchecked in slot {}: answer {answer}, expected {}, {governed} hogs governed",
+                handle.slot,
+                expected.map_or("a length".to_string(), |v| v.to_string())
+            ));
+        }
+        answers.push(format!(
+            "{} {answer}",
+            name.trim_start_matches("kfunc_dsq_")
+        ));
+    }
+    Ok(answers.join(", "))
 }
 
 /// A policy answering nonsense (CPU 4093, verdict 77, zero slices, extreme keys): each
