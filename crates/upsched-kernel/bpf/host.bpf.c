@@ -1127,14 +1127,6 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 			insert_default_local(p, tctx, false, enq_flags);
 			return;
 		}
-		/* A woken kernel thread runs next on its CPU: sched_ext's own watchdog work item is
-		 * one, and must run within timeout_ms / 2 of its wake-up, which the default class's
-		 * wait bound does not give above about 500 runnable tasks per CPU. Wake-ups only: a
-		 * kernel thread that used up its slice queues like any other task. */
-		if ((p->flags & PF_KTHREAD) && (enq_flags & SCX_ENQ_WAKEUP)) {
-			insert_default_local(p, tctx, true, enq_flags);
-			return;
-		}
 		enqueue_default(p, tctx, enq_flags);
 		kick_for(p);
 		return;

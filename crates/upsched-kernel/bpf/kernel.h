@@ -85,11 +85,7 @@ struct signal_struct {
 	unsigned int flags;
 } __kptr_ctx;
 
-/* include/linux/sched.h */
-#define PF_KTHREAD 0x00200000
-
 struct task_struct {
-	unsigned int flags;
 	int pid;
 	int tgid;
 	int static_prio;
