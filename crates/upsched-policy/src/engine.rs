@@ -574,6 +574,7 @@ struct PreparedHook {
 
 impl PreparedHook {
     fn verify(&self) -> Result<Verdict, Rejection> {
+        crate::counters::count_hook_verification();
         verify_insns(self.insns.clone(), &self.env).map(|(_, verdict)| verdict)
     }
 }

@@ -5,6 +5,7 @@
 pub mod analysis;
 pub mod btf_check;
 pub mod check;
+pub mod counters;
 pub mod engine;
 pub mod object;
 
