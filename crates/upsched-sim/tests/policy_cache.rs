@@ -47,8 +47,15 @@ fn a_policy_is_loaded_once_for_all_threads() {
 
 #[test]
 fn a_refusal_is_kept_too() {
+    let path = std::env::temp_dir().join(format!("upsched-cache-{}.bpf.o", std::process::id()));
+    std::fs::write(&path, b"\x7fELF not really").unwrap();
     let cache = PolicyCache::new(ExecMode::Interpreter);
-    let missing = PolicySource::File("/nonexistent/policy.bpf.o".into());
-    let first = cache.get(&missing).unwrap_err();
-    assert_eq!(cache.get(&missing).unwrap_err(), first);
+    let source = PolicySource::File(path.clone());
+    let refusal = cache.get(&source).unwrap_err();
+    // The file now holds a good policy, but the cache answers what it found the first time:
+    // every run of a sweep sees the same policy.
+    std::fs::write(&path, upsched_policies::policy("fifo").unwrap()).unwrap();
+    assert_eq!(cache.get(&source).unwrap_err(), refusal);
+    assert!(PolicyCache::new(ExecMode::Interpreter).get(&source).is_ok());
+    std::fs::remove_file(&path).unwrap();
 }
