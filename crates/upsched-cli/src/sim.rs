@@ -147,11 +147,13 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
     if let Some(warning) = tenants::unused_tenants_warning(&scenario, &policies) {
         eprintln!("upsched sim: warning: {warning}");
     }
-    // Every policy is loaded (and a tenant policy checked and verified) before anything runs.
+    // Every policy is loaded (and a tenant policy checked and verified) before anything runs,
+    // each once: the scenario's tenants serve every policy that runs them.
     let scenario_file = args.scenario.display().to_string();
+    let cache = tenants::PolicyCache::new(args.engine.mode());
     let mut schedulers = Vec::new();
     for p in &policies {
-        let sched = tenants::scheduler_in(p, &scenario, &scenario_file, args.engine.mode())
+        let sched = tenants::scheduler_from(p, &scenario, &scenario_file, &cache)
             .map_err(|e| failure(2, e))?;
         schedulers.push(sched);
     }

@@ -387,6 +387,8 @@ struct Plan {
     values: Vec<String>,
     scenarios: Vec<Scenario>,
     policies: Vec<String>,
+    /// Each policy loaded once, instantiated per run.
+    policy_cache: tenants::PolicyCache,
     file: String,
     columns: Vec<&'static Metric>,
     plotted: Vec<&'static Metric>,
@@ -422,8 +424,9 @@ fn prepare(args: &SweepArgs) -> Result<Plan, String> {
         eprintln!("upsched sweep: warning: {warning}");
     }
     let file = base.file();
+    let cache = tenants::PolicyCache::new(args.engine.mode());
     for p in &policies {
-        tenants::scheduler_in(p, &scenarios[0], &file, args.engine.mode())?;
+        tenants::scheduler_from(p, &scenarios[0], &file, &cache)?;
     }
     let has_chains = scenarios.iter().any(|s| !s.chains.is_empty());
     if plotted.is_empty() {
@@ -444,6 +447,7 @@ fn prepare(args: &SweepArgs) -> Result<Plan, String> {
         values,
         scenarios,
         policies,
+        policy_cache: cache,
         file,
         columns,
         plotted,
@@ -493,7 +497,7 @@ fn execute(args: &SweepArgs, plan: Plan) -> anyhow::Result<ExitCode> {
                     let scenario = &plan.scenarios[job.point];
                     let policy = &plan.policies[job.policy];
                     let outcome =
-                        tenants::scheduler_in(policy, scenario, &plan.file, args.engine.mode())
+                        tenants::scheduler_from(policy, scenario, &plan.file, &plan.policy_cache)
                             .and_then(|sched| {
                                 let opts = RunOptions {
                                     seed: job.seed,

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use libbpf_rs::{
     AsRawLibbpf, Link, MapCore, MapFlags, Object, ObjectBuilder, PrintLevel, ProgramType,
 };
-use upsched_abi::mechanism;
+use upsched_abi::{HookInfo, mechanism};
+use upsched_policy::AdmittedPolicy;
 
 use crate::detect::{self, ApiGeneration};
 use crate::error::{HostError, is_permission};
@@ -54,6 +55,21 @@ pub const HOOK_CALLERS: [(&str, &[&str]); 7] = [
 
 /// Most callers any hook has (the number of loads of a policy's programs).
 const MAX_CALLERS: usize = 2;
+
+/// The host programs that call `hook`'s stubs.
+fn callers_of(hook: &HookInfo) -> &'static [&'static str] {
+    HOOK_CALLERS
+        .iter()
+        .find(|(name, _)| *name == hook.name)
+        .map_or(&[], |(_, callers)| *callers)
+}
+
+/// The hook a program of section `section` implements, by the ABI's section names.
+fn hook_of_section(section: &str) -> Option<&'static HookInfo> {
+    section
+        .strip_prefix(upsched_abi::HOOK_SECTION_PREFIX)
+        .and_then(upsched_abi::hook)
+}
 
 /// How long `detach` and `poll_ejections` wait for a tenant's members to leave (calling its
 /// `task_exit`) before freeing the slot. Running members leave within a tick, queued ones
@@ -637,32 +653,54 @@ impl Host {
             .ok_or_else(|| map_error("finding a host program", name))
     }
 
-    /// Attaches a policy object onto a free slot, bound to `config.cgroup`. The object must pass
-    /// `upsched check` and the kernel verifier; on any failure nothing changes.
-    pub fn attach(
-        &mut self,
-        policy: &[u8],
-        config: &TenantConfig,
-    ) -> Result<TenantHandle, HostError> {
-        let report = upsched_policy::check(policy, &upsched_policy::Limits::default());
-        if !report.accepted {
-            return Err(HostError::PolicyRejected(
-                report.problems.iter().map(|p| p.to_string()).collect(),
-            ));
-        }
-        let policy_name = report.policy.clone().unwrap_or_else(|| "unnamed".into());
-        self.attach_object(policy, &policy_name, config)
+    /// Admits `policy` under the default limits (`upsched_policy::admit`) for [`Host::attach`];
+    /// a refusal is [`HostError::PolicyRejected`] with the problems.
+    pub fn admit(policy: &[u8]) -> Result<AdmittedPolicy, HostError> {
+        upsched_policy::admit(policy, &upsched_policy::Limits::default()).map_err(|refused| {
+            HostError::PolicyRejected(refused.0.problems.iter().map(ToString::to_string).collect())
+        })
     }
 
-    /// `attach` without `upsched check`: the kernel verifier is the only judge. Tests use it
-    /// to exercise the kernel's rejection path with objects our own checker already refuses;
-    /// a broker must always use [`Host::attach`].
+    /// Attaches an admitted policy onto a free slot, bound to `config.cgroup`. Admission
+    /// (`upsched_policy::admit`) already ran `upsched check`; here the kernel verifier judges
+    /// the same bytes. The hooks, and so the loads, come from the admitted value: libbpf opens
+    /// the bytes once per load, and a policy without a hook of two callers is loaded once. On
+    /// any failure nothing changes.
+    pub fn attach(
+        &mut self,
+        policy: &AdmittedPolicy,
+        config: &TenantConfig,
+    ) -> Result<TenantHandle, HostError> {
+        let loads = policy
+            .hooks()
+            .map(|hook| callers_of(hook).len())
+            .max()
+            .unwrap_or(0);
+        let name = match policy.name() {
+            "" => "unnamed",
+            name => name,
+        };
+        let hook_of = |section: &str| {
+            policy
+                .object()
+                .programs
+                .iter()
+                .find(|program| program.section == section)
+                .and_then(|program| program.hook)
+        };
+        self.attach_object(policy.bytes(), name, loads, &hook_of, config)
+    }
+
+    /// `attach` without `upsched check`: the kernel verifier is the only judge, and the hooks
+    /// are taken from the section names libbpf reads. Tests use it to exercise the kernel's
+    /// rejection path with objects our own checker already refuses; a broker must always use
+    /// [`Host::attach`].
     pub fn attach_unchecked(
         &mut self,
         policy: &[u8],
         config: &TenantConfig,
     ) -> Result<TenantHandle, HostError> {
-        self.attach_object(policy, "unchecked", config)
+        self.attach_object(policy, "unchecked", MAX_CALLERS, &hook_of_section, config)
     }
 
     /// The kernel's verdict on `policy`, without `upsched check` and without attaching: each
@@ -679,7 +717,8 @@ impl Host {
         let mut first: Option<LoadedInstance> = None;
         for caller_index in 0..MAX_CALLERS {
             let maps_of = first.as_ref().map(|f| &f.object);
-            let loaded = self.load_policy_instance(policy, slot, caller_index, maps_of)?;
+            let loaded =
+                self.load_policy_instance(policy, &hook_of_section, slot, caller_index, maps_of)?;
             if first.is_none() {
                 first = loaded;
             }
@@ -687,10 +726,14 @@ impl Host {
         Ok(())
     }
 
+    /// Loads `policy` `loads` times (the `i`-th load for the `i`-th caller of each hook,
+    /// `hook_of` naming the hook of a section) and attaches it onto a free slot.
     fn attach_object(
         &mut self,
         policy: &[u8],
         policy_name: &str,
+        loads: usize,
+        hook_of: &dyn Fn(&str) -> Option<&'static HookInfo>,
         config: &TenantConfig,
     ) -> Result<TenantHandle, HostError> {
         config.validate()?;
@@ -706,9 +749,10 @@ impl Host {
         // attach each load's programs to their stubs in this slot.
         let mut instances: Vec<PolicyInstance> = Vec::new();
         let mut hooks = 0u32;
-        for caller_index in 0..MAX_CALLERS {
+        for caller_index in 0..loads {
             let loaded = self.load_policy_instance(
                 policy,
+                hook_of,
                 slot,
                 caller_index,
                 instances.first().map(|first| &first.object),
@@ -765,6 +809,7 @@ impl Host {
     fn load_policy_instance(
         &self,
         policy: &[u8],
+        hook_of: &dyn Fn(&str) -> Option<&'static HookInfo>,
         slot: usize,
         caller_index: usize,
         maps_of: Option<&Object>,
@@ -774,21 +819,15 @@ impl Host {
         let mut hooks = 0u32;
         for mut prog in open.progs_mut() {
             let section = prog.section().to_string_lossy().into_owned();
-            let hook = section
-                .strip_prefix(upsched_abi::HOOK_SECTION_PREFIX)
-                .ok_or_else(|| HostError::PolicyRejected(vec![format!("{section}: not a hook")]))?
-                .to_string();
-            let callers = HOOK_CALLERS
-                .iter()
-                .find(|(name, _)| *name == hook)
-                .map(|(_, callers)| *callers)
-                .ok_or_else(|| HostError::PolicyRejected(vec![format!("unknown hook {hook}")]))?;
-            let Some(caller) = callers.get(caller_index) else {
+            let info = hook_of(&section)
+                .ok_or_else(|| HostError::PolicyRejected(vec![format!("{section}: not a hook")]))?;
+            let Some(caller) = callers_of(info).get(caller_index) else {
                 prog.set_autoload(false);
                 continue;
             };
             let target_fd = self.host_prog_fd(caller)?;
-            hooks |= upsched_abi::hook(&hook).map_or(0, |info| 1 << info.id);
+            hooks |= 1 << info.id;
+            let hook = info.name.to_string();
             let stub = format!("upsched_s{slot}_{hook}");
             prog.set_attach_target(target_fd, Some(stub.clone()))
                 .map_err(|e| HostError::PolicyAttach {

@@ -1,5 +1,6 @@
 //! Admission checks: everything `upsched check` (and later the broker) decides about a policy
-//! object before anyone loads it, gathered into one [`CheckReport`].
+//! object before anyone loads it, gathered into one [`CheckReport`]. [`crate::admission::admit`]
+//! keeps what the checks built (the parsed object, the verified engine preparation) with it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,7 +11,9 @@ use upsched_ebpf::RejectKind;
 
 use crate::analysis::{self, AccessKind, Finding};
 use crate::btf_check::strip;
+use crate::lines::LineTable;
 use crate::object::{ObjectError, PolicyObject, Program};
+use crate::prepare::{Prepared, prepare, verify_prepared};
 
 /// Default of [`Limits::max_insns_per_hook`] (`upsched check --max-insns`).
 pub const DEFAULT_MAX_INSNS_PER_HOOK: usize = 4096;
@@ -198,6 +201,15 @@ pub struct CheckReport {
 
 /// Checks the object in `data` against the ABI and `limits`.
 pub fn check(data: &[u8], limits: &Limits) -> CheckReport {
+    assess(data, limits).0
+}
+
+/// [`check`], also returning the parsed object and its engine preparation when the object could
+/// be prepared (verified if the report accepts it).
+pub(crate) fn assess(
+    data: &[u8],
+    limits: &Limits,
+) -> (CheckReport, Option<(PolicyObject, Prepared)>) {
     let mut report = CheckReport {
         format: 1,
         accepted: false,
@@ -217,22 +229,29 @@ pub fn check(data: &[u8], limits: &Limits) -> CheckReport {
         problems: Vec::new(),
         warnings: Vec::new(),
     };
-    match PolicyObject::parse(data) {
+    let checked = match PolicyObject::parse(data) {
         Ok(object) => {
             check_object(&object, limits, &mut report);
-            check_with_engine_verifier(&object, data, &mut report);
+            check_with_engine_verifier(&object, data, &mut report).map(|p| (object, p))
         }
-        Err(error) => report.problems.push(object_problem(error)),
-    }
+        Err(error) => {
+            report.problems.push(object_problem(error));
+            None
+        }
+    };
     report.accepted = report.problems.is_empty();
-    report
+    (report, checked)
 }
 
-/// Runs the engine's verifier on every hook and records its verdict.
-fn check_with_engine_verifier(object: &PolicyObject, data: &[u8], report: &mut CheckReport) {
-    let lines = crate::engine::LineTable::parse(data);
-    let verifications = match crate::engine::verify_object(object, &lines) {
-        Ok(verifications) => verifications,
+/// Runs the engine's verifier on every hook and records its verdict; returns the preparation
+/// it verified.
+fn check_with_engine_verifier(
+    object: &PolicyObject,
+    data: &[u8],
+    report: &mut CheckReport,
+) -> Option<Prepared> {
+    let prepared = match prepare(object) {
+        Ok(prepared) => prepared,
         Err(error) => {
             if report.problems.is_empty() {
                 report.problems.push(problem(
@@ -242,9 +261,10 @@ fn check_with_engine_verifier(object: &PolicyObject, data: &[u8], report: &mut C
                     format!("the engine cannot prepare the object: {error}"),
                 ));
             }
-            return;
+            return None;
         }
     };
+    let verifications = verify_prepared(object, &prepared, &LineTable::parse(data));
     let statically_accepted = report.problems.is_empty();
     let mut all_accepted = true;
     for verification in verifications {
@@ -314,6 +334,7 @@ fn check_with_engine_verifier(object: &PolicyObject, data: &[u8], report: &mut C
     } else {
         EngineStatus::Rejected
     };
+    Some(prepared)
 }
 
 /// The global function (not the hook's own) of hook section `section` that holds linked

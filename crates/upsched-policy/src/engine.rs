@@ -1,8 +1,10 @@
 //! Running policy objects outside the kernel: the loader and the embedder API of the engine.
 //!
 //! ```text
-//! LoadedPolicy::load(bytes)        check (admission rules + engine verifier), link, relocate,
-//!                                  bind kfuncs
+//! admit(bytes, limits)            parse, check (admission rules + engine verifier), link,
+//!                                  bind kfuncs: an AdmittedPolicy (crate::admission)
+//! LoadedPolicy::from_admitted(&admitted, mode, budget)   place globals, compile; no second
+//!                                  parse or verification (LoadedPolicy::load does both steps)
 //!   .instantiate() -> PolicyInstance   fresh globals (.bss zeroed, .data/.rodata from the object)
 //!     .call("enqueue", &mut ctx, &mut kfuncs)   copy ctx in, run, copy the outputs back
 //! ```
@@ -26,22 +28,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use upsched_abi::{CTX_SIZE, Direction, FIELDS, HOOKS, HookInfo, KfuncInfo, UpschedCtx};
-use upsched_ebpf::insn::{BPF_PSEUDO_KFUNC_CALL, Insn};
-use upsched_ebpf::verifier::{DEFAULT_MAX_EXPLORED, verify_insns};
+use upsched_abi::{CTX_SIZE, HOOKS, HookInfo, KfuncInfo, UpschedCtx};
 use upsched_ebpf::{
-    AllowedCall, CallArg, CallError, CallKind, ContextSpec, Environment, ExecError, Externals,
-    GlobalFunction, Interpreter, Memory, Program, ProgramError, RegionError, RegionId, RegionLoad,
-    RegionSpec, Rejection, Verdict,
+    CallError, CallKind, ExecError, Externals, Interpreter, Memory, Program, ProgramError,
+    RegionError, RegionId, Rejection,
 };
 use upsched_jit::{JitError, JitProgram};
 
-mod lines;
+pub use crate::lines::{LineTable, SourceLine};
+pub use crate::prepare::{HookVerification, PrepareError, verify_object};
 
-pub use lines::{LineTable, SourceLine};
-
-use crate::check::{Limits, Problem, check};
-use crate::object::{ObjectError, PolicyObject, RelocTarget};
+use crate::admission::{AdmittedPolicy, admit};
+use crate::check::{Limits, Problem};
+use crate::object::{ObjectError, PolicyObject};
+use crate::prepare::{Prepared, is_writable, prepare};
 
 /// Instructions one hook call may execute before it is stopped. Far above what any accepted
 /// policy needs (the verifier bounds every loop), it is the run-time second guard.
@@ -117,20 +117,8 @@ pub enum EngineError {
         #[source]
         source: ProgramError,
     },
-    /// An instruction refers to something the loader cannot place.
-    #[error("hook {hook}, instruction {insn}: {message}")]
-    Relocation {
-        hook: &'static str,
-        insn: usize,
-        message: String,
-    },
-    /// A global function the kernel would verify on its own cannot be typed from its BTF.
-    #[error("hook {hook}, global function {function}: {message}")]
-    GlobalFunction {
-        hook: &'static str,
-        function: String,
-        message: String,
-    },
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
     #[error(transparent)]
     Region(#[from] RegionError),
     /// The engine's verifier rejected a hook.
@@ -285,24 +273,43 @@ impl LoadedPolicy {
         bytes: &[u8],
         options: &EngineOptions,
     ) -> Result<LoadedPolicy, EngineError> {
-        let report = check(bytes, &options.limits);
-        if !report.accepted {
-            return Err(EngineError::Rejected {
-                problems: report.problems,
-            });
-        }
-        let object = PolicyObject::parse(bytes)?;
-        LoadedPolicy::from_object(&object, options)
+        let admitted = admit(bytes, &options.limits).map_err(|refused| EngineError::Rejected {
+            problems: refused.0.problems,
+        })?;
+        LoadedPolicy::from_admitted(&admitted, options.mode, options.budget)
     }
 
-    /// Loads an already parsed object with the budget and engine of `options`, skipping the
-    /// admission checks (`options.limits`) but not the engine's verifier: for embedders that ran
-    /// the checks already.
+    /// Loads an admitted policy to run in `mode` with `budget` instructions per call. It uses
+    /// the object and the verified preparation admission made: nothing is parsed or verified
+    /// again.
+    pub fn from_admitted(
+        admitted: &AdmittedPolicy,
+        mode: ExecMode,
+        budget: u64,
+    ) -> Result<LoadedPolicy, EngineError> {
+        LoadedPolicy::build(
+            admitted.object(),
+            admitted.prepared().clone(),
+            mode,
+            budget,
+            true,
+        )
+    }
+
+    /// Loads a parsed object with the budget and engine of `options`, skipping the admission
+    /// checks (`options.limits`) but not the engine's verifier.
     pub fn from_object(
         object: &PolicyObject,
         options: &EngineOptions,
     ) -> Result<LoadedPolicy, EngineError> {
-        LoadedPolicy::build(object, options, true)
+        let prepared = prepare(object)?;
+        for hook in &prepared.hooks {
+            hook.verify().map_err(|rejection| EngineError::Verifier {
+                hook: hook.info.name,
+                rejection,
+            })?;
+        }
+        LoadedPolicy::build(object, prepared, options.mode, options.budget, true)
     }
 
     /// Like [`LoadedPolicy::from_object`], also without the verifier. Only for testing the
@@ -312,15 +319,24 @@ impl LoadedPolicy {
         object: &PolicyObject,
         options: &EngineOptions,
     ) -> Result<LoadedPolicy, EngineError> {
-        LoadedPolicy::build(object, options, false)
+        LoadedPolicy::build(
+            object,
+            prepare(object)?,
+            options.mode,
+            options.budget,
+            false,
+        )
     }
 
+    /// Places the globals of `object` and compiles the hooks of `prepared` (its preparation,
+    /// `verified` or not).
     fn build(
         object: &PolicyObject,
-        options: &EngineOptions,
-        verify: bool,
+        prepared: Prepared,
+        mode: ExecMode,
+        budget: u64,
+        verified: bool,
     ) -> Result<LoadedPolicy, EngineError> {
-        let EngineOptions { budget, mode, .. } = *options;
         let globals: u64 = object.data_sections.iter().map(|d| d.size).sum();
         if globals > MAX_INSTANCE_GLOBALS {
             return Err(EngineError::Region(RegionError::TooLarge {
@@ -328,20 +344,11 @@ impl LoadedPolicy {
                 len: usize::try_from(globals).unwrap_or(usize::MAX),
             }));
         }
-        let prepared = prepare(object)?;
-        if verify {
-            for hook in &prepared.hooks {
-                hook.verify().map_err(|rejection| EngineError::Verifier {
-                    hook: hook.info.name,
-                    rejection,
-                })?;
-            }
-        }
 
         let mut template = Memory::new();
         // The verifier rejects every read of a stack byte not written first in the same run, so
         // verified hooks need no zeroed frames; unverified ones keep them for determinism.
-        template.set_zero_frames(!verify);
+        template.set_zero_frames(!verified);
         let ctx_region = template.add_region("ctx", vec![0; CTX_SIZE], true)?;
         let mut regions = Vec::new();
         let mut variables = Vec::new();
@@ -556,239 +563,6 @@ impl PolicyInstance {
         let bytes: [u8; 8] = self.global(name)?.try_into().ok()?;
         Some(u64::from_le_bytes(bytes))
     }
-}
-
-/// `.rodata` and `.rodata.*` are read-only for the program; the rest of global data is not.
-fn is_writable(section: &str) -> bool {
-    !section.starts_with(".rodata")
-}
-
-/// A hook program with its kfunc calls bound (each call's `imm` is an index into the policy's
-/// kfunc table) and the description of the memory it may touch, ready for the verifier; its
-/// global `lddw`s still hold the object's values.
-struct PreparedHook {
-    info: &'static HookInfo,
-    insns: Vec<Insn>,
-    env: Environment,
-}
-
-impl PreparedHook {
-    fn verify(&self) -> Result<Verdict, Rejection> {
-        verify_insns(self.insns.clone(), &self.env).map(|(_, verdict)| verdict)
-    }
-}
-
-struct Prepared {
-    hooks: Vec<PreparedHook>,
-    kfuncs: Vec<&'static KfuncInfo>,
-}
-
-/// The verifier's view of the context: the ABI's size, writable exactly at the output fields,
-/// and possibly NULL (as for the kernel's freplace programs).
-fn context_spec() -> ContextSpec {
-    let mut writable: Vec<(u64, u64)> = Vec::new();
-    for field in FIELDS.iter().filter(|f| f.dir == Direction::Out) {
-        let (start, end) = (field.offset as u64, (field.offset + field.size) as u64);
-        match writable.last_mut() {
-            Some(last) if last.1 == start => last.1 = end,
-            _ => writable.push((start, end)),
-        }
-    }
-    ContextSpec {
-        size: CTX_SIZE as u64,
-        writable,
-        nullable: true,
-    }
-}
-
-/// Binds kfuncs, locates global loads and describes the memory of every hook of `object`.
-fn prepare(object: &PolicyObject) -> Result<Prepared, EngineError> {
-    let regions: Vec<RegionSpec> = object
-        .data_sections
-        .iter()
-        .map(|data| RegionSpec {
-            name: data.name.clone(),
-            size: data.size,
-            writable: is_writable(&data.name),
-        })
-        .collect();
-    let mut kfuncs: Vec<&'static KfuncInfo> = Vec::new();
-    let mut hooks: Vec<PreparedHook> = Vec::new();
-    for program in &object.programs {
-        let Some(info) = program.hook else { continue };
-        if hooks.iter().any(|h| h.info.id == info.id) {
-            continue;
-        }
-        let mut insns = program.insns.clone();
-        let mut region_loads = Vec::new();
-        for (&pc, target) in &program.relocs {
-            let relocation_error = |message: String| EngineError::Relocation {
-                hook: info.name,
-                insn: pc,
-                message,
-            };
-            match target {
-                RelocTarget::Global { section, offset } => {
-                    let Some(region) = regions.iter().position(|r| &r.name == section) else {
-                        return Err(relocation_error(format!(
-                            "refers to section {section}, which is not global data"
-                        )));
-                    };
-                    let size = regions[region].size;
-                    // One past the end is a valid address to compute; beyond it could reach
-                    // another region.
-                    if *offset > size {
-                        return Err(relocation_error(format!(
-                            "refers to offset {offset} of {section}, which has {size} bytes"
-                        )));
-                    }
-                    if pc + 1 >= insns.len() || !insns[pc].is_lddw() {
-                        return Err(relocation_error(
-                            "global relocation on an instruction that is not a 64-bit load".into(),
-                        ));
-                    }
-                    region_loads.push(RegionLoad {
-                        pc,
-                        region,
-                        offset: *offset,
-                    });
-                }
-                RelocTarget::Kfunc(name) => {
-                    let Some(kfunc) = upsched_abi::kfunc(name) else {
-                        return Err(relocation_error(format!(
-                            "calls kernel function `{name}`, which policies may not call"
-                        )));
-                    };
-                    let index = match kfuncs.iter().position(|k| k.name == kfunc.name) {
-                        Some(index) => index,
-                        None => {
-                            kfuncs.push(kfunc);
-                            kfuncs.len() - 1
-                        }
-                    };
-                    insns[pc] = Insn {
-                        src: BPF_PSEUDO_KFUNC_CALL,
-                        imm: index as i32,
-                        ..insns[pc]
-                    };
-                }
-            }
-        }
-        let global_functions = global_functions(object, program, info.name)?;
-        hooks.push(PreparedHook {
-            info,
-            insns,
-            env: Environment {
-                context: context_spec(),
-                regions: regions.clone(),
-                region_loads,
-                calls: Vec::new(),
-                global_functions,
-                max_explored: DEFAULT_MAX_EXPLORED,
-            },
-        });
-    }
-    // Every hook may call every kfunc bound for the object (each one is allowed by the ABI),
-    // with arguments inside the domains abi.toml gives.
-    let calls: Vec<AllowedCall> = kfuncs
-        .iter()
-        .enumerate()
-        .map(|(index, kfunc)| AllowedCall {
-            kind: CallKind::Kfunc,
-            id: index as i32,
-            name: kfunc.name.to_string(),
-            args: kfunc
-                .args
-                .iter()
-                .map(|arg| CallArg {
-                    name: arg.name.to_string(),
-                    size: arg.size as u8,
-                    domain: arg.domain.map(|values| {
-                        values
-                            .iter()
-                            .map(|v| (v.name.to_string(), v.value))
-                            .collect()
-                    }),
-                })
-                .collect(),
-        })
-        .collect();
-    for hook in &mut hooks {
-        hook.env.calls = calls.clone();
-    }
-    Ok(Prepared { hooks, kfuncs })
-}
-
-/// The global functions linked into a hook's program (the hook's own function excepted), typed
-/// from their BTF prototypes, so that the verifier checks each one alone as the kernel does.
-fn global_functions(
-    object: &PolicyObject,
-    program: &crate::object::Program,
-    hook: &'static str,
-) -> Result<Vec<GlobalFunction>, EngineError> {
-    program.functions[1..]
-        .iter()
-        .filter(|function| function.global)
-        .map(|function| {
-            let error = |message: String| EngineError::GlobalFunction {
-                hook,
-                function: function.name.clone(),
-                message,
-            };
-            let btf = object
-                .btf
-                .as_ref()
-                .ok_or_else(|| error("no usable BTF to type its arguments".into()))?;
-            let (args, returns_value) =
-                crate::btf_check::global_function_signature(btf, &function.name).map_err(error)?;
-            Ok(GlobalFunction {
-                name: function.name.clone(),
-                start: function.start,
-                args,
-                returns_value,
-            })
-        })
-        .collect()
-}
-
-/// The engine verifier's verdict on one hook.
-#[derive(Clone, Debug)]
-pub struct HookVerification {
-    pub hook: &'static str,
-    pub result: Result<Verdict, Rejection>,
-    /// Source line of the rejected instruction, when the object has line information.
-    pub line: Option<SourceLine>,
-}
-
-/// Runs the engine's verifier on every hook of `object`, as [`LoadedPolicy::load`] does;
-/// `lines` (from the object's bytes) locates rejections in the source. `Err` when the object
-/// cannot even be prepared (a relocation the engine cannot place).
-pub fn verify_object(
-    object: &PolicyObject,
-    lines: &LineTable,
-) -> Result<Vec<HookVerification>, EngineError> {
-    let prepared = prepare(object)?;
-    Ok(prepared
-        .hooks
-        .iter()
-        .map(|hook| {
-            let result = hook.verify();
-            let line = match &result {
-                Err(rejection) => object
-                    .programs
-                    .iter()
-                    .find(|p| p.hook.is_some_and(|info| info.id == hook.info.id))
-                    .and_then(|program| lines.line(program, rejection.pc))
-                    .cloned(),
-                Ok(_) => None,
-            };
-            HookVerification {
-                hook: hook.info.name,
-                result,
-                line,
-            }
-        })
-        .collect())
 }
 
 /// Defaults of [`sample_ctx`], documented for `upsched call`.
@@ -1027,6 +801,7 @@ pub fn outputs_from_bytes(bytes: &[u8], ctx: &mut UpschedCtx) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use upsched_abi::{Direction, FIELDS};
 
     #[test]
     fn policies_and_instances_can_move_between_threads() {

@@ -165,6 +165,7 @@ fn check_header(data: &[u8]) -> Result<(), ObjectError> {
 impl PolicyObject {
     /// Parses `data` as a BPF ELF object and links its programs.
     pub fn parse(data: &[u8]) -> Result<PolicyObject, ObjectError> {
+        crate::counters::count_object_parse();
         check_header(data)?;
         let file =
             object::read::elf::ElfFile64::<object::LittleEndian>::parse(data).map_err(malformed)?;

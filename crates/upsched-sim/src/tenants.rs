@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -50,9 +51,9 @@ impl PolicySource {
         text.starts_with(EXAMPLE_PREFIX) || text.ends_with(".o") || text.contains('/')
     }
 
-    /// Checks and loads the policy: the admission checks of `upsched check`, then the
-    /// engine's verifier; its hooks then run in `mode`. The one place the simulator builds a
-    /// `LoadedPolicy`.
+    /// Checks and loads the policy: admission (the checks of `upsched check` with the engine's
+    /// verifier, each run once), then the engine loads what was admitted; its hooks run in
+    /// `mode`. The one place the simulator builds a `LoadedPolicy`.
     pub fn load(&self, mode: ExecMode) -> Result<LoadedPolicy, String> {
         let owned;
         let bytes: &[u8] = match self {
@@ -174,17 +175,50 @@ pub(crate) fn from_raw(
     Ok(specs)
 }
 
-/// Loads the policy of every tenant spec; an error names the scenario line and the reason the
-/// policy was refused.
+/// Loaded policies by source, for the runs that share them: a sweep loads (checks, verifies,
+/// compiles) each policy once and every run instantiates it afresh (fresh globals), on any
+/// thread. A refusal is kept too, so it is found once.
+pub struct PolicyCache {
+    mode: ExecMode,
+    loaded: Mutex<Vec<(PolicySource, Result<LoadedPolicy, String>)>>,
+}
+
+impl PolicyCache {
+    /// An empty cache whose policies run in `mode`.
+    pub fn new(mode: ExecMode) -> PolicyCache {
+        PolicyCache {
+            mode,
+            loaded: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The policy of `source`, loaded on first use.
+    pub fn get(&self, source: &PolicySource) -> Result<LoadedPolicy, String> {
+        // Held while loading, so that threads asking for one policy at once load it once.
+        let mut loaded = self
+            .loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, policy)) = loaded.iter().find(|(s, _)| s == source) {
+            return policy.clone();
+        }
+        let policy = source.load(self.mode);
+        loaded.push((source.clone(), policy.clone()));
+        policy
+    }
+}
+
+/// Loads the policy of every tenant spec from `cache`; an error names the scenario line and
+/// the reason the policy was refused.
 pub fn load(
     specs: &[TenantSpec],
     file: &str,
-    mode: ExecMode,
+    cache: &PolicyCache,
 ) -> Result<Vec<Tenant>, ScenarioError> {
     specs
         .iter()
         .map(|spec| {
-            let policy = spec.policy.load(mode).map_err(|message| ScenarioError {
+            let policy = cache.get(&spec.policy).map_err(|message| ScenarioError {
                 file: file.to_string(),
                 line: spec.line,
                 message: format!("tenant policy {}: {message}", spec.policy_text),
@@ -233,10 +267,20 @@ pub fn scheduler_in(
     file: &str,
     mode: ExecMode,
 ) -> Result<Box<dyn Scheduler>, String> {
+    scheduler_from(name, scenario, file, &PolicyCache::new(mode))
+}
+
+/// [`scheduler_for`] with tenant policies taken from `cache` (and run in its mode).
+pub fn scheduler_from(
+    name: &str,
+    scenario: &Scenario,
+    file: &str,
+    cache: &PolicyCache,
+) -> Result<Box<dyn Scheduler>, String> {
     if let Some(builtin) = crate::sched::builtin(name, scenario) {
         return Ok(builtin);
     }
-    let mut tenants = load(&scenario.tenants, file, mode).map_err(|e| e.to_string())?;
+    let mut tenants = load(&scenario.tenants, file, cache).map_err(|e| e.to_string())?;
     if name == upsched::NAME {
         if tenants.is_empty() {
             return Err(format!(
@@ -245,8 +289,8 @@ pub fn scheduler_in(
         }
     } else if PolicySource::looks_like_policy(name) {
         let source = PolicySource::parse(name, Path::new(""))?;
-        let policy = source
-            .load(mode)
+        let policy = cache
+            .get(&source)
             .map_err(|e| format!("policy {name}: {e}"))?;
         tenants.push(Tenant {
             name: name.to_string(),

@@ -471,7 +471,9 @@ fn host_alive(host: &Host) -> Result<(), String> {
 }
 
 fn attach(host: &mut Host, policy: &[u8], config: &TenantConfig) -> Result<TenantHandle, String> {
-    host.attach(policy, config).map_err(|e| e.to_string())
+    Host::admit(policy)
+        .and_then(|admitted| host.attach(&admitted, config))
+        .map_err(|e| e.to_string())
 }
 
 fn example(name: &str) -> Result<&'static [u8], String> {
@@ -801,13 +803,14 @@ fn host_alone(host: &mut Host, secs: u64, report: &mut Report) -> Result<String,
         }
     };
     report.result("verifier_rejection_reported", outcome);
-    let outcome = match host.attach(b"\x7fELF not really", &TenantConfig::new(&cgroup)) {
-        Err(HostError::PolicyRejected(problems)) => {
-            host_alive(host).map(|_| format!("upsched check refused it: {}", problems.join("; ")))
-        }
-        Err(other) => Err(format!("expected a check rejection, got: {other}")),
-        Ok(_) => Err("a garbage object was attached".into()),
-    };
+    let garbage = Host::admit(b"\x7fELF not really");
+    let outcome =
+        match garbage.and_then(|admitted| host.attach(&admitted, &TenantConfig::new(&cgroup))) {
+            Err(HostError::PolicyRejected(problems)) => host_alive(host)
+                .map(|_| format!("upsched check refused it: {}", problems.join("; "))),
+            Err(other) => Err(format!("expected a check rejection, got: {other}")),
+            Ok(_) => Err("a garbage object was attached".into()),
+        };
     report.result("check_rejection_reported", outcome);
 
     while start.elapsed() < Duration::from_secs(secs) {
@@ -1217,7 +1220,7 @@ fn kfunc_arguments(host: &mut Host) -> Result<String, String> {
         .filter(|(name, _)| name.starts_with("kfunc_dsq_"))
     {
         let tenants = host.tenants().len();
-        match host.attach(bytes, &config) {
+        match Host::admit(bytes).and_then(|admitted| host.attach(&admitted, &config)) {
             Err(HostError::PolicyRejected(problems)) => {
                 let reason = problems.join("; ");
                 if !(reason.contains("freplace/upsched_enqueue, insn")

@@ -19,8 +19,8 @@ mod wait_list;
 use std::collections::{BTreeSet, VecDeque};
 
 use upsched_abi::{
-    HINT_FLAGS, HINT_PENDING, HINTF_SLEEPY, KfuncInfo, UpschedCtx, VERDICT_PARK, VERDICT_PREEMPT,
-    VERDICT_RUN,
+    HINT_FLAGS, HINT_PENDING, HINTF_SLEEPY, HookInfo, KfuncInfo, UpschedCtx, VERDICT_PARK,
+    VERDICT_PREEMPT, VERDICT_RUN,
 };
 use upsched_ebpf::CallError;
 use upsched_policy::engine::{EngineError, KfuncProvider, PolicyInstance};
@@ -103,16 +103,10 @@ const ALL_HOOKS: [Hook; 7] = [
 ];
 
 impl Hook {
-    fn name(self) -> &'static str {
-        match self {
-            Hook::SelectCpu => "select_cpu",
-            Hook::Enqueue => "enqueue",
-            Hook::Running => "running",
-            Hook::Stopping => "stopping",
-            Hook::Tick => "tick",
-            Hook::TaskInit => "task_init",
-            Hook::TaskExit => "task_exit",
-        }
+    /// The ABI's entry for this hook (the discriminants are the ABI's hook ids, which follow
+    /// the order of `upsched_abi::HOOKS`).
+    fn info(self) -> &'static HookInfo {
+        &upsched_abi::HOOKS[self as usize]
     }
 }
 
@@ -296,7 +290,7 @@ fn run_policy_hook(
     ctx: &mut UpschedCtx,
     kfuncs: &mut dyn KfuncProvider,
 ) -> Result<(), EngineError> {
-    instance.call(hook.name(), ctx, kfuncs)
+    instance.call_hook(hook.info(), ctx, kfuncs)
 }
 
 /// The CPU a task the host timer puts back is enqueued for: its last, else one it may use.
@@ -628,7 +622,7 @@ impl UpschedHost {
             let name = &self.tenants[self.slots[slot].tenant].tenant.name;
             cx.abort(format!(
                 "sched_ext runtime error: {error} (scx_bpf_dsq_nr_queued called by the {} hook of tenant {name:?} in slot {slot}, at {} ns): the kernel disables the host scheduler",
-                hook.name(),
+                hook.info().name,
                 cx.now
             ));
         }
@@ -679,7 +673,7 @@ impl UpschedHost {
         let policy = &record.tenant.policy;
         s.replaced = ALL_HOOKS
             .iter()
-            .filter(|hook| policy.implements(hook.name()))
+            .filter(|hook| policy.implements(hook.info().name))
             .fold(0, |bits, hook| bits | 1 << *hook as u32);
         s.tenant = index;
         self.classify_gen = self.classify_gen.wrapping_add(1);
@@ -1490,13 +1484,20 @@ mod tests {
 
     #[test]
     fn hook_ids_are_the_abis() {
-        for hook in ALL_HOOKS {
-            assert_eq!(
-                upsched_abi::hook(hook.name()).map(|h| h.id),
-                Some(hook as u32)
-            );
+        let names = [
+            "select_cpu",
+            "enqueue",
+            "running",
+            "stopping",
+            "tick",
+            "task_init",
+            "task_exit",
+        ];
+        for (hook, name) in ALL_HOOKS.into_iter().zip(names) {
+            assert_eq!(hook.info().name, name);
+            assert_eq!(hook.info().id, hook as u32);
         }
-        assert_eq!(upsched_abi::HOOKS.len(), 7);
+        assert_eq!(upsched_abi::HOOKS.len(), ALL_HOOKS.len());
     }
 
     #[test]
