@@ -1,13 +1,7 @@
 //! `upsched call --engine`: both engines print the same outputs; a bad engine is a usage error.
 
-use std::process::{Command, Output};
-
-fn upsched(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_upsched"))
-        .args(args)
-        .output()
-        .expect("upsched runs")
-}
+mod support;
+use support::upsched;
 
 #[test]
 fn jit_and_interpreter_print_the_same_outputs_for_every_example_hook() {

@@ -1,14 +1,9 @@
 //! `upsched check` as a user runs it: exit codes, text and JSON output.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
-fn upsched(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_upsched"))
-        .args(args)
-        .output()
-        .expect("upsched runs")
-}
+mod support;
+use support::upsched;
 
 /// Exports the examples into a directory of this test's own (tests run in parallel).
 fn exported_examples(test: &str) -> PathBuf {

@@ -1,14 +1,8 @@
 //! Shell completions and manual pages come from the same clap definition as the parser, so
 //! they name every subcommand and option.
 
-use std::process::{Command, Output};
-
-fn upsched(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_upsched"))
-        .args(args)
-        .output()
-        .expect("upsched runs")
-}
+mod support;
+use support::upsched;
 
 #[test]
 fn completions_are_produced_for_every_shell() {

@@ -4,18 +4,9 @@
 //! `--json`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn upsched(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_upsched"))
-        .args(args)
-        .output()
-        .expect("upsched runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod support;
+use support::{text, upsched};
 
 fn example(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

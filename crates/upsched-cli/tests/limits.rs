@@ -5,18 +5,9 @@
 //! cases come from grew past 3 GB or aborted on an 8 GB allocation.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn upsched(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_upsched"))
-        .args(args)
-        .output()
-        .expect("upsched runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod support;
+use support::{text, upsched};
 
 /// `examples/mm1.toml` with its arrival rate (500.0) and job count (0) replaced, written into
 /// a file of this test's own.

@@ -2,21 +2,12 @@
 //! the scenario's tenants, and refusals.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn upsched(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_upsched"))
-        .args(args)
-        .output()
-        .expect("upsched runs")
-}
+mod support;
+use support::{text, upsched};
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[test]

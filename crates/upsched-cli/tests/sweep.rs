@@ -2,14 +2,9 @@
 //! counts, the plot, and clear errors that change nothing.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn upsched(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_upsched"))
-        .args(args)
-        .output()
-        .expect("upsched runs")
-}
+mod support;
+use support::{text, upsched};
 
 /// A directory of this test's own (tests run in parallel), empty.
 fn scratch(test: &str) -> PathBuf {
@@ -25,10 +20,6 @@ fn chain_scenario() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../upsched-sim/tests/data/one-stage-chain.toml");
     path.to_str().unwrap().to_string()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[test]
