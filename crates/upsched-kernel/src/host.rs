@@ -4,8 +4,9 @@
 //! use upsched_kernel::{Host, HostConfig, TenantConfig};
 //! # fn main() -> Result<(), upsched_kernel::HostError> {
 //! let mut host = Host::load(&HostConfig::default())?; // the scheduler is now in charge
-//! let policy = upsched_policies::policy("wfq").unwrap();
-//! let tenant = host.attach(policy, &TenantConfig::new("/sys/fs/cgroup/batch"))?;
+//! // Checked once; the admitted value is what the kernel gets.
+//! let policy = Host::admit(upsched_policies::policy("wfq").unwrap())?;
+//! let tenant = host.attach(&policy, &TenantConfig::new("/sys/fs/cgroup/batch"))?;
 //! println!("{:#?}", host.stats()?);
 //! host.detach(tenant)?;
 //! # Ok(())
