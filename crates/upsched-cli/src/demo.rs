@@ -693,8 +693,8 @@ fn demo_body(
                 let policy = upsched_policies::policy(t.policy)
                     .with_context(|| format!("no example policy {}", t.policy))?;
                 let config = TenantConfig::new(&t.cgroup).level(t.level).weight(t.weight);
-                let handle = Host::admit(policy)
-                    .and_then(|admitted| host.attach(&admitted, &config))
+                let handle = host
+                    .admit_and_attach(policy, &config)
                     .with_context(|| format!("attaching {} to {}", t.policy, t.cgroup.display()))?;
                 t.handle = Some(handle);
                 say!(

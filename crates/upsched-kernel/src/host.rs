@@ -692,6 +692,15 @@ impl Host {
         self.attach_object(policy.bytes(), name, loads, &hook_of, config)
     }
 
+    /// [`Host::admit`] then [`Host::attach`], for callers that hold only the object's bytes.
+    pub fn admit_and_attach(
+        &mut self,
+        policy: &[u8],
+        config: &TenantConfig,
+    ) -> Result<TenantHandle, HostError> {
+        self.attach(&Host::admit(policy)?, config)
+    }
+
     /// `attach` without `upsched check`: the kernel verifier is the only judge, and the hooks
     /// are taken from the section names libbpf reads. Tests use it to exercise the kernel's
     /// rejection path with objects our own checker already refuses; a broker must always use

@@ -140,8 +140,8 @@ fn run(
     let mut host = Host::load(&config).map_err(|e| e.to_string())?;
     println!("upsched-host: host scheduler enabled");
     for spec in &specs {
-        let handle = Host::admit(&spec.policy)
-            .and_then(|admitted| host.attach(&admitted, &spec.config))
+        let handle = host
+            .admit_and_attach(&spec.policy, &spec.config)
             .map_err(|e| format!("attaching {}: {e}", spec.label))?;
         println!(
             "upsched-host: {} attached on slot {} for {} (level {}, weight {})",

@@ -471,8 +471,7 @@ fn host_alive(host: &Host) -> Result<(), String> {
 }
 
 fn attach(host: &mut Host, policy: &[u8], config: &TenantConfig) -> Result<TenantHandle, String> {
-    Host::admit(policy)
-        .and_then(|admitted| host.attach(&admitted, config))
+    host.admit_and_attach(policy, config)
         .map_err(|e| e.to_string())
 }
 
@@ -803,14 +802,13 @@ fn host_alone(host: &mut Host, secs: u64, report: &mut Report) -> Result<String,
         }
     };
     report.result("verifier_rejection_reported", outcome);
-    let garbage = Host::admit(b"\x7fELF not really");
-    let outcome =
-        match garbage.and_then(|admitted| host.attach(&admitted, &TenantConfig::new(&cgroup))) {
-            Err(HostError::PolicyRejected(problems)) => host_alive(host)
-                .map(|_| format!("upsched check refused it: {}", problems.join("; "))),
-            Err(other) => Err(format!("expected a check rejection, got: {other}")),
-            Ok(_) => Err("a garbage object was attached".into()),
-        };
+    let outcome = match host.admit_and_attach(b"\x7fELF not really", &TenantConfig::new(&cgroup)) {
+        Err(HostError::PolicyRejected(problems)) => {
+            host_alive(host).map(|_| format!("upsched check refused it: {}", problems.join("; ")))
+        }
+        Err(other) => Err(format!("expected a check rejection, got: {other}")),
+        Ok(_) => Err("a garbage object was attached".into()),
+    };
     report.result("check_rejection_reported", outcome);
 
     while start.elapsed() < Duration::from_secs(secs) {
@@ -1220,7 +1218,7 @@ fn kfunc_arguments(host: &mut Host) -> Result<String, String> {
         .filter(|(name, _)| name.starts_with("kfunc_dsq_"))
     {
         let tenants = host.tenants().len();
-        match Host::admit(bytes).and_then(|admitted| host.attach(&admitted, &config)) {
+        match host.admit_and_attach(bytes, &config) {
             Err(HostError::PolicyRejected(problems)) => {
                 let reason = problems.join("; ");
                 if !(reason.contains("freplace/upsched_enqueue, insn")
