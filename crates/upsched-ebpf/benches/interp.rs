@@ -12,7 +12,7 @@ use std::time::Instant;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use upsched_ebpf::insn::*;
 use upsched_ebpf::{Interpreter, Memory, NoExternals, Program};
-use upsched_jit::JitProgram;
+use upsched_jit::{JitProgram, Optimization};
 
 const ITERATIONS: i32 = 10_000;
 const LOOP_BODY_INSNS: u64 = 7;
@@ -74,31 +74,44 @@ fn bench_alu_loop(c: &mut Criterion) {
         )
         .expect("benchmark program runs")
     };
-    let jit = JitProgram::compile(&program).expect("the JIT compiles the program");
+    let compile = |optimization| {
+        JitProgram::compile_with(&program, optimization).expect("the JIT compiles the program")
+    };
+    let (jit, cheap_jit) = (
+        compile(Optimization::Speed),
+        compile(Optimization::CompileTime),
+    );
     let mut jit_memory = Memory::new();
-    let mut run_jit = || {
+    let mut run_on = |jit: &JitProgram| {
         jit.run([0; 5], &mut jit_memory, &mut NoExternals, u64::MAX)
             .expect("benchmark program runs")
     };
     let run_rbpf = || rbpf_vm.execute_program().expect("rbpf runs the program");
     let expected = run_rbpf();
     assert_eq!(run_ours(), expected, "interpreter and rbpf agree");
-    assert_eq!(run_jit(), expected, "JIT and rbpf agree");
+    assert_eq!(run_on(&jit), expected, "JIT and rbpf agree");
+    assert_eq!(run_on(&cheap_jit), expected, "cheap JIT and rbpf agree");
 
     let mut group = c.benchmark_group("alu_loop");
     group.throughput(Throughput::Elements(executed_insns()));
     group.bench_function("upsched", |b| b.iter(&mut run_ours));
-    group.bench_function("upsched-jit", |b| b.iter(&mut run_jit));
+    group.bench_function("upsched-jit", |b| b.iter(|| run_on(&jit)));
+    group.bench_function("upsched-jit-compile-time", |b| {
+        b.iter(|| run_on(&cheap_jit))
+    });
     group.bench_function("rbpf", |b| b.iter(run_rbpf));
     group.finish();
 
     let ours = ns_per_insn(&mut run_ours);
-    let native = ns_per_insn(&mut run_jit);
+    let native = ns_per_insn(|| run_on(&jit));
+    let cheap = ns_per_insn(|| run_on(&cheap_jit));
     let theirs = ns_per_insn(run_rbpf);
     println!(
-        "alu_loop ns/insn: upsched {ours:.3}, upsched-jit {native:.3}, rbpf {theirs:.3} \
-         (interpreter/JIT {:.1}x)",
-        ours / native
+        "alu_loop ns/insn: upsched {ours:.3}, upsched-jit {native:.3}, \
+         upsched-jit compile-time {cheap:.3}, rbpf {theirs:.3} \
+         (interpreter/JIT {:.1}x, compile-time/speed JIT {:.2}x)",
+        ours / native,
+        cheap / native
     );
 }
 

@@ -17,7 +17,7 @@ use upsched_ebpf::insn::*;
 use upsched_ebpf::memory::{MAX_CALL_DEPTH, STACK_BASE, STACK_FRAME_SIZE, STACK_FRAME_STRIDE};
 use upsched_ebpf::{Memory, Program};
 
-use crate::{EntryPoint, JitError, RegionEntry, RunState, status};
+use crate::{EntryPoint, JitError, Optimization, RegionEntry, RunState, status};
 
 /// Bit of the fault info word marking a write.
 pub(crate) const FAULT_WRITE: u64 = 1 << 8;
@@ -47,14 +47,22 @@ impl Drop for CodeMemory {
     }
 }
 
-pub(crate) fn compile(program: &Program) -> Result<(EntryPoint, CodeMemory), JitError> {
+pub(crate) fn compile(
+    program: &Program,
+    optimization: Optimization,
+) -> Result<(EntryPoint, CodeMemory), JitError> {
     if cfg!(target_endian = "big") {
         return Err(JitError::UnsupportedHost("big-endian host".into()));
     }
     let codegen_error = |e: &dyn std::fmt::Display| JitError::Codegen(e.to_string());
     let mut flags = settings::builder();
+    let (opt_level, regalloc) = match optimization {
+        Optimization::Speed => ("speed", "backtracking"),
+        Optimization::CompileTime => ("none", "single_pass"),
+    };
     for (name, value) in [
-        ("opt_level", "speed"),
+        ("opt_level", opt_level),
+        ("regalloc_algorithm", regalloc),
         ("use_colocated_libcalls", "false"),
         ("is_pic", "false"),
     ] {

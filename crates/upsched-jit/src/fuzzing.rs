@@ -3,7 +3,7 @@
 
 use upsched_ebpf::{CallError, CallKind, Interpreter, Memory, Program, insn};
 
-use crate::JitProgram;
+use crate::{JitProgram, Optimization};
 
 /// Small budget: it bounds each iteration's work, and running out is compared like any error.
 const RUN_BUDGET: u64 = 10_000;
@@ -18,7 +18,6 @@ pub fn jit_matches_interpreter(data: &[u8]) {
     let Ok(program) = Program::new(insns) else {
         return;
     };
-    let jit = JitProgram::compile(&program).expect("the JIT compiles every valid program");
 
     // A writable context and a read-only region filled from the input, so that loads see data.
     let mut memory = Memory::new();
@@ -30,7 +29,6 @@ pub fn jit_matches_interpreter(data: &[u8]) {
         .add_region(".rodata", fill(16), false)
         .expect("small region");
     let args = [memory.region_base(ctx), 0, 0, 0, 0];
-    let mut native_memory = memory.clone();
 
     // Answers from the call and its arguments; stores the answer through r1 when it points
     // somewhere writable, so memory effects of externals are compared too.
@@ -44,7 +42,7 @@ pub fn jit_matches_interpreter(data: &[u8]) {
         let _ = memory.store(args[0], 8, answer);
         Ok(answer)
     };
-    let native = jit.run(args, &mut native_memory, &mut { external }, RUN_BUDGET);
+    let initial = memory.clone();
     let interpreted = Interpreter::run(
         &program,
         0,
@@ -53,14 +51,23 @@ pub fn jit_matches_interpreter(data: &[u8]) {
         &mut { external },
         RUN_BUDGET,
     );
-    assert_eq!(native, interpreted, "results differ");
-    let (native_regions, native_stack) = native_memory.engine_view();
-    let (regions, stack) = memory.engine_view();
-    assert!(
-        native_regions
-            .map(|(bytes, _)| bytes.to_vec())
-            .eq(regions.map(|(bytes, _)| bytes.to_vec())),
-        "region contents differ"
-    );
-    assert_eq!(native_stack, stack, "stack contents differ");
+    for optimization in [Optimization::Speed, Optimization::CompileTime] {
+        let jit = JitProgram::compile_with(&program, optimization)
+            .expect("the JIT compiles every valid program");
+        let mut native_memory = initial.clone();
+        let native = jit.run(args, &mut native_memory, &mut { external }, RUN_BUDGET);
+        assert_eq!(native, interpreted, "results differ ({optimization:?})");
+        let (native_regions, native_stack) = native_memory.engine_view();
+        let (regions, stack) = memory.engine_view();
+        assert!(
+            native_regions
+                .map(|(bytes, _)| bytes.to_vec())
+                .eq(regions.map(|(bytes, _)| bytes.to_vec())),
+            "region contents differ ({optimization:?})"
+        );
+        assert_eq!(
+            native_stack, stack,
+            "stack contents differ ({optimization:?})"
+        );
+    }
 }

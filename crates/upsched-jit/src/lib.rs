@@ -210,10 +210,30 @@ impl std::fmt::Debug for JitProgram {
     }
 }
 
+/// How hard Cranelift works on a program. Compile time is what an untrusted object makes its
+/// loader spend, so a large program trades code quality for a cost that grows about linearly
+/// with its size (figures in docs/ebpf-engine.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Optimization {
+    /// The optimiser and the backtracking register allocator: the fastest code, at a compile
+    /// time that grows faster than the program.
+    Speed,
+    /// No optimiser passes and the single-pass register allocator.
+    CompileTime,
+}
+
 impl JitProgram {
-    /// Compiles `program`, entered at instruction 0.
+    /// Compiles `program`, entered at instruction 0, with [`Optimization::Speed`].
     pub fn compile(program: &Program) -> Result<JitProgram, JitError> {
-        let (entry, code) = compile::compile(program)?;
+        JitProgram::compile_with(program, Optimization::Speed)
+    }
+
+    /// Compiles `program`, entered at instruction 0, at the given optimisation.
+    pub fn compile_with(
+        program: &Program,
+        optimization: Optimization,
+    ) -> Result<JitProgram, JitError> {
+        let (entry, code) = compile::compile(program, optimization)?;
         Ok(JitProgram { entry, code })
     }
 

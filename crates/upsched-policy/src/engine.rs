@@ -33,7 +33,7 @@ use upsched_ebpf::{
     CallError, CallKind, ExecError, Externals, Interpreter, Memory, Program, ProgramError,
     RegionError, RegionId, Rejection,
 };
-use upsched_jit::{JitError, JitProgram};
+use upsched_jit::{JitError, JitProgram, Optimization};
 
 pub use crate::lines::{LineTable, SourceLine};
 pub use crate::prepare::{HookVerification, PrepareError, verify_object};
@@ -52,14 +52,19 @@ pub const DEFAULT_CALL_BUDGET: u64 = 1_000_000;
 /// exhaust the host's memory.
 pub const MAX_INSTANCE_GLOBALS: u64 = 64 << 20;
 
-/// Hooks of more instructions than this run on the interpreter even in [`ExecMode::Jit`].
-/// Cranelift's compile time grows faster than linearly with program size (a straight-line hook
-/// of 4k instructions takes seconds, 10k several times as long per instruction:
-/// `docs/ebpf-engine.md`), while the interpreter needs no preparation beyond the checks every
-/// load makes, so a load costs time linear in what it loads. Admission's default limit is within
-/// it (asserted below), so policies admitted by default always run native code.
+/// Hooks of more instructions than this are compiled with [`Optimization::CompileTime`]:
+/// Cranelift's optimiser and backtracking register allocator cost more per instruction the
+/// longer a basic block; the cheap setting costs several times less and grows close to linearly
+/// (figures in `docs/ebpf-engine.md`).
+pub const JIT_OPTIMIZE_MAX_INSNS_PER_HOOK: usize = 1024;
+
+/// Hooks of more instructions than this run on the interpreter even in [`ExecMode::Jit`]: it
+/// needs no preparation beyond the checks every load makes, so a load costs time linear in what
+/// it loads and bounded per hook. Admission's default limit is within it (asserted below), so
+/// policies admitted by default always run native code.
 pub const JIT_MAX_INSNS_PER_HOOK: usize = 4096;
 const _: () = assert!(crate::check::DEFAULT_MAX_INSNS_PER_HOOK <= JIT_MAX_INSNS_PER_HOOK);
+const _: () = assert!(JIT_OPTIMIZE_MAX_INSNS_PER_HOOK <= JIT_MAX_INSNS_PER_HOOK);
 
 /// Which engine runs a policy's hooks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -235,14 +240,16 @@ struct Loaded {
 }
 
 /// What a hook runs on in `mode`: native code, compiled now, in [`ExecMode::Jit`] for a program
-/// of at most [`JIT_MAX_INSNS_PER_HOOK`] instructions; `None` (the interpreter) otherwise.
+/// of at most [`JIT_MAX_INSNS_PER_HOOK`] instructions (optimised up to
+/// [`JIT_OPTIMIZE_MAX_INSNS_PER_HOOK`]); `None` (the interpreter) otherwise.
 pub fn native_code(program: &Program, mode: ExecMode) -> Result<Option<Arc<JitProgram>>, JitError> {
-    match mode {
-        ExecMode::Jit if program.insns().len() <= JIT_MAX_INSNS_PER_HOOK => {
-            JitProgram::compile(program).map(|jit| Some(Arc::new(jit)))
-        }
-        ExecMode::Jit | ExecMode::Interpreter => Ok(None),
-    }
+    let len = program.insns().len();
+    let optimization = match mode {
+        ExecMode::Jit if len <= JIT_OPTIMIZE_MAX_INSNS_PER_HOOK => Optimization::Speed,
+        ExecMode::Jit if len <= JIT_MAX_INSNS_PER_HOOK => Optimization::CompileTime,
+        ExecMode::Jit | ExecMode::Interpreter => return Ok(None),
+    };
+    JitProgram::compile_with(program, optimization).map(|jit| Some(Arc::new(jit)))
 }
 
 impl LoadedPolicy {

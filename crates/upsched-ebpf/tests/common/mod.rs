@@ -4,7 +4,7 @@
 
 use upsched_ebpf::insn::*;
 use upsched_ebpf::{ExecError, Externals, Interpreter, Memory, NoExternals, Program};
-use upsched_jit::JitProgram;
+use upsched_jit::{JitProgram, Optimization};
 
 pub const BUDGET: u64 = 100_000;
 
@@ -127,17 +127,26 @@ pub fn run_both(
     budget: u64,
 ) -> Result<u64, ExecError> {
     let program = Program::new(insns).expect("structurally valid test program");
-    let jit = JitProgram::compile(&program).expect("the JIT compiles every valid program");
-    let mut jit_memory = memory.clone();
-    let jit_result = jit.run(args, &mut jit_memory, externals, budget);
+    let native_runs: Vec<_> = [Optimization::Speed, Optimization::CompileTime]
+        .into_iter()
+        .map(|optimization| {
+            let jit = JitProgram::compile_with(&program, optimization)
+                .expect("the JIT compiles every valid program");
+            let mut jit_memory = memory.clone();
+            let jit_result = jit.run(args, &mut jit_memory, externals, budget);
+            (optimization, jit_result, jit_memory)
+        })
+        .collect();
     let result = Interpreter::run(&program, 0, args, memory, externals, budget);
-    assert_eq!(
-        jit_result,
-        result,
-        "JIT and interpreter disagree on\n{}",
-        disassemble(program.insns())
-    );
-    assert_same_memory(memory, &mut jit_memory);
+    for (optimization, jit_result, mut jit_memory) in native_runs {
+        assert_eq!(
+            jit_result,
+            result,
+            "JIT ({optimization:?}) and interpreter disagree on\n{}",
+            disassemble(program.insns())
+        );
+        assert_same_memory(memory, &mut jit_memory);
+    }
     result
 }
 
