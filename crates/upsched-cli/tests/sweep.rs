@@ -121,7 +121,10 @@ fn the_plot_has_units_integer_ticks_for_a_count_and_a_legend_beside_the_data() {
         .map(|c| c.num("cx"))
         .collect();
     assert_eq!(markers.len(), 4, "both policies at both points");
-    assert!(markers.iter().all(|x| *x < legend_x), "{markers:?} {legend_x}");
+    assert!(
+        markers.iter().all(|x| *x < legend_x),
+        "{markers:?} {legend_x}"
+    );
 }
 
 #[test]

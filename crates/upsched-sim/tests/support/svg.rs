@@ -94,4 +94,3 @@ pub fn points(text: &str) -> Vec<(f64, f64)> {
 fn first_point(text: &str) -> (f64, f64) {
     points(text)[0]
 }
-
