@@ -10,8 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context;
 use clap::Args;
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use upsched_sim::faas::FaasParams;
+use upsched_sim::plots::{self, LegendEntry, Swatch, plot_error};
 use upsched_sim::report::{self, RunReport};
 use upsched_sim::units::{MS, parse_duration};
 use upsched_sim::{RunOptions, Scenario, engine, tenants};
@@ -78,6 +81,8 @@ pub struct SweepArgs {
 struct Metric {
     name: &'static str,
     about: &'static str,
+    /// The plots' axis label: what it measures and in which unit.
+    axis: &'static str,
     read: fn(&RunReport) -> Option<f64>,
 }
 
@@ -89,11 +94,13 @@ const METRICS: [Metric; 13] = [
     Metric {
         name: "idle_ratio",
         about: "chains: CPU of the runtimes while no request was pending / their CPU",
+        axis: "idle ratio (fraction of the runtimes' CPU)",
         read: |r| r.chains.as_ref()?.all.idle_ratio,
     },
     Metric {
         name: "poll_ratio",
         about: "chains: CPU the runtimes spent polling (spin) / their CPU",
+        axis: "polling share (fraction of the runtimes' CPU)",
         read: |r| {
             let chains = r.chains.as_ref()?;
             let runtimes = r.cgroups.iter().filter(|g| g.idle_ns.is_some());
@@ -104,31 +111,37 @@ const METRICS: [Metric; 13] = [
     Metric {
         name: "latency_mean_ms",
         about: "chains: mean end-to-end latency",
+        axis: "mean end-to-end latency (ms)",
         read: |r| Some(r.chains.as_ref()?.all.latency.mean_ns / MS as f64),
     },
     Metric {
         name: "latency_p50_ms",
         about: "chains: median end-to-end latency",
+        axis: "median end-to-end latency (ms)",
         read: |r| Some(ms(r.chains.as_ref()?.all.latency.p50_ns)),
     },
     Metric {
         name: "latency_p99_ms",
         about: "chains: 99th percentile of the end-to-end latency",
+        axis: "p99 end-to-end latency (ms)",
         read: |r| Some(ms(r.chains.as_ref()?.all.latency.p99_ns)),
     },
     Metric {
         name: "latency_max_ms",
         about: "chains: longest end-to-end latency",
+        axis: "longest end-to-end latency (ms)",
         read: |r| Some(ms(r.chains.as_ref()?.all.latency.max_ns)),
     },
     Metric {
         name: "throughput",
         about: "chains: completed requests per simulated second, all chains",
+        axis: "completed requests (per simulated second)",
         read: |r| Some(r.chains.as_ref()?.all.throughput_per_s),
     },
     Metric {
         name: "completed_ratio",
         about: "chains: completed / arrived requests",
+        axis: "completed requests (fraction of arrived)",
         read: |r| {
             let all = &r.chains.as_ref()?.all;
             (all.arrivals > 0).then(|| all.completed as f64 / all.arrivals as f64)
@@ -137,26 +150,31 @@ const METRICS: [Metric; 13] = [
     Metric {
         name: "utilisation",
         about: "busy time of all CPUs / their capacity",
+        axis: "CPU utilisation (fraction of capacity)",
         read: |r| Some(r.totals.utilisation),
     },
     Metric {
         name: "spin_share",
         about: "CPU time spent spinning / all task CPU time",
+        axis: "spinning (fraction of all task CPU)",
         read: |r| upsched_sim::chains::ratio(r.totals.spin_ns, r.totals.cpu_ns),
     },
     Metric {
         name: "wait_p99_ms",
         about: "99th percentile of the runnable wait of all tasks",
+        axis: "p99 runnable wait (ms)",
         read: |r| Some(ms(r.totals.wait.p99_ns)),
     },
     Metric {
         name: "fairness",
         about: "Jain's index over weight-normalised CPU time",
+        axis: "Jain's fairness index (1 = fair)",
         read: |r| r.fairness.jain_index,
     },
     Metric {
         name: "events",
         about: "events the simulator handled",
+        axis: "events handled (count)",
         read: |r| Some(r.events as f64),
     },
 ];
@@ -733,15 +751,51 @@ fn x_of(values: &[String]) -> (Vec<f64>, &'static str) {
     ((0..values.len()).map(|i| i as f64).collect(), " (index)")
 }
 
-const COLOURS: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(214, 39, 40),
-    RGBColor(44, 160, 44),
-    RGBColor(255, 127, 14),
-    RGBColor(148, 103, 189),
-    RGBColor(23, 190, 207),
-];
+/// The parameter's axis: ticks at integers only when every value is one (a count has no
+/// value between two), plotters' own ticks otherwise.
+struct ParamAxis {
+    linear: RangedCoordf64,
+    integer: bool,
+}
 
+impl Ranged for ParamAxis {
+    type ValueType = f64;
+    type FormatOption = DefaultFormatting;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        self.linear.map(value, limit)
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        if !self.integer {
+            return self.linear.key_points(hint);
+        }
+        if hint.weight().allow_light_points() {
+            // No fine mesh between two integers.
+            return Vec::new();
+        }
+        let range = self.linear.range();
+        let (from, to) = (range.start.ceil(), range.end.floor());
+        let most = hint.max_num_points().max(2) as f64;
+        // The smallest of 1, 2, 5, 10, 20, 50, ... that keeps the ticks within the hint.
+        let step = (0..)
+            .map(|i| [1.0, 2.0, 5.0][i % 3] * 10f64.powi(i as i32 / 3))
+            .find(|step| (to - from) / step < most)
+            .unwrap_or(1.0);
+        let first = (from / step).ceil() * step;
+        (0..)
+            .map(|i| first + i as f64 * step)
+            .take_while(|x| *x <= to)
+            .collect()
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.linear.range()
+    }
+}
+
+/// `metric` against the parameter, one line per policy (the mean over the seeds) on a band
+/// from their minimum to their maximum; the legend beside the chart.
 fn plot(plan: &Plan, rows: &[(&Job, RunReport)], metric: &Metric) -> Result<String, String> {
     let stats = aggregate(plan, rows, metric);
     let (xs, x_unit) = x_of(&plan.values);
@@ -759,13 +813,29 @@ fn plot(plan: &Plan, rows: &[(&Job, RunReport)], metric: &Metric) -> Result<Stri
     } else {
         x_lo - 1.0..x_hi + 1.0
     };
+    let x_axis = ParamAxis {
+        linear: x_range.into(),
+        integer: x_unit.is_empty() && xs.iter().all(|x| x.fract() == 0.0),
+    };
     let y_range = y_lo..if y_hi > y_lo { y_hi * 1.05 } else { y_lo + 1.0 };
-    let error = |e: &dyn std::fmt::Display| format!("plot: {e}");
+    let legend: Vec<LegendEntry> = plan
+        .policies
+        .iter()
+        .enumerate()
+        .map(|(i, policy)| LegendEntry {
+            label: policy.clone(),
+            colour: plots::colour(i),
+            swatch: Swatch::Line,
+        })
+        .collect();
+    let chars = plan.policies.iter().map(|p| p.chars().count()).max();
+    let legend_width = plots::legend_width(chars.unwrap_or(0));
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (900, 560)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| error(&e))?;
-        let mut chart = ChartBuilder::on(&root)
+        let root = SVGBackend::with_string(&mut svg, (760 + legend_width, 560)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let (plot_area, legend_area) = root.split_horizontally(760);
+        let mut chart = ChartBuilder::on(&plot_area)
             .caption(
                 format!("{}: {} against {}", plan.file, metric.name, plan.param),
                 ("sans-serif", 18),
@@ -773,16 +843,17 @@ fn plot(plan: &Plan, rows: &[(&Job, RunReport)], metric: &Metric) -> Result<Stri
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d(x_range, y_range)
-            .map_err(|e| error(&e))?;
+            .build_cartesian_2d(x_axis, y_range)
+            .map_err(plot_error)?;
         chart
             .configure_mesh()
             .x_desc(format!("{}{x_unit}", plan.param))
-            .y_desc(metric.name)
+            .x_label_formatter(&|x| format_number(*x))
+            .y_desc(metric.axis)
             .draw()
-            .map_err(|e| error(&e))?;
-        for (policy, series) in stats.iter().enumerate() {
-            let colour = COLOURS[policy % COLOURS.len()];
+            .map_err(plot_error)?;
+        for (series, entry) in stats.iter().zip(&legend) {
+            let colour = entry.colour;
             let present: Vec<(f64, (f64, f64, f64))> = xs
                 .iter()
                 .zip(series)
@@ -796,30 +867,23 @@ fn plot(plan: &Plan, rows: &[(&Job, RunReport)], metric: &Metric) -> Result<Stri
                 .collect();
             chart
                 .draw_series(std::iter::once(Polygon::new(band, colour.mix(0.2))))
-                .map_err(|e| error(&e))?;
+                .map_err(plot_error)?;
             chart
                 .draw_series(LineSeries::new(
                     present.iter().map(|(x, s)| (*x, s.0)),
                     colour.stroke_width(2),
                 ))
-                .map_err(|e| error(&e))?
-                .label(plan.policies[policy].clone())
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour));
+                .map_err(plot_error)?;
             chart
                 .draw_series(
                     present
                         .iter()
                         .map(|(x, s)| Circle::new((*x, s.0), 3, colour.filled())),
                 )
-                .map_err(|e| error(&e))?;
+                .map_err(plot_error)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| error(&e))?;
-        root.present().map_err(|e| error(&e))?;
+        plots::draw_legend(&legend_area, &legend)?;
+        root.present().map_err(plot_error)?;
     }
     Ok(svg)
 }

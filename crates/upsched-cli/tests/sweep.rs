@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 mod support;
 use support::{text, upsched};
 
+#[path = "../../upsched-sim/tests/support/svg.rs"]
+mod svg;
+
 /// A directory of this test's own (tests run in parallel), empty.
 fn scratch(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("upsched-sweep-{test}-{}", std::process::id()));
@@ -65,6 +68,63 @@ fn a_tiny_toml_grid_gives_one_exact_row_per_run() {
         "{stdout}"
     );
     assert!(stdout.contains("6.0000"), "{stdout}");
+}
+
+#[test]
+fn the_plot_has_units_integer_ticks_for_a_count_and_a_legend_beside_the_data() {
+    let dir = scratch("plot");
+    let out = upsched(&[
+        "sweep",
+        &chain_scenario(),
+        "--param",
+        "arrival.requests.count=1..2",
+        "--policy",
+        "fifo",
+        "--policy",
+        "rr",
+        "--seeds",
+        "1",
+        "--plot",
+        "latency_p50_ms",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let svg = std::fs::read_to_string(dir.join("sweep-latency_p50_ms.svg")).unwrap();
+    let texts = svg::elements(&svg, "text");
+    let y_title = texts
+        .iter()
+        .find(|t| t.attrs.contains_key("transform"))
+        .expect("a y axis title");
+    assert_eq!(y_title.text, "median end-to-end latency (ms)");
+    assert!(texts.iter().any(|t| t.text == "arrival.requests.count"));
+    // The x axis labels (centred under their tick): the two values, and nothing between.
+    let x_ticks: Vec<&str> = texts
+        .iter()
+        .filter(|t| t.attrs.get("text-anchor").map(String::as_str) == Some("middle"))
+        .filter(|t| t.text.parse::<f64>().is_ok())
+        .map(|t| t.text.as_str())
+        .collect();
+    assert_eq!(x_ticks, ["1", "2"], "{svg}");
+    let legend = svg::legend(&svg);
+    let labels: Vec<&str> = legend.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(labels, ["fifo", "rr"]);
+    assert_ne!(legend[0].1, legend[1].1);
+    // The legend stands beside the chart: every mean's marker is left of its swatches.
+    let legend_x = texts
+        .iter()
+        .filter(|t| t.text == "fifo")
+        .map(|t| t.num("x") - 30.0)
+        .fold(f64::MAX, f64::min);
+    let markers: Vec<f64> = svg::elements(&svg, "circle")
+        .iter()
+        .map(|c| c.num("cx"))
+        .collect();
+    assert_eq!(markers.len(), 4, "both policies at both points");
+    assert!(
+        markers.iter().all(|x| *x < legend_x),
+        "{markers:?} {legend_x}"
+    );
 }
 
 #[test]
