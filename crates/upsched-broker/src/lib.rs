@@ -3,4 +3,5 @@
 //! checks (`scope`), the request protocol (`protocol`, `docs/protocol.md`) and the daemon.
 
 pub mod grants;
+pub mod protocol;
 pub mod scope;
