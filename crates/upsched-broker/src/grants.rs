@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -184,14 +185,35 @@ impl Grants {
         }
     }
 
-    /// Reads and parses `path`.
+    /// Reads and parses `path`, refusing a file that someone other than its reader or root
+    /// could have written (a grants file anyone may edit grants everyone everything).
     pub fn load(path: &Path) -> Result<Self, GrantsError> {
-        let text = std::fs::read_to_string(path).map_err(|e| GrantsError {
+        let refuse = |message: String| GrantsError {
             file: path.to_path_buf(),
             line: None,
             key: String::new(),
-            message: format!("cannot read: {e}"),
-        })?;
+            message,
+        };
+        let mut file =
+            std::fs::File::open(path).map_err(|e| refuse(format!("cannot read: {e}")))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| refuse(format!("cannot read: {e}")))?;
+        let owner = meta.uid();
+        if owner != 0 && owner != nix::unistd::geteuid().as_raw() {
+            return Err(refuse(format!(
+                "belongs to uid {owner}: only root (or the daemon's own user) may own the grants"
+            )));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(refuse(format!(
+                "is writable by its group or by others (mode {:o}): `chmod go-w` it",
+                meta.mode() & 0o7777
+            )));
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text)
+            .map_err(|e| refuse(format!("cannot read: {e}")))?;
         Self::parse(path, &text)
     }
 

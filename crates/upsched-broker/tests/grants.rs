@@ -379,3 +379,29 @@ fn another_users_cgroup_is_refused_unless_the_grant_says_any_owner() {
     tree.check(&tree.grants("any_owner = true"), "scope/tenant", &user)
         .expect("any_owner");
 }
+
+#[test]
+fn a_grants_file_others_may_write_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grants.toml");
+    std::fs::write(&path, "version = 1\n").unwrap();
+    let mode = |m| {
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap()
+    };
+    mode(0o644);
+    Grants::load(&path).expect("owned by us, written by us only");
+    for writable in [0o664, 0o646] {
+        mode(writable);
+        let e = Grants::load(&path).unwrap_err();
+        assert!(
+            e.message.contains("writable by its group or by others"),
+            "{e}"
+        );
+    }
+    if nix::unistd::getuid().is_root() {
+        mode(0o644);
+        std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+        let e = Grants::load(&path).unwrap_err();
+        assert!(e.message.contains("belongs to uid 65534"), "{e}");
+    }
+}
