@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+
 use crate::audit::{AuditLog, AuditRecord, AuditResult};
 use crate::grants::{Grants, GrantsError};
 use crate::peer::Peer;
@@ -28,6 +30,13 @@ use crate::protocol::{
 pub const DEFAULT_SOCKET: &str = "/run/upsched/upsched.sock";
 /// Where it keeps its state (today: the audit log).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/upsched";
+
+/// How long a client may take to deliver a request, or to take an answer, unless told.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections served at once, unless told.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+/// Connections one uid may hold at once, unless told.
+pub const DEFAULT_MAX_CONNECTIONS_PER_USER: usize = 16;
 
 /// How the daemon runs.
 #[derive(Clone, Debug)]
@@ -54,9 +63,9 @@ impl Config {
             socket: socket.into(),
             grants: grants.into(),
             state_dir: state_dir.into(),
-            request_timeout: Duration::from_secs(5),
-            max_connections: 64,
-            max_connections_per_user: 16,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
             audit_to_stderr: true,
         }
     }
@@ -225,16 +234,17 @@ impl Daemon {
     }
 
     fn accept(self: &Arc<Self>, stream: UnixStream) {
-        let peer = match Peer::of(&stream) {
-            Ok(peer) => peer,
+        let creds = match getsockopt(&stream, PeerCredentials) {
+            Ok(creds) => creds,
             Err(e) => {
                 eprintln!("upschedd: cannot identify a peer: {e}");
                 return;
             }
         };
+        let (uid, pid) = (creds.uid(), creds.pid());
         let busy = {
             let mut c = self.lock_connections();
-            let of_user = c.per_uid.get(&peer.uid()).copied().unwrap_or(0);
+            let of_user = c.per_uid.get(&uid).copied().unwrap_or(0);
             if c.total >= self.config.max_connections {
                 Some(format!(
                     "the daemon serves its maximum of {} connections",
@@ -242,27 +252,27 @@ impl Daemon {
                 ))
             } else if of_user >= self.config.max_connections_per_user {
                 Some(format!(
-                    "uid {} holds its maximum of {} connections",
-                    peer.uid(),
+                    "uid {uid} holds its maximum of {} connections",
                     self.config.max_connections_per_user
                 ))
             } else {
                 c.total += 1;
-                *c.per_uid.entry(peer.uid()).or_default() += 1;
+                *c.per_uid.entry(uid).or_default() += 1;
                 None
             }
         };
         if let Some(reason) = busy {
-            self.refuse_connection(&stream, &peer, ErrorKind::Busy, reason);
+            self.refuse_connection(&stream, uid, pid, reason);
             return;
         }
         let slot = Slot {
             daemon: self.clone(),
-            uid: peer.uid(),
+            uid,
         };
         let spawned = std::thread::Builder::new()
-            .name(format!("upschedd-{}", peer.pid))
+            .name(format!("upschedd-{pid}"))
             .spawn(move || {
+                let peer = Peer::from_credentials(&creds);
                 slot.daemon.serve_connection(&stream, &peer);
                 drop(slot);
             });
@@ -271,10 +281,12 @@ impl Daemon {
         }
     }
 
-    fn refuse_connection(&self, stream: &UnixStream, peer: &Peer, kind: ErrorKind, reason: String) {
+    /// Answers `busy` and closes; the accepting thread writes only this one small frame, which
+    /// fits the socket's buffer, so it does not wait on the client.
+    fn refuse_connection(&self, stream: &UnixStream, uid: u32, pid: i32, reason: String) {
         self.audit.record(&AuditRecord::now(
-            peer.uid(),
-            peer.pid,
+            uid,
+            pid,
             "connect",
             AuditResult::Refused,
             Some(reason.clone()),
@@ -283,7 +295,7 @@ impl Daemon {
         let mut writer = stream;
         let _ = write_frame(
             &mut writer,
-            &Response::error(None, ErrorReply::new(kind, reason)).encode(),
+            &Response::error(None, ErrorReply::new(ErrorKind::Busy, reason)).encode(),
         );
     }
 

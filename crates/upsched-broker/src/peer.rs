@@ -3,7 +3,7 @@
 
 use std::os::unix::net::UnixStream;
 
-use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use nix::sys::socket::{UnixCredentials, getsockopt, sockopt::PeerCredentials};
 use nix::unistd::{Gid, Uid};
 
 use crate::grants::Principal;
@@ -16,11 +16,19 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// The credentials the kernel recorded when `stream`'s peer connected. A user that the
-    /// group database cannot be asked about gets no supplementary groups (so no grant through
-    /// them), not an error.
+    /// The credentials the kernel recorded when `stream`'s peer connected.
     pub fn of(stream: &UnixStream) -> nix::Result<Self> {
-        let creds = getsockopt(stream, PeerCredentials)?;
+        Ok(Self::from_credentials(&getsockopt(
+            stream,
+            PeerCredentials,
+        )?))
+    }
+
+    /// The peer of `creds`, with its supplementary groups from the group database (which may
+    /// take a while with a network directory; the daemon asks on the connection's own thread).
+    /// A user that the database cannot be asked about gets no supplementary groups (so no
+    /// grant through them), not an error.
+    pub fn from_credentials(creds: &UnixCredentials) -> Self {
         let uid = Uid::from_raw(creds.uid());
         let gid = Gid::from_raw(creds.gid());
         let principal = Principal::from_database(uid, gid).unwrap_or(Principal {
@@ -28,10 +36,10 @@ impl Peer {
             gid,
             groups: Vec::new(),
         });
-        Ok(Peer {
+        Peer {
             pid: creds.pid(),
             principal,
-        })
+        }
     }
 
     pub fn uid(&self) -> u32 {

@@ -244,6 +244,23 @@ fn the_version_is_the_one_documented() {
     .unwrap();
     assert!(doc.contains(&format!("`\"version\": {PROTOCOL_VERSION}`")));
     assert!(doc.contains(&format!("{MAX_MESSAGE_BYTES} bytes")));
+    use upsched_broker::daemon::{
+        DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_USER, DEFAULT_REQUEST_TIMEOUT,
+    };
+    for (option, default) in [
+        (
+            "--request-timeout",
+            format!("{}", DEFAULT_REQUEST_TIMEOUT.as_secs()) + " s",
+        ),
+        ("--max-connections", DEFAULT_MAX_CONNECTIONS.to_string()),
+        (
+            "--max-connections-per-user",
+            DEFAULT_MAX_CONNECTIONS_PER_USER.to_string(),
+        ),
+    ] {
+        let said = format!("(`{option}`, {default} by default)");
+        assert!(doc.contains(&said), "docs/protocol.md does not say {said}");
+    }
     for name in Operation::NAMES {
         assert!(
             doc.contains(&format!("`{name}`")),

@@ -26,15 +26,15 @@ struct Args {
     /// The state directory (audit log).
     #[arg(long, default_value = DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
-    /// How long a client may take to send a whole request, or to take an answer.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-    request_timeout: Duration,
-    /// Connections served at once.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    max_connections: u32,
-    /// Connections one user may hold at once.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    max_connections_per_user: u32,
+    /// How long a client may take to send a whole request, or to take an answer [default: 5s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    request_timeout: Option<Duration>,
+    /// Connections served at once [default: 64].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    max_connections: Option<u32>,
+    /// Connections one user may hold at once [default: 16].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    max_connections_per_user: Option<u32>,
     /// Check the grants file and exit: 0 if it is good, 1 with the error if not.
     #[arg(long)]
     check_grants: bool,
@@ -65,9 +65,15 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let mut config = Config::new(args.socket, args.grants, args.state_dir);
-    config.request_timeout = args.request_timeout;
-    config.max_connections = args.max_connections as usize;
-    config.max_connections_per_user = args.max_connections_per_user as usize;
+    if let Some(timeout) = args.request_timeout {
+        config.request_timeout = timeout;
+    }
+    if let Some(n) = args.max_connections {
+        config.max_connections = n as usize;
+    }
+    if let Some(n) = args.max_connections_per_user {
+        config.max_connections_per_user = n as usize;
+    }
     let started =
         Daemon::new(config).and_then(|daemon| daemon.bind().map(|listener| (daemon, listener)));
     let (daemon, listener) = match started {
