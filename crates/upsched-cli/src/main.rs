@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod broker;
 mod call;
 mod check;
 mod demo;
@@ -107,6 +108,28 @@ enum Command {
     /// Internal: one process of the demo's workload.
     #[command(hide = true)]
     DemoWorker(demo::WorkerArgs),
+    /// Ask the broker daemon (upschedd) about the host scheduler.
+    ///
+    /// Exit status: 0 answered, 1 the daemon refused, 2 no daemon answers (the message says how
+    /// to start one).
+    #[command(
+        after_help = "Examples:\n  upsched host status\n  upsched host status --json | jq .sched_ext_state"
+    )]
+    Host {
+        #[command(subcommand)]
+        action: broker::HostAction,
+    },
+    /// Ask the broker daemon (upschedd) what you are granted (docs/grants.md).
+    ///
+    /// Exit status: 0 answered, 1 the daemon refused, 2 no daemon answers (the message says how
+    /// to start one).
+    #[command(
+        after_help = "Examples:\n  upsched grants show\n  upsched grants show --json | jq '.grants[].capabilities'"
+    )]
+    Grants {
+        #[command(subcommand)]
+        action: broker::GrantsAction,
+    },
     /// List or export the example policies built into this binary.
     Examples {
         #[command(subcommand)]
@@ -187,6 +210,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::DemoWorker(args) => demo::worker(&args),
         Command::Examples { action } => examples(action),
+        Command::Host { action } => broker::host(&action),
+        Command::Grants { action } => broker::grants(&action),
         Command::Sdk { action } => sdk::run(&action),
         Command::Completions { shell } => {
             clap_complete::generate(
@@ -217,6 +242,8 @@ impl Command {
             Command::Demo(_) => ("demo", false),
             Command::DemoWorker(_) => ("demo-worker", false),
             Command::Sdk { .. } => ("sdk", false),
+            Command::Host { action } => ("host", action.json()),
+            Command::Grants { action } => ("grants", action.json()),
             Command::Completions { .. } => ("completions", false),
             Command::Man { .. } => ("man", false),
             Command::Examples { action } => (

@@ -1,0 +1,117 @@
+//! `upsched host status` and `upsched grants show` against a real daemon (the broker's own,
+//! served on a thread of this test), and without one.
+
+mod support;
+
+use std::path::Path;
+
+use support::{text, upsched};
+use upsched_broker::daemon::{Config, Daemon};
+
+/// A daemon on a fresh socket, with `grants` in force; it serves until the test ends.
+fn daemon(dir: &Path, grants: &str) -> String {
+    std::fs::write(dir.join("grants.toml"), grants).unwrap();
+    let socket = dir.join("upsched.sock");
+    let mut config = Config::new(&socket, dir.join("grants.toml"), dir.join("state"));
+    config.audit_to_stderr = false;
+    let daemon = Daemon::new(config).unwrap();
+    let listener = daemon.bind().unwrap();
+    std::thread::spawn(move || daemon.serve(listener));
+    socket.display().to_string()
+}
+
+#[test]
+fn without_a_daemon_each_says_so_and_how_to_start_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("none.sock");
+    let socket = socket.to_str().unwrap();
+    for command in [["host", "status"], ["grants", "show"]] {
+        let out = upsched(&[command[0], command[1], "--socket", socket]);
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&format!("no upschedd answers on {socket}")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("systemctl start upschedd"), "{stderr}");
+        let out = upsched(&[command[0], command[1], "--socket", socket, "--json"]);
+        assert_eq!(out.status.code(), Some(2));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["error"]["command"], command[0]);
+        assert!(
+            doc["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("upschedd --socket")
+        );
+    }
+}
+
+#[test]
+fn host_status_reports_what_the_kernel_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = daemon(dir.path(), "version = 1\n");
+    let out = upsched(&["host", "status", "--socket", &socket, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let state = std::fs::read_to_string("/sys/kernel/sched_ext/state")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unavailable".into());
+    assert_eq!(status["sched_ext_state"], state.as_str());
+    assert_eq!(status["tenants"], 0);
+    let out = upsched(&["host", "status", "--socket", &socket]);
+    assert!(
+        text(&out.stdout).starts_with(&format!("sched_ext:  {state}\n")),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn grants_show_lists_the_callers_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let uid = nix_uid();
+    let socket = daemon(
+        dir.path(),
+        &format!(
+            r#"version = 1
+[[grant]]
+name = "mine"
+users = [{uid}]
+capabilities = ["sched.order", "time.read"]
+scopes = ["/sys/fs/cgroup/mine"]
+max_level = 1
+max_weight = 150
+max_tenants = 3
+slice_min = "1ms"
+slice_max = "20ms"
+park_max = "10ms"
+watchdog_max = "2s"
+"#
+        ),
+    );
+    let out = upsched(&["grants", "show", "--socket", &socket, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let who: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(who["uid"], uid);
+    assert_eq!(who["grants"][0]["name"], "mine");
+    assert_eq!(
+        who["grants"][0]["capabilities"],
+        serde_json::json!(["sched.order", "time.read"])
+    );
+    let out = upsched(&["grants", "show", "--socket", &socket]);
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("grant \"mine\"\n  capabilities: sched.order, time.read\n"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("slices 1ms..20ms, park 10ms, watchdog 2s"),
+        "{shown}"
+    );
+}
+
+fn nix_uid() -> u32 {
+    // SAFETY: getuid cannot fail.
+    unsafe { libc::getuid() }
+}
