@@ -828,8 +828,7 @@ fn plot(plan: &Plan, rows: &[(&Job, RunReport)], metric: &Metric) -> Result<Stri
             swatch: Swatch::Line,
         })
         .collect();
-    let chars = plan.policies.iter().map(|p| p.chars().count()).max();
-    let legend_width = plots::legend_width(chars.unwrap_or(0));
+    let legend_width = plots::legend_width(&legend);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (760 + legend_width, 560)).into_drawing_area();

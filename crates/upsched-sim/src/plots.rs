@@ -54,8 +54,13 @@ const SWITCH_COLOUR: RGBColor = BLACK;
 /// The tasks the timeline's legend gathers under one key when they are too many.
 const OTHERS_COLOUR: RGBColor = RGBColor(190, 190, 190);
 
-/// Width of a legend's area for labels of at most `chars` characters.
-pub fn legend_width(chars: usize) -> u32 {
+/// Width of the area that holds `legend`: room for its longest label.
+pub fn legend_width(legend: &[LegendEntry]) -> u32 {
+    let chars = legend
+        .iter()
+        .map(|e| e.label.chars().count())
+        .max()
+        .unwrap_or(0);
     (40 + 7 * chars.min(LEGEND_MAX_CHARS) as u32).max(120)
 }
 
@@ -252,12 +257,7 @@ pub fn timeline_svg(
         colour: SWITCH_COLOUR,
         swatch: Swatch::Box,
     });
-    let chars = legend
-        .iter()
-        .map(|e| e.label.chars().count())
-        .max()
-        .unwrap_or(0);
-    let legend_width = legend_width(chars);
+    let legend_width = legend_width(&legend);
     let height = (120 + cpus * 18).min(1400).max(legend_height(legend.len()));
     let mut svg = String::new();
     {
@@ -391,12 +391,7 @@ pub fn latency_cdf_svg(outcome: &RunOutcome, scenario: &Scenario) -> Result<Stri
             swatch: Swatch::Line,
         })
         .collect();
-    let chars = legend
-        .iter()
-        .map(|e| e.label.chars().count())
-        .max()
-        .unwrap_or(0);
-    let legend_width = legend_width(chars);
+    let legend_width = legend_width(&legend);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (800 + legend_width, 600)).into_drawing_area();
