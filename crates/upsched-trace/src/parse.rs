@@ -269,7 +269,11 @@ fn header_cpus(line: &str) -> Option<u32> {
             .trim()
             .strip_prefix(':')?
     };
-    count.trim().parse().ok().filter(|&n| n > 0 && n <= MAX_CPUS)
+    count
+        .trim()
+        .parse()
+        .ok()
+        .filter(|&n| n > 0 && n <= MAX_CPUS)
 }
 
 enum Line {

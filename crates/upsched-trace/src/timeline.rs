@@ -151,8 +151,14 @@ enum Standing {
     Unknown,
     /// Forked, not yet woken.
     New,
-    Running { cpu: u32, since: u64 },
-    Runnable { since: u64, cause: WaitCause },
+    Running {
+        cpu: u32,
+        since: u64,
+    },
+    Runnable {
+        since: u64,
+        cause: WaitCause,
+    },
     Sleeping,
     /// Ended.
     Gone,
@@ -233,8 +239,11 @@ impl Builder {
             migrations: 0,
             sleeps: 0,
         });
-        self.standing
-            .push(if forked_ns.is_some() { Standing::New } else { Standing::Unknown });
+        self.standing.push(if forked_ns.is_some() {
+            Standing::New
+        } else {
+            Standing::Unknown
+        });
         self.last_cpu.push(None);
         self.migrated.push(false);
         self.exiting.push(false);
@@ -304,11 +313,11 @@ impl Builder {
                 orig_cpu,
                 dest_cpu,
             } => {
-                if let Some(id) = self.task(*pid, "") {
-                    if orig_cpu != dest_cpu {
-                        self.tasks[id.0].migrations += 1;
-                        self.migrated[id.0] = true;
-                    }
+                if let Some(id) = self.task(*pid, "")
+                    && orig_cpu != dest_cpu
+                {
+                    self.tasks[id.0].migrations += 1;
+                    self.migrated[id.0] = true;
                 }
             }
             EventKind::Fork {
@@ -386,11 +395,12 @@ impl Builder {
             }
             Standing::Gone => {}
         }
-        if let Some(last) = self.last_cpu[id.0] {
-            if last != cpu && !self.migrated[id.0] {
-                self.repairs.missing_migrations += 1;
-                self.tasks[id.0].migrations += 1;
-            }
+        if let Some(last) = self.last_cpu[id.0]
+            && last != cpu
+            && !self.migrated[id.0]
+        {
+            self.repairs.missing_migrations += 1;
+            self.tasks[id.0].migrations += 1;
         }
         self.migrated[id.0] = false;
         self.last_cpu[id.0] = Some(cpu);

@@ -53,17 +53,33 @@ fn both_formats_give_the_same_exact_figures() {
         let b = &stats.tasks[1].wait;
         // Woken at 1.000100 (sched_waking; the sched_wakeup after it is the same wake-up),
         // ran at 1.000300; preempted at 1.003000, ran at 1.004000.
-        assert_eq!((b.p50_ns, b.max_ns, b.mean_ns), (200 * US, 1_000 * US, 600 * US));
+        assert_eq!(
+            (b.p50_ns, b.max_ns, b.mean_ns),
+            (200 * US, 1_000 * US, 600 * US)
+        );
         let total = &stats.total;
         assert_eq!(total.cpu_ns, 6_200 * US, "{name}");
         assert_eq!(total.wait.count, 3, "{name}");
         assert_eq!(total.wait.mean_ns, 566_666, "{name}");
-        assert_eq!((total.wait.p50_ns, total.wait.p99_ns), (500 * US, 1_000 * US));
+        assert_eq!(
+            (total.wait.p50_ns, total.wait.p99_ns),
+            (500 * US, 1_000 * US)
+        );
         assert_eq!((total.switches, total.migrations), (4, 1), "{name}");
         // Who woke whom.
         let woken_by = |task: usize, wait: usize| timeline.tasks[task].waits[wait].cause;
-        assert_eq!(woken_by(1, 0), WaitCause::Wakeup { waker: Some(TaskId(0)) });
-        assert_eq!(woken_by(0, 0), WaitCause::Wakeup { waker: Some(TaskId(1)) });
+        assert_eq!(
+            woken_by(1, 0),
+            WaitCause::Wakeup {
+                waker: Some(TaskId(0))
+            }
+        );
+        assert_eq!(
+            woken_by(0, 0),
+            WaitCause::Wakeup {
+                waker: Some(TaskId(1))
+            }
+        );
         assert_eq!(woken_by(1, 1), WaitCause::Preempted);
         let r = &timeline.repairs;
         assert_eq!(r.runnable_at_start, 1, "{name}: a was switched in first");
@@ -85,7 +101,10 @@ fn both_formats_give_the_same_exact_figures() {
 fn every_repair_is_made_and_counted() {
     let timeline = timeline("repairs.perf.txt");
     let r = &timeline.repairs;
-    assert_eq!(r.out_of_order, 1, "the waking of q printed after a later switch");
+    assert_eq!(
+        r.out_of_order, 1,
+        "the waking of q printed after a later switch"
+    );
     assert_eq!(r.missing_wakeups, 1, "x slept, then ran with no wake-up");
     assert_eq!(r.missing_migrations, 1, "x ran on CPU 0, then on CPU 1");
     assert_eq!(r.running_at_start, 1, "x's first event is its switch-out");
@@ -142,7 +161,10 @@ fn other_text_is_refused_with_its_line() {
         }
     );
     assert_eq!(parse("").unwrap_err(), ParseError::NoEvents);
-    assert_eq!(parse("# only a header\n").unwrap_err(), ParseError::NoEvents);
+    assert_eq!(
+        parse("# only a header\n").unwrap_err(),
+        ParseError::NoEvents
+    );
     let broken = "\
   a   100 [000]     1.000000: sched:sched_switch: prev_comm=a prev_pid=100 prev_prio=120 prev_state=S ==> next_comm=b
   b   101 [000]     1.000100: sched:sched_switch: prev_comm=b prev_pid=101 prev_prio=120 prev_state=S ==> next_comm=a next_pid=100 next_prio=120
