@@ -15,6 +15,7 @@ mod limits_arg;
 mod sdk;
 mod sim;
 mod sweep;
+mod trace;
 
 /// upsched: user-programmable CPU scheduling on Linux sched_ext.
 ///
@@ -130,6 +131,11 @@ enum Command {
         #[command(subcommand)]
         action: broker::GrantsAction,
     },
+    /// Read scheduler traces recorded on a real machine (`perf sched`, `trace-cmd`).
+    Trace {
+        #[command(subcommand)]
+        action: trace::TraceAction,
+    },
     /// List or export the example policies built into this binary.
     Examples {
         #[command(subcommand)]
@@ -213,6 +219,7 @@ fn main() -> ExitCode {
         Command::Host { action } => broker::host(&action),
         Command::Grants { action } => broker::grants(&action),
         Command::Sdk { action } => sdk::run(&action),
+        Command::Trace { action } => trace::run(&action),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -242,6 +249,7 @@ impl Command {
             Command::Demo(_) => ("demo", false),
             Command::DemoWorker(_) => ("demo-worker", false),
             Command::Sdk { .. } => ("sdk", false),
+            Command::Trace { action } => ("trace", action.json()),
             Command::Host { action } => ("host", action.json()),
             Command::Grants { action } => ("grants", action.json()),
             Command::Completions { .. } => ("completions", false),

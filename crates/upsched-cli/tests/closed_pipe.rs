@@ -39,6 +39,10 @@ fn into_closed_pipe(args: &[&str]) -> Result<(), String> {
 fn every_printing_subcommand_ends_quietly_on_a_closed_pipe() {
     let out_dir = std::env::temp_dir().join(format!("upsched-closed-pipe-{}", std::process::id()));
     let out_dir = out_dir.to_str().unwrap();
+    let basic_trace = format!(
+        "{}/../upsched-trace/tests/traces/basic.perf.txt",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let failures: Vec<String> = [
         &["--help"][..],
         &["--version"],
@@ -74,6 +78,8 @@ fn every_printing_subcommand_ends_quietly_on_a_closed_pipe() {
         &["completions", "bash"],
         &["man"],
         &["sdk", "export", &format!("{out_dir}/sdk")],
+        &["trace", "stats", &basic_trace],
+        &["trace", "stats", &basic_trace, "--json"],
     ]
     .iter()
     .filter_map(|args| into_closed_pipe(args).err())

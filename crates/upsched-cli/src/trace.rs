@@ -1,0 +1,179 @@
+//! `upsched trace`: scheduler traces recorded on a real machine (docs/traces.md).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use upsched_trace::{Format, Repairs, Stats, TaskStats, Timeline, WaitStats};
+
+use crate::failure::failure;
+
+#[derive(Subcommand)]
+pub enum TraceAction {
+    /// Per task and in total: CPU time, runnable wait (mean, p50, p99, max), switches and
+    /// migrations, computed from the trace itself, and what had to be repaired in it.
+    ///
+    /// The runnable wait runs from a task becoming runnable (woken, forked or preempted) to its
+    /// next run: the delay of `perf sched latency`. Percentiles are nearest-rank over the exact
+    /// samples. Tasks are listed by CPU time, most first; kernel threads are marked `[k]`.
+    ///
+    /// Exit status: 0 read, 2 unreadable file or not a trace.
+    #[command(
+        after_help = "Recording a trace:\n  perf sched record -- CMD && perf script > trace.txt\n  trace-cmd record -e sched -- CMD && trace-cmd report > trace.txt\n\nExamples:\n  upsched trace stats trace.txt\n  upsched trace stats trace.txt --json | jq '.total.wait.p99_ns'"
+    )]
+    Stats(StatsArgs),
+}
+
+impl TraceAction {
+    pub fn json(&self) -> bool {
+        let TraceAction::Stats(args) = self;
+        args.json
+    }
+}
+
+#[derive(Args)]
+pub struct StatsArgs {
+    /// The text of `perf script` or `trace-cmd report` (`-`: standard input).
+    file: PathBuf,
+    /// Print one JSON document (shape in docs/traces.md).
+    #[arg(long)]
+    json: bool,
+}
+
+/// The version of the `--json` document's shape.
+const TRACE_STATS_FORMAT_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+struct StatsDocument<'a> {
+    format_version: u32,
+    format: Format,
+    cpus: u32,
+    duration_ns: u64,
+    tasks: &'a [TaskStats],
+    total: &'a upsched_trace::TaskTotals,
+    repairs: &'a Repairs,
+}
+
+pub fn run(action: &TraceAction) -> anyhow::Result<ExitCode> {
+    let TraceAction::Stats(args) = action;
+    let parsed = upsched_trace::read(&args.file).map_err(|e| failure(2, e))?;
+    let timeline = upsched_trace::build(&parsed);
+    let stats = Stats::of(&timeline);
+    if args.json {
+        let document = StatsDocument {
+            format_version: TRACE_STATS_FORMAT_VERSION,
+            format: timeline.format,
+            cpus: stats.cpus,
+            duration_ns: stats.duration_ns,
+            tasks: &stats.tasks,
+            total: &stats.total,
+            repairs: &timeline.repairs,
+        };
+        println!("{}", serde_json::to_string_pretty(&document)?);
+    } else {
+        print!("{}", render(&timeline, &stats));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ms(ns: u64) -> String {
+    format!("{:.3}", ns as f64 / 1e6)
+}
+
+fn wait_columns(wait: &WaitStats) -> String {
+    if wait.count == 0 {
+        return format!("{:>6} {:>9} {:>9} {:>9} {:>9}", 0, "-", "-", "-", "-");
+    }
+    format!(
+        "{:>6} {:>9} {:>9} {:>9} {:>9}",
+        wait.count,
+        ms(wait.mean_ns),
+        ms(wait.p50_ns),
+        ms(wait.p99_ns),
+        ms(wait.max_ns)
+    )
+}
+
+fn render(timeline: &Timeline, stats: &Stats) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: {} CPUs, {} ms, {} tasks",
+        timeline.format.name(),
+        stats.cpus,
+        ms(stats.duration_ns),
+        stats.total.tasks
+    );
+    let _ = writeln!(
+        out,
+        "{:<24} {:>8} {:>10} {:>8} {:>5} {:>6} {:>9} {:>9} {:>9} {:>9}",
+        "task",
+        "pid",
+        "cpu ms",
+        "switches",
+        "migr",
+        "waits",
+        "avg ms",
+        "p50 ms",
+        "p99 ms",
+        "max ms"
+    );
+    let mut order: Vec<&TaskStats> = stats.tasks.iter().collect();
+    order.sort_by_key(|t| std::cmp::Reverse(t.cpu_ns));
+    for task in order {
+        let name = if task.kernel_thread {
+            format!("{} [k]", task.comm)
+        } else {
+            task.comm.clone()
+        };
+        let _ = writeln!(
+            out,
+            "{:<24} {:>8} {:>10} {:>8} {:>5} {}",
+            name,
+            task.pid,
+            ms(task.cpu_ns),
+            task.switches,
+            task.migrations,
+            wait_columns(&task.wait)
+        );
+    }
+    let total = &stats.total;
+    let _ = writeln!(
+        out,
+        "{:<24} {:>8} {:>10} {:>8} {:>5} {}",
+        "total",
+        "",
+        ms(total.cpu_ns),
+        total.switches,
+        total.migrations,
+        wait_columns(&total.wait)
+    );
+    let repaired: Vec<String> = timeline
+        .repairs
+        .counts()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "repairs: {}",
+        if repaired.is_empty() {
+            "none".to_string()
+        } else {
+            repaired.join(", ")
+        }
+    );
+    if !timeline.repairs.other_events.is_empty() {
+        let other: Vec<String> = timeline
+            .repairs
+            .other_events
+            .iter()
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+        let _ = writeln!(out, "other events read past: {}", other.join(", "));
+    }
+    out
+}

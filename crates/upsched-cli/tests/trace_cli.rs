@@ -1,0 +1,100 @@
+//! `upsched trace stats` on the hand-written traces of `upsched-trace`: the figures, the JSON
+//! document, and the refusals.
+
+use std::process::{Command, Output};
+
+fn trace(name: &str) -> String {
+    format!(
+        "{}/../upsched-trace/tests/traces/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn upsched(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_upsched"))
+        .args(args)
+        .output()
+        .expect("run upsched")
+}
+
+#[test]
+fn stats_print_each_task_and_the_total() {
+    let out = upsched(&["trace", "stats", &trace("basic.perf.txt")]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "perf script: 2 CPUs, 5.000 ms, 2 tasks");
+    // By CPU time, most first: b ran 3.7 ms, a 2.5 ms.
+    let row = |line: &str| {
+        line.split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        row(lines[2]),
+        [
+            "b", "101", "3.700", "2", "1", "2", "0.600", "0.200", "1.000", "1.000"
+        ]
+    );
+    assert_eq!(
+        row(lines[3]),
+        [
+            "a", "100", "2.500", "2", "0", "1", "0.500", "0.500", "0.500", "0.500"
+        ]
+    );
+    assert_eq!(
+        row(lines[4]),
+        [
+            "total", "6.200", "4", "1", "3", "0.567", "0.500", "1.000", "1.000"
+        ]
+    );
+    assert_eq!(lines[5], "repairs: runnable_at_start 1");
+    assert_eq!(lines[6], "other events read past: irq:irq_handler_entry 1");
+}
+
+#[test]
+fn stats_json_holds_the_figures_and_the_repairs() {
+    let out = upsched(&["trace", "stats", &trace("repairs.perf.txt"), "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["format_version"], 1);
+    assert_eq!(doc["format"], "perf-script");
+    assert_eq!(doc["tasks"].as_array().unwrap().len(), 6);
+    assert_eq!(doc["total"]["cpu_ns"], 9_000_000);
+    assert_eq!(doc["total"]["wait"]["count"], 2);
+    for (repair, count) in [
+        ("out_of_order", 1),
+        ("missing_wakeups", 1),
+        ("pid_reuse", 1),
+        ("truncated_lines", 1),
+        ("inconsistent_switches", 0),
+    ] {
+        assert_eq!(doc["repairs"][repair], count, "{repair}");
+    }
+}
+
+#[test]
+fn what_is_not_a_trace_is_refused() {
+    let dir = std::env::temp_dir().join(format!("upsched-trace-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = dir.join("notes.txt");
+    std::fs::write(&text, "shopping list\n").unwrap();
+    let binary = dir.join("perf.data");
+    std::fs::write(&binary, [0u8, 159, 146, 150]).unwrap();
+    for (file, expected) in [
+        (text.to_str().unwrap(), "not a scheduler trace: line 1"),
+        (binary.to_str().unwrap(), "not text"),
+        ("/nonexistent/trace.txt", "No such file"),
+    ] {
+        let out = upsched(&["trace", "stats", file]);
+        assert_eq!(out.status.code(), Some(2), "{file}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{file}: {stderr}");
+        assert!(out.stdout.is_empty(), "{file}");
+        let out = upsched(&["trace", "stats", file, "--json"]);
+        assert_eq!(out.status.code(), Some(2), "{file}");
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["error"]["command"], "trace");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
