@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use upsched_trace::{Format, Repairs, Stats, TaskStats, Timeline, WaitStats};
+use upsched_trace::{Format, ImportOptions, Repairs, Stats, TaskStats, Timeline, WaitStats};
 
 use crate::failure::failure;
 
@@ -24,13 +24,40 @@ pub enum TraceAction {
         after_help = "Recording a trace:\n  perf sched record -- CMD && perf script > trace.txt\n  trace-cmd record -e sched -- CMD && trace-cmd report > trace.txt\n\nExamples:\n  upsched trace stats trace.txt\n  upsched trace stats trace.txt --json | jq '.total.wait.p99_ns'"
     )]
     Stats(StatsArgs),
+    /// Turn a trace into a scenario of the simulator (TOML, docs/simulator.md) that replays
+    /// each task's bursts, sleeps, wake-ups and forks.
+    ///
+    /// A task woken by another task blocks on an event of its own (`wake.NAME`) that its waker
+    /// signals where, in its burst, the wake-up happened; a task woken by nothing in the trace
+    /// (an interrupt, a timer) sleeps as long as it slept. Writes the TOML to stdout (or
+    /// --output) and a summary with the repairs to stderr. Run it with `upsched sim`.
+    ///
+    /// Exit status: 0 imported, 2 unreadable file, not a trace, or output not writable.
+    #[command(
+        after_help = "Examples:\n  upsched trace import trace.txt -o workload.toml && upsched sim workload.toml --policy linux-eevdf --policy fifo\n  upsched trace import trace.txt --skip-kernel-threads | less"
+    )]
+    Import(ImportArgs),
 }
 
 impl TraceAction {
     pub fn json(&self) -> bool {
-        let TraceAction::Stats(args) = self;
-        args.json
+        match self {
+            TraceAction::Stats(args) => args.json,
+            TraceAction::Import(_) => false,
+        }
     }
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// The text of `perf script` or `trace-cmd report` (`-`: standard input).
+    file: PathBuf,
+    /// Write the scenario here instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Leave out the kernel's own threads (kworker/, ksoftirqd/, ...; docs/traces.md).
+    #[arg(long)]
+    skip_kernel_threads: bool,
 }
 
 #[derive(Args)]
@@ -57,7 +84,38 @@ struct StatsDocument<'a> {
 }
 
 pub fn run(action: &TraceAction) -> anyhow::Result<ExitCode> {
-    let TraceAction::Stats(args) = action;
+    match action {
+        TraceAction::Stats(args) => stats(args),
+        TraceAction::Import(args) => import(args),
+    }
+}
+
+fn import(args: &ImportArgs) -> anyhow::Result<ExitCode> {
+    let parsed = upsched_trace::read(&args.file).map_err(|e| failure(2, e))?;
+    let timeline = upsched_trace::build(&parsed);
+    let options = ImportOptions {
+        skip_kernel_threads: args.skip_kernel_threads,
+    };
+    let scenario = upsched_trace::import(&timeline, options);
+    let toml = scenario.to_toml(&args.file.display().to_string());
+    match &args.output {
+        Some(path) => std::fs::write(path, &toml)
+            .map_err(|e| failure(2, format!("writing {}: {e}", path.display())))?,
+        None => print!("{toml}"),
+    }
+    let forked = scenario.tasks.iter().filter(|t| t.forked).count();
+    eprintln!(
+        "upsched trace import: {} tasks ({forked} started by a fork), {} wake-up events, {} CPUs, {} ms; repairs: {}",
+        scenario.tasks.len(),
+        scenario.woken.len(),
+        scenario.cpus,
+        ms(scenario.duration_ns),
+        repairs_line(&timeline.repairs)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stats(args: &StatsArgs) -> anyhow::Result<ExitCode> {
     let parsed = upsched_trace::read(&args.file).map_err(|e| failure(2, e))?;
     let timeline = upsched_trace::build(&parsed);
     let stats = Stats::of(&timeline);
@@ -76,6 +134,21 @@ pub fn run(action: &TraceAction) -> anyhow::Result<ExitCode> {
         print!("{}", render(&timeline, &stats));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The repairs made, `name count` for each that is not zero, or `none`.
+fn repairs_line(repairs: &Repairs) -> String {
+    let made: Vec<String> = repairs
+        .counts()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    if made.is_empty() {
+        "none".to_string()
+    } else {
+        made.join(", ")
+    }
 }
 
 fn ms(ns: u64) -> String {
@@ -150,22 +223,7 @@ fn render(timeline: &Timeline, stats: &Stats) -> String {
         total.migrations,
         wait_columns(&total.wait)
     );
-    let repaired: Vec<String> = timeline
-        .repairs
-        .counts()
-        .into_iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(name, n)| format!("{name} {n}"))
-        .collect();
-    let _ = writeln!(
-        out,
-        "repairs: {}",
-        if repaired.is_empty() {
-            "none".to_string()
-        } else {
-            repaired.join(", ")
-        }
-    );
+    let _ = writeln!(out, "repairs: {}", repairs_line(&timeline.repairs));
     if !timeline.repairs.other_events.is_empty() {
         let other: Vec<String> = timeline
             .repairs

@@ -98,3 +98,36 @@ fn what_is_not_a_trace_is_refused() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_imported_trace_runs_in_the_simulator() {
+    let dir = std::env::temp_dir().join(format!("upsched-trace-import-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("basic.toml");
+    let out = upsched(&[
+        "trace",
+        "import",
+        &trace("basic.trace-cmd.txt"),
+        "-o",
+        toml.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        summary.contains("2 tasks (0 started by a fork), 2 wake-up events, 2 CPUs"),
+        "{summary}"
+    );
+    let out = upsched(&[
+        "sim",
+        toml.to_str().unwrap(),
+        "--policy",
+        "linux-eevdf",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tasks = report["runs"][0]["tasks"].as_array().unwrap();
+    let names: Vec<&str> = tasks.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["a-100", "b-101"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,6 +4,7 @@
 //! and [`stats`] into the figures `perf sched latency` gives, with percentiles.
 
 pub mod parse;
+pub mod scenario;
 pub mod stats;
 pub mod timeline;
 
@@ -54,5 +55,6 @@ pub fn read(path: &Path) -> Result<Parsed, ReadError> {
 }
 
 pub use parse::{Event, EventKind, Format, ParseError, Parsed, TaskState, parse};
+pub use scenario::{ImportOptions, Phase, Scenario, TaskSpec, import};
 pub use stats::{Stats, TaskStats, TaskTotals, WaitStats};
-pub use timeline::{Repairs, Run, Task, TaskId, Timeline, Wait, WaitCause, build};
+pub use timeline::{Repairs, Run, RunEnd, Task, TaskId, Timeline, Wait, WaitCause, build};

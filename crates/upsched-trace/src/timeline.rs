@@ -22,6 +22,21 @@ pub struct Run {
     pub cpu: u32,
     pub start_ns: u64,
     pub end_ns: u64,
+    pub end: RunEnd,
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunEnd {
+    /// Switched out asleep: the end of a burst.
+    Slept,
+    /// Switched out still runnable (or its switch-out was lost).
+    Preempted,
+    /// Its last run.
+    Exited,
+    /// Still running when the trace ended.
+    TraceEnded,
 }
 
 /// Why a task became runnable.
@@ -261,11 +276,12 @@ impl Builder {
         }
     }
 
-    fn close_run(&mut self, id: TaskId, cpu: u32, since: u64, at: u64) {
+    fn close_run(&mut self, id: TaskId, cpu: u32, since: u64, at: u64, end: RunEnd) {
         self.tasks[id.0].runs.push(Run {
             cpu,
             start_ns: since,
             end_ns: at,
+            end,
         });
     }
 
@@ -353,16 +369,23 @@ impl Builder {
     }
 
     fn switch_out(&mut self, id: TaskId, cpu: u32, state: TaskState, at: u64) {
+        let end = if state == TaskState::Dead || self.exiting[id.0] {
+            RunEnd::Exited
+        } else if state == TaskState::Runnable {
+            RunEnd::Preempted
+        } else {
+            RunEnd::Slept
+        };
         match self.standing[id.0] {
-            Standing::Running { cpu: ran_on, since } => self.close_run(id, ran_on, since, at),
+            Standing::Running { cpu: ran_on, since } => self.close_run(id, ran_on, since, at, end),
             Standing::Unknown => {
                 self.repairs.running_at_start += 1;
-                self.close_run(id, cpu, self.start_ns, at);
+                self.close_run(id, cpu, self.start_ns, at, end);
                 self.last_cpu[id.0] = Some(cpu);
             }
             _ => self.repairs.inconsistent_switches += 1,
         }
-        if state == TaskState::Dead || self.exiting[id.0] {
+        if end == RunEnd::Exited {
             self.standing[id.0] = Standing::Gone;
             self.end(id, at);
             return;
@@ -390,7 +413,7 @@ impl Builder {
             Standing::New | Standing::Sleeping => self.repairs.missing_wakeups += 1,
             Standing::Running { cpu: other, since } => {
                 self.repairs.inconsistent_switches += 1;
-                self.close_run(id, other, since, at);
+                self.close_run(id, other, since, at, RunEnd::Preempted);
                 self.on_cpu[other as usize] = None;
             }
             Standing::Gone => {}
@@ -447,7 +470,7 @@ pub fn build(parsed: &Parsed) -> Timeline {
     // Runs still open end with the trace.
     for index in 0..builder.tasks.len() {
         if let Standing::Running { cpu, since } = builder.standing[index] {
-            builder.close_run(TaskId(index), cpu, since, end_ns);
+            builder.close_run(TaskId(index), cpu, since, end_ns, RunEnd::TraceEnded);
         }
     }
     Timeline {

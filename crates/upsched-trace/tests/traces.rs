@@ -1,7 +1,10 @@
 //! Hand-written traces with known answers: the same schedule printed by `perf script` and by
 //! `trace-cmd report`, and one that needs every kind of repair.
 
-use upsched_trace::{Format, ParseError, Stats, TaskId, Timeline, WaitCause, build, parse};
+use upsched_trace::{
+    Format, ImportOptions, ParseError, Phase, Stats, TaskId, Timeline, WaitCause, build, import,
+    parse,
+};
 
 fn timeline(name: &str) -> Timeline {
     let path = format!("{}/tests/traces/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -193,4 +196,96 @@ fn hostile_numbers_are_refused_not_allocated() {
         parse(pid).unwrap_err(),
         ParseError::Malformed { line: 1, .. }
     ));
+}
+
+/// The phases of each task of the imported scenario, by name.
+fn programs(scenario: &upsched_trace::Scenario) -> Vec<(&str, bool, u64, Vec<Phase>)> {
+    scenario
+        .tasks
+        .iter()
+        .map(|t| (t.name.as_str(), t.forked, t.start_ns, t.program.clone()))
+        .collect()
+}
+
+#[test]
+fn import_replays_bursts_wakeups_and_forks() {
+    let basic = timeline("basic.perf.txt");
+    let scenario = import(&basic, ImportOptions::default());
+    assert_eq!((scenario.cpus, scenario.duration_ns), (2, 5_000 * US));
+    assert_eq!(scenario.woken, vec![TaskId(0), TaskId(1)]);
+    assert_eq!(
+        programs(&scenario),
+        vec![
+            (
+                "a-100",
+                false,
+                0,
+                // a woke b 100 µs into its first burst, slept until b woke it.
+                vec![
+                    Phase::Run(100 * US),
+                    Phase::Signal(TaskId(1)),
+                    Phase::Run(900 * US),
+                    Phase::Block,
+                    Phase::Run(1_500 * US),
+                ]
+            ),
+            (
+                "b-101",
+                false,
+                0,
+                // b slept from before the trace until a woke it; its preemption is no sleep.
+                vec![
+                    Phase::Block,
+                    Phase::Run(1_700 * US),
+                    Phase::Signal(TaskId(0)),
+                    Phase::Run(2_000 * US),
+                ]
+            ),
+        ]
+    );
+
+    let repairs = timeline("repairs.perf.txt");
+    let scenario = import(&repairs, ImportOptions::default());
+    assert!(
+        scenario.woken.is_empty(),
+        "z was woken by an interrupt, x's wake-up was lost"
+    );
+    assert_eq!(
+        programs(&scenario),
+        vec![
+            ("z-300", false, 0, vec![Phase::Run(1_000 * US)]),
+            (
+                "x-200",
+                false,
+                0,
+                vec![
+                    Phase::Run(500 * US),
+                    Phase::Sleep(1_500 * US),
+                    Phase::Run(3_000 * US)
+                ]
+            ),
+            (
+                "y-201",
+                false,
+                500 * US,
+                vec![
+                    Phase::Run(2_500 * US),
+                    Phase::Fork(TaskId(4)),
+                    Phase::Run(1_000 * US)
+                ]
+            ),
+            // q and u never ran: nothing to replay.
+            ("w-300", true, 3_000 * US, vec![Phase::Run(1_000 * US)]),
+        ]
+    );
+    let toml = scenario.to_toml("repairs.perf.txt");
+    assert!(
+        toml.contains("[[task]]\nname = \"w-300\"\ncount = 0\n"),
+        "{toml}"
+    );
+    assert!(toml.contains("{ fork = \"w-300\" }"), "{toml}");
+    assert_eq!(
+        toml,
+        import(&repairs, ImportOptions::default()).to_toml("repairs.perf.txt")
+    );
 }
