@@ -6,8 +6,14 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use upsched_trace::{Format, ImportOptions, Repairs, Stats, TaskStats, Timeline, WaitStats};
+use upsched_sim::metrics::LatencySummary;
+use upsched_sim::report::RunReport;
+use upsched_sim::{RunOptions, engine, report, tenants};
+use upsched_trace::{
+    Format, ImportOptions, Repairs, Scenario, Stats, TaskStats, Timeline, WaitStats,
+};
 
+use crate::engine_arg::EngineArg;
 use crate::failure::failure;
 
 #[derive(Subcommand)]
@@ -37,6 +43,39 @@ pub enum TraceAction {
         after_help = "Examples:\n  upsched trace import trace.txt -o workload.toml && upsched sim workload.toml --policy linux-eevdf --policy fifo\n  upsched trace import trace.txt --skip-kernel-threads | less"
     )]
     Import(ImportArgs),
+    /// Replay a trace in the simulator under one or more policies and compare, per task and
+    /// in total, the trace's figures with the replay's, with the relative error of each.
+    ///
+    /// The trace is imported as `trace import` does (on a machine with the trace's CPU count)
+    /// and run once per policy; the figures are those of `trace stats` (CPU time, runnable
+    /// wait mean/p50/p99/max, switches, migrations). An error is (replay - trace) / trace,
+    /// `-` where the trace's figure is 0.
+    ///
+    /// Exit status: 0 replayed, 1 a policy failed in the simulator, 2 unreadable file, not a
+    /// trace, or an unknown policy.
+    #[command(
+        after_help = "Examples:\n  upsched trace replay trace.txt --policy linux-eevdf --policy fifo\n  upsched trace replay trace.txt --policy example:wfq --json | jq '.runs[0].total.error'"
+    )]
+    Replay(ReplayArgs),
+}
+
+#[derive(Args)]
+pub struct ReplayArgs {
+    /// The text of `perf script` or `trace-cmd report` (`-`: standard input).
+    file: PathBuf,
+    /// A policy to replay under (as `upsched sim --policy`), repeatable [default: linux-eevdf].
+    #[arg(long = "policy", value_name = "NAME|example:NAME|FILE.bpf.o")]
+    policies: Vec<String>,
+    /// Leave out the kernel's own threads (kworker/, ksoftirqd/, ...; docs/traces.md).
+    #[arg(long)]
+    skip_kernel_threads: bool,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print one JSON document (shape in docs/traces.md).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    engine: EngineArg,
 }
 
 impl TraceAction {
@@ -44,6 +83,7 @@ impl TraceAction {
         match self {
             TraceAction::Stats(args) => args.json,
             TraceAction::Import(_) => false,
+            TraceAction::Replay(args) => args.json,
         }
     }
 }
@@ -87,7 +127,214 @@ pub fn run(action: &TraceAction) -> anyhow::Result<ExitCode> {
     match action {
         TraceAction::Stats(args) => stats(args),
         TraceAction::Import(args) => import(args),
+        TraceAction::Replay(args) => replay(args),
     }
+}
+
+/// One figure of the trace and of the replay.
+#[derive(Serialize)]
+struct Compared {
+    trace: u64,
+    replay: u64,
+    /// (replay - trace) / trace; None where the trace's figure is 0.
+    error: Option<f64>,
+}
+
+impl Compared {
+    fn new(trace: u64, replay: u64) -> Compared {
+        let error = (trace > 0).then(|| (replay as f64 - trace as f64) / trace as f64);
+        Compared {
+            trace,
+            replay,
+            error,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Comparison {
+    name: String,
+    cpu_ns: Compared,
+    wait_mean_ns: Compared,
+    wait_p50_ns: Compared,
+    wait_p99_ns: Compared,
+    wait_max_ns: Compared,
+    switches: Compared,
+    migrations: Compared,
+}
+
+impl Comparison {
+    fn new(
+        name: &str,
+        trace: (&WaitStats, u64, u64, u64),
+        replay: (&LatencySummary, u64, u64, u64),
+    ) -> Comparison {
+        let (tw, tcpu, tswitches, tmigr) = trace;
+        let (rw, rcpu, rswitches, rmigr) = replay;
+        Comparison {
+            name: name.to_string(),
+            cpu_ns: Compared::new(tcpu, rcpu),
+            wait_mean_ns: Compared::new(tw.mean_ns, rw.mean_ns.round() as u64),
+            wait_p50_ns: Compared::new(tw.p50_ns, rw.p50_ns),
+            wait_p99_ns: Compared::new(tw.p99_ns, rw.p99_ns),
+            wait_max_ns: Compared::new(tw.max_ns, rw.max_ns),
+            switches: Compared::new(tswitches, rswitches),
+            migrations: Compared::new(tmigr, rmigr),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ReplayRun {
+    policy: String,
+    tasks: Vec<Comparison>,
+    total: Comparison,
+}
+
+#[derive(Serialize)]
+struct ReplayDocument {
+    format_version: u32,
+    format: Format,
+    cpus: u32,
+    duration_ns: u64,
+    runs: Vec<ReplayRun>,
+}
+
+fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
+    let parsed = upsched_trace::read(&args.file).map_err(|e| failure(2, e))?;
+    let timeline = upsched_trace::build(&parsed);
+    let stats = Stats::of(&timeline);
+    let options = ImportOptions {
+        skip_kernel_threads: args.skip_kernel_threads,
+    };
+    let imported = upsched_trace::import(&timeline, options);
+    let file = args.file.display().to_string();
+    let scenario = upsched_sim::parse_scenario(&imported.to_toml(&file), &file)
+        .map_err(|e| failure(2, format!("the imported scenario does not load: {e}")))?;
+    let policies = if args.policies.is_empty() {
+        vec!["linux-eevdf".to_string()]
+    } else {
+        args.policies.clone()
+    };
+    let cache = tenants::PolicyCache::new(args.engine.mode());
+    let mut schedulers = Vec::new();
+    for policy in &policies {
+        schedulers.push(
+            tenants::scheduler_from(policy, &scenario, &file, &cache).map_err(|e| failure(2, e))?,
+        );
+    }
+    let mut runs = Vec::new();
+    for (policy, scheduler) in policies.iter().zip(schedulers) {
+        let options = RunOptions {
+            seed: args.seed,
+            check_invariants: false,
+            ..RunOptions::default()
+        };
+        let outcome = engine::run(&scenario, scheduler, options)
+            .map_err(|e| failure(1, format!("{policy}: {e}")))?;
+        let run = report::run_report(&outcome, &scenario);
+        runs.push(compare(policy, &imported, &stats, &run));
+    }
+    if args.json {
+        let document = ReplayDocument {
+            format_version: TRACE_STATS_FORMAT_VERSION,
+            format: timeline.format,
+            cpus: stats.cpus,
+            duration_ns: stats.duration_ns,
+            runs,
+        };
+        println!("{}", serde_json::to_string_pretty(&document)?);
+    } else {
+        for run in &runs {
+            print!("{}", render_replay(run));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The imported tasks' figures in the trace against the replay's, matched by name.
+fn compare(policy: &str, imported: &Scenario, stats: &Stats, run: &RunReport) -> ReplayRun {
+    let replayed = |name: &str| run.tasks.iter().find(|t| t.name == name);
+    let mut tasks = Vec::new();
+    let mut trace_waits = Vec::new();
+    for spec in &imported.tasks {
+        let traced = &stats.tasks[spec.task.0];
+        let Some(sim) = replayed(&spec.name) else {
+            continue;
+        };
+        trace_waits.push(traced);
+        tasks.push(Comparison::new(
+            &spec.name,
+            (
+                &traced.wait,
+                traced.cpu_ns,
+                traced.switches,
+                traced.migrations,
+            ),
+            (
+                &sim.wait,
+                sim.cpu_ns,
+                sim.voluntary_switches + sim.involuntary_switches,
+                sim.migrations,
+            ),
+        ));
+    }
+    let totals = &run.totals;
+    let total = Comparison::new(
+        "total",
+        (
+            &stats.total.wait,
+            trace_waits.iter().map(|t| t.cpu_ns).sum(),
+            trace_waits.iter().map(|t| t.switches).sum(),
+            trace_waits.iter().map(|t| t.migrations).sum(),
+        ),
+        (
+            &totals.wait,
+            totals.cpu_ns,
+            totals.voluntary_switches + totals.involuntary_switches,
+            totals.migrations,
+        ),
+    );
+    ReplayRun {
+        policy: policy.to_string(),
+        tasks,
+        total,
+    }
+}
+
+fn error_text(compared: &Compared) -> String {
+    compared
+        .error
+        .map_or("-".to_string(), |e| format!("{:+.0}%", e * 100.0))
+}
+
+fn render_replay(run: &ReplayRun) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "policy {}: trace / replay (error)", run.policy);
+    let _ = writeln!(
+        out,
+        "{:<24} {:>26} {:>26} {:>26} {:>18}",
+        "task", "cpu ms", "wait avg ms", "wait p99 ms", "switches"
+    );
+    for row in run.tasks.iter().chain(std::iter::once(&run.total)) {
+        let ms_pair =
+            |c: &Compared| format!("{} / {} ({})", ms(c.trace), ms(c.replay), error_text(c));
+        let _ = writeln!(
+            out,
+            "{:<24} {:>26} {:>26} {:>26} {:>18}",
+            row.name,
+            ms_pair(&row.cpu_ns),
+            ms_pair(&row.wait_mean_ns),
+            ms_pair(&row.wait_p99_ns),
+            format!(
+                "{} / {} ({})",
+                row.switches.trace,
+                row.switches.replay,
+                error_text(&row.switches)
+            )
+        );
+    }
+    out
 }
 
 fn import(args: &ImportArgs) -> anyhow::Result<ExitCode> {

@@ -80,6 +80,8 @@ fn every_printing_subcommand_ends_quietly_on_a_closed_pipe() {
         &["sdk", "export", &format!("{out_dir}/sdk")],
         &["trace", "stats", &basic_trace],
         &["trace", "stats", &basic_trace, "--json"],
+        &["trace", "import", &basic_trace],
+        &["trace", "replay", &basic_trace],
     ]
     .iter()
     .filter_map(|args| into_closed_pipe(args).err())

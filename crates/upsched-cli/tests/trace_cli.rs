@@ -131,3 +131,56 @@ fn an_imported_trace_runs_in_the_simulator() {
     assert_eq!(names, ["a-100", "b-101"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_replay_compares_the_trace_with_each_policy() {
+    let out = upsched(&[
+        "trace",
+        "replay",
+        &trace("basic.perf.txt"),
+        "--policy",
+        "linux-eevdf",
+        "--policy",
+        "fifo",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = doc["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for (run, policy) in runs.iter().zip(["linux-eevdf", "fifo"]) {
+        assert_eq!(run["policy"], policy);
+        let names: Vec<&str> = run["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a-100", "b-101"]);
+        // The replay runs each burst in full within the trace's duration: the same CPU time.
+        for (row, cpu) in run["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip([2_500_000, 3_700_000])
+        {
+            assert_eq!(row["cpu_ns"]["trace"], cpu);
+            assert_eq!(row["cpu_ns"]["replay"], cpu);
+            assert_eq!(row["cpu_ns"]["error"], 0.0);
+        }
+        let wait = &run["total"]["wait_mean_ns"];
+        assert_eq!(wait["trace"], 566_666);
+        let error = wait["error"].as_f64().unwrap();
+        let expected = (wait["replay"].as_f64().unwrap() - 566_666.0) / 566_666.0;
+        assert!((error - expected).abs() < 1e-9, "{wait}");
+    }
+    let out = upsched(&[
+        "trace",
+        "replay",
+        &trace("basic.perf.txt"),
+        "--policy",
+        "nope",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown policy"));
+}
