@@ -1,7 +1,7 @@
 //! `upsched trace`: scheduler traces recorded on a real machine (docs/traces.md).
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
@@ -112,12 +112,36 @@ pub struct StatsArgs {
 /// The version of the `--json` document's shape.
 const TRACE_STATS_FORMAT_VERSION: u32 = 1;
 
+/// The head of every `--json` document of `trace`.
 #[derive(Serialize)]
-struct StatsDocument<'a> {
+struct TraceHeader {
     format_version: u32,
     format: Format,
     cpus: u32,
     duration_ns: u64,
+}
+
+impl TraceHeader {
+    fn of(timeline: &Timeline) -> TraceHeader {
+        TraceHeader {
+            format_version: TRACE_STATS_FORMAT_VERSION,
+            format: timeline.format,
+            cpus: timeline.cpus,
+            duration_ns: timeline.duration_ns(),
+        }
+    }
+}
+
+/// The timeline of the trace in `file`; an unreadable file or a non-trace ends with status 2.
+fn timeline_of(file: &Path) -> anyhow::Result<Timeline> {
+    let parsed = upsched_trace::read(file).map_err(|e| failure(2, e))?;
+    Ok(upsched_trace::build(&parsed))
+}
+
+#[derive(Serialize)]
+struct StatsDocument<'a> {
+    #[serde(flatten)]
+    header: TraceHeader,
     tasks: &'a [TaskStats],
     total: &'a upsched_trace::TaskTotals,
     repairs: &'a Repairs,
@@ -193,16 +217,13 @@ struct ReplayRun {
 
 #[derive(Serialize)]
 struct ReplayDocument {
-    format_version: u32,
-    format: Format,
-    cpus: u32,
-    duration_ns: u64,
+    #[serde(flatten)]
+    header: TraceHeader,
     runs: Vec<ReplayRun>,
 }
 
 fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
-    let parsed = upsched_trace::read(&args.file).map_err(|e| failure(2, e))?;
-    let timeline = upsched_trace::build(&parsed);
+    let timeline = timeline_of(&args.file)?;
     let stats = Stats::of(&timeline);
     let options = ImportOptions {
         skip_kernel_threads: args.skip_kernel_threads,
@@ -237,10 +258,7 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     if args.json {
         let document = ReplayDocument {
-            format_version: TRACE_STATS_FORMAT_VERSION,
-            format: timeline.format,
-            cpus: stats.cpus,
-            duration_ns: stats.duration_ns,
+            header: TraceHeader::of(&timeline),
             runs,
         };
         println!("{}", serde_json::to_string_pretty(&document)?);
@@ -338,8 +356,7 @@ fn render_replay(run: &ReplayRun) -> String {
 }
 
 fn import(args: &ImportArgs) -> anyhow::Result<ExitCode> {
-    let parsed = upsched_trace::read(&args.file).map_err(|e| failure(2, e))?;
-    let timeline = upsched_trace::build(&parsed);
+    let timeline = timeline_of(&args.file)?;
     let options = ImportOptions {
         skip_kernel_threads: args.skip_kernel_threads,
     };
@@ -363,15 +380,11 @@ fn import(args: &ImportArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn stats(args: &StatsArgs) -> anyhow::Result<ExitCode> {
-    let parsed = upsched_trace::read(&args.file).map_err(|e| failure(2, e))?;
-    let timeline = upsched_trace::build(&parsed);
+    let timeline = timeline_of(&args.file)?;
     let stats = Stats::of(&timeline);
     if args.json {
         let document = StatsDocument {
-            format_version: TRACE_STATS_FORMAT_VERSION,
-            format: timeline.format,
-            cpus: stats.cpus,
-            duration_ns: stats.duration_ns,
+            header: TraceHeader::of(&timeline),
             tasks: &stats.tasks,
             total: &stats.total,
             repairs: &timeline.repairs,
