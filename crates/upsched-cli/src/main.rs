@@ -245,7 +245,7 @@ impl Command {
             Command::Check(args) => ("check", args.json),
             Command::Call(args) => ("call", args.json),
             Command::Sim(args) => ("sim", args.json),
-            Command::Sweep(args) => ("sweep", args.json),
+            Command::Sweep(args) => ("sweep", args.json()),
             Command::Demo(_) => ("demo", false),
             Command::DemoWorker(_) => ("demo-worker", false),
             Command::Sdk { .. } => ("sdk", false),

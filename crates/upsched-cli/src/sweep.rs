@@ -3,16 +3,17 @@
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, Subcommand};
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
 use upsched_sim::faas::FaasParams;
 use upsched_sim::plots::{self, LegendEntry, Swatch, plot_error};
 use upsched_sim::report::{self, RunReport};
@@ -26,18 +27,25 @@ use crate::limits_arg::LimitArgs;
 #[derive(Args)]
 // A negative number reaches the value parser, which says what is wrong with it (clap would
 // take it for an option and suggest `-- -1`).
-#[command(allow_negative_numbers = true)]
+#[command(
+    allow_negative_numbers = true,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 pub struct SweepArgs {
+    #[command(subcommand)]
+    command: Option<SweepCommand>,
     /// Scenario: the built-in `faas[:NAME=VALUE,...]` (docs/faas-sim.md) or a TOML file.
-    scenario: String,
+    #[arg(required = true)]
+    scenario: Option<String>,
     /// The parameter to vary and its values: `NAME=V1,V2,...` or `NAME=FROM..TO:STEP` (TO
     /// included). For `faas`, NAME is one of its parameters (chains, rate, cpus, spin,
     /// pollers, ...). For a TOML file, NAME is the dotted path of a value in the file, array
     /// elements chosen by index or by their `name`: `machine.cpus`, `arrival.requests.rate`,
     /// `task.0.count`, `duration`; the new value keeps the old one's type (integer, float,
     /// string such as "5ms").
-    #[arg(long, value_name = "NAME=VALUES")]
-    param: String,
+    #[arg(long, value_name = "NAME=VALUES", required = true)]
+    param: Option<String>,
     /// Policy to run at every point; repeat for several (default: the scenario's `policy`).
     /// Any name `upsched sim` accepts.
     #[arg(long = "policy", value_name = "NAME")]
@@ -71,9 +79,219 @@ pub struct SweepArgs {
     /// Print the runs (metrics per run, failed runs with their error, files written) as JSON
     /// on stdout instead of the summary table; errors too are JSON then (see docs/cli.md).
     #[arg(long)]
-    pub json: bool,
+    json: bool,
+    /// Run only shard K of N of the grid (runs K, K+N, K+2N, ... in grid order) and write
+    /// DIR/sweep-shard-K-of-N.json instead of the CSV and plots; `upsched sweep merge` of
+    /// all N shards writes exactly the CSV and plots of the whole sweep. For array jobs on a
+    /// cluster (docs/simulator.md).
+    #[arg(long, value_name = "K/N", value_parser = Shard::parse)]
+    shard: Option<Shard>,
     #[command(flatten)]
     limits: LimitArgs,
+}
+
+#[derive(Subcommand)]
+enum SweepCommand {
+    /// Merge the shard files of a sharded sweep (`--shard K/N`) into the CSV, plots and
+    /// summary of the whole sweep, byte for byte those of an unsharded run.
+    ///
+    /// Every shard 1..N of the same sweep must be given once; shards of different sweeps, a
+    /// missing or repeated shard, or a damaged file are refused and nothing is written.
+    #[command(
+        after_help = "Examples:\n  upsched sweep merge shards/sweep-shard-*-of-8.json --out sweep-out"
+    )]
+    Merge(MergeArgs),
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// The shard files (sweep-shard-K-of-N.json).
+    #[arg(required = true)]
+    shards: Vec<PathBuf>,
+    /// Directory for sweep.csv and sweep-METRIC.svg.
+    #[arg(long, value_name = "DIR", default_value = "sweep-out")]
+    out: PathBuf,
+    /// Print the runs as JSON, as `upsched sweep --json` does.
+    #[arg(long)]
+    json: bool,
+}
+
+impl SweepArgs {
+    pub fn json(&self) -> bool {
+        match &self.command {
+            Some(SweepCommand::Merge(merge)) => merge.json,
+            None => self.json,
+        }
+    }
+}
+
+/// Shard `index` (from 1) of `count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Shard {
+    index: usize,
+    count: usize,
+}
+
+/// The most shards a sweep may be split into.
+const MAX_SHARDS: usize = 100_000;
+
+impl Shard {
+    fn parse(text: &str) -> Result<Shard, String> {
+        let (k, n) = text
+            .split_once('/')
+            .ok_or_else(|| format!("{text:?} is not K/N (e.g. 3/8)"))?;
+        let number = |t: &str| t.trim().parse::<usize>().ok();
+        match (number(k), number(n)) {
+            (Some(index), Some(count)) if (1..=count).contains(&index) && count <= MAX_SHARDS => {
+                Ok(Shard { index, count })
+            }
+            _ => Err(format!(
+                "{text:?}: K/N needs 1 <= K <= N <= {MAX_SHARDS} (e.g. 3/8)"
+            )),
+        }
+    }
+
+    /// Whether the run at `index` of the grid is this shard's.
+    fn holds(self, index: usize) -> bool {
+        index % self.count == self.index - 1
+    }
+
+    fn file_name(self) -> String {
+        format!("sweep-shard-{}-of-{}.json", self.index, self.count)
+    }
+}
+
+/// What one shard ran: the grid (so that the merge can check every shard is of one sweep and
+/// write its outputs) and its runs, every metric at full precision.
+#[derive(Serialize, Deserialize)]
+struct ShardFile {
+    format_version: u32,
+    shard: Shard,
+    grid: Grid,
+    rows: Vec<Row>,
+    failed: Vec<Failed>,
+}
+
+/// The largest shard file read: a bound on what a file can make the merge allocate.
+const MAX_SHARD_FILE_BYTES: u64 = 256 << 20;
+
+impl ShardFile {
+    fn write(&self, out: &Path, json: bool) -> anyhow::Result<ExitCode> {
+        let path = out.join(self.shard.file_name());
+        std::fs::write(&path, serde_json::to_string(self)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({ "format_version": SWEEP_FORMAT_VERSION, "files": [path.display().to_string()] })
+            );
+        } else {
+            println!(
+                "shard {} of {}: {} runs, {} failed; wrote {}",
+                self.shard.index,
+                self.shard.count,
+                self.rows.len(),
+                self.failed.len(),
+                path.display()
+            );
+        }
+        Ok(if self.failed.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    }
+
+    fn read(path: &Path) -> Result<ShardFile, String> {
+        use std::io::Read;
+        let name = path.display();
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_SHARD_FILE_BYTES + 1).read_to_string(&mut text))
+            .map_err(|e| format!("{name}: {e}"))?;
+        if text.len() as u64 > MAX_SHARD_FILE_BYTES {
+            return Err(format!(
+                "{name}: larger than {} MiB: not a shard file",
+                MAX_SHARD_FILE_BYTES >> 20
+            ));
+        }
+        let file: ShardFile = serde_json::from_str(&text)
+            .map_err(|e| format!("{name}: not a shard file of upsched sweep --shard: {e}"))?;
+        if file.format_version != SWEEP_FORMAT_VERSION {
+            return Err(format!(
+                "{name}: shard format version {}, this upsched reads {SWEEP_FORMAT_VERSION}",
+                file.format_version
+            ));
+        }
+        Ok(file)
+    }
+}
+
+/// `upsched sweep merge`: all shards of one sweep, checked, into its outputs.
+fn merge(args: &MergeArgs) -> Result<(Sheet, Vec<Row>, Vec<Failed>), String> {
+    let files = args
+        .shards
+        .iter()
+        .map(|p| ShardFile::read(p).map(|f| (p, f)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (first_path, first) = &files[0];
+    let count = first.shard.count;
+    let mut seen = vec![false; count];
+    let mut rows = Vec::new();
+    let mut failed = Vec::new();
+    for (path, file) in &files {
+        let name = path.display();
+        if file.grid != first.grid || file.shard.count != count {
+            return Err(format!(
+                "{name} is a shard of another sweep than {} (grid or shard count differ)",
+                first_path.display()
+            ));
+        }
+        let slot = &mut seen[file.shard.index - 1];
+        if std::mem::replace(slot, true) {
+            return Err(format!(
+                "{name}: shard {} of {count} given twice",
+                file.shard.index
+            ));
+        }
+        rows.extend(file.rows.iter().cloned());
+        failed.extend(file.failed.iter().cloned());
+    }
+    let missing: Vec<String> = (1..=count)
+        .filter(|k| !seen[k - 1])
+        .map(|k| k.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "shards {} of {count} are missing",
+            missing.join(", ")
+        ));
+    }
+    // Every run of the grid once, each as the grid places it, with every metric.
+    let jobs = first.grid.jobs();
+    let mut done = vec![false; jobs.len()];
+    for job in rows
+        .iter()
+        .map(|r| &r.job)
+        .chain(failed.iter().map(|f| &f.job))
+    {
+        let expected = jobs.get(job.index);
+        if expected != Some(job) || std::mem::replace(&mut done[job.index], true) {
+            return Err(format!(
+                "run {} of the grid is damaged or repeated",
+                job.index
+            ));
+        }
+    }
+    if let Some(index) = done.iter().position(|d| !d) {
+        return Err(format!("run {index} of the grid is in no shard"));
+    }
+    if rows.iter().any(|r| r.metrics.len() != METRICS.len()) {
+        return Err("a run has another number of metrics than this upsched knows".into());
+    }
+    rows.sort_by_key(|r| r.job.index);
+    failed.sort_by_key(|f| f.job.index);
+    Ok((Sheet::new(first.grid.clone())?, rows, failed))
 }
 
 /// A metric of one run: name, meaning, and how to read it from the report (`None`: does not
@@ -381,13 +599,93 @@ fn typed_like(old: &toml::Value, value: &str, path: &str) -> Result<toml::Value,
 }
 
 /// One run of the grid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Job {
+    /// Its place in the whole grid (points × policies × seeds, in that order).
+    index: usize,
     point: usize,
     policy: usize,
     seed: u64,
 }
 
+/// A run's result: every metric of [`METRICS`], in its order (`None` where it does not apply).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Row {
+    job: Job,
+    metrics: Vec<Option<f64>>,
+}
+
+impl Row {
+    fn of(job: Job, report: &RunReport) -> Row {
+        Row {
+            job,
+            metrics: METRICS.iter().map(|m| (m.read)(report)).collect(),
+        }
+    }
+
+    fn value(&self, metric: &Metric) -> Option<f64> {
+        let index = METRICS.iter().position(|m| m.name == metric.name)?;
+        self.metrics.get(index).copied().flatten()
+    }
+}
+
+/// What the outputs (CSV, plots, summary, JSON) are made of: the grid and the metrics. A
+/// shard's file carries it, so that merged shards give the outputs of the unsharded sweep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Grid {
+    /// The scenario's label in the plots' captions.
+    file: String,
+    param: String,
+    values: Vec<String>,
+    policies: Vec<String>,
+    seeds: u64,
+    columns: Vec<String>,
+    plotted: Vec<String>,
+}
+
+impl Grid {
+    fn jobs(&self) -> Vec<Job> {
+        let (policies, seeds) = (self.policies.len(), self.seeds);
+        (0..self.values.len())
+            .flat_map(|point| {
+                (0..policies).flat_map(move |policy| {
+                    (1..=seeds).map(move |seed| Job {
+                        index: (point * policies + policy) * seeds as usize + seed as usize - 1,
+                        point,
+                        policy,
+                        seed,
+                    })
+                })
+            })
+            .collect()
+    }
+}
+
+/// A grid with its metrics resolved.
+struct Sheet {
+    grid: Grid,
+    columns: Vec<&'static Metric>,
+    plotted: Vec<&'static Metric>,
+}
+
+impl Sheet {
+    fn new(grid: Grid) -> Result<Sheet, String> {
+        let resolve = |names: &[String]| -> Result<Vec<&'static Metric>, String> {
+            names.iter().map(|m| metric(m)).collect()
+        };
+        Ok(Sheet {
+            columns: resolve(&grid.columns)?,
+            plotted: resolve(&grid.plotted)?,
+            grid,
+        })
+    }
+}
+
 pub fn run(args: &SweepArgs) -> anyhow::Result<ExitCode> {
+    if let Some(SweepCommand::Merge(merge_args)) = &args.command {
+        let (sheet, rows, failed) = merge(merge_args).map_err(|e| failure(2, e))?;
+        return write_outputs(&merge_args.out, &sheet, &rows, &failed, merge_args.json);
+    }
     if args.metrics.iter().any(|m| m == "help") {
         for m in &METRICS {
             println!("{:<16} {}", m.name, m.about);
@@ -401,15 +699,10 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<ExitCode> {
 }
 
 struct Plan {
-    param: String,
-    values: Vec<String>,
+    sheet: Sheet,
     scenarios: Vec<Scenario>,
-    policies: Vec<String>,
     /// Each policy loaded once, instantiated per run.
     policy_cache: tenants::PolicyCache,
-    file: String,
-    columns: Vec<&'static Metric>,
-    plotted: Vec<&'static Metric>,
 }
 
 /// Checks every argument and builds every scenario before anything runs.
@@ -427,8 +720,11 @@ fn prepare(args: &SweepArgs) -> Result<Plan, String> {
     if args.seeds == 0 {
         return Err("--seeds must be at least 1".into());
     }
-    let (param, values) = parse_param(&args.param)?;
-    let base = Base::load(&args.scenario)?;
+    let (Some(scenario), Some(param)) = (&args.scenario, &args.param) else {
+        return Err("a sweep needs a scenario and --param".into());
+    };
+    let (param, values) = parse_param(param)?;
+    let base = Base::load(scenario)?;
     let scenarios = values
         .iter()
         .map(|v| base.with(&param, v))
@@ -460,29 +756,33 @@ fn prepare(args: &SweepArgs) -> Result<Plan, String> {
     if columns.is_empty() {
         columns = METRICS.iter().collect();
     }
-    Ok(Plan {
+    let name = |m: &&Metric| m.name.to_string();
+    let grid = Grid {
+        file,
         param,
         values,
-        scenarios,
         policies,
+        seeds: args.seeds,
+        columns: columns.iter().map(name).collect(),
+        plotted: plotted.iter().map(name).collect(),
+    };
+    Ok(Plan {
+        sheet: Sheet {
+            grid,
+            columns,
+            plotted,
+        },
+        scenarios,
         policy_cache: cache,
-        file,
-        columns,
-        plotted,
     })
 }
 
 fn execute(args: &SweepArgs, plan: Plan) -> anyhow::Result<ExitCode> {
-    let jobs: Vec<Job> = (0..plan.scenarios.len())
-        .flat_map(|point| {
-            (0..plan.policies.len()).flat_map(move |policy| {
-                (1..=args.seeds).map(move |seed| Job {
-                    point,
-                    policy,
-                    seed,
-                })
-            })
-        })
+    let grid = &plan.sheet.grid;
+    let jobs: Vec<Job> = grid
+        .jobs()
+        .into_iter()
+        .filter(|job| args.shard.is_none_or(|shard| shard.holds(job.index)))
         .collect();
     let threads = args
         .jobs
@@ -504,7 +804,7 @@ fn execute(args: &SweepArgs, plan: Plan) -> anyhow::Result<ExitCode> {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<RunReport, String>>>> =
+    let results: Mutex<Vec<Option<Result<Row, String>>>> =
         Mutex::new((0..jobs.len()).map(|_| None).collect());
     std::thread::scope(|scope| {
         for _ in 0..threads {
@@ -513,9 +813,9 @@ fn execute(args: &SweepArgs, plan: Plan) -> anyhow::Result<ExitCode> {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(job) = jobs.get(i) else { break };
                     let scenario = &plan.scenarios[job.point];
-                    let policy = &plan.policies[job.policy];
+                    let policy = &grid.policies[job.policy];
                     let outcome =
-                        tenants::scheduler_from(policy, scenario, &plan.file, &plan.policy_cache)
+                        tenants::scheduler_from(policy, scenario, &grid.file, &plan.policy_cache)
                             .and_then(|sched| {
                                 let opts = RunOptions {
                                     seed: job.seed,
@@ -528,9 +828,9 @@ fn execute(args: &SweepArgs, plan: Plan) -> anyhow::Result<ExitCode> {
                             });
                     let line = format!(
                         "{}={} {policy} seed {}",
-                        plan.param, plan.values[job.point], job.seed
+                        grid.param, grid.values[job.point], job.seed
                     );
-                    let result = outcome.map(|o| report::run_report(&o, scenario));
+                    let result = outcome.map(|o| Row::of(*job, &report::run_report(&o, scenario)));
                     if bar.is_hidden() {
                         eprintln!(
                             "[{}/{}] {line}{}",
@@ -560,38 +860,72 @@ fn execute(args: &SweepArgs, plan: Plan) -> anyhow::Result<ExitCode> {
     let mut failed = Vec::new();
     for (job, result) in jobs.iter().zip(results) {
         match result {
-            Some(Ok(report)) => rows.push((job, report)),
+            Some(Ok(row)) => rows.push(row),
             Some(Err(error)) => {
                 eprintln!(
                     "upsched sweep: {}={} {} seed {}: failed: {error}",
-                    plan.param, plan.values[job.point], plan.policies[job.policy], job.seed
+                    grid.param, grid.values[job.point], grid.policies[job.policy], job.seed
                 );
-                failed.push((job, error));
+                failed.push(Failed { job: *job, error });
             }
             None => anyhow::bail!("a sweep run produced no result"),
         }
     }
-    let csv_path = args.out.join("sweep.csv");
-    std::fs::write(&csv_path, csv(&plan, &rows))
+    if let Some(shard) = args.shard {
+        let file = ShardFile {
+            format_version: SWEEP_FORMAT_VERSION,
+            shard,
+            grid: grid.clone(),
+            rows,
+            failed,
+        };
+        return file.write(&args.out, args.json);
+    }
+    write_outputs(&args.out, &plan.sheet, &rows, &failed, args.json)
+}
+
+/// A run that failed, with its error.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Failed {
+    job: Job,
+    error: String,
+}
+
+/// Writes the CSV and the plots of `rows` (in grid order) into `out` and prints the summary
+/// (or the JSON document); status 1 if a run failed.
+fn write_outputs(
+    out: &Path,
+    sheet: &Sheet,
+    rows: &[Row],
+    failed: &[Failed],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let csv_path = out.join("sweep.csv");
+    std::fs::write(&csv_path, csv(sheet, rows))
         .with_context(|| format!("cannot write {}", csv_path.display()))?;
     let mut written = vec![csv_path.display().to_string()];
     let mut summaries = String::new();
-    for metric in &plan.plotted {
-        let svg = plot(&plan, &rows, metric).map_err(anyhow::Error::msg)?;
-        let svg_path = args.out.join(format!("sweep-{}.svg", metric.name));
+    for metric in &sheet.plotted {
+        let svg = plot(sheet, rows, metric).map_err(anyhow::Error::msg)?;
+        let svg_path = out.join(format!("sweep-{}.svg", metric.name));
         std::fs::write(&svg_path, svg)
             .with_context(|| format!("cannot write {}", svg_path.display()))?;
-        summaries.push_str(&summary(&plan, &rows, metric));
+        summaries.push_str(&summary(sheet, rows, metric));
         written.push(svg_path.display().to_string());
     }
-    if args.json {
-        let report = json_report(&plan, &rows, &failed, written);
+    if json {
+        let report = json_report(sheet, rows, failed, written);
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{summaries}");
         println!("wrote {}", written.join(", "));
         if !failed.is_empty() {
-            println!("{} of {} runs failed (see above)", failed.len(), jobs.len());
+            println!(
+                "{} of {} runs failed (see above)",
+                failed.len(),
+                rows.len() + failed.len()
+            );
         }
     }
     Ok(if failed.is_empty() {
@@ -607,26 +941,27 @@ const SWEEP_FORMAT_VERSION: u32 = 1;
 /// `sweep --json`: every run of the grid with its metrics, the failed runs with their error,
 /// and the files written.
 fn json_report(
-    plan: &Plan,
-    rows: &[(&Job, RunReport)],
-    failed: &[(&Job, String)],
+    sheet: &Sheet,
+    rows: &[Row],
+    failed: &[Failed],
     files: Vec<String>,
 ) -> serde_json::Value {
+    let grid = &sheet.grid;
     let run = |job: &Job| {
         serde_json::json!({
-            "value": plan.values[job.point],
-            "policy": plan.policies[job.policy],
+            "value": grid.values[job.point],
+            "policy": grid.policies[job.policy],
             "seed": job.seed,
         })
     };
     let runs: Vec<_> = rows
         .iter()
-        .map(|(job, report)| {
-            let mut entry = run(job);
-            let metrics: serde_json::Map<_, _> = plan
+        .map(|row| {
+            let mut entry = run(&row.job);
+            let metrics: serde_json::Map<_, _> = sheet
                 .columns
                 .iter()
-                .map(|m| (m.name.to_string(), (m.read)(report).into()))
+                .map(|m| (m.name.to_string(), row.value(m).into()))
                 .collect();
             entry["metrics"] = metrics.into();
             entry
@@ -634,17 +969,17 @@ fn json_report(
         .collect();
     let failed: Vec<_> = failed
         .iter()
-        .map(|(job, error)| {
-            let mut entry = run(job);
-            entry["error"] = error.clone().into();
+        .map(|f| {
+            let mut entry = run(&f.job);
+            entry["error"] = f.error.clone().into();
             entry
         })
         .collect();
     serde_json::json!({
         "format_version": SWEEP_FORMAT_VERSION,
-        "param": plan.param,
-        "values": plan.values,
-        "policies": plan.policies,
+        "param": grid.param,
+        "values": grid.values,
+        "policies": grid.policies,
         "runs": runs,
         "failed": failed,
         "files": files,
@@ -656,26 +991,30 @@ fn value_text(v: Option<f64>) -> String {
 }
 
 /// One row per run, in grid order (the same bytes for the same arguments).
-fn csv(plan: &Plan, rows: &[(&Job, RunReport)]) -> String {
+fn csv(sheet: &Sheet, rows: &[Row]) -> String {
+    let grid = &sheet.grid;
     let mut out = format!(
         "{},policy,seed,{}\n",
-        plan.param,
-        plan.columns
+        grid.param,
+        sheet
+            .columns
             .iter()
             .map(|m| m.name)
             .collect::<Vec<_>>()
             .join(",")
     );
-    for (job, report) in rows {
+    for row in rows {
+        let job = &row.job;
         let _ = writeln!(
             out,
             "{},{},{},{}",
-            plan.values[job.point],
-            plan.policies[job.policy],
+            grid.values[job.point],
+            grid.policies[job.policy],
             job.seed,
-            plan.columns
+            sheet
+                .columns
                 .iter()
-                .map(|m| value_text((m.read)(report)))
+                .map(|m| value_text(row.value(m)))
                 .collect::<Vec<_>>()
                 .join(",")
         );
@@ -685,19 +1024,15 @@ fn csv(plan: &Plan, rows: &[(&Job, RunReport)]) -> String {
 
 /// (mean, min, max) of `metric` per policy and point (`None` where it does not
 /// apply).
-fn aggregate(
-    plan: &Plan,
-    rows: &[(&Job, RunReport)],
-    metric: &Metric,
-) -> Vec<Vec<Option<(f64, f64, f64)>>> {
-    (0..plan.policies.len())
+fn aggregate(grid: &Grid, rows: &[Row], metric: &Metric) -> Vec<Vec<Option<(f64, f64, f64)>>> {
+    (0..grid.policies.len())
         .map(|policy| {
-            (0..plan.values.len())
+            (0..grid.values.len())
                 .map(|point| {
                     let values: Vec<f64> = rows
                         .iter()
-                        .filter(|(j, _)| j.policy == policy && j.point == point)
-                        .filter_map(|(_, r)| (metric.read)(r))
+                        .filter(|r| r.job.policy == policy && r.job.point == point)
+                        .filter_map(|r| r.value(metric))
                         .collect();
                     (!values.is_empty()).then(|| {
                         let mean = values.iter().sum::<f64>() / values.len() as f64;
@@ -712,20 +1047,21 @@ fn aggregate(
 }
 
 /// The mean of `metric` per point and policy, as a table.
-fn summary(plan: &Plan, rows: &[(&Job, RunReport)], metric: &Metric) -> String {
-    let stats = aggregate(plan, rows, metric);
-    let width = plan.param.len().max(12);
+fn summary(sheet: &Sheet, rows: &[Row], metric: &Metric) -> String {
+    let grid = &sheet.grid;
+    let stats = aggregate(grid, rows, metric);
+    let width = grid.param.len().max(12);
     let mut out = format!(
         "{} (mean over {} seeds)\n{:>width$}",
         metric.name,
-        rows.iter().map(|(j, _)| j.seed).max().unwrap_or(0),
-        plan.param
+        rows.iter().map(|r| r.job.seed).max().unwrap_or(0),
+        grid.param
     );
-    for p in &plan.policies {
+    for p in &grid.policies {
         let _ = write!(out, " {p:>16}");
     }
     out.push('\n');
-    for (point, value) in plan.values.iter().enumerate() {
+    for (point, value) in grid.values.iter().enumerate() {
         let _ = write!(out, "{value:>width$}");
         for policy in &stats {
             let cell = policy[point].map_or("-".into(), |(mean, _, _)| format!("{mean:.4}"));
@@ -796,9 +1132,10 @@ impl Ranged for ParamAxis {
 
 /// `metric` against the parameter, one line per policy (the mean over the seeds) on a band
 /// from their minimum to their maximum; the legend beside the chart.
-fn plot(plan: &Plan, rows: &[(&Job, RunReport)], metric: &Metric) -> Result<String, String> {
-    let stats = aggregate(plan, rows, metric);
-    let (xs, x_unit) = x_of(&plan.values);
+fn plot(sheet: &Sheet, rows: &[Row], metric: &Metric) -> Result<String, String> {
+    let grid = &sheet.grid;
+    let stats = aggregate(grid, rows, metric);
+    let (xs, x_unit) = x_of(&grid.values);
     let bounds =
         |f: fn(f64, f64) -> f64, init: f64, it: &mut dyn Iterator<Item = f64>| it.fold(init, f);
     let (x_lo, x_hi) = (
@@ -818,7 +1155,7 @@ fn plot(plan: &Plan, rows: &[(&Job, RunReport)], metric: &Metric) -> Result<Stri
         integer: x_unit.is_empty() && xs.iter().all(|x| x.fract() == 0.0),
     };
     let y_range = y_lo..if y_hi > y_lo { y_hi * 1.05 } else { y_lo + 1.0 };
-    let legend: Vec<LegendEntry> = plan
+    let legend: Vec<LegendEntry> = grid
         .policies
         .iter()
         .enumerate()
@@ -836,7 +1173,7 @@ fn plot(plan: &Plan, rows: &[(&Job, RunReport)], metric: &Metric) -> Result<Stri
         let (plot_area, legend_area) = root.split_horizontally(760);
         let mut chart = ChartBuilder::on(&plot_area)
             .caption(
-                format!("{}: {} against {}", plan.file, metric.name, plan.param),
+                format!("{}: {} against {}", grid.file, metric.name, grid.param),
                 ("sans-serif", 18),
             )
             .margin(12)
@@ -846,7 +1183,7 @@ fn plot(plan: &Plan, rows: &[(&Job, RunReport)], metric: &Metric) -> Result<Stri
             .map_err(plot_error)?;
         chart
             .configure_mesh()
-            .x_desc(format!("{}{x_unit}", plan.param))
+            .x_desc(format!("{}{x_unit}", grid.param))
             .x_label_formatter(&|x| format_number(*x))
             .y_desc(metric.axis)
             .draw()

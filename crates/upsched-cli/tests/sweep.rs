@@ -308,3 +308,131 @@ fn upsched_sim_runs_the_builtin_faas_scenario_and_refuses_bad_parameters() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("unknown faas parameter \"speed\""));
 }
+
+/// The arguments of a small grid of two policies and two seeds, 8 runs, into `out`.
+fn small_grid(out: &Path) -> Vec<String> {
+    [
+        "sweep",
+        &chain_scenario(),
+        "--param",
+        "arrival.requests.count=1..2",
+        "--policy",
+        "fifo",
+        "--policy",
+        "linux-eevdf",
+        "--seeds",
+        "2",
+        "--plot",
+        "idle_ratio",
+        "--plot",
+        "throughput",
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn run(args: &[String]) -> std::process::Output {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    upsched(&args)
+}
+
+#[test]
+fn sharded_sweeps_merge_into_the_bytes_of_the_whole_sweep() {
+    let dir = scratch("shards");
+    let whole = dir.join("whole");
+    let out = run(&small_grid(&whole));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shards = dir.join("shards");
+    let mut files = Vec::new();
+    for k in 1..=3 {
+        let mut args = small_grid(&shards);
+        args.extend(["--shard".into(), format!("{k}/3")]);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert!(!shards.join("sweep.csv").exists(), "a shard writes no CSV");
+        // Runs 1, 4, 7 / 2, 5, 8 / 3, 6 of the 8.
+        let runs = if k == 3 { 2 } else { 3 };
+        assert!(
+            text(&out.stdout).starts_with(&format!("shard {k} of 3: {runs} runs, 0 failed")),
+            "{}",
+            text(&out.stdout)
+        );
+        files.push(shards.join(format!("sweep-shard-{k}-of-3.json")));
+    }
+    let merged = dir.join("merged");
+    let mut merge = vec!["sweep".to_string(), "merge".into()];
+    // In any order.
+    merge.extend(files.iter().rev().map(|f| f.to_str().unwrap().to_string()));
+    merge.extend(["--out".into(), merged.to_str().unwrap().to_string()]);
+    let out = run(&merge);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for file in ["sweep.csv", "sweep-idle_ratio.svg", "sweep-throughput.svg"] {
+        let expected = std::fs::read(whole.join(file)).unwrap();
+        assert_eq!(
+            std::fs::read(merged.join(file)).unwrap(),
+            expected,
+            "{file}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(merged.join("sweep.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        9
+    );
+
+    // Refused, writing nothing: a missing shard, a repeated one, one of another sweep, a
+    // damaged file.
+    let refused = dir.join("refused");
+    let path = |f: &PathBuf| f.to_str().unwrap().to_string();
+    let other = dir.join("other");
+    let mut other_args = small_grid(&other);
+    other_args[3] = "arrival.requests.count=1..3".into();
+    other_args.extend(["--shard".into(), "3/3".into()]);
+    assert_eq!(run(&other_args).status.code(), Some(0));
+    let damaged = dir.join("damaged.json");
+    let mut text_of_1 = std::fs::read_to_string(&files[0]).unwrap();
+    text_of_1 = text_of_1.replacen("\"seed\":1", "\"seed\":7", 1);
+    std::fs::write(&damaged, text_of_1).unwrap();
+    for (shards, expected) in [
+        (
+            vec![path(&files[0]), path(&files[1])],
+            "shards 3 of 3 are missing",
+        ),
+        (
+            vec![path(&files[0]), path(&files[0]), path(&files[1])],
+            "given twice",
+        ),
+        (
+            vec![
+                path(&files[0]),
+                path(&files[1]),
+                path(&other.join("sweep-shard-3-of-3.json")),
+            ],
+            "another sweep",
+        ),
+        (
+            vec![path(&damaged), path(&files[1]), path(&files[2])],
+            "damaged or repeated",
+        ),
+        (vec![path(&dir.join("nope.json"))], "No such file"),
+    ] {
+        let mut args = vec!["sweep".to_string(), "merge".into()];
+        args.extend(shards);
+        args.extend(["--out".into(), path(&refused)]);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{expected}");
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(!refused.exists(), "{expected}: nothing written");
+    }
+    let mut bad_shard = small_grid(&shards);
+    bad_shard.extend(["--shard".into(), "4/3".into()]);
+    assert_eq!(run(&bad_shard).status.code(), Some(2));
+}
