@@ -7,9 +7,10 @@
 /// rest.
 pub const WAIT_BUCKETS: usize = 20;
 
-/// The counters of one class (the default class or a tenant slot).
+/// The counters of one class (the default class or a tenant slot). Serializable: the broker
+/// sends them to its clients as they are.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClassCounters {
     pub enqueues: u64,
     pub dispatches: u64,

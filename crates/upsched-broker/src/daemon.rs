@@ -22,9 +22,11 @@ use crate::audit::{AuditLog, AuditRecord, AuditResult};
 use crate::grants::{Grants, GrantsError};
 use crate::peer::Peer;
 use crate::protocol::{
-    DecodeError, ErrorKind, ErrorReply, FrameError, GrantView, HostStatus, Operation, Reply,
-    ReservedOperation, Response, Whoami, decode_request, read_frame, write_frame,
+    DecodeError, ErrorKind, ErrorReply, FrameError, GrantView, HostStatus, LoadArgs, Operation,
+    Reply, ReservedOperation, Response, TenantList, TenantStatsList, Whoami, decode_request,
+    read_frame, write_frame,
 };
+use crate::tenants::{LoadRequest, Tenants};
 
 /// Where the daemon listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/upsched/upsched.sock";
@@ -88,6 +90,8 @@ pub struct Daemon {
     grants: RwLock<Arc<Grants>>,
     audit: AuditLog,
     connections: Mutex<Connections>,
+    /// The kernel backend; its lock orders loads and unloads (admission runs outside it).
+    tenants: Mutex<Tenants>,
     stopping: AtomicBool,
 }
 
@@ -131,6 +135,7 @@ impl Daemon {
             grants: RwLock::new(Arc::new(grants)),
             audit,
             connections: Mutex::new(Connections::default()),
+            tenants: Mutex::new(Tenants::default()),
             stopping: AtomicBool::new(false),
         }))
     }
@@ -376,42 +381,88 @@ impl Daemon {
         };
         let id = request.id;
         let name = request.operation.name();
-        let reply = match request.operation {
-            Operation::HostStatus => Reply::HostStatus(self.host_status()),
-            Operation::Whoami => Reply::Whoami(self.whoami(peer)),
-            Operation::Reserved(op) => {
-                let (kind, reason) = match self.permission(peer, op) {
-                    Err(reason) => (ErrorKind::NotPermitted, reason),
-                    Ok(()) => (
-                        ErrorKind::NotSupported,
-                        format!(
-                            "`{name}` is not yet supported by this daemon: it serves host_status \
-                             and whoami; loading and managing tenants comes with the kernel \
-                             backend (issue 11)"
-                        ),
-                    ),
-                };
-                return self.refused(peer, name, Some(id), kind, reason);
+        if let Err(reason) = self.permission(peer, &request.operation) {
+            return self.refused(peer, name, Some(id), ErrorKind::NotPermitted, reason);
+        }
+        let mut record = AuditRecord::now(peer.uid(), peer.pid, name, AuditResult::Ok, None);
+        let outcome = match request.operation {
+            Operation::HostStatus => Ok(Reply::HostStatus(self.host_status())),
+            Operation::Whoami => Ok(Reply::Whoami(self.whoami(peer))),
+            Operation::Load(args) => self.load(peer, &args, &mut record).map(Reply::Loaded),
+            Operation::Unload(args) => {
+                record.tenant = Some(args.tenant.clone());
+                let unloaded = self.lock_tenants().unload(peer, &args.tenant);
+                unloaded.map(|tenant| {
+                    record.policy_hash = Some(tenant.policy_hash.clone());
+                    Reply::Unloaded(tenant)
+                })
             }
+            Operation::List => Ok(Reply::List(TenantList {
+                tenants: self.lock_tenants().list(peer),
+            })),
+            Operation::Stats(args) => {
+                record.tenant = args.tenant.clone();
+                let stats = self.lock_tenants().stats(peer, args.tenant.as_deref());
+                stats.map(|tenants| Reply::Stats(TenantStatsList { tenants }))
+            }
+            Operation::Reserved(op) => Err(ErrorReply::new(
+                ErrorKind::NotSupported,
+                format!(
+                    "`{}` is not yet supported by this daemon: it serves host_status, whoami, \
+                     load, unload, list and stats",
+                    op.name()
+                ),
+            )),
         };
-        self.audit.record(&AuditRecord::now(
-            peer.uid(),
-            peer.pid,
-            name,
-            AuditResult::Ok,
-            None,
-        ));
-        Response::ok(id, reply)
+        match outcome {
+            Ok(reply) => {
+                self.audit.record(&record);
+                Response::ok(id, reply)
+            }
+            Err(error) => {
+                record.result = if error.kind == ErrorKind::Internal {
+                    AuditResult::Error
+                } else {
+                    AuditResult::Refused
+                };
+                record.reason = Some(error.message.clone());
+                self.audit.record(&record);
+                Response::error(Some(id), error)
+            }
+        }
     }
 
-    /// Whether `peer` may ask for `op` at all: tenants are managed by root and grant holders,
-    /// the audit log is root's; everyone may list and read the statistics of their own.
-    fn permission(&self, peer: &Peer, op: ReservedOperation) -> Result<(), String> {
+    /// Admits `args` (outside the backend's lock: admission is the slow part), then checks it
+    /// against the grants and attaches it under the lock.
+    fn load(
+        &self,
+        peer: &Peer,
+        args: &LoadArgs,
+        record: &mut AuditRecord,
+    ) -> Result<crate::protocol::TenantView, ErrorReply> {
+        record.policy_hash = Some(upsched_policy::ContentHash::of(&args.policy).to_string());
+        record.tenant = args.name.clone();
+        let request = LoadRequest::admit(args)?;
+        record.tenant = Some(request.name().to_string());
+        let grants = self.grants();
+        self.lock_tenants().load(peer, &grants, request)
+    }
+
+    fn lock_tenants(&self) -> std::sync::MutexGuard<'_, Tenants> {
+        self.tenants.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `peer` may ask for `operation` at all: tenants are managed by root and grant
+    /// holders, the audit log is root's; everyone may list and read the statistics of their
+    /// own tenants.
+    fn permission(&self, peer: &Peer, operation: &Operation) -> Result<(), String> {
         if peer.is_root() {
             return Ok(());
         }
-        match op {
-            ReservedOperation::Load | ReservedOperation::Unload | ReservedOperation::Replace => {
+        match operation {
+            Operation::Load(_)
+            | Operation::Unload(_)
+            | Operation::Reserved(ReservedOperation::Replace) => {
                 let grants = self.grants();
                 if grants.covering(&peer.principal).next().is_none() {
                     return Err(format!(
@@ -422,8 +473,12 @@ impl Daemon {
                 }
                 Ok(())
             }
-            ReservedOperation::Audit => Err("only root may read the audit log".into()),
-            ReservedOperation::List | ReservedOperation::Stats => Ok(()),
+            Operation::Reserved(ReservedOperation::Audit) => {
+                Err("only root may read the audit log".into())
+            }
+            Operation::HostStatus | Operation::Whoami | Operation::List | Operation::Stats(_) => {
+                Ok(())
+            }
         }
     }
 
@@ -462,7 +517,7 @@ impl Daemon {
                 .unwrap_or_else(|| "unavailable".into()),
             upsched_host_loaded: root_ops.as_deref() == Some(upsched_kernel::host::SCHEDULER_NAME),
             root_ops,
-            tenants: 0,
+            tenants: self.lock_tenants().count() as u32,
             grants_file: self.config.grants.display().to_string(),
         }
     }

@@ -1,7 +1,8 @@
 //! upschedd, the broker: a root daemon that gives scheduling capabilities to users who are not
 //! root (issue 11). This crate holds the grants (`grants`, `docs/grants.md`), the cgroup scope
 //! checks (`scope`), the request protocol (`protocol`, `docs/protocol.md`), the daemon
-//! (`daemon`: socket, peers, bounds, audit log) and the client the CLI uses (`client`).
+//! (`daemon`: socket, peers, bounds, audit log), its kernel backend (`tenants`) and the client
+//! the CLI uses (`client`).
 
 pub mod audit;
 pub mod client;
@@ -10,3 +11,4 @@ pub mod grants;
 pub mod peer;
 pub mod protocol;
 pub mod scope;
+pub mod tenants;

@@ -99,51 +99,111 @@ pub struct Request {
 }
 
 /// What a client may ask.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Operation {
     /// Is the upsched host scheduler loaded in the kernel?
     HostStatus,
     /// Who the daemon sees, and the grants that cover it.
     Whoami,
+    /// Admit a policy object and attach it as a tenant.
+    Load(LoadArgs),
+    /// Detach a tenant.
+    Unload(TenantArgs),
+    /// The tenants the caller may see.
+    List,
+    /// The statistics of one tenant, or of every tenant the caller may see.
+    Stats(StatsArgs),
     /// An operation of the protocol that this daemon does not serve yet.
     Reserved(ReservedOperation),
 }
 
-/// The broker's operations that need the kernel backend (issue 11); each is answered with a
-/// `not_supported` error until the daemon serves it.
+/// The broker's operations that this daemon does not serve yet; each is answered with a
+/// `not_supported` error after the permission check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReservedOperation {
-    Load,
-    Unload,
     Replace,
-    List,
-    Stats,
     Audit,
+}
+
+/// A `load` request: the policy object and where and how its tenant runs. Bounds left out
+/// take the kernel backend's defaults (`TenantConfig::new`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadArgs {
+    /// The policy object's bytes, as lower-case hex.
+    #[serde(with = "hex_bytes")]
+    pub policy: Vec<u8>,
+    /// The cgroup2 directory the tenant governs.
+    pub cgroup: String,
+    pub level: u32,
+    pub weight: u32,
+    /// The tenant's name (unique in the daemon); default: the policy's declared name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice_min_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice_max_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub park_max_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog_ns: Option<u64>,
+}
+
+/// Names one tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantArgs {
+    pub tenant: String,
+}
+
+/// A `stats` request: one tenant, or (none named) every tenant the caller may see.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsArgs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+}
+
+/// Bytes as lower-case hex in JSON: every byte of an object survives, in a string.
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        serializer.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = <&str>::deserialize(deserializer)?;
+        if text.len() % 2 != 0 {
+            return Err(D::Error::custom("hex of odd length"));
+        }
+        (0..text.len())
+            .step_by(2)
+            .map(|i| {
+                text.get(i..i + 2)
+                    .filter(|pair| pair.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                    .ok_or_else(|| D::Error::custom(format!("not hex at offset {i}")))
+            })
+            .collect()
+    }
 }
 
 impl Operation {
     /// Its name on the wire.
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Operation::HostStatus => "host_status",
             Operation::Whoami => "whoami",
+            Operation::Load(_) => "load",
+            Operation::Unload(_) => "unload",
+            Operation::List => "list",
+            Operation::Stats(_) => "stats",
             Operation::Reserved(op) => op.name(),
         }
-    }
-
-    fn from_name(name: &str) -> Option<Self> {
-        Some(match name {
-            "host_status" => Operation::HostStatus,
-            "whoami" => Operation::Whoami,
-            "load" => Operation::Reserved(ReservedOperation::Load),
-            "unload" => Operation::Reserved(ReservedOperation::Unload),
-            "replace" => Operation::Reserved(ReservedOperation::Replace),
-            "list" => Operation::Reserved(ReservedOperation::List),
-            "stats" => Operation::Reserved(ReservedOperation::Stats),
-            "audit" => Operation::Reserved(ReservedOperation::Audit),
-            _ => return None,
-        })
     }
 
     /// Every operation name, for error messages and docs.
@@ -157,25 +217,73 @@ impl Operation {
         "stats",
         "audit",
     ];
+
+    /// The operation `name` of `payload`, with its arguments. Operations without arguments
+    /// refuse any; reserved operations are refused before theirs are read.
+    fn decode(name: &str, has_args: bool, payload: &[u8]) -> Result<Self, ArgsError> {
+        fn parse<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, ArgsError> {
+            let mut deserializer = serde_json::Deserializer::from_slice(payload);
+            let wire: WireRequest<IgnoredAny, T> =
+                serde_path_to_error::deserialize(&mut deserializer)
+                    .map_err(|e| ArgsError::Bad(e.to_string()))?;
+            wire.args.ok_or(ArgsError::Missing)
+        }
+        let none = |op: Operation| {
+            if has_args {
+                Err(ArgsError::Unexpected)
+            } else {
+                Ok(op)
+            }
+        };
+        match name {
+            "host_status" => none(Operation::HostStatus),
+            "whoami" => none(Operation::Whoami),
+            "list" => none(Operation::List),
+            "load" => parse(payload).map(Operation::Load),
+            "unload" => parse(payload).map(Operation::Unload),
+            "stats" if has_args => parse(payload).map(Operation::Stats),
+            "stats" => Ok(Operation::Stats(StatsArgs::default())),
+            "replace" => Ok(Operation::Reserved(ReservedOperation::Replace)),
+            "audit" => Ok(Operation::Reserved(ReservedOperation::Audit)),
+            _ => Err(ArgsError::UnknownOperation),
+        }
+    }
+
+    /// Its arguments on the wire, if it takes any.
+    fn args(&self) -> Option<serde_json::Value> {
+        let value = match self {
+            Operation::Load(args) => serde_json::to_value(args),
+            Operation::Unload(args) => serde_json::to_value(args),
+            Operation::Stats(args) if args.tenant.is_some() => serde_json::to_value(args),
+            _ => return None,
+        };
+        Some(value.expect("arguments serialize"))
+    }
+}
+
+/// Why an operation's arguments were refused.
+enum ArgsError {
+    UnknownOperation,
+    Missing,
+    Unexpected,
+    Bad(String),
 }
 
 impl ReservedOperation {
     pub fn name(self) -> &'static str {
         match self {
-            ReservedOperation::Load => "load",
-            ReservedOperation::Unload => "unload",
             ReservedOperation::Replace => "replace",
-            ReservedOperation::List => "list",
-            ReservedOperation::Stats => "stats",
             ReservedOperation::Audit => "audit",
         }
     }
 }
 
-/// A request as it travels. `args` belongs to the operation; the operations served today take
-/// none, and reserved operations are refused before their arguments are read.
+/// A request as it travels; `args` belongs to the operation.
 #[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    bound(deserialize = "Op: Deserialize<'de>, Args: Deserialize<'de>")
+)]
 struct WireRequest<Op, Args> {
     version: u32,
     id: u64,
@@ -223,23 +331,32 @@ pub fn decode_request(payload: &[u8]) -> Result<Request, DecodeError> {
     }
     let wire: WireRequest<String, IgnoredAny> = serde_json::from_slice(payload)
         .map_err(|e| malformed(head.id, format!("bad request: {e}")))?;
-    let operation = Operation::from_name(&wire.op).ok_or_else(|| DecodeError {
-        id: Some(wire.id),
-        error: ErrorReply::new(
-            ErrorKind::UnknownOperation,
-            format!(
-                "unknown operation {:?} (known: {})",
-                wire.op,
-                Operation::NAMES.join(", ")
+    let operation =
+        Operation::decode(&wire.op, wire.args.is_some(), payload).map_err(|e| match e {
+            ArgsError::UnknownOperation => DecodeError {
+                id: Some(wire.id),
+                error: ErrorReply::new(
+                    ErrorKind::UnknownOperation,
+                    format!(
+                        "unknown operation {:?} (known: {})",
+                        wire.op,
+                        Operation::NAMES.join(", ")
+                    ),
+                ),
+            },
+            ArgsError::Missing => malformed(
+                Some(wire.id),
+                format!("operation {:?} needs `args`", wire.op),
             ),
-        ),
-    })?;
-    if wire.args.is_some() && !matches!(operation, Operation::Reserved(_)) {
-        return Err(malformed(
-            Some(wire.id),
-            format!("operation {:?} takes no arguments", wire.op),
-        ));
-    }
+            ArgsError::Unexpected => malformed(
+                Some(wire.id),
+                format!("operation {:?} takes no arguments", wire.op),
+            ),
+            ArgsError::Bad(reason) => malformed(
+                Some(wire.id),
+                format!("bad arguments of {:?}: {reason}", wire.op),
+            ),
+        })?;
     Ok(Request {
         id: wire.id,
         operation,
@@ -248,11 +365,11 @@ pub fn decode_request(payload: &[u8]) -> Result<Request, DecodeError> {
 
 /// Encodes a request (the client's side).
 pub fn encode_request(request: &Request) -> Vec<u8> {
-    let wire = WireRequest::<&str, ()> {
+    let wire = WireRequest {
         version: PROTOCOL_VERSION,
         id: request.id,
         op: request.operation.name(),
-        args: None,
+        args: request.operation.args(),
     };
     serde_json::to_vec(&wire).expect("a request serializes")
 }
@@ -306,6 +423,54 @@ impl Response {
 pub enum Reply {
     HostStatus(HostStatus),
     Whoami(Whoami),
+    Loaded(TenantView),
+    Unloaded(TenantView),
+    List(TenantList),
+    Stats(TenantStatsList),
+}
+
+/// A tenant as the daemon keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantView {
+    pub name: String,
+    /// The uid that loaded it.
+    pub owner: u32,
+    /// The grant it was admitted under (`root` for root's tenants).
+    pub grant: String,
+    /// The name the policy declared.
+    pub policy: String,
+    /// SHA-256 of the policy object.
+    pub policy_hash: String,
+    /// The cgroup's canonical path and id when it was bound.
+    pub cgroup: String,
+    pub cgroup_id: u64,
+    pub level: u32,
+    pub weight: u32,
+    /// The host's tenant slot.
+    pub slot: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantList {
+    pub tenants: Vec<TenantView>,
+}
+
+/// A tenant and what the host counted for it since its slot was last reset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantStats {
+    pub tenant: TenantView,
+    /// Tasks the tenant governs now, and how many of them are runnable.
+    pub nr_tasks: i32,
+    pub nr_runnable: i32,
+    /// Decisions the host clamped to the tenant's bounds (the sum of the `clamp_*` counters).
+    pub clamps: u64,
+    /// The host's counters of the tenant's slot (docs/mechanism.md, "Statistics").
+    pub counters: upsched_abi::stats::ClassCounters,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantStatsList {
+    pub tenants: Vec<TenantStats>,
 }
 
 /// The kernel's scheduler state, as `/sys/kernel/sched_ext` shows it.
@@ -318,7 +483,7 @@ pub struct HostStatus {
     pub root_ops: Option<String>,
     /// Whether that scheduler is upsched's host.
     pub upsched_host_loaded: bool,
-    /// Tenants this daemon has attached (none until it serves loads).
+    /// Tenants this daemon has attached.
     pub tenants: u32,
     /// The grants file in force.
     pub grants_file: String,
@@ -409,6 +574,11 @@ pub enum ErrorKind {
     NotSupported,
     /// The caller's grants do not allow it.
     NotPermitted,
+    /// The policy or its tenant parameters were refused (by `upsched check`, the bounds of the
+    /// kernel backend, or the kernel verifier, whose log the message carries); nothing changed.
+    Rejected,
+    /// No such tenant, or not one of the caller's.
+    UnknownTenant,
     /// Too many connections, or too many requests of this user at once; retry later.
     Busy,
     /// No complete request arrived in time; the daemon closes the connection.

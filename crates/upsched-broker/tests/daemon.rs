@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use upsched_broker::audit::{AuditRecord, AuditResult};
 use upsched_broker::client::{Client, ClientError};
 use upsched_broker::protocol::{
-    ErrorKind, MAX_MESSAGE_BYTES, Operation, Outcome, Reply, Request, ReservedOperation, Response,
-    encode_request, read_frame, write_frame,
+    ErrorKind, ErrorReply, LoadArgs, MAX_MESSAGE_BYTES, Operation, Outcome, Reply, Request,
+    ReservedOperation, Response, StatsArgs, TenantList, TenantStatsList, encode_request,
+    read_frame, write_frame,
 };
 
 const NOBODY: u32 = 65534;
@@ -127,6 +128,20 @@ fn exchange(stream: &mut UnixStream, payload: &[u8]) -> Response {
     Response::decode(&read_frame(stream).unwrap()).unwrap()
 }
 
+fn load_args(policy: &[u8], cgroup: &str) -> LoadArgs {
+    LoadArgs {
+        policy: policy.to_vec(),
+        cgroup: cgroup.into(),
+        level: 1,
+        weight: 100,
+        name: None,
+        slice_min_ns: None,
+        slice_max_ns: None,
+        park_max_ns: None,
+        watchdog_ns: None,
+    }
+}
+
 fn error_kind(response: &Response) -> ErrorKind {
     match &response.outcome {
         Outcome::Error(e) => e.kind,
@@ -190,15 +205,8 @@ fn host_status_and_whoami_round_trip_and_are_audited() {
         assert_eq!(g.capabilities, ["hints.read", "sched.order"]);
     }
 
-    // Operations that need the kernel backend are refused as such, not faked.
-    for op in [
-        ReservedOperation::Load,
-        ReservedOperation::Unload,
-        ReservedOperation::Replace,
-        ReservedOperation::List,
-        ReservedOperation::Stats,
-        ReservedOperation::Audit,
-    ] {
+    // Operations this daemon does not serve yet are refused as such, not faked.
+    for op in [ReservedOperation::Replace, ReservedOperation::Audit] {
         match client.call(Operation::Reserved(op)) {
             Err(ClientError::Refused(e)) if nix::unistd::getuid().is_root() => {
                 assert_eq!(e.kind, ErrorKind::NotSupported, "{op:?}");
@@ -212,6 +220,15 @@ fn host_status_and_whoami_round_trip_and_are_audited() {
             other => panic!("{op:?}: {other:?}"),
         }
     }
+    // No tenant yet: empty lists, not errors.
+    assert_eq!(
+        client.call(Operation::List).unwrap(),
+        Reply::List(TenantList { tenants: vec![] })
+    );
+    assert_eq!(
+        client.call(Operation::Stats(StatsArgs::default())).unwrap(),
+        Reply::Stats(TenantStatsList { tenants: vec![] })
+    );
     let audit = daemon.audit();
     let operations: Vec<_> = audit
         .iter()
@@ -224,18 +241,17 @@ fn host_status_and_whoami_round_trip_and_are_audited() {
             ("whoami", AuditResult::Ok)
         ]
     );
-    assert_eq!(operations.len(), 8, "{operations:?}");
+    assert_eq!(operations.len(), 6, "{operations:?}");
     let load = &audit[2];
     assert_eq!(
         (load.operation.as_str(), load.result, load.uid, load.pid),
-        ("load", AuditResult::Refused, me.uid, me.pid)
+        ("replace", AuditResult::Refused, me.uid, me.pid)
     );
-    assert!(
-        load.reason
-            .as_deref()
-            .unwrap()
-            .contains("not yet supported")
-    );
+    assert!(load.reason.as_deref().unwrap().contains(if me.uid == 0 {
+        "not yet supported"
+    } else {
+        "grant"
+    }));
     assert!(
         load.time.ends_with('Z') && load.time.len() == "2026-01-01T00:00:00.000000Z".len(),
         "{}",
@@ -339,14 +355,14 @@ fn an_unprivileged_peer_is_identified_by_the_kernel_and_refused_what_it_lacks() 
     );
     let ops = [
         Operation::Whoami,
-        Operation::Reserved(ReservedOperation::Load),
+        Operation::Load(load_args(b"not an object", "/sys/fs/cgroup")),
         Operation::Reserved(ReservedOperation::Audit),
-        Operation::Reserved(ReservedOperation::List),
+        Operation::Reserved(ReservedOperation::Replace),
     ];
     let mut requests: Vec<_> = ops
-        .iter()
+        .into_iter()
         .enumerate()
-        .map(|(i, op)| request(*op, i as u64))
+        .map(|(i, op)| request(op, i as u64))
         .collect();
     // Claiming to be root in the request is not a field of the protocol.
     requests.push(br#"{"version":1,"id":9,"op":"whoami","uid":0}"#.to_vec());
@@ -366,7 +382,7 @@ fn an_unprivileged_peer_is_identified_by_the_kernel_and_refused_what_it_lacks() 
         [
             ErrorKind::NotPermitted,
             ErrorKind::NotPermitted,
-            ErrorKind::NotSupported,
+            ErrorKind::NotPermitted,
             ErrorKind::Malformed
         ]
     );
@@ -402,7 +418,10 @@ fn an_unprivileged_peer_is_identified_by_the_kernel_and_refused_what_it_lacks() 
             &daemon.socket(),
             &[
                 request(Operation::Whoami, 1),
-                request(Operation::Reserved(ReservedOperation::Load), 2),
+                request(
+                    Operation::Load(load_args(b"not an object", "/sys/fs/cgroup")),
+                    2,
+                ),
             ],
         );
         let Outcome::Ok(Reply::Whoami(who)) = &responses[0].outcome else {
@@ -410,7 +429,8 @@ fn an_unprivileged_peer_is_identified_by_the_kernel_and_refused_what_it_lacks() 
         };
         if !who.grants.is_empty() {
             assert_eq!(who.grants[0].name, "nogroup");
-            assert_eq!(error_kind(&responses[1]), ErrorKind::NotSupported);
+            // Past the permission check: admission refuses the object.
+            assert_eq!(error_kind(&responses[1]), ErrorKind::Rejected);
             break;
         }
         assert!(Instant::now() < deadline, "the reload never took effect");
@@ -773,4 +793,206 @@ fn the_systemd_unit_gives_the_daemon_the_directories_it_uses_by_default() {
     );
     assert_eq!(value("ExecStart"), "/usr/local/bin/upschedd");
     assert!(value("ExecReload").contains("-HUP"));
+}
+
+/// A cgroup2 mount this test may create cgroups in, if the machine has one.
+fn cgroup2_mount() -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mountpoint = left.split_whitespace().nth(4)?;
+        (right.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(mountpoint))
+    })
+}
+
+/// Cgroups made for one test, removed (deepest first) when dropped.
+struct Cgroups(Vec<PathBuf>);
+
+impl Cgroups {
+    fn make(&mut self, path: PathBuf, owner: u32) -> PathBuf {
+        std::fs::create_dir(&path).unwrap();
+        std::os::unix::fs::chown(&path, Some(owner), Some(owner)).unwrap();
+        self.0.push(path.clone());
+        path
+    }
+}
+
+impl Drop for Cgroups {
+    fn drop(&mut self) {
+        for path in self.0.iter().rev() {
+            let _ = std::fs::remove_dir(path);
+        }
+    }
+}
+
+fn policy(name: &str) -> &'static [u8] {
+    upsched_policies::policy(name).unwrap()
+}
+
+fn capabilities_of(name: &str) -> Vec<String> {
+    let admitted = upsched_policy::admit(policy(name), &upsched_policy::Limits::default()).unwrap();
+    admitted
+        .capabilities()
+        .iter()
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+fn refusal(response: &Response) -> &ErrorReply {
+    match &response.outcome {
+        Outcome::Error(e) => e,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_granted_user_is_refused_each_load_its_grant_does_not_allow_with_every_reason() {
+    if !root_only("load refusals") {
+        return;
+    }
+    let Some(mount) = cgroup2_mount() else {
+        eprintln!("load refusals: skipped, no cgroup2 mount");
+        return;
+    };
+    let base = mount.join(format!("upsched-broker-test-{}", std::process::id()));
+    let mut cgroups = Cgroups(Vec::new());
+    cgroups.make(base.clone(), 0);
+    let scope = cgroups.make(base.join("scope"), 0);
+    let mine = cgroups.make(scope.join("mine"), NOBODY);
+    let theirs = cgroups.make(scope.join("theirs"), 1000);
+    let outside = cgroups.make(base.join("outside"), NOBODY);
+    // The grant holds exactly what fifo needs; faas needs more.
+    let fifo_caps = capabilities_of("fifo");
+    let missing: Vec<_> = capabilities_of("faas")
+        .into_iter()
+        .filter(|c| !fifo_caps.contains(c))
+        .collect();
+    assert!(!missing.is_empty(), "faas needs nothing fifo does not");
+    let caps: Vec<_> = fifo_caps.iter().map(|c| format!("{c:?}")).collect();
+    let daemon = Daemon::start(
+        &format!(
+            r#"version = 1
+[[grant]]
+name = "nogroup"
+groups = [65534]
+capabilities = [{}]
+scopes = ["{}"]
+max_level = 2
+max_weight = 200
+max_tenants = 1
+slice_min = "500us"
+slice_max = "20ms"
+park_max = "100ms"
+watchdog_max = "3s"
+"#,
+            caps.join(", "),
+            scope.display()
+        ),
+        &[],
+    );
+    let link = daemon.dir.path().join("link");
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    let path = |p: &Path| p.display().to_string();
+    let mut too_much = load_args(policy("faas"), &path(&mine));
+    too_much.level = 3;
+    too_much.weight = 300;
+    let through_parent = format!("{}/../../outside", path(&mine));
+    let cases: Vec<(LoadArgs, ErrorKind, Vec<String>)> = vec![
+        (
+            too_much,
+            ErrorKind::NotPermitted,
+            missing
+                .iter()
+                .map(|c| format!("capability {c} missing"))
+                .chain([
+                    "level 3 above the grant's max_level 2".to_string(),
+                    "weight 300 above the grant's max_weight 200".to_string(),
+                ])
+                .collect(),
+        ),
+        (
+            load_args(policy("fifo"), &path(&outside)),
+            ErrorKind::NotPermitted,
+            vec!["outside every granted scope".into()],
+        ),
+        (
+            load_args(policy("fifo"), &path(&link)),
+            ErrorKind::NotPermitted,
+            vec!["outside every granted scope".into()],
+        ),
+        (
+            load_args(policy("fifo"), &through_parent),
+            ErrorKind::NotPermitted,
+            vec!["goes through `..`".into()],
+        ),
+        (
+            load_args(policy("fifo"), &path(&theirs)),
+            ErrorKind::NotPermitted,
+            vec!["belongs to uid 1000".into()],
+        ),
+        (
+            load_args(b"\x7fELF but not an object", &path(&mine)),
+            ErrorKind::Rejected,
+            vec!["refused by `upsched check`".into()],
+        ),
+    ];
+    let mut requests: Vec<_> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (args, _, _))| request(Operation::Load(args.clone()), i as u64))
+        .collect();
+    requests.push(request(Operation::List, 100));
+    let (_, responses) = as_nobody(&daemon.socket(), &requests);
+    assert_eq!(responses.len(), cases.len() + 1);
+    for ((args, kind, reasons), response) in cases.iter().zip(&responses) {
+        let e = refusal(response);
+        assert_eq!(e.kind, *kind, "{}: {}", args.cgroup, e.message);
+        for reason in reasons {
+            assert!(
+                e.message.contains(reason.as_str()),
+                "{reason:?} not in {}",
+                e.message
+            );
+        }
+    }
+    assert_eq!(
+        responses.last().unwrap().outcome,
+        Outcome::Ok(Reply::List(TenantList { tenants: vec![] }))
+    );
+    // Each refusal is audited with the policy's hash.
+    let audit = daemon.audit();
+    let loads: Vec<_> = audit.iter().filter(|r| r.operation == "load").collect();
+    assert_eq!(loads.len(), cases.len());
+    assert!(loads.iter().all(|r| r.result == AuditResult::Refused));
+    assert_eq!(
+        loads[1].policy_hash.as_deref(),
+        Some(
+            upsched_policy::ContentHash::of(policy("fifo"))
+                .to_string()
+                .as_str()
+        )
+    );
+
+    // A load the grant allows gets past every check to the kernel; where the kernel has no
+    // sched_ext the host cannot load, and the failure leaves no tenant behind.
+    if upsched_kernel::sched_ext_state().is_none() {
+        let (_, responses) = as_nobody(
+            &daemon.socket(),
+            &[
+                request(Operation::Load(load_args(policy("fifo"), &path(&mine))), 1),
+                request(Operation::List, 2),
+            ],
+        );
+        let e = refusal(&responses[0]);
+        assert_eq!(e.kind, ErrorKind::Internal, "{}", e.message);
+        assert!(
+            e.message.contains("cannot load the host scheduler"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            responses[1].outcome,
+            Outcome::Ok(Reply::List(TenantList { tenants: vec![] }))
+        );
+    }
 }

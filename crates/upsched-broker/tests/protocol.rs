@@ -4,9 +4,9 @@ use std::io::Read;
 use std::path::Path;
 
 use upsched_broker::protocol::{
-    DecodeError, ErrorKind, ErrorReply, FrameError, HostStatus, MAX_MESSAGE_BYTES, Operation,
-    PROTOCOL_VERSION, Reply, Request, ReservedOperation, Response, decode_request, encode_request,
-    fuzz_decode, read_frame, write_frame,
+    DecodeError, ErrorKind, ErrorReply, FrameError, HostStatus, LoadArgs, MAX_MESSAGE_BYTES,
+    Operation, PROTOCOL_VERSION, Reply, Request, ReservedOperation, Response, StatsArgs,
+    TenantArgs, decode_request, encode_request, fuzz_decode, read_frame, write_frame,
 };
 
 fn framed(payload: &[u8]) -> Vec<u8> {
@@ -21,10 +21,28 @@ fn refused(payload: &str) -> DecodeError {
 
 #[test]
 fn requests_round_trip_through_frames() {
+    let load = LoadArgs {
+        policy: vec![0x7f, b'E', b'L', b'F', 0, 0xff],
+        cgroup: "/sys/fs/cgroup/tenants/a".into(),
+        level: 1,
+        weight: 100,
+        name: Some("a".into()),
+        slice_min_ns: None,
+        slice_max_ns: Some(5_000_000),
+        park_max_ns: None,
+        watchdog_ns: None,
+    };
     for operation in [
         Operation::HostStatus,
         Operation::Whoami,
-        Operation::Reserved(ReservedOperation::Load),
+        Operation::Load(load),
+        Operation::Unload(TenantArgs { tenant: "a".into() }),
+        Operation::List,
+        Operation::Stats(StatsArgs::default()),
+        Operation::Stats(StatsArgs {
+            tenant: Some("a".into()),
+        }),
+        Operation::Reserved(ReservedOperation::Replace),
     ] {
         let request = Request { id: 7, operation };
         let bytes = framed(&encode_request(&request));
@@ -44,11 +62,19 @@ fn requests_round_trip_through_frames() {
         }
     );
     // Reserved operations decode whatever their arguments: the daemon refuses them unread.
-    let load = decode_request(br#"{"version":1,"id":4,"op":"load","args":{"cgroup":"/x"}}"#);
+    let replace = decode_request(br#"{"version":1,"id":4,"op":"replace","args":{"x":1}}"#);
     assert_eq!(
-        load.unwrap().operation,
-        Operation::Reserved(ReservedOperation::Load)
+        replace.unwrap().operation,
+        Operation::Reserved(ReservedOperation::Replace)
     );
+    // The policy travels as hex.
+    let load = decode_request(
+        br#"{"version":1,"id":4,"op":"load","args":{"policy":"00ff","cgroup":"/x","level":0,"weight":1}}"#,
+    );
+    let Operation::Load(args) = load.unwrap().operation else {
+        panic!()
+    };
+    assert_eq!(args.policy, [0, 0xff]);
 }
 
 #[test]
@@ -143,6 +169,30 @@ fn malformed_and_wrong_version_requests_are_refused_with_their_kind() {
             "trailing characters",
         ),
         (
+            "{\"version\":1,\"id\":5,\"op\":\"unload\"}",
+            ErrorKind::Malformed,
+            Some(5),
+            "needs `args`",
+        ),
+        (
+            "{\"version\":1,\"id\":5,\"op\":\"load\",\"args\":{\"policy\":\"0g\",\"cgroup\":\"/x\",\"level\":0,\"weight\":1}}",
+            ErrorKind::Malformed,
+            Some(5),
+            "args.policy: not hex at offset 0",
+        ),
+        (
+            "{\"version\":1,\"id\":5,\"op\":\"load\",\"args\":{\"policy\":\"00\",\"cgroup\":\"/x\",\"level\":0}}",
+            ErrorKind::Malformed,
+            Some(5),
+            "missing field `weight`",
+        ),
+        (
+            "{\"version\":1,\"id\":5,\"op\":\"list\",\"args\":{}}",
+            ErrorKind::Malformed,
+            Some(5),
+            "takes no arguments",
+        ),
+        (
             "{\"version\":1,\"id\":5,\"op\":7}",
             ErrorKind::Malformed,
             Some(5),
@@ -169,9 +219,12 @@ fn nesting_as_deep_as_a_message_allows_neither_overflows_nor_passes() {
     assert!(deep("load").len() <= MAX_MESSAGE_BYTES as usize);
     // Arguments of an operation not served are skipped unread; those of one served are refused.
     assert_eq!(
-        decode_request(deep("load").as_bytes()).unwrap().operation,
-        Operation::Reserved(ReservedOperation::Load)
+        decode_request(deep("replace").as_bytes())
+            .unwrap()
+            .operation,
+        Operation::Reserved(ReservedOperation::Replace)
     );
+    assert_eq!(refused(&deep("load")).error.kind, ErrorKind::Malformed);
     assert_eq!(refused(&deep("whoami")).error.kind, ErrorKind::Malformed);
     let unclosed = format!(
         r#"{{"version":1,"id":1,"op":"load","args":{}"#,
@@ -299,8 +352,8 @@ fn decode_request_fuzz_seeds_hold() {
         ErrorKind::UnknownOperation
     );
     assert_eq!(
-        first("deep_nesting").unwrap().operation,
-        Operation::Reserved(ReservedOperation::Load)
+        first("deep_nesting").unwrap_err().error.kind,
+        ErrorKind::Malformed
     );
     assert!(matches!(
         read_frame(&mut seed("oversized").as_slice()),

@@ -1,5 +1,5 @@
-//! Clients of the broker daemon, `upschedd` (docs/protocol.md): `upsched host status` and
-//! `upsched grants show`.
+//! Clients of the broker daemon, `upschedd` (docs/protocol.md, docs/broker.md): `upsched host
+//! status`, `upsched grants show`, and the tenant operations `load`, `unload`, `list`, `stats`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use upsched_broker::client::{Client, ClientError};
-use upsched_broker::protocol::{GrantView, HostStatus, Operation, Reply, Whoami};
+use upsched_broker::protocol::{
+    GrantView, HostStatus, LoadArgs, Operation, Reply, StatsArgs, TenantArgs, TenantStats,
+    TenantView, Whoami,
+};
 
 use crate::failure::failure;
 
@@ -19,6 +22,54 @@ pub struct DaemonArgs {
     /// Print the daemon's answer as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args)]
+pub struct LoadCommand {
+    /// The policy object (a file, or `example:NAME` for a built-in example).
+    policy: String,
+    /// The cgroup2 directory whose tasks the tenant governs.
+    #[arg(long, value_name = "DIR")]
+    cgroup: PathBuf,
+    /// Chain level (higher levels run first); at most your grant's max_level.
+    #[arg(long, default_value_t = 1)]
+    level: u32,
+    /// Weight among the classes of its level; at most your grant's max_weight.
+    #[arg(long, default_value_t = 100)]
+    weight: u32,
+    /// The tenant's name (default: the name the policy declares).
+    #[arg(long)]
+    name: Option<String>,
+    /// Shortest slice the policy may choose [default: 500us].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    slice_min: Option<Duration>,
+    /// Longest slice the policy may choose [default: 20ms].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    slice_max: Option<Duration>,
+    /// Longest a task may stay parked [default: 100ms].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    park_max: Option<Duration>,
+    /// A task waiting longer than this to run ejects the tenant [default: 3s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    watchdog: Option<Duration>,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+#[derive(Args)]
+pub struct TenantCommand {
+    /// The tenant's name (`upsched list` shows them).
+    tenant: String,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+#[derive(Args)]
+pub struct StatsCommand {
+    /// One tenant (default: every tenant you may see).
+    tenant: Option<String>,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
 }
 
 #[derive(Subcommand)]
@@ -74,6 +125,114 @@ pub fn grants(action: &GrantsAction) -> anyhow::Result<ExitCode> {
         print_whoami(&who);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+pub fn load(command: &LoadCommand) -> anyhow::Result<ExitCode> {
+    let ns = |d: Option<Duration>| d.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let args = LoadArgs {
+        policy: crate::call::read_policy(&command.policy).map_err(|e| failure(2, e))?,
+        cgroup: command.cgroup.display().to_string(),
+        level: command.level,
+        weight: command.weight,
+        name: command.name.clone(),
+        slice_min_ns: ns(command.slice_min),
+        slice_max_ns: ns(command.slice_max),
+        park_max_ns: ns(command.park_max),
+        watchdog_ns: ns(command.watchdog),
+    };
+    let Reply::Loaded(tenant) = ask(&command.daemon, Operation::Load(args))? else {
+        return Err(failure(1, "upschedd answered load with another reply"));
+    };
+    if command.daemon.json {
+        println!("{}", serde_json::to_string_pretty(&tenant)?);
+    } else {
+        println!("loaded tenant {:?}", tenant.name);
+        print_tenant(&tenant);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn unload(command: &TenantCommand) -> anyhow::Result<ExitCode> {
+    let operation = Operation::Unload(TenantArgs {
+        tenant: command.tenant.clone(),
+    });
+    let Reply::Unloaded(tenant) = ask(&command.daemon, operation)? else {
+        return Err(failure(1, "upschedd answered unload with another reply"));
+    };
+    if command.daemon.json {
+        println!("{}", serde_json::to_string_pretty(&tenant)?);
+    } else {
+        println!(
+            "unloaded tenant {:?}: its tasks run in the default class",
+            tenant.name
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn list(args: &DaemonArgs) -> anyhow::Result<ExitCode> {
+    let Reply::List(list) = ask(args, Operation::List)? else {
+        return Err(failure(1, "upschedd answered list with another reply"));
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else if list.tenants.is_empty() {
+        println!("no tenants");
+    } else {
+        for tenant in &list.tenants {
+            println!("{}", tenant.name);
+            print_tenant(tenant);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn stats(command: &StatsCommand) -> anyhow::Result<ExitCode> {
+    let operation = Operation::Stats(StatsArgs {
+        tenant: command.tenant.clone(),
+    });
+    let Reply::Stats(stats) = ask(&command.daemon, operation)? else {
+        return Err(failure(1, "upschedd answered stats with another reply"));
+    };
+    if command.daemon.json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+    } else if stats.tenants.is_empty() {
+        println!("no tenants");
+    } else {
+        stats.tenants.iter().for_each(print_stats);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_tenant(t: &TenantView) {
+    println!(
+        "  policy {} (sha256 {}), uid {}, grant {:?}",
+        t.policy, t.policy_hash, t.owner, t.grant
+    );
+    println!(
+        "  cgroup {} (id {}), level {}, weight {}, slot {}",
+        t.cgroup, t.cgroup_id, t.level, t.weight, t.slot
+    );
+}
+
+fn print_stats(s: &TenantStats) {
+    let c = &s.counters;
+    let ms = |ns: u64| ns as f64 / 1e6;
+    println!(
+        "{:<16} tasks {} (runnable {}) enq {} run {} cpu {:.3}s wait max {:.3}ms avg {:.3}ms parks {} releases {} clamps {} ejections {}",
+        s.tenant.name,
+        s.nr_tasks,
+        s.nr_runnable,
+        c.enqueues,
+        c.dispatches,
+        c.cpu_time_ns as f64 / 1e9,
+        ms(c.wait_max_ns),
+        ms(c.wait_sum_ns.checked_div(c.dispatches).unwrap_or(0)),
+        c.parks,
+        c.releases,
+        s.clamps,
+        c.ejections
+    );
 }
 
 /// One request; no daemon is status 2 (it says how to start one), a refusal status 1.

@@ -137,7 +137,7 @@ pub fn run(args: &CallArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_policy(policy: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_policy(policy: &str) -> anyhow::Result<Vec<u8>> {
     if let Some(name) = policy.strip_prefix("example:") {
         let names: Vec<_> = upsched_policies::names().collect();
         return upsched_policies::policy(name)

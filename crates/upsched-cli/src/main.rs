@@ -136,6 +136,34 @@ enum Command {
         #[command(subcommand)]
         action: trace::TraceAction,
     },
+    /// Load a policy as a tenant through the broker daemon (upschedd), within your grant.
+    ///
+    /// The daemon admits the object (the checks of `upsched check`), compares what it needs
+    /// and the tenant's parameters with your grant (docs/grants.md), and attaches it; a
+    /// refusal names every missing capability and exceeded bound, a kernel verifier rejection
+    /// carries the kernel's log. Exit status: 0 loaded, 1 refused, 2 no daemon answers (the
+    /// message says how to start one) or the policy cannot be read.
+    #[command(
+        after_help = "Examples:\n  upsched load example:fifo --cgroup /sys/fs/cgroup/tenants/me/batch --level 1\n  upsched load my.bpf.o --cgroup /sys/fs/cgroup/tenants/me/web --weight 200 --name web --json"
+    )]
+    Load(broker::LoadCommand),
+    /// Detach one of your tenants (root: any); its tasks go back to the default class.
+    ///
+    /// Exit status: 0 unloaded, 1 refused or no such tenant, 2 no daemon answers.
+    #[command(after_help = "Examples:\n  upsched unload web")]
+    Unload(broker::TenantCommand),
+    /// List your tenants (root: all), as the broker daemon keeps them.
+    ///
+    /// Exit status: 0 answered, 1 refused, 2 no daemon answers.
+    #[command(
+        after_help = "Examples:\n  upsched list\n  upsched list --json | jq '.tenants[].name'"
+    )]
+    List(broker::DaemonArgs),
+    /// Statistics of your tenants (root: all), or of one, from the host scheduler.
+    ///
+    /// Exit status: 0 answered, 1 refused or no such tenant, 2 no daemon answers.
+    #[command(after_help = "Examples:\n  upsched stats\n  upsched stats web --json")]
+    Stats(broker::StatsCommand),
     /// List or export the example policies built into this binary.
     Examples {
         #[command(subcommand)]
@@ -218,6 +246,10 @@ fn main() -> ExitCode {
         Command::Examples { action } => examples(action),
         Command::Host { action } => broker::host(&action),
         Command::Grants { action } => broker::grants(&action),
+        Command::Load(command) => broker::load(&command),
+        Command::Unload(command) => broker::unload(&command),
+        Command::List(args) => broker::list(&args),
+        Command::Stats(command) => broker::stats(&command),
         Command::Sdk { action } => sdk::run(&action),
         Command::Trace { action } => trace::run(&action),
         Command::Completions { shell } => {
@@ -252,6 +284,10 @@ impl Command {
             Command::Trace { action } => ("trace", action.json()),
             Command::Host { action } => ("host", action.json()),
             Command::Grants { action } => ("grants", action.json()),
+            Command::Load(command) => ("load", command.daemon.json),
+            Command::Unload(command) => ("unload", command.daemon.json),
+            Command::List(args) => ("list", args.json),
+            Command::Stats(command) => ("stats", command.daemon.json),
             Command::Completions { .. } => ("completions", false),
             Command::Man { .. } => ("man", false),
             Command::Examples { action } => (

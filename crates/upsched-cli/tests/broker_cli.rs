@@ -1,5 +1,5 @@
-//! `upsched host status` and `upsched grants show` against a real daemon (the broker's own,
-//! served on a thread of this test), and without one.
+//! `upsched host status`, `upsched grants show` and the tenant operations against a real daemon
+//! (the broker's own, served on a thread of this test), and without one.
 
 mod support;
 
@@ -25,8 +25,22 @@ fn without_a_daemon_each_says_so_and_how_to_start_one() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("none.sock");
     let socket = socket.to_str().unwrap();
-    for command in [["host", "status"], ["grants", "show"]] {
-        let out = upsched(&[command[0], command[1], "--socket", socket]);
+    let commands: [&[&str]; 6] = [
+        &["host", "status"],
+        &["grants", "show"],
+        &["load", "example:fifo", "--cgroup", "/sys/fs/cgroup"],
+        &["unload", "web"],
+        &["list"],
+        &["stats"],
+    ];
+    for command in commands {
+        let with = |extra: &[&str]| {
+            let mut args = command.to_vec();
+            args.extend_from_slice(&["--socket", socket]);
+            args.extend_from_slice(extra);
+            upsched(&args)
+        };
+        let out = with(&[]);
         assert_eq!(out.status.code(), Some(2));
         let stderr = text(&out.stderr);
         assert!(
@@ -34,7 +48,7 @@ fn without_a_daemon_each_says_so_and_how_to_start_one() {
             "{stderr}"
         );
         assert!(stderr.contains("systemctl start upschedd"), "{stderr}");
-        let out = upsched(&[command[0], command[1], "--socket", socket, "--json"]);
+        let out = with(&["--json"]);
         assert_eq!(out.status.code(), Some(2));
         let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(doc["error"]["command"], command[0]);
@@ -114,4 +128,56 @@ watchdog_max = "2s"
 fn nix_uid() -> u32 {
     // SAFETY: getuid cannot fail.
     unsafe { libc::getuid() }
+}
+
+#[test]
+fn tenant_operations_answer_or_refuse_with_the_daemons_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = daemon(dir.path(), "version = 1\n");
+    let out = upsched(&["list", "--socket", &socket, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["tenants"], serde_json::json!([]));
+    let out = upsched(&["stats", "--socket", &socket]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "no tenants\n");
+    let out = upsched(&["unload", "web", "--socket", &socket]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no tenant \"web\""),
+        "{}",
+        text(&out.stderr)
+    );
+    // A directory that is not a cgroup is refused before the kernel is asked (as root) or at
+    // the permission check (anyone else, who holds no grant here).
+    let plain = dir.path().display().to_string();
+    let out = upsched(&[
+        "load",
+        "example:fifo",
+        "--cgroup",
+        &plain,
+        "--socket",
+        &socket,
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let message = doc["error"]["message"].as_str().unwrap();
+    // SAFETY: getuid has no preconditions.
+    let expected = if unsafe { libc::getuid() } == 0 {
+        "not on a cgroup2 file system"
+    } else {
+        "holds no grant"
+    };
+    assert!(message.contains(expected), "{message}");
+    let out = upsched(&[
+        "load",
+        "example:nope",
+        "--cgroup",
+        &plain,
+        "--socket",
+        &socket,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no example policy `nope`"));
 }

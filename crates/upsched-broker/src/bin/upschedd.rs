@@ -11,8 +11,9 @@ use upsched_broker::grants::{DEFAULT_GRANTS_PATH, Grants};
 
 /// upschedd: loads tenant scheduling policies for users who hold grants.
 ///
-/// Today it identifies its clients, answers `host status` and what each caller is granted, and
-/// refuses the tenant operations it does not serve yet. SIGHUP re-reads the grants (a bad file
+/// It identifies its clients, answers `host status` and what each caller is granted, and loads,
+/// unloads, lists and reports tenants within each caller's grants (docs/broker.md); the host
+/// scheduler is loaded at the first load and lives as long as the daemon. SIGHUP re-reads the grants (a bad file
 /// leaves the old grants in force); SIGTERM or SIGINT stop it.
 #[derive(Parser)]
 #[command(name = "upschedd", version, about, long_about)]

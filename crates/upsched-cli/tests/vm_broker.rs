@@ -1,0 +1,171 @@
+//! The broker on the real sched_ext kernel, under QEMU, in one boot: `upschedd` runs as root,
+//! and the CLI runs as real unprivileged users (uid 1000 with a grant, uid 1001 without),
+//! dropped to them by busybox `su` (setgid/setuid in the process before it execs the CLI). Every refusal is
+//! checked to leave sched_ext disabled (the daemon never loaded the host for it); the granted
+//! load is checked to govern its cgroup's task (the host's tenant status counts it and its
+//! slot's counters move), and the unload to give it back.
+//!
+//! Skipped without a kernel or QEMU unless UPSCHED_VM_REQUIRED=1 (`docs/vm-harness.md`).
+
+use std::io::Write;
+use std::time::Duration;
+
+use upsched_vmtest::{InitramfsSpec, Scenario, guest_binary, print_event, run_scenario};
+
+/// Every check the guest must report as passed, in order.
+const EXPECTED: &[&str] = &[
+    "daemon_started",
+    "ungranted_user_refused",
+    "outside_scope_refused",
+    "parent_component_refused",
+    "symlink_out_of_scope_refused",
+    "missing_capabilities_named",
+    "level_and_weight_above_grant_named",
+    "refusals_left_sched_ext_disabled",
+    "granted_load",
+    "host_enabled_by_the_load",
+    "more_tenants_than_granted_refused",
+    "tenant_task_governed",
+    "others_see_no_tenant",
+    "unload",
+    "unloaded_task_back_in_default_class",
+];
+
+const SCRIPT: &str = r#"#!/bin/sh
+. /upsched/lib.sh
+printf 'root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/tmp:/bin/sh\nbob:x:1001:1001::/tmp:/bin/sh\n' > /etc/passwd
+printf 'root:x:0:\nalice:x:1000:\nbob:x:1001:\n' > /etc/group
+T=/sys/fs/cgroup/tenants
+mkdir -p $T/alice/web /sys/fs/cgroup/outside /etc/upsched /tmp/state
+chown -R 1000:1000 $T/alice /sys/fs/cgroup/outside
+ln -s /sys/fs/cgroup/outside /tmp/link
+cat > /etc/upsched/grants.toml <<EOF
+version = 1
+[[grant]]
+name = "alice"
+users = [1000]
+capabilities = ["sched.order", "sched.slice", "task.accounting", "time.read"]
+scopes = ["$T/alice"]
+max_level = 1
+max_weight = 200
+max_tenants = 1
+slice_min = "500us"
+slice_max = "20ms"
+park_max = "100ms"
+watchdog_max = "3s"
+EOF
+chmod 644 /etc/upsched/grants.toml
+/usr/bin/upschedd --state-dir /tmp/state 2>/tmp/upschedd.log &
+for i in $(seq 100); do [ -S /run/upsched/upsched.sock ] && break; sleep 0.1; done
+upsched_check daemon_started test -S /run/upsched/upsched.sock
+
+# as USER COMMAND ARGS...: busybox su sets the user's gid, groups and uid in the process, then
+# execs a shell that runs the command with its arguments as given.
+# (`--` keeps su from reading the command's options as its own).
+as() { user=$1; shift; su -s /bin/sh -c '"$0" "$@"' -- "$user" "$@"; }
+alice() { as alice "$@"; }
+bob() { as bob "$@"; }
+# refused NAME EXPECTED_TEXT COMMAND...: the command fails (status 1) and says EXPECTED_TEXT.
+refused() {
+    name=$1; want=$2; shift 2
+    out=$("$@" 2>&1); status=$?
+    if [ $status -eq 1 ] && echo "$out" | grep -qF -- "$want"; then
+        upsched_pass "$name" "$out"
+    else
+        upsched_fail "$name" "exit $status: $out"
+    fi
+}
+refused ungranted_user_refused "uid 1001 holds no grant" \
+    bob upsched load example:fifo --cgroup $T/alice/web
+refused outside_scope_refused "outside every granted scope" \
+    alice upsched load example:fifo --cgroup /sys/fs/cgroup/outside
+refused parent_component_refused "goes through \`..\`" \
+    alice upsched load example:fifo --cgroup $T/alice/web/../../../outside
+refused symlink_out_of_scope_refused "outside every granted scope" \
+    alice upsched load example:fifo --cgroup /tmp/link
+out=$(alice upsched load example:faas --cgroup $T/alice/web 2>&1)
+if echo "$out" | grep -qF "capability hints.read missing" \
+    && echo "$out" | grep -qF "capability sched.verdict missing"; then
+    upsched_pass missing_capabilities_named "$out"
+else
+    upsched_fail missing_capabilities_named "$out"
+fi
+out=$(alice upsched load example:fifo --cgroup $T/alice/web --level 2 --weight 300 2>&1)
+if echo "$out" | grep -qF "level 2 above the grant's max_level 1" \
+    && echo "$out" | grep -qF "weight 300 above the grant's max_weight 200"; then
+    upsched_pass level_and_weight_above_grant_named "$out"
+else
+    upsched_fail level_and_weight_above_grant_named "$out"
+fi
+upsched_check refusals_left_sched_ext_disabled grep -qx disabled /sys/kernel/sched_ext/state
+
+upsched_check granted_load alice upsched load example:fifo --cgroup $T/alice/web --level 1 --name web
+state="$(cat /sys/kernel/sched_ext/state) $(cat /sys/kernel/sched_ext/root/ops)"
+if [ "$state" = "enabled @SCHEDULER@" ]; then
+    upsched_pass host_enabled_by_the_load "$state"
+else
+    upsched_fail host_enabled_by_the_load "$state"
+fi
+refused more_tenants_than_granted_refused "the grant's max_tenants 1" \
+    alice upsched load example:fifo --cgroup $T/alice/web --name second
+
+# A task of alice's, moved into the tenant's cgroup by root (cgroup2 lets only a writer of the
+# common ancestor's cgroup.procs move a task out of the root cgroup).
+su -s /bin/sh alice -c 'echo $$ > /tmp/spinner.pid; while :; do :; done' &
+for i in $(seq 50); do [ -s /tmp/spinner.pid ] && break; sleep 0.1; done
+spinner=$(cat /tmp/spinner.pid)
+echo $spinner > $T/alice/web/cgroup.procs
+sleep 1
+stats=$(alice upsched stats web --json 2>&1)
+if echo "$stats" | grep -qE '"nr_tasks": [1-9]' && echo "$stats" | grep -qE '"dispatches": [1-9]'; then
+    upsched_pass tenant_task_governed "$(echo "$stats" | grep -E 'nr_tasks|dispatches')"
+else
+    upsched_fail tenant_task_governed "$stats"
+fi
+list=$(bob upsched list 2>&1)
+if [ "$list" = "no tenants" ]; then
+    upsched_pass others_see_no_tenant "$list"
+else
+    upsched_fail others_see_no_tenant "$list"
+fi
+upsched_check unload alice upsched unload web
+list=$(alice upsched list 2>&1)
+# The spinner still gets CPU time (schedstat's first field, ns) once its tenant is gone.
+before=$(cut -d' ' -f1 /proc/$spinner/schedstat)
+sleep 0.5
+after=$(cut -d' ' -f1 /proc/$spinner/schedstat)
+if [ "$list" = "no tenants" ] && [ "$after" -gt "$before" ]; then
+    upsched_pass unloaded_task_back_in_default_class "no tenant left; cpu ns $before -> $after"
+else
+    upsched_fail unloaded_task_back_in_default_class "$list; cpu ns $before -> $after"
+fi
+kill $spinner
+upsched_finish
+"#;
+
+#[test]
+fn the_broker_loads_for_granted_users_and_refuses_the_rest_on_the_real_kernel() {
+    let Some(kernel) = upsched_vmtest::testing::kernel_or_skip("the broker on the real kernel")
+    else {
+        return;
+    };
+    let build = |package: &str, binary: &str| {
+        guest_binary::build_static_binary(package, binary).unwrap_or_else(|e| panic!("{e:#}"))
+    };
+    let daemon = build("upsched-broker", "upschedd");
+    let cli = build(env!("CARGO_PKG_NAME"), "upsched");
+    let script = SCRIPT.replace("@SCHEDULER@", upsched_kernel::host::SCHEDULER_NAME);
+    let mut files = InitramfsSpec::with_default_busybox(script).unwrap_or_else(|e| panic!("{e:#}"));
+    files.add_host_file(&daemon, "/usr/bin/upschedd", 0o755);
+    files.add_host_file(&cli, "/usr/bin/upsched", 0o755);
+    let mut scenario = Scenario::new("broker", files);
+    scenario.timeout = Duration::from_secs(180);
+    let report = run_scenario(&kernel, &scenario, &mut print_event)
+        .unwrap_or_else(|err| panic!("the harness failed: {err:#}"));
+    let description = report.describe();
+    let _ = writeln!(std::io::stderr().lock(), "{description}");
+    assert!(report.passed(), "{description}");
+    let results = &report.final_boot().expect("a boot").console.results;
+    let names: Vec<&str> = results.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, EXPECTED, "{description}");
+}
