@@ -9,7 +9,7 @@ use clap::Args;
 use upsched_sim::faas::FaasParams;
 use upsched_sim::rtapp::ImportOptions;
 use upsched_sim::units::{MS, parse_duration};
-use upsched_sim::{RunOptions, Scenario, engine, plots, report, tenants};
+use upsched_sim::{RunOptions, Scenario, engine, perfetto, plots, report, tenants};
 
 use crate::engine_arg::EngineArg;
 use crate::failure::failure;
@@ -229,7 +229,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
             write(
                 dir,
                 &format!("{file_stem}-trace.json"),
-                &plots::perfetto_trace(&outcome, &scenario),
+                &perfetto::trace(&outcome, &scenario),
             )?;
             if outcome.trace_truncated {
                 eprintln!(

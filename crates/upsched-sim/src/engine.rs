@@ -71,6 +71,10 @@ pub struct Task {
     pub(crate) cpu: CpuId,
     pub(crate) last_cpu: CpuId,
     pub(crate) runnable_since: Time,
+    /// The CPU the task was last enqueued for, and the task (pid) whose operation made it
+    /// runnable then, for the trace's run-queue counters and wake-up flows.
+    queued_on: CpuId,
+    waker: Option<u32>,
     spawned_at: Time,
     run_start: Time,
     pub(crate) sum_runtime: Time,
@@ -82,6 +86,17 @@ pub struct Task {
     rng: SimRng,
     stream: u64,
     forks: u64,
+}
+
+impl Task {
+    /// The runnable wait the task is in, or was in before its current stint.
+    fn wait(&self) -> Wait {
+        Wait {
+            since: self.runnable_since,
+            queued_on: self.queued_on,
+            waker: self.waker,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,10 +238,34 @@ struct ArrivalState {
 pub struct Segment {
     pub cpu: CpuId,
     pub record: u32,
+    /// The task instance's pid (a record may have many instances).
+    pub pid: u32,
     /// When the CPU picked the task; `exec` - `dispatched` is switching/migration cost.
     pub dispatched: Time,
     pub exec: Time,
     pub end: Time,
+    /// The runnable wait the stint ended, from `wait.since` to `dispatched`.
+    pub wait: Wait,
+}
+
+/// A task's runnable wait: since when, on which CPU's queue, and who made it runnable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wait {
+    pub since: Time,
+    /// The CPU the engine enqueued the task for (`select_cpu`'s choice, or the CPU it left):
+    /// a policy with shared queues may still run it elsewhere.
+    pub queued_on: CpuId,
+    /// The pid of the running task that woke (signal) or forked it at `since`; `None` for
+    /// timers, arrivals, the start of the run, and preemption.
+    pub waker: Option<u32>,
+}
+
+/// A task still runnable when the run ended: its wait has no stint to end it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenWait {
+    pub record: u32,
+    pub pid: u32,
+    pub wait: Wait,
 }
 
 /// A run that had to stop.
@@ -375,6 +414,8 @@ pub struct RunOutcome {
     pub cpu_busy_ns: Vec<Time>,
     pub cpu_task_ns: Vec<Time>,
     pub trace: Vec<Segment>,
+    /// The tasks runnable at the end (with the trace only).
+    pub trace_open_waits: Vec<OpenWait>,
     pub trace_truncated: bool,
     pub tasks_started: u64,
     pub tasks_alive_at_end: u64,
@@ -408,6 +449,9 @@ struct Sim<'s, 'p> {
     dynamic_record: Vec<u32>,
     trace: Vec<Segment>,
     trace_truncated: bool,
+    /// The running task whose operation (signal, fork) is being carried out: the waker of
+    /// the tasks it makes runnable.
+    acting: TaskId,
     error: Option<SimError>,
     processed: u64,
     next_pid: u32,
@@ -478,6 +522,7 @@ pub fn run(
         dynamic_record: vec![u32::MAX; scenario.tasks.len()],
         trace: Vec::new(),
         trace_truncated: false,
+        acting: NO_TASK,
         error: None,
         processed: 0,
         next_pid: 1,
@@ -775,6 +820,8 @@ impl Sim<'_, '_> {
             cpu: NO_CPU,
             last_cpu: NO_CPU,
             runnable_since: self.now,
+            queued_on: NO_CPU,
+            waker: None,
             spawned_at: self.now,
             run_start: 0,
             sum_runtime: 0,
@@ -844,6 +891,10 @@ impl Sim<'_, '_> {
         } else {
             allowed.iter().next().unwrap_or(0)
         };
+        let waker = (self.acting != NO_TASK).then(|| self.tasks[self.acting as usize].pid);
+        let t = &mut self.tasks[task as usize];
+        t.queued_on = cpu;
+        t.waker = waker;
         self.sched.enqueue(cx!(self), task, cpu, flags);
         self.apply_requests();
     }
@@ -1091,7 +1142,9 @@ impl Sim<'_, '_> {
                         Some(chains) => chains.task_request(task),
                         None => NO_REQUEST,
                     };
+                    self.acting = task;
                     self.signal(*event, *count, request);
+                    self.acting = NO_TASK;
                     if self.error.is_some() {
                         return;
                     }
@@ -1131,7 +1184,9 @@ impl Sim<'_, '_> {
                     t.forks += 1;
                     let stream = SimRng::child_stream(t.stream, t.forks);
                     let record = self.dynamic_record(*spec);
+                    self.acting = task;
                     self.spawn(*spec, record, stream);
+                    self.acting = NO_TASK;
                 }
                 Op::Exit => {
                     self.exit_curr(cpu);
@@ -1266,9 +1321,11 @@ impl Sim<'_, '_> {
                 self.trace.push(Segment {
                     cpu,
                     record: t.record,
+                    pid: t.pid,
                     dispatched: c.dispatched_at,
                     exec: c.exec_start.min(now),
                     end: now,
+                    wait: t.wait(),
                 });
             } else {
                 self.trace_truncated = true;
@@ -1319,6 +1376,8 @@ impl Sim<'_, '_> {
         let t = &mut self.tasks[task as usize];
         t.state = TaskState::Queued;
         t.runnable_since = self.now;
+        t.queued_on = cpu;
+        t.waker = None;
         let c = &mut self.cpus[cpu as usize];
         c.last_out = task;
         c.last_out_voluntary = flags & F_YIELD != 0;
@@ -1478,25 +1537,37 @@ impl Sim<'_, '_> {
                 self.account(cpu);
                 let c = &mut self.cpus[cpu as usize];
                 c.busy_ns += end - c.dispatched_at;
-                if self.opts.record_trace && self.trace.len() < self.opts.trace_limit {
+                if self.opts.record_trace && self.trace.len() >= self.opts.trace_limit {
+                    self.trace_truncated = true;
+                } else if self.opts.record_trace {
                     let t = &self.tasks[self.curr[cpu as usize] as usize];
                     self.trace.push(Segment {
                         cpu,
                         record: t.record,
+                        pid: t.pid,
                         dispatched: c.dispatched_at,
                         exec: c.exec_start.min(end),
                         end,
+                        wait: t.wait(),
                     });
                 }
             }
         }
         // A wait still open at the end counts as ending there, so a task starved for good
         // shows its wait.
+        let mut open_waits = Vec::new();
         for t in &self.tasks {
             if t.state == TaskState::Queued {
                 self.records[t.record as usize]
                     .wait
                     .record(end - t.runnable_since);
+                if self.opts.record_trace && !self.trace_truncated {
+                    open_waits.push(OpenWait {
+                        record: t.record,
+                        pid: t.pid,
+                        wait: t.wait(),
+                    });
+                }
             }
         }
         let alive = self
@@ -1513,6 +1584,7 @@ impl Sim<'_, '_> {
             cpu_busy_ns: self.cpus.iter().map(|c| c.busy_ns).collect(),
             cpu_task_ns: self.cpus.iter().map(|c| c.task_ns).collect(),
             trace: self.trace,
+            trace_open_waits: open_waits,
             trace_truncated: self.trace_truncated,
             tasks_started: self.started,
             tasks_alive_at_end: alive,

@@ -6,7 +6,7 @@
 //!   cgroups, arrival processes; the TOML format and rt-app JSON import.
 //! - [`engine`]: the event loop and the mechanism; [`sched`]: the policy interface and the
 //!   built-in policies (`linux-eevdf`, `upsched-default`, `fifo`, `rr`).
-//! - [`report`], [`plots`]: metrics as JSON/text/CSV, SVG plots, Perfetto traces.
+//! - [`report`], [`plots`], [`perfetto`]: metrics as JSON/text/CSV, SVG plots, Perfetto traces.
 //!
 //! The same scenario, policy and seed always give the same results, byte for byte.
 //! The format and the model are documented in `docs/simulator.md`.
@@ -16,6 +16,7 @@ pub mod engine;
 pub mod faas;
 pub mod machine;
 pub mod metrics;
+pub mod perfetto;
 pub mod plots;
 pub mod report;
 pub mod rng;

@@ -1,8 +1,6 @@
-//! Pictures and traces of a run: a CPU timeline and a latency CDF as SVG (plotters), and the
-//! Chrome/Perfetto JSON trace format (open in https://ui.perfetto.dev or chrome://tracing).
+//! Pictures of a run: a CPU timeline and a latency CDF as SVG (plotters); its trace for
+//! Perfetto is [`crate::perfetto`].
 //! The legend and the palette here are also those of `upsched sweep`'s plots.
-
-use std::fmt::Write as _;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -429,50 +427,4 @@ pub fn latency_cdf_svg(outcome: &RunOutcome, scenario: &Scenario) -> Result<Stri
         root.present().map_err(plot_error)?;
     }
     Ok(svg)
-}
-
-fn json_string(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"?\"".into())
-}
-
-/// The run's stints in the Chrome/Perfetto JSON trace format: one track per CPU, one slice
-/// per stint named after the task, switching/migration cost as "switch" slices.
-pub fn perfetto_trace(outcome: &RunOutcome, scenario: &Scenario) -> String {
-    let mut out = String::with_capacity(outcome.trace.len() * 110 + 1024);
-    out.push_str("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n");
-    let _ = write!(
-        out,
-        "{{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":0,\"tid\":0,\"args\":{{\"name\":{}}}}}",
-        json_string(&format!("{} ({})", scenario.name, outcome.policy))
-    );
-    for cpu in 0..scenario.machine.nr_cpus() {
-        let _ = write!(
-            out,
-            ",\n{{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":0,\"tid\":{cpu},\"args\":{{\"name\":\"CPU {cpu}\"}}}}"
-        );
-    }
-    let us = |t: Time| format!("{}.{:03}", t / 1000, t % 1000);
-    for s in &outcome.trace {
-        if s.exec > s.dispatched {
-            let _ = write!(
-                out,
-                ",\n{{\"ph\":\"X\",\"name\":\"switch\",\"cat\":\"overhead\",\"pid\":0,\"tid\":{},\"ts\":{},\"dur\":{}}}",
-                s.cpu,
-                us(s.dispatched),
-                us(s.exec - s.dispatched)
-            );
-        }
-        let record = &outcome.records[s.record as usize];
-        let _ = write!(
-            out,
-            ",\n{{\"ph\":\"X\",\"name\":{},\"cat\":\"run\",\"pid\":0,\"tid\":{},\"ts\":{},\"dur\":{},\"args\":{{\"cgroup\":{}}}}}",
-            json_string(&record.name),
-            s.cpu,
-            us(s.exec),
-            us(s.end.saturating_sub(s.exec)),
-            json_string(&scenario.cgroups[record.cgroup as usize])
-        );
-    }
-    out.push_str("\n]}\n");
-    out
 }

@@ -464,7 +464,7 @@ fn outputs_are_complete() {
     let csv = report::tasks_csv(&run);
     assert_eq!(csv.lines().count(), 11);
     let trace: serde_json::Value =
-        serde_json::from_str(&upsched_sim::plots::perfetto_trace(&outcome, &s)).unwrap();
+        serde_json::from_str(&upsched_sim::perfetto::trace(&outcome, &s)).unwrap();
     let slices = trace["traceEvents"]
         .as_array()
         .unwrap()
