@@ -274,13 +274,13 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
 fn compare(policy: &str, imported: &Scenario, stats: &Stats, run: &RunReport) -> ReplayRun {
     let replayed = |name: &str| run.tasks.iter().find(|t| t.name == name);
     let mut tasks = Vec::new();
-    let mut trace_waits = Vec::new();
+    let mut matched = Vec::new();
     for spec in &imported.tasks {
         let traced = &stats.tasks[spec.task.0];
         let Some(sim) = replayed(&spec.name) else {
             continue;
         };
-        trace_waits.push(traced);
+        matched.push(traced);
         tasks.push(Comparison::new(
             &spec.name,
             (
@@ -302,9 +302,9 @@ fn compare(policy: &str, imported: &Scenario, stats: &Stats, run: &RunReport) ->
         "total",
         (
             &stats.total.wait,
-            trace_waits.iter().map(|t| t.cpu_ns).sum(),
-            trace_waits.iter().map(|t| t.switches).sum(),
-            trace_waits.iter().map(|t| t.migrations).sum(),
+            matched.iter().map(|t| t.cpu_ns).sum(),
+            matched.iter().map(|t| t.switches).sum(),
+            matched.iter().map(|t| t.migrations).sum(),
         ),
         (
             &totals.wait,

@@ -46,6 +46,8 @@ pub struct Scenario {
     pub tasks: Vec<TaskSpec>,
     /// Tasks whose wake-up event some task signals.
     pub woken: Vec<TaskId>,
+    /// The name of every task of the timeline, by [`TaskId`].
+    names: Vec<String>,
 }
 
 /// Which tasks the scenario holds.
@@ -140,6 +142,7 @@ pub fn import(timeline: &Timeline, options: ImportOptions) -> Scenario {
         duration_ns: timeline.duration_ns().max(1),
         tasks,
         woken,
+        names,
     }
 }
 
@@ -241,11 +244,9 @@ fn unique_names(timeline: &Timeline) -> Vec<String> {
 }
 
 impl Scenario {
+    /// A task's name in the scenario (every task of the timeline has one, kept or not).
     fn name_of(&self, task: TaskId) -> &str {
-        self.tasks
-            .iter()
-            .find(|t| t.task == task)
-            .map_or("?", |t| t.name.as_str())
+        &self.names[task.0]
     }
 
     /// The scenario as TOML, readable by `upsched sim`.
