@@ -3,11 +3,15 @@
 //! - [`abi_spec`]: the model of `crates/upsched-abi/abi.toml` (the single source of truth of the
 //!   policy ABI) and the generators that turn it into Rust constants, Rust layout asserts and C
 //!   layout asserts.
+//! - [`mechanism_spec`]: the model of `crates/upsched-abi/mechanism.toml` (the host mechanism's
+//!   constants, map layouts and parameter bounds) and the generators of its Rust module and C
+//!   header.
 //! - [`bpf`]: compiles `*.bpf.c` sources with clang (`-target bpf`, BTF on) for the crates that
 //!   embed BPF objects.
 
 pub mod abi_spec;
 pub mod bpf;
+pub mod mechanism_spec;
 
 use std::path::PathBuf;
 
@@ -19,6 +23,11 @@ pub fn sdk_include_dir() -> PathBuf {
 /// Path of the ABI spec, `abi.toml`.
 pub fn abi_spec_path() -> PathBuf {
     abi_crate_dir().join("abi.toml")
+}
+
+/// Path of the mechanism spec, `mechanism.toml`.
+pub fn mechanism_spec_path() -> PathBuf {
+    abi_crate_dir().join("mechanism.toml")
 }
 
 fn abi_crate_dir() -> PathBuf {
