@@ -37,10 +37,7 @@ fn main() {
     write(&out_dir.join("upsched_mechanism.h"), &mechanism.c_header());
     let mechanism_check = out_dir.join("upsched_mechanism_check.c");
     write(&mechanism_check, "#include \"upsched_mechanism.h\"\n");
-    or_fail(compiler.compile(
-        &mechanism_check,
-        &out_dir.join("upsched_mechanism_check.o"),
-    ));
+    or_fail(compiler.compile(&mechanism_check, &out_dir.join("upsched_mechanism_check.o")));
 }
 
 fn write(path: &std::path::Path, text: &str) {

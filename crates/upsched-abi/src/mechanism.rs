@@ -313,6 +313,118 @@ mod tests {
         assert_eq!(shape.slice_at(10_000), DEFAULT_SLICE_FLOOR_NS);
     }
 
+    /// Sets one tenant parameter by its name in `mechanism.toml`.
+    fn set_tenant(params: &mut TenantParams, name: &str, value: u64) {
+        let narrow = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        match name {
+            "level" => params.level = narrow(value),
+            "weight" => params.weight = narrow(value),
+            "slice_min_ns" => params.slice_min_ns = value,
+            "slice_max_ns" => params.slice_max_ns = value,
+            "slice_default_ns" => params.slice_default_ns = value,
+            "park_max_ns" => params.park_max_ns = value,
+            "watchdog_ns" => params.watchdog_ns = value,
+            other => panic!("tenant parameter {other} has no setter in this test"),
+        }
+    }
+
+    fn set_host(params: &mut HostParams, name: &str, value: u64) {
+        let narrow = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        match name {
+            "default_slice_ns" => params.default_slice_ns = value,
+            "default_slice_floor_ns" => params.default_slice_floor_ns = value,
+            "default_level" => params.default_level = narrow(value),
+            "default_weight" => params.default_weight = narrow(value),
+            "guard_min_permille" => params.guard_min_permille = narrow(value),
+            "guard_window_ns" => params.guard_window_ns = value,
+            "timer_period_ns" => params.timer_period_ns = value,
+            other => panic!("host parameter {other} has no setter in this test"),
+        }
+    }
+
+    /// Values just outside a bound, each with the bound's own refusal.
+    fn outside(bound: &ParamBound) -> Vec<(u64, String)> {
+        let mut values = vec![bound.max + 1];
+        if bound.min > 0 {
+            values.push(bound.min - 1);
+        }
+        values
+            .into_iter()
+            .map(|v| (v, bound.check(v).unwrap_err().message))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_within_their_bounds() {
+        assert_eq!(TenantParams::default().validate(), Ok(()));
+        assert_eq!(HostParams::default().validate(), Ok(()));
+        for bound in TenantParams::BOUNDS.iter().chain(HostParams::BOUNDS) {
+            assert_eq!(bound.check(bound.default), Ok(()), "{}", bound.name);
+            assert_eq!(bound.check(bound.min), Ok(()), "{}", bound.name);
+            assert_eq!(bound.check(bound.max), Ok(()), "{}", bound.name);
+        }
+    }
+
+    #[test]
+    fn a_value_outside_each_bound_is_refused_naming_the_parameter() {
+        for bound in TenantParams::BOUNDS {
+            for (value, message) in outside(bound) {
+                let mut params = TenantParams::default();
+                set_tenant(&mut params, bound.name, value);
+                let refused = params.validate().unwrap_err();
+                assert_eq!(refused.parameter, bound.name, "{message}");
+                assert_eq!(refused.message, message);
+                assert!(message.contains(bound.label()), "{message}");
+            }
+        }
+        for bound in HostParams::BOUNDS {
+            for (value, message) in outside(bound) {
+                let mut params = HostParams::default();
+                set_host(&mut params, bound.name, value);
+                let refused = params.validate().unwrap_err();
+                assert_eq!(refused.parameter, bound.name, "{message}");
+                assert_eq!(refused.message, message);
+            }
+        }
+    }
+
+    #[test]
+    fn rules_between_parameters_are_checked() {
+        let ms = |n: u64| n * MS;
+        let refused = |p: TenantParams| p.validate().unwrap_err().parameter;
+        let base = TenantParams::default();
+        assert_eq!(
+            refused(TenantParams {
+                slice_min_ns: ms(30),
+                ..base
+            }),
+            "slice_min_ns"
+        );
+        assert_eq!(
+            refused(TenantParams {
+                slice_default_ns: ms(30),
+                ..base
+            }),
+            "slice_default_ns"
+        );
+        assert_eq!(
+            refused(TenantParams {
+                park_max_ns: base.watchdog_ns,
+                ..base
+            }),
+            "park_max_ns"
+        );
+        let host = HostParams::default();
+        let floor_above_slice = HostParams {
+            default_slice_floor_ns: host.default_slice_ns + 1,
+            ..host
+        };
+        assert_eq!(
+            floor_above_slice.validate().unwrap_err().parameter,
+            "default_slice_floor_ns"
+        );
+    }
+
     #[test]
     fn the_watchdog_maximum_leaves_room_for_the_default_class() {
         for cpus in [1, 2, 4, 8, 64] {

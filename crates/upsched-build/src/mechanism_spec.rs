@@ -251,7 +251,13 @@ impl MechanismSpec {
         for s in &self.structs {
             self.rust_struct(&mut out, s);
         }
-        rust_params(&mut out, "HostParams", "HOST", "The host's parameters.", &self.host_params);
+        rust_params(
+            &mut out,
+            "HostParams",
+            "HOST",
+            "The host's parameters.",
+            &self.host_params,
+        );
         rust_params(
             &mut out,
             "TenantParams",
@@ -408,7 +414,12 @@ fn rust_params(out: &mut String, ty: &str, prefix: &str, doc: &str, params: &[Pa
     )
     .unwrap();
     for p in params {
-        writeln!(out, "    /// {}\n    pub {}: {},", p.doc, p.name, p.rust_type).unwrap();
+        writeln!(
+            out,
+            "    /// {}\n    pub {}: {},",
+            p.doc, p.name, p.rust_type
+        )
+        .unwrap();
     }
     writeln!(
         out,
@@ -418,7 +429,13 @@ fn rust_params(out: &mut String, ty: &str, prefix: &str, doc: &str, params: &[Pa
     for p in params {
         // A u32 parameter's bounds fit its type (asserted above); the checks compare in u64.
         let cast = if p.rust_type == "u32" { " as u32" } else { "" };
-        writeln!(out, "            {}: {}.default{cast},", p.name, bound_name(p)).unwrap();
+        writeln!(
+            out,
+            "            {}: {}.default{cast},",
+            p.name,
+            bound_name(p)
+        )
+        .unwrap();
     }
     writeln!(
         out,

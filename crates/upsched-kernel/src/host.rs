@@ -26,7 +26,7 @@ use libbpf_rs::{
     AsRawLibbpf, Link, MapCore, MapFlags, Object, ObjectBuilder, PrintLevel, ProgramType,
 };
 use upsched_abi::HookInfo;
-use upsched_abi::mechanism::{self, HostParams, TenantParams};
+use upsched_abi::mechanism::{EXIT_MSG_LEN, EXIT_REASON_LEN, HostParams, TenantParams};
 use upsched_policy::AdmittedPolicy;
 
 use crate::detect::{self, ApiGeneration};
@@ -155,7 +155,7 @@ pub struct TenantConfig {
     /// Longest a task may stay parked after it became runnable.
     pub park_max: Duration,
     /// A tenant task waiting (runnable, not running) longer than this ejects the tenant.
-    /// At most [`mechanism::MAX_WATCHDOG_NS`], so that this wait plus the default class's
+    /// At most [`upsched_abi::mechanism::MAX_WATCHDOG_NS`], so that this wait plus the default class's
     /// after an ejection stays under sched_ext's own watchdog.
     pub watchdog: Duration,
 }
@@ -1136,14 +1136,8 @@ impl Host {
                     .try_into()
                     .ok()?,
             ),
-            reason: text(field(
-                offset_of!(ExitRecordRaw, reason),
-                upsched_abi::mechanism::EXIT_REASON_LEN,
-            )),
-            message: text(field(
-                offset_of!(ExitRecordRaw, msg),
-                upsched_abi::mechanism::EXIT_MSG_LEN,
-            )),
+            reason: text(field(offset_of!(ExitRecordRaw, reason), EXIT_REASON_LEN)),
+            message: text(field(offset_of!(ExitRecordRaw, msg), EXIT_MSG_LEN)),
         })
     }
 
@@ -1322,12 +1316,43 @@ mod tests {
         assert!(long_park.validate().is_err());
         // The longest watchdog leaves room for a wait in the default class after an ejection.
         let mut longest = good.clone();
-        longest.watchdog = Duration::from_nanos(mechanism::MAX_WATCHDOG_NS);
+        longest.watchdog = Duration::from_nanos(upsched_abi::mechanism::MAX_WATCHDOG_NS);
         assert!(longest.validate().is_ok());
         let mut slow_watchdog = good;
         slow_watchdog.watchdog = longest.watchdog + Duration::from_millis(1);
         let refused = slow_watchdog.validate().unwrap_err().to_string();
         assert!(refused.contains("default class"), "{refused}");
+        // The refusal is the mechanism's own (the simulator gives the same).
+        let mechanism_refusal = slow_watchdog.params().validate().unwrap_err().message;
+        assert!(refused.ends_with(&mechanism_refusal), "{refused}");
+        // The default slice outside the slice bounds is refused, not clamped.
+        let mut fast = TenantConfig::new("/sys/fs/cgroup/x");
+        fast.slice_default = Duration::from_millis(30);
+        let refused = fast.validate().unwrap_err().to_string();
+        assert!(refused.contains("slice_default"), "{refused}");
+    }
+
+    #[test]
+    fn a_host_config_outside_its_bounds_is_refused_before_anything_loads() {
+        let config = HostConfig {
+            default_slice_floor: Duration::from_millis(30),
+            ..HostConfig::default()
+        };
+        match Host::load(&config) {
+            Err(HostError::BadHostConfig(message)) => {
+                assert!(message.contains("default_slice_floor"), "{message}")
+            }
+            Err(other) => panic!("refused for another reason: {other}"),
+            Ok(_) => panic!("loaded with a slice floor above the slice"),
+        }
+        let config = HostConfig {
+            timer_period: Duration::ZERO,
+            ..HostConfig::default()
+        };
+        assert!(matches!(
+            Host::load(&config),
+            Err(HostError::BadHostConfig(_))
+        ));
     }
 
     #[test]
