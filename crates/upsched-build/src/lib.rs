@@ -13,7 +13,7 @@ pub mod abi_spec;
 pub mod bpf;
 pub mod mechanism_spec;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Directory of the public C headers (`upsched.h`, `upsched_sdk.h`).
 pub fn sdk_include_dir() -> PathBuf {
@@ -32,6 +32,18 @@ pub fn mechanism_spec_path() -> PathBuf {
 
 fn abi_crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../upsched-abi")
+}
+
+/// Reads a TOML spec and runs its own validation; every error names the file.
+fn load_spec<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    validate: impl FnOnce(&T) -> Result<(), String>,
+) -> Result<T, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let spec: T = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    validate(&spec).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(spec)
 }
 
 /// Turns an error into a build failure that prints the message (for build scripts).

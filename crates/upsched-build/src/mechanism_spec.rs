@@ -161,13 +161,7 @@ impl StructFieldSpec {
 impl MechanismSpec {
     /// Reads and validates the spec.
     pub fn load(path: &Path) -> Result<MechanismSpec, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let spec: MechanismSpec =
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        spec.validate()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(spec)
+        crate::load_spec(path, MechanismSpec::validate)
     }
 
     /// The length of an array field (1 for a scalar).
