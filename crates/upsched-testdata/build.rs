@@ -5,11 +5,22 @@
 use std::path::PathBuf;
 use upsched_build::abi_spec::AbiSpec;
 use upsched_build::bpf::{BpfCompiler, BpfObject, embed_module};
+use upsched_build::mechanism_spec::MechanismSpec;
 use upsched_build::or_fail;
 
 fn main() {
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let compiler = or_fail(BpfCompiler::new()).arg("-Wno-unused-variable");
+    // The bad objects that name the host's DSQs include the mechanism header.
+    let mechanism_path = upsched_build::mechanism_spec_path();
+    println!("cargo:rerun-if-changed={}", mechanism_path.display());
+    let mechanism = or_fail(MechanismSpec::load(&mechanism_path));
+    or_fail(
+        std::fs::write(out_dir.join("upsched_mechanism.h"), mechanism.c_header())
+            .map_err(|e| e.to_string()),
+    );
+    let compiler = or_fail(BpfCompiler::new())
+        .arg("-Wno-unused-variable")
+        .arg(format!("-I{}", out_dir.display()));
     let mut module = String::new();
     for (kind, static_name) in [("good", "GOOD"), ("bad", "BAD")] {
         let dir = out_dir.join(kind);

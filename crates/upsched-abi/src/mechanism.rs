@@ -1,23 +1,177 @@
-//! Bounds of the host mechanism that the kernel's loader (`upsched-kernel`) and the simulator
-//! (`upsched-sim`) both enforce: the default class's longest wait and, derived from it, the
-//! longest tenant watchdog bound. `docs/mechanism.md` ("The default class's wait bound")
-//! states the formula and why it holds.
+//! The host mechanism's facts, shared by the host scheduler (BPF), its loader
+//! (`upsched-kernel`) and the simulator (`upsched-sim`):
+//!
+//! - generated from `mechanism.toml` (the single source of truth, also generated into the C
+//!   header [`C_HEADER`], `upsched_mechanism.h`): the constants, the map value layouts
+//!   ([`HostConfigRaw`], [`TenantConfigRaw`], [`ClassCounters`], ...) with offset and size
+//!   asserts, and the bounds and defaults of every host and tenant parameter ([`HostParams`],
+//!   [`TenantParams`]);
+//! - written here: the rules between parameters ([`HostParams::validate`],
+//!   [`TenantParams::validate`], which both the loader and the simulator call) and the default
+//!   class's wait bound, from which the longest tenant watchdog bound follows.
+//!   `docs/mechanism.md` ("The default class's wait bound") states the formula and why it
+//!   holds.
+
+use std::time::Duration;
+
+include!(concat!(env!("OUT_DIR"), "/mechanism.rs"));
+
+/// `upsched_mechanism.h`, generated from the same spec (the kernel crate compiles the host
+/// scheduler with it).
+pub const C_HEADER: &str = include_str!(concat!(env!("OUT_DIR"), "/upsched_mechanism.h"));
+
+/// The size of a field, for the generated layout asserts.
+const fn size_of_field<S, F>(_select: fn(&S) -> &F) -> usize {
+    core::mem::size_of::<F>()
+}
 
 const MS: u64 = 1_000_000;
+
+/// The bounds and default of one parameter (`mechanism.toml`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParamBound {
+    pub name: &'static str,
+    pub min: u64,
+    pub max: u64,
+    pub default: u64,
+    /// Why the bounds are what they are (may be empty).
+    pub why: &'static str,
+}
+
+/// A parameter value the mechanism refuses, with the parameter's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamError {
+    pub parameter: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for ParamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ParamError {}
+
+impl ParamBound {
+    /// Times end in `_ns` and are shown as durations, under the name without the suffix.
+    fn label(&self) -> &'static str {
+        self.name.strip_suffix("_ns").unwrap_or(self.name)
+    }
+
+    /// `value` in this parameter's unit.
+    pub fn show(&self, value: u64) -> String {
+        if self.name.ends_with("_ns") {
+            format!("{:?}", Duration::from_nanos(value))
+        } else {
+            value.to_string()
+        }
+    }
+
+    /// Refuses a value outside `min..=max`.
+    pub fn check(&self, value: u64) -> Result<(), ParamError> {
+        if (self.min..=self.max).contains(&value) {
+            return Ok(());
+        }
+        let why = if self.why.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", self.why)
+        };
+        Err(ParamError {
+            parameter: self.name,
+            message: format!(
+                "{} {} is outside {}..={}{why}",
+                self.label(),
+                self.show(value),
+                self.show(self.min),
+                self.show(self.max)
+            ),
+        })
+    }
+}
+
+/// A refusal of `bound`'s parameter for a rule that involves another one.
+fn refuse(bound: &ParamBound, message: String) -> Result<(), ParamError> {
+    Err(ParamError {
+        parameter: bound.name,
+        message,
+    })
+}
+
+impl HostParams {
+    /// Every bound of `mechanism.toml`, and the slice floor at most the slice.
+    pub fn validate(&self) -> Result<(), ParamError> {
+        self.check_bounds()?;
+        if self.default_slice_floor_ns > self.default_slice_ns {
+            return refuse(
+                &HOST_DEFAULT_SLICE_FLOOR_NS,
+                format!(
+                    "default_slice_floor {} is longer than default_slice {}",
+                    HOST_DEFAULT_SLICE_FLOOR_NS.show(self.default_slice_floor_ns),
+                    HOST_DEFAULT_SLICE_NS.show(self.default_slice_ns)
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl TenantParams {
+    /// Every bound of `mechanism.toml`, the default slice within the slice bounds, and the
+    /// park bound below the watchdog bound (a parked task waits up to park_max).
+    pub fn validate(&self) -> Result<(), ParamError> {
+        self.check_bounds()?;
+        let show = |v| TENANT_SLICE_MIN_NS.show(v);
+        if self.slice_min_ns > self.slice_max_ns {
+            return refuse(
+                &TENANT_SLICE_MIN_NS,
+                format!(
+                    "slice_min {} is longer than slice_max {}",
+                    show(self.slice_min_ns),
+                    show(self.slice_max_ns)
+                ),
+            );
+        }
+        if !(self.slice_min_ns..=self.slice_max_ns).contains(&self.slice_default_ns) {
+            return refuse(
+                &TENANT_SLICE_DEFAULT_NS,
+                format!(
+                    "slice_default {} is outside slice_min..=slice_max ({}..={})",
+                    show(self.slice_default_ns),
+                    show(self.slice_min_ns),
+                    show(self.slice_max_ns)
+                ),
+            );
+        }
+        if self.park_max_ns >= self.watchdog_ns {
+            return refuse(
+                &TENANT_PARK_MAX_NS,
+                format!(
+                    "park_max {} must be below the watchdog bound {} (a parked task waits up to \
+                     park_max)",
+                    show(self.park_max_ns),
+                    show(self.watchdog_ns)
+                ),
+            );
+        }
+        Ok(())
+    }
+}
 
 /// sched_ext's own watchdog, the `timeout_ms` the host scheduler asks for: a task runnable for
 /// this long without running makes the kernel disable the whole host.
 pub const SCX_TIMEOUT_NS: u64 = 10_000 * MS;
 
 /// The default class's slice at low load (and the loader's default `default_slice`).
-pub const DEFAULT_SLICE_NS: u64 = 20 * MS;
+pub const DEFAULT_SLICE_NS: u64 = HOST_DEFAULT_SLICE_NS.default;
 
 /// The shortest slice the default class hands out under load, and the most a task may be
 /// queued ahead of the class's virtual now (at weight 100). The kernel's own EEVDF base slice
 /// (`sysctl_sched_base_slice`, 0.75 ms): short enough that a round of hundreds of tasks stays
 /// far below [`SCX_TIMEOUT_NS`], long enough that a switch (about 0.1 ms through the host under
 /// emulation) costs little of it.
-pub const DEFAULT_SLICE_FLOOR_NS: u64 = 750_000;
+pub const DEFAULT_SLICE_FLOOR_NS: u64 = HOST_DEFAULT_SLICE_FLOOR_NS.default;
 
 /// How many floor slices of virtual time a default-class task may be ahead of the class's
 /// virtual now, at most: one at weight 100, `100 / weight` at lower weights up to this cap.
@@ -32,11 +186,11 @@ pub const LEAD_FLOOR_SLICES: u64 = 2;
 pub const KERNEL_TICK_NS: u64 = 4 * MS;
 
 /// The loader's default starvation guard share, per mille, of each lower chain level.
-pub const GUARD_MIN_PERMILLE: u64 = 50;
+pub const GUARD_MIN_PERMILLE: u64 = HOST_GUARD_MIN_PERMILLE.default;
 
 /// Chain levels below the default class that the guard may serve at once (the default class
-/// sits at the top of 8 levels).
-pub const LOWER_LEVELS: u64 = 7;
+/// sits at the top level).
+pub const LOWER_LEVELS: u64 = NR_LEVELS as u64 - 1;
 
 /// Runnable default-class tasks per CPU up to which [`MAX_WATCHDOG_NS`] keeps a tenant's wait
 /// plus its wait in the default class after an ejection below [`SCX_TIMEOUT_NS`]: a tenant's
@@ -142,8 +296,8 @@ pub const MAX_WATCHDOG_NS: u64 = {
     let max = SCX_TIMEOUT_NS - TIMEOUT_MARGIN_NS - worst;
     max / (100 * MS) * (100 * MS)
 };
-// Room for a tenant: more than the loaders' default watchdog (3 s).
-const _: () = assert!(MAX_WATCHDOG_NS > 3_000 * MS);
+// Room for a tenant: more than the default watchdog bound.
+const _: () = assert!(MAX_WATCHDOG_NS > TENANT_WATCHDOG_NS.default);
 
 #[cfg(test)]
 mod tests {
@@ -157,6 +311,118 @@ mod tests {
         assert_eq!(shape.slice_at(4), DEFAULT_SLICE_NS / 2);
         assert_eq!(shape.slice_at(40), MS);
         assert_eq!(shape.slice_at(10_000), DEFAULT_SLICE_FLOOR_NS);
+    }
+
+    /// Sets one tenant parameter by its name in `mechanism.toml`.
+    fn set_tenant(params: &mut TenantParams, name: &str, value: u64) {
+        let narrow = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        match name {
+            "level" => params.level = narrow(value),
+            "weight" => params.weight = narrow(value),
+            "slice_min_ns" => params.slice_min_ns = value,
+            "slice_max_ns" => params.slice_max_ns = value,
+            "slice_default_ns" => params.slice_default_ns = value,
+            "park_max_ns" => params.park_max_ns = value,
+            "watchdog_ns" => params.watchdog_ns = value,
+            other => panic!("tenant parameter {other} has no setter in this test"),
+        }
+    }
+
+    fn set_host(params: &mut HostParams, name: &str, value: u64) {
+        let narrow = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        match name {
+            "default_slice_ns" => params.default_slice_ns = value,
+            "default_slice_floor_ns" => params.default_slice_floor_ns = value,
+            "default_level" => params.default_level = narrow(value),
+            "default_weight" => params.default_weight = narrow(value),
+            "guard_min_permille" => params.guard_min_permille = narrow(value),
+            "guard_window_ns" => params.guard_window_ns = value,
+            "timer_period_ns" => params.timer_period_ns = value,
+            other => panic!("host parameter {other} has no setter in this test"),
+        }
+    }
+
+    /// Values just outside a bound, each with the bound's own refusal.
+    fn outside(bound: &ParamBound) -> Vec<(u64, String)> {
+        let mut values = vec![bound.max + 1];
+        if bound.min > 0 {
+            values.push(bound.min - 1);
+        }
+        values
+            .into_iter()
+            .map(|v| (v, bound.check(v).unwrap_err().message))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_within_their_bounds() {
+        assert_eq!(TenantParams::default().validate(), Ok(()));
+        assert_eq!(HostParams::default().validate(), Ok(()));
+        for bound in TenantParams::BOUNDS.iter().chain(HostParams::BOUNDS) {
+            assert_eq!(bound.check(bound.default), Ok(()), "{}", bound.name);
+            assert_eq!(bound.check(bound.min), Ok(()), "{}", bound.name);
+            assert_eq!(bound.check(bound.max), Ok(()), "{}", bound.name);
+        }
+    }
+
+    #[test]
+    fn a_value_outside_each_bound_is_refused_naming_the_parameter() {
+        for bound in TenantParams::BOUNDS {
+            for (value, message) in outside(bound) {
+                let mut params = TenantParams::default();
+                set_tenant(&mut params, bound.name, value);
+                let refused = params.validate().unwrap_err();
+                assert_eq!(refused.parameter, bound.name, "{message}");
+                assert_eq!(refused.message, message);
+                assert!(message.contains(bound.label()), "{message}");
+            }
+        }
+        for bound in HostParams::BOUNDS {
+            for (value, message) in outside(bound) {
+                let mut params = HostParams::default();
+                set_host(&mut params, bound.name, value);
+                let refused = params.validate().unwrap_err();
+                assert_eq!(refused.parameter, bound.name, "{message}");
+                assert_eq!(refused.message, message);
+            }
+        }
+    }
+
+    #[test]
+    fn rules_between_parameters_are_checked() {
+        let ms = |n: u64| n * MS;
+        let refused = |p: TenantParams| p.validate().unwrap_err().parameter;
+        let base = TenantParams::default();
+        assert_eq!(
+            refused(TenantParams {
+                slice_min_ns: ms(30),
+                ..base
+            }),
+            "slice_min_ns"
+        );
+        assert_eq!(
+            refused(TenantParams {
+                slice_default_ns: ms(30),
+                ..base
+            }),
+            "slice_default_ns"
+        );
+        assert_eq!(
+            refused(TenantParams {
+                park_max_ns: base.watchdog_ns,
+                ..base
+            }),
+            "park_max_ns"
+        );
+        let host = HostParams::default();
+        let floor_above_slice = HostParams {
+            default_slice_floor_ns: host.default_slice_ns + 1,
+            ..host
+        };
+        assert_eq!(
+            floor_above_slice.validate().unwrap_err().parameter,
+            "default_slice_floor_ns"
+        );
     }
 
     #[test]

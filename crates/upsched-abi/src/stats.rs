@@ -1,35 +1,9 @@
-//! The per-class statistics record of the host scheduler (`struct upsched_class_stats` in the
-//! kernel crate's `bpf/host_intf.h`), shared by the kernel backend, which reads it from the
+//! The per-class statistics record of the host scheduler (`struct upsched_class_stats` of
+//! `mechanism.toml`), shared by the kernel backend, which reads it from the
 //! host's per-CPU map, and the simulator, which keeps the same counters for the same mechanism
 //! (`docs/mechanism.md`, "Statistics").
 
-/// Buckets of the wait-time histogram: 0 is < 2 µs, i is [2^i, 2^(i+1)) µs, the last holds the
-/// rest.
-pub const WAIT_BUCKETS: usize = 20;
-
-/// The counters of one class (the default class or a tenant slot). Serializable: the broker
-/// sends them to its clients as they are.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ClassCounters {
-    pub enqueues: u64,
-    pub dispatches: u64,
-    pub cpu_time_ns: u64,
-    pub wait_max_ns: u64,
-    pub wait_sum_ns: u64,
-    pub parks: u64,
-    pub releases: u64,
-    pub clamp_slice: u64,
-    pub clamp_cpu: u64,
-    pub clamp_verdict: u64,
-    pub clamp_park: u64,
-    pub ejections: u64,
-    pub preempt_kicks: u64,
-    pub policy_calls: u64,
-    pub wait_hist: [u64; WAIT_BUCKETS],
-}
-// The C header asserts the same size: a field added on one side only fails the build.
-const _: () = assert!(size_of::<ClassCounters>() == 8 * (14 + WAIT_BUCKETS));
+pub use crate::mechanism::{ClassCounters, WAIT_BUCKETS};
 
 /// Bucket of a wait in the log2 histogram.
 pub fn wait_bucket(wait_ns: u64) -> usize {

@@ -132,13 +132,7 @@ impl FieldSpec {
 impl AbiSpec {
     /// Reads and validates the spec.
     pub fn load(path: &Path) -> Result<AbiSpec, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let spec: AbiSpec =
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        spec.validate()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(spec)
+        crate::load_spec(path, AbiSpec::validate)
     }
 
     fn validate(&self) -> Result<(), String> {

@@ -61,6 +61,9 @@ pub enum HostError {
     #[error("bad tenant configuration: {0}")]
     BadTenantConfig(String),
 
+    #[error("bad host configuration (nothing was loaded): {0}")]
+    BadHostConfig(String),
+
     #[error("cgroup {path}: {message}")]
     Cgroup { path: String, message: String },
 

@@ -14,6 +14,7 @@
 //! ```
 
 use std::ffi::CString;
+use std::mem::offset_of;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -24,7 +25,8 @@ use std::time::{Duration, Instant};
 use libbpf_rs::{
     AsRawLibbpf, Link, MapCore, MapFlags, Object, ObjectBuilder, PrintLevel, ProgramType,
 };
-use upsched_abi::{HookInfo, mechanism};
+use upsched_abi::HookInfo;
+use upsched_abi::mechanism::{EXIT_MSG_LEN, EXIT_REASON_LEN, HostParams, TenantParams};
 use upsched_policy::AdmittedPolicy;
 
 use crate::detect::{self, ApiGeneration};
@@ -77,7 +79,8 @@ fn hook_of_section(section: &str) -> Option<&'static HookInfo> {
 /// within a timer period; a member asleep longer leaves without the call.
 const DRAIN_BOUND: Duration = Duration::from_millis(500);
 
-/// Settings of the host scheduler itself.
+/// Settings of the host scheduler itself; the bounds of each are those of
+/// [`HostParams`] (`mechanism.toml`), and [`Host::load`] refuses a value outside them.
 #[derive(Clone, Debug)]
 pub struct HostConfig {
     /// Slice of default-class tasks at low load (and of tenants that set none).
@@ -101,22 +104,42 @@ pub struct HostConfig {
 
 impl Default for HostConfig {
     fn default() -> Self {
+        let params = HostParams::default();
         HostConfig {
-            default_slice: Duration::from_nanos(mechanism::DEFAULT_SLICE_NS),
-            default_slice_floor: Duration::from_nanos(mechanism::DEFAULT_SLICE_FLOOR_NS),
-            // On top: tasks that belong to no tenant (the system, the broker, shells) are never
-            // starved by tenants; a tenant at the top level shares with them by weight.
-            default_level: NR_LEVELS - 1,
-            default_weight: 100,
-            guard_min_permille: mechanism::GUARD_MIN_PERMILLE as u32,
-            guard_window: Duration::from_millis(100),
-            timer_period: Duration::from_millis(2),
+            default_slice: Duration::from_nanos(params.default_slice_ns),
+            default_slice_floor: Duration::from_nanos(params.default_slice_floor_ns),
+            default_level: params.default_level,
+            default_weight: params.default_weight,
+            guard_min_permille: params.guard_min_permille,
+            guard_window: Duration::from_nanos(params.guard_window_ns),
+            timer_period: Duration::from_nanos(params.timer_period_ns),
             enable_timeout: Duration::from_secs(20),
         }
     }
 }
 
-/// Where a tenant sits and what bounds its policy's decisions.
+impl HostConfig {
+    /// The mechanism's parameters of this configuration.
+    pub fn params(&self) -> HostParams {
+        HostParams {
+            default_slice_ns: nanos(self.default_slice),
+            default_slice_floor_ns: nanos(self.default_slice_floor),
+            default_level: self.default_level,
+            default_weight: self.default_weight,
+            guard_min_permille: self.guard_min_permille,
+            guard_window_ns: nanos(self.guard_window),
+            timer_period_ns: nanos(self.timer_period),
+        }
+    }
+}
+
+/// A duration in ns; one too long for a u64 saturates (and is refused as out of bounds).
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Where a tenant sits and what bounds its policy's decisions; the bounds of each setting are
+/// those of [`TenantParams`] (`mechanism.toml`), and attaching refuses a value outside them.
 #[derive(Clone, Debug)]
 pub struct TenantConfig {
     /// Root of the cgroup2 subtree whose tasks the tenant governs.
@@ -132,22 +155,24 @@ pub struct TenantConfig {
     /// Longest a task may stay parked after it became runnable.
     pub park_max: Duration,
     /// A tenant task waiting (runnable, not running) longer than this ejects the tenant.
-    /// At most [`mechanism::MAX_WATCHDOG_NS`], so that this wait plus the default class's
+    /// At most [`upsched_abi::mechanism::MAX_WATCHDOG_NS`], so that this wait plus the default class's
     /// after an ejection stays under sched_ext's own watchdog.
     pub watchdog: Duration,
 }
 
 impl TenantConfig {
+    /// The defaults of [`TenantParams`] for the tenant of `cgroup`.
     pub fn new(cgroup: impl Into<PathBuf>) -> Self {
+        let params = TenantParams::default();
         TenantConfig {
             cgroup: cgroup.into(),
-            level: 1,
-            weight: 100,
-            slice_min: Duration::from_micros(500),
-            slice_max: Duration::from_millis(20),
-            slice_default: Duration::from_millis(5),
-            park_max: Duration::from_millis(100),
-            watchdog: Duration::from_secs(3),
+            level: params.level,
+            weight: params.weight,
+            slice_min: Duration::from_nanos(params.slice_min_ns),
+            slice_max: Duration::from_nanos(params.slice_max_ns),
+            slice_default: Duration::from_nanos(params.slice_default_ns),
+            park_max: Duration::from_nanos(params.park_max_ns),
+            watchdog: Duration::from_nanos(params.watchdog_ns),
         }
     }
 
@@ -161,43 +186,26 @@ impl TenantConfig {
         self
     }
 
-    fn validate(&self) -> Result<(), HostError> {
-        let bad = |msg: String| Err(HostError::BadTenantConfig(msg));
-        if self.level >= NR_LEVELS {
-            return bad(format!(
-                "level {} (levels are 0..{})",
-                self.level,
-                NR_LEVELS - 1
-            ));
+    /// The mechanism's parameters of this configuration.
+    pub fn params(&self) -> TenantParams {
+        TenantParams {
+            level: self.level,
+            weight: self.weight,
+            slice_min_ns: nanos(self.slice_min),
+            slice_max_ns: nanos(self.slice_max),
+            slice_default_ns: nanos(self.slice_default),
+            park_max_ns: nanos(self.park_max),
+            watchdog_ns: nanos(self.watchdog),
         }
-        if self.weight == 0 || self.weight > 10_000 {
-            return bad(format!("weight {} (must be 1..10000)", self.weight));
-        }
-        if self.slice_min.is_zero() || self.slice_min > self.slice_max {
-            return bad(format!(
-                "slice bounds {:?}..{:?} (need 0 < min <= max)",
-                self.slice_min, self.slice_max
-            ));
-        }
-        if self.slice_max > Duration::from_secs(1) {
-            return bad(format!("slice_max {:?} (at most 1 s)", self.slice_max));
-        }
-        let max_watchdog = Duration::from_nanos(mechanism::MAX_WATCHDOG_NS);
-        if self.watchdog.is_zero() || self.watchdog > max_watchdog {
-            return bad(format!(
-                "watchdog {:?} (must be 0 < watchdog <= {max_watchdog:?}: an ejected task then \
-                 waits in the default class too, all under sched_ext's {:?})",
-                self.watchdog,
-                Duration::from_nanos(mechanism::SCX_TIMEOUT_NS)
-            ));
-        }
-        if self.park_max >= self.watchdog {
-            return bad(format!(
-                "park_max {:?} must be below the watchdog bound {:?}",
-                self.park_max, self.watchdog
-            ));
-        }
-        Ok(())
+    }
+
+    /// The parameters, if [`TenantParams::validate`] accepts them.
+    fn validate(&self) -> Result<TenantParams, HostError> {
+        let params = self.params();
+        params
+            .validate()
+            .map_err(|e| HostError::BadTenantConfig(e.to_string()))?;
+        Ok(params)
     }
 }
 
@@ -452,6 +460,10 @@ pub fn sched_ext_state() -> Option<String> {
 impl Host {
     /// Loads the host scheduler and makes it the system's scheduler (full switch).
     pub fn load(config: &HostConfig) -> Result<Host, HostError> {
+        let params = config.params();
+        params
+            .validate()
+            .map_err(|e| HostError::BadHostConfig(e.to_string()))?;
         let support = detect::detect();
         if !support.sched_ext {
             return Err(HostError::NoSchedExt);
@@ -495,16 +507,13 @@ impl Host {
         })?;
 
         let host_config = HostConfigRaw {
-            default_slice_ns: config.default_slice.as_nanos() as u64,
-            guard_window_ns: config.guard_window.as_nanos().max(1_000_000) as u64,
-            timer_period_ns: config.timer_period.as_nanos().max(100_000) as u64,
-            default_slice_floor_ns: config
-                .default_slice_floor
-                .min(config.default_slice)
-                .as_nanos() as u64,
-            guard_min_permille: config.guard_min_permille.min(1000),
-            default_level: config.default_level.min(NR_LEVELS - 1),
-            default_weight: config.default_weight.clamp(1, 10_000),
+            default_slice_ns: params.default_slice_ns,
+            guard_window_ns: params.guard_window_ns,
+            timer_period_ns: params.timer_period_ns,
+            default_slice_floor_ns: params.default_slice_floor_ns,
+            guard_min_permille: params.guard_min_permille,
+            default_level: params.default_level,
+            default_weight: params.default_weight,
             classify_gen: 1,
         };
         let mut host = Host {
@@ -746,7 +755,7 @@ impl Host {
         hook_of: &dyn Fn(&str) -> Option<&'static HookInfo>,
         config: &TenantConfig,
     ) -> Result<TenantHandle, HostError> {
-        config.validate()?;
+        let params = config.validate()?;
         let policy_name = policy_name.to_string();
         let (cgroup_id, cgroup_level) = cgroup_identity(&config.cgroup)?;
         let slot = self
@@ -788,17 +797,14 @@ impl Host {
             generation,
             cgroup_id,
             cgroup_level,
-            level: config.level,
-            weight: config.weight,
+            level: params.level,
+            weight: params.weight,
             hooks,
-            slice_min_ns: config.slice_min.as_nanos() as u64,
-            slice_max_ns: config.slice_max.as_nanos() as u64,
-            slice_dfl_ns: config
-                .slice_default
-                .clamp(config.slice_min, config.slice_max)
-                .as_nanos() as u64,
-            park_max_ns: config.park_max.as_nanos() as u64,
-            watchdog_ns: config.watchdog.as_nanos() as u64,
+            slice_min_ns: params.slice_min_ns,
+            slice_max_ns: params.slice_max_ns,
+            slice_dfl_ns: params.slice_default_ns,
+            park_max_ns: params.park_max_ns,
+            watchdog_ns: params.watchdog_ns,
         };
         self.write_tenant_config(slot, &raw)?;
         let handle = TenantHandle { slot, generation };
@@ -1111,23 +1117,27 @@ impl Host {
             .ok()?
             .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
             .ok()??;
-        if bytes.len() < EXIT_RECORD_SIZE {
+        if bytes.len() < size_of::<ExitRecordRaw>() {
             return None;
         }
-        let kind = i32::from_ne_bytes(bytes[0..4].try_into().ok()?);
+        let field = |at: usize, len: usize| &bytes[at..at + len];
+        let kind = i32::from_ne_bytes(field(offset_of!(ExitRecordRaw, kind), 4).try_into().ok()?);
         if kind == 0 {
             return None;
         }
-        let text = |range: std::ops::Range<usize>| {
-            let raw = &bytes[range];
+        let text = |raw: &[u8]| {
             let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
             String::from_utf8_lossy(&raw[..end]).into_owned()
         };
         Some(ExitInfo {
             kind,
-            exit_code: i64::from_ne_bytes(bytes[8..16].try_into().ok()?),
-            reason: text(16..144),
-            message: text(144..EXIT_RECORD_SIZE),
+            exit_code: i64::from_ne_bytes(
+                field(offset_of!(ExitRecordRaw, exit_code), 8)
+                    .try_into()
+                    .ok()?,
+            ),
+            reason: text(field(offset_of!(ExitRecordRaw, reason), EXIT_REASON_LEN)),
+            message: text(field(offset_of!(ExitRecordRaw, msg), EXIT_MSG_LEN)),
         })
     }
 
@@ -1306,12 +1316,43 @@ mod tests {
         assert!(long_park.validate().is_err());
         // The longest watchdog leaves room for a wait in the default class after an ejection.
         let mut longest = good.clone();
-        longest.watchdog = Duration::from_nanos(mechanism::MAX_WATCHDOG_NS);
+        longest.watchdog = Duration::from_nanos(upsched_abi::mechanism::MAX_WATCHDOG_NS);
         assert!(longest.validate().is_ok());
         let mut slow_watchdog = good;
         slow_watchdog.watchdog = longest.watchdog + Duration::from_millis(1);
         let refused = slow_watchdog.validate().unwrap_err().to_string();
         assert!(refused.contains("default class"), "{refused}");
+        // The refusal is the mechanism's own (the simulator gives the same).
+        let mechanism_refusal = slow_watchdog.params().validate().unwrap_err().message;
+        assert!(refused.ends_with(&mechanism_refusal), "{refused}");
+        // The default slice outside the slice bounds is refused, not clamped.
+        let mut fast = TenantConfig::new("/sys/fs/cgroup/x");
+        fast.slice_default = Duration::from_millis(30);
+        let refused = fast.validate().unwrap_err().to_string();
+        assert!(refused.contains("slice_default"), "{refused}");
+    }
+
+    #[test]
+    fn a_host_config_outside_its_bounds_is_refused_before_anything_loads() {
+        let config = HostConfig {
+            default_slice_floor: Duration::from_millis(30),
+            ..HostConfig::default()
+        };
+        match Host::load(&config) {
+            Err(HostError::BadHostConfig(message)) => {
+                assert!(message.contains("default_slice_floor"), "{message}")
+            }
+            Err(other) => panic!("refused for another reason: {other}"),
+            Ok(_) => panic!("loaded with a slice floor above the slice"),
+        }
+        let config = HostConfig {
+            timer_period: Duration::ZERO,
+            ..HostConfig::default()
+        };
+        assert!(matches!(
+            Host::load(&config),
+            Err(HostError::BadHostConfig(_))
+        ));
     }
 
     #[test]

@@ -304,11 +304,10 @@ pub fn scheduler_from(
             upsched::NAME
         ));
     }
-    let host = UpschedHost::new(
-        HostConfig::new(scenario.params.default_slice),
-        tenants,
-        &scenario.cgroups,
-    )
-    .with_name(name);
+    let config = HostConfig::new(scenario.params.default_slice);
+    config
+        .validate()
+        .map_err(|e| format!("the host's parameters: {e}"))?;
+    let host = UpschedHost::new(config, tenants, &scenario.cgroups).with_name(name);
     Ok(Box::new(host))
 }

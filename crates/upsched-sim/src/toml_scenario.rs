@@ -989,7 +989,11 @@ pub fn parse_scenario_on(
         params.rr_slice = v.0.max(1);
     }
     if let Some(v) = raw.scheduler.default_class.and_then(|r| r.slice) {
-        params.default_slice = v.0.max(1);
+        // The host's own bound (the loader's), not a silent fix-up.
+        if let Err(e) = upsched_abi::mechanism::HOST_DEFAULT_SLICE_NS.check(v.0) {
+            return cx.err(None, format!("[scheduler.upsched-default] slice: {e}"));
+        }
+        params.default_slice = v.0;
     }
 
     let policies = match &raw.policy {
@@ -1109,6 +1113,23 @@ spawn = "b"
 
     fn error_of(text: &str) -> ScenarioError {
         parse_scenario(text, "bad.toml").unwrap_err()
+    }
+
+    #[test]
+    fn a_default_class_slice_outside_the_hosts_bound_is_refused() {
+        let task = "[[task]]\nname = \"a\"\nprogram = [ { run = \"1ms\" } ]\n";
+        for slice in ["0ms", "2s"] {
+            let e = error_of(&format!(
+                "duration = \"1s\"\n[scheduler.upsched-default]\nslice = \"{slice}\"\n{task}"
+            ));
+            assert!(e.message.contains("default_slice"), "{e}");
+            assert!(e.message.contains("is outside"), "{e}");
+        }
+        let ok = format!("duration = \"1s\"\n[scheduler.upsched-default]\nslice = \"5ms\"\n{task}");
+        assert_eq!(
+            parse_scenario(&ok, "ok.toml").unwrap().params.default_slice,
+            5_000_000
+        );
     }
 
     #[test]

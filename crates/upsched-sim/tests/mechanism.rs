@@ -3,6 +3,7 @@
 //! promises, the chain and tenant weights share the CPU as specified, misbehaving policies are
 //! clamped and ejected, tenants attach and detach at runtime, and runs are deterministic.
 
+use upsched_abi::mechanism::TenantParams;
 use upsched_sim::engine::{self, RunOutcome};
 use upsched_sim::report::{self, RunReport, TaskReport};
 use upsched_sim::sched::upsched::{MechanismReport, TenantReport};
@@ -613,50 +614,69 @@ fn scenario_error(tenant: &str) -> upsched_sim::ScenarioError {
     parse_scenario(&text, FILE).expect_err("the tenant is refused")
 }
 
+/// The refusal of the mechanism's own validation (the kernel loader's) for the defaults
+/// changed by `change`: the simulator must give the same.
+fn loader_refusal(change: impl FnOnce(&mut TenantParams)) -> String {
+    let mut params = TenantParams::default();
+    change(&mut params);
+    params.validate().unwrap_err().message
+}
+
 #[test]
 fn a_bad_tenant_table_is_refused_with_its_line() {
+    let ms = |n: u64| n * MS;
     for (tenant, expected) in [
         (
             "policy = \"example:fifo\"\nlevel = 8",
-            "level 8 is outside 0..7",
+            loader_refusal(|p| p.level = 8),
         ),
         (
             "policy = \"example:fifo\"\nweight = 0",
-            "weight 0 is outside 1..10000",
+            loader_refusal(|p| p.weight = 0),
         ),
-        ("policy = \"example:nope\"", "no example policy \"nope\""),
+        (
+            "policy = \"example:nope\"",
+            "no example policy \"nope\"".to_string(),
+        ),
         (
             "policy = \"example:fifo\"\ncgroup = \"tenant\"",
-            "must be an absolute path",
+            "must be an absolute path".to_string(),
         ),
         (
             "policy = \"example:fifo\"\nwatchdog = \"50ms\"",
-            "must be longer than park_max",
+            loader_refusal(|p| p.watchdog_ns = ms(50)),
         ),
         (
             "policy = \"example:fifo\"\nwatchdog = \"9s\"",
-            "need 0 < watchdog <= ",
+            loader_refusal(|p| p.watchdog_ns = ms(9000)),
         ),
         (
             "policy = \"example:fifo\"\nwatchdog = \"0s\"",
-            "need 0 < watchdog <= ",
+            loader_refusal(|p| p.watchdog_ns = 0),
         ),
         (
             "policy = \"example:fifo\"\nslice_max = \"2s\"",
-            "longer than 1 s",
+            loader_refusal(|p| p.slice_max_ns = ms(2000)),
         ),
         (
             "policy = \"example:fifo\"\nslice_min = \"2ms\"\nslice_max = \"1ms\"",
-            "slice_min <= slice_max",
+            loader_refusal(|p| {
+                p.slice_min_ns = ms(2);
+                p.slice_max_ns = ms(1);
+            }),
+        ),
+        (
+            "policy = \"example:fifo\"\nslice = \"30ms\"",
+            loader_refusal(|p| p.slice_default_ns = ms(30)),
         ),
         (
             "policy = \"example:fifo\"\nattach = \"1s\"\ndetach = \"1s\"",
-            "is not after attach",
+            "is not after attach".to_string(),
         ),
     ] {
         let e = scenario_error(tenant);
         assert_eq!(e.line, Some(6), "{tenant}: {e}");
-        assert!(e.message.contains(expected), "{tenant}: {e}");
+        assert!(e.message.contains(&expected), "{tenant}: {e}");
     }
     let e = scenario_error("policy = \"example:fifo\"\nlevle = 2");
     assert_eq!(e.line, Some(7), "{e}");

@@ -8,9 +8,10 @@
 #define SCX_DSQ_FLAG_BUILTIN (1ULL << 63)
 #define SCX_DSQ_GLOBAL (SCX_DSQ_FLAG_BUILTIN | 1)
 #define SCX_DSQ_LOCAL_ON (SCX_DSQ_FLAG_BUILTIN | (1ULL << 62))
-/* The host's user DSQs (crates/upsched-kernel/bpf/host_intf.h). */
-#define CLASS_DSQ(cls) (0x100ULL + (cls))
-#define PARK_DSQ(slot) (0x200ULL + (slot))
+/* The host's user DSQs (mechanism.toml). */
+#include "upsched_mechanism.h"
+#define CLASS_DSQ(cls) (UPSCHED_CLASS_DSQ_BASE + (cls))
+#define PARK_DSQ(slot) (UPSCHED_PARK_DSQ_BASE + (slot))
 
 #define KFUNC_DSQ_POLICY(policy_name, dsq_id)                                            \
 	UPSCHED_POLICY(policy_name);                                                       \

@@ -1,26 +1,15 @@
 //! Configuration of the upsched mechanism: the host's parameters and one tenant's, with the
-//! loader's defaults and limits of `docs/mechanism.md` (`HostConfig`, `TenantConfig::new`).
+//! loader's defaults, bounds and checks, all from `upsched_abi::mechanism` (`mechanism.toml`).
 
-use upsched_abi::mechanism;
+use upsched_abi::mechanism::{HostParams, ParamError, TenantParams};
 use upsched_policy::engine::LoadedPolicy;
 
-use crate::units::{MS, S, Time};
+use crate::units::Time;
 
-/// Tenant slots (`UPSCHED_NR_SLOTS`); class index [`DEFAULT_CLASS`] is the default class.
-pub const NR_SLOTS: usize = 8;
-pub const DEFAULT_CLASS: usize = NR_SLOTS;
-pub const NR_CLASSES: usize = NR_SLOTS + 1;
-/// Chain levels 0..NR_LEVELS-1; higher runs first.
-pub const NR_LEVELS: u32 = 8;
-/// Tenant weights (relative to each other within a level).
-pub const MAX_TENANT_WEIGHT: u32 = 10_000;
-/// Longest per-tenant watchdog bound the host accepts: the loader's, derived from the default
-/// class's wait bound (`upsched_abi::mechanism`).
-pub const MAX_WATCHDOG: Time = mechanism::MAX_WATCHDOG_NS;
-/// Longest slice bound the host accepts.
-pub const MAX_SLICE: Time = S;
+pub use upsched_abi::mechanism::{DEFAULT_CLASS, NR_CLASSES, NR_LEVELS, NR_SLOTS};
 
-/// The host's parameters.
+/// The host's parameters; their bounds and defaults are those of [`HostParams`]
+/// (`mechanism.toml`), checked by the same [`HostParams::validate`] as the kernel loader's.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostConfig {
     /// Slice of the default class at low load, and the credit bound of idle classes.
@@ -38,20 +27,41 @@ pub struct HostConfig {
 }
 
 impl HostConfig {
+    /// The loader's defaults, with the default class's slice `default_slice`.
     pub fn new(default_slice: Time) -> Self {
+        let params = HostParams::default();
         HostConfig {
             default_slice,
-            default_slice_floor: mechanism::DEFAULT_SLICE_FLOOR_NS,
-            default_level: NR_LEVELS - 1,
-            default_weight: 100,
-            guard_window: 100 * MS,
-            guard_min_permille: mechanism::GUARD_MIN_PERMILLE,
-            timer_period: 2 * MS,
+            default_slice_floor: params.default_slice_floor_ns.min(default_slice),
+            default_level: params.default_level,
+            default_weight: params.default_weight,
+            guard_window: params.guard_window_ns,
+            guard_min_permille: params.guard_min_permille.into(),
+            timer_period: params.timer_period_ns,
         }
+    }
+
+    /// The mechanism's parameters of this configuration.
+    pub fn params(&self) -> HostParams {
+        HostParams {
+            default_slice_ns: self.default_slice,
+            default_slice_floor_ns: self.default_slice_floor,
+            default_level: self.default_level,
+            default_weight: self.default_weight,
+            guard_min_permille: u32::try_from(self.guard_min_permille).unwrap_or(u32::MAX),
+            guard_window_ns: self.guard_window,
+            timer_period_ns: self.timer_period,
+        }
+    }
+
+    /// The loader's check ([`HostParams::validate`]).
+    pub fn validate(&self) -> Result<(), ParamError> {
+        self.params().validate()
     }
 }
 
-/// One tenant: where it is bound, its place in the chain and its bounds.
+/// One tenant: where it is bound, its place in the chain and its bounds; their bounds and
+/// defaults are those of [`TenantParams`] (`mechanism.toml`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TenantConfig {
     /// cgroup path the tenant governs (with its subtree), e.g. "/batch".
@@ -70,25 +80,38 @@ pub struct TenantConfig {
 }
 
 impl TenantConfig {
-    /// The loader's defaults: level 1, weight 100, slices 0.5..20 ms (default 5 ms), park
-    /// bound 100 ms, watchdog 3 s.
+    /// The loader's defaults ([`TenantParams::default`]).
     pub fn new(cgroup: &str) -> Self {
+        let params = TenantParams::default();
         TenantConfig {
             cgroup: cgroup.to_string(),
-            level: 1,
-            weight: 100,
-            slice_min: MS / 2,
-            slice_max: 20 * MS,
-            slice_default: 5 * MS,
-            park_max: 100 * MS,
-            watchdog: 3 * S,
+            level: params.level,
+            weight: params.weight,
+            slice_min: params.slice_min_ns,
+            slice_max: params.slice_max_ns,
+            slice_default: params.slice_default_ns,
+            park_max: params.park_max_ns,
+            watchdog: params.watchdog_ns,
             attach_at: 0,
             detach_at: None,
         }
     }
 
-    /// The loader's checks (`TenantConfig::validate` of upsched-kernel), and the default slice
-    /// within the slice bounds; the message names the offending setting.
+    /// The mechanism's parameters of this configuration.
+    pub fn params(&self) -> TenantParams {
+        TenantParams {
+            level: self.level,
+            weight: self.weight,
+            slice_min_ns: self.slice_min,
+            slice_max_ns: self.slice_max,
+            slice_default_ns: self.slice_default,
+            park_max_ns: self.park_max,
+            watchdog_ns: self.watchdog,
+        }
+    }
+
+    /// The loader's checks ([`TenantParams::validate`], the same code as the kernel loader's),
+    /// and what only a scenario has: the cgroup path's form and the attach/detach times.
     pub fn validate(&self) -> Result<(), String> {
         let c = &self.cgroup;
         if !c.starts_with('/') || c.contains("//") || (c.len() > 1 && c.ends_with('/')) {
@@ -96,52 +119,7 @@ impl TenantConfig {
                 "cgroup {c:?} must be an absolute path like \"/tenant/a\""
             ));
         }
-        if self.level >= NR_LEVELS {
-            return Err(format!(
-                "level {} is outside 0..{}",
-                self.level,
-                NR_LEVELS - 1
-            ));
-        }
-        if !(1..=MAX_TENANT_WEIGHT).contains(&self.weight) {
-            return Err(format!(
-                "weight {} is outside 1..{MAX_TENANT_WEIGHT}",
-                self.weight
-            ));
-        }
-        if self.slice_min == 0 || self.slice_min > self.slice_max {
-            return Err(format!(
-                "slice bounds {}..{} ns: need 0 < slice_min <= slice_max",
-                self.slice_min, self.slice_max
-            ));
-        }
-        if self.slice_max > MAX_SLICE {
-            return Err(format!(
-                "slice_max {} ns is longer than 1 s",
-                self.slice_max
-            ));
-        }
-        if !(self.slice_min..=self.slice_max).contains(&self.slice_default) {
-            return Err(format!(
-                "slice {} ns is outside the bounds {}..{} ns",
-                self.slice_default, self.slice_min, self.slice_max
-            ));
-        }
-        if self.watchdog == 0 || self.watchdog > MAX_WATCHDOG {
-            return Err(format!(
-                "watchdog {} ns: need 0 < watchdog <= {:.1} s (an ejected task then waits in \
-                 the default class too, all under sched_ext's {} s)",
-                self.watchdog,
-                MAX_WATCHDOG as f64 / 1e9,
-                mechanism::SCX_TIMEOUT_NS / S
-            ));
-        }
-        if self.watchdog <= self.park_max {
-            return Err(format!(
-                "watchdog {} ns must be longer than park_max {} ns (a parked task waits up to park_max)",
-                self.watchdog, self.park_max
-            ));
-        }
+        self.params().validate().map_err(|e| e.to_string())?;
         if let Some(detach) = self.detach_at {
             if detach <= self.attach_at {
                 return Err(format!(

@@ -18,6 +18,7 @@ mod wait_list;
 
 use std::collections::{BTreeSet, VecDeque};
 
+use upsched_abi::mechanism::{CLASS_DSQ_BASE, PARK_DSQ_BASE};
 use upsched_abi::{
     HINT_FLAGS, HINT_PENDING, HINTF_SLEEPY, HookInfo, KfuncInfo, UpschedCtx, VERDICT_PARK,
     VERDICT_PREEMPT, VERDICT_RUN,
@@ -26,8 +27,7 @@ use upsched_ebpf::CallError;
 use upsched_policy::engine::{EngineError, KfuncProvider, PolicyInstance};
 
 pub use config::{
-    DEFAULT_CLASS, HostConfig, MAX_TENANT_WEIGHT, MAX_WATCHDOG, NR_CLASSES, NR_LEVELS, NR_SLOTS,
-    Tenant, TenantConfig,
+    DEFAULT_CLASS, HostConfig, NR_CLASSES, NR_LEVELS, NR_SLOTS, Tenant, TenantConfig,
 };
 pub use stats::{
     ClampReport, ClassReport, ClassStats, EjectionReport, MechanismReport, TenantReport,
@@ -60,9 +60,6 @@ const TIMER_DETACH: u64 = 2 << 32;
 const TIMER_DRAIN_BOUND: u64 = 3 << 32;
 const TIMER_KIND: u64 = !0xffff_ffff;
 
-/// The kernel's DSQ ids as a policy sees them (`host_intf.h`, sched_ext).
-const CLASS_DSQ_BASE: u64 = 0x100;
-const PARK_DSQ_BASE: u64 = 0x200;
 /// sched_ext's `SCX_DSQ_LOCAL_ON`: with both bits set, the low 32 bits are a CPU number.
 const SCX_DSQ_LOCAL_ON: u64 = 1 << 63 | 1 << 62;
 /// `-ENOENT`, what `scx_bpf_dsq_nr_queued` answers for a DSQ that does not exist.
@@ -251,7 +248,7 @@ impl DsqModel {
     /// `scx_bpf_dsq_nr_queued(dsq_id)` as kernel 7.2 answers it: `SCX_DSQ_LOCAL` the calling
     /// CPU's local DSQ; `SCX_DSQ_LOCAL_ON | cpu` that CPU's local DSQ if the CPU exists, else a
     /// runtime error ("invalid CPU", the scheduler is disabled) and `-ENOENT`; any other id a
-    /// user DSQ, i.e. the host's class (`0x100 + class`) and park (`0x200 + slot`) queues, or
+    /// user DSQ, i.e. the host's class (`CLASS_DSQ_BASE + class`) and park (`PARK_DSQ_BASE + slot`) queues, or
     /// `-ENOENT` (the global DSQ included: it is not a user DSQ).
     fn nr_queued(&mut self, dsq: u64) -> i64 {
         let count = if dsq == upsched_abi::SCX_DSQ_LOCAL {
