@@ -457,6 +457,33 @@ pub fn sched_ext_state() -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
+/// Polls the sched_ext state until it reads `want` (`enabled`, `disabled`) and returns how long
+/// that took. Gives up after `timeout`, or as soon as `failed` gives a reason (a scheduler that
+/// exited will never be enabled).
+pub fn wait_for_sched_ext_state(
+    want: &str,
+    timeout: Duration,
+    mut failed: impl FnMut() -> Option<String>,
+) -> Result<Duration, String> {
+    let start = Instant::now();
+    loop {
+        if let Some(reason) = failed() {
+            return Err(reason);
+        }
+        let state = sched_ext_state();
+        if state.as_deref() == Some(want) {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            return Err(format!(
+                "sched_ext not {want} after {timeout:?} (state {})",
+                state.unwrap_or_default()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 impl Host {
     /// Loads the host scheduler and makes it the system's scheduler (full switch).
     pub fn load(config: &HostConfig) -> Result<Host, HostError> {
@@ -557,22 +584,11 @@ impl Host {
     }
 
     fn wait_enabled(&self, timeout: Duration) -> Result<(), HostError> {
-        let start = Instant::now();
-        loop {
-            if let Some(exit) = self.exit_info() {
-                return Err(HostError::HostExited(exit.to_string()));
-            }
-            if sched_ext_state().as_deref() == Some("enabled") {
-                return Ok(());
-            }
-            if start.elapsed() > timeout {
-                return Err(HostError::HostExited(format!(
-                    "not enabled after {timeout:?} (state {})",
-                    sched_ext_state().unwrap_or_default()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_sched_ext_state("enabled", timeout, || {
+            self.exit_info().map(|exit| exit.to_string())
+        })
+        .map(drop)
+        .map_err(HostError::HostExited)
     }
 
     fn map(&self, name: &str) -> Result<libbpf_rs::Map<'_>, HostError> {
