@@ -23,7 +23,12 @@ fn clang() -> String {
 /// Compiles the generated C asserts against `header`; returns clang's stderr on failure.
 fn compile_c(dir: &Path, header: &str) -> Result<(), String> {
     std::fs::write(dir.join("upsched.h"), header).unwrap();
-    std::fs::write(dir.join("check.c"), spec().c_layout_asserts()).unwrap();
+    syntax_check(dir, &spec().c_layout_asserts())
+}
+
+/// Checks the C source `check` with the headers in `dir`; returns clang's stderr on failure.
+fn syntax_check(dir: &Path, check: &str) -> Result<(), String> {
+    std::fs::write(dir.join("check.c"), check).unwrap();
     let out = Command::new(clang())
         .args(["-target", "bpf", "-fsyntax-only", "-I"])
         .arg(dir)
@@ -142,4 +147,24 @@ fn rust_mirror_changed_alone_fails() {
         let error = compile_rust(&scratch("rs-bad"), &mutated).expect_err(from);
         assert!(error.contains(message), "{from}: {error}");
     }
+}
+
+/// The SDK's checks against `sdk` (with the real `upsched.h`); clang's stderr on failure.
+fn compile_sdk(dir: &Path, sdk: &str) -> Result<(), String> {
+    std::fs::write(dir.join("upsched.h"), header()).unwrap();
+    std::fs::write(dir.join("upsched_sdk.h"), sdk).unwrap();
+    syntax_check(dir, &spec().c_sdk_asserts())
+}
+
+#[test]
+fn sdk_without_a_hook_macro_fails() {
+    let sdk = std::fs::read_to_string(upsched_abi::include_dir().join("upsched_sdk.h")).unwrap();
+    compile_sdk(&scratch("sdk-ok"), &sdk).unwrap();
+    let mutated = sdk.replacen("#define UPSCHED_TICK(ctx) UPSCHED_HOOK(tick, ctx)\n", "", 1);
+    assert_ne!(mutated, sdk, "UPSCHED_TICK not found in upsched_sdk.h");
+    let error = compile_sdk(&scratch("sdk-bad"), &mutated).expect_err("no UPSCHED_TICK");
+    assert!(
+        error.contains("upsched_sdk.h has no UPSCHED_TICK for hook tick"),
+        "{error}"
+    );
 }

@@ -162,6 +162,18 @@ impl AbiSpec {
             return Err(format!("size {} is not a multiple of 8", self.size));
         }
         for hook in &self.hooks {
+            // The name becomes C and Rust identifiers (stubs, macros, constants).
+            let identifier = hook.name.starts_with(|c: char| c.is_ascii_lowercase())
+                && hook
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !identifier {
+                return Err(format!(
+                    "hook name `{}` is not a lowercase identifier",
+                    hook.name
+                ));
+            }
             for output in &hook.outputs {
                 match self.fields.iter().find(|f| &f.name == output) {
                     Some(f) if f.dir == Direction::Out => {}
@@ -253,6 +265,12 @@ impl AbiSpec {
         }
         out.push_str("];\n");
 
+        writeln!(out, "/// Number of hooks.").unwrap();
+        writeln!(out, "pub const NR_HOOKS: usize = {};", self.hooks.len()).unwrap();
+        for (id, h) in self.hooks.iter().enumerate() {
+            writeln!(out, "/// Id of hook `{}`.", h.name).unwrap();
+            writeln!(out, "pub const HOOK_{}: u32 = {id};", h.name.to_uppercase()).unwrap();
+        }
         out.push_str("pub static HOOKS: &[HookInfo] = &[\n");
         for (id, h) in self.hooks.iter().enumerate() {
             writeln!(
@@ -344,7 +362,8 @@ impl AbiSpec {
     }
 
     /// C: `_Static_assert`s that `upsched_sdk.h` declares every kfunc with the spec's prototype
-    /// and defines the named values of the argument domains as the spec does.
+    /// and defines the named values of the argument domains as the spec does, and that it has
+    /// the definition macro of every hook (`UPSCHED_SELECT_CPU(ctx)`, ...).
     pub fn c_sdk_asserts(&self) -> String {
         let mut out = String::from(
             "/* Generated from abi.toml by upsched-build. Do not edit. */\n#include \"upsched_sdk.h\"\n",
@@ -372,6 +391,28 @@ impl AbiSpec {
             )
             .unwrap();
         }
+        for hook in &self.hooks {
+            let mac = format!("UPSCHED_{}", hook.name.to_uppercase());
+            writeln!(
+                out,
+                "#ifndef {mac}\n#error \"upsched_sdk.h has no {mac} for hook {} of abi.toml\"\n#endif",
+                hook.name
+            )
+            .unwrap();
+        }
+        out
+    }
+
+    /// C: the hooks as an X-macro, `UPSCHED_HOOKS(X, arg)` expanding to `X(arg, name)` for
+    /// each hook in id order, for C that needs one definition per hook (the host's stubs).
+    pub fn c_hook_list(&self) -> String {
+        let mut out = String::from(
+            "/* Generated from abi.toml by upsched-build. Do not edit. */\n#define UPSCHED_HOOKS(X, arg)",
+        );
+        for h in &self.hooks {
+            write!(out, " X(arg, {})", h.name).unwrap();
+        }
+        out.push('\n');
         out
     }
 

@@ -22,7 +22,7 @@ use crate::failure::failure;
 pub struct CallArgs {
     /// Policy object (.bpf.o), or example:NAME for a built-in example policy.
     policy: String,
-    /// Hook to call: select_cpu, enqueue, running, stopping, tick, task_init or task_exit.
+    /// Hook to call, by its name in the ABI (docs/abi.md; an unknown name lists them all).
     hook: String,
     /// Context fields to set, comma-separated: `field=value`. Numbers are decimal or 0x hex,
     /// negative for signed fields; hints as `hints=1:2:3` (from word 0, the rest 0) or

@@ -21,9 +21,10 @@ use clap::{Args, ValueEnum};
 use upsched_kernel::intf::{DEFAULT_CLASS, NR_LEVELS};
 use upsched_kernel::{
     ClassStats, Host, HostConfig, HostStats, TenantConfig, TenantHandle, detect, sched_ext_state,
-    signals,
+    signals, wait_for_sched_ext_state,
 };
 use upsched_vmtest::{GuestEvent, InitramfsSpec, Scenario, guest_binary, kernel, run_scenario};
+use upsched_workload::{CreatedCgroups, burn_unit, burn_until};
 
 /// Prints a line of the demo's output. A closed stdout loses the output but not the demo: it
 /// goes on and cleans up (main ignores SIGPIPE for the demo).
@@ -82,24 +83,14 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
     let end = Instant::now() + Duration::from_secs_f64(args.max_seconds.max(0.0));
     while Instant::now() < end {
         match args.kind {
-            WorkerKind::Hog => burn(Duration::from_millis(5)),
+            WorkerKind::Hog => burn_unit(),
             WorkerKind::Sleeper => {
                 std::thread::sleep(Duration::from_millis(10));
-                burn(Duration::from_micros(500));
+                burn_until(Instant::now() + Duration::from_micros(500));
             }
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn burn(duration: Duration) {
-    let start = Instant::now();
-    let mut x = 1u64;
-    while start.elapsed() < duration {
-        for i in 0..2_000u64 {
-            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
-        }
-    }
 }
 
 fn is_root() -> bool {
@@ -315,7 +306,8 @@ struct Tenant {
 /// Workers and cgroups: killed and removed on every path out (also on errors and Ctrl-C).
 struct Workload {
     children: Vec<Child>,
-    cgroups: Vec<PathBuf>,
+    /// Dropped after `Drop for Workload` stopped the children.
+    cgroups: CreatedCgroups,
 }
 
 impl Workload {
@@ -328,53 +320,16 @@ impl Workload {
         }
         self.children.clear();
     }
-
-    /// Removes the cgroups (children first). Returns the ones that could not be removed.
-    fn remove_cgroups(&mut self) -> Vec<String> {
-        let mut failed = Vec::new();
-        while let Some(cgroup) = self.cgroups.pop() {
-            // A killed task may take a moment to leave its cgroup.
-            let mut result = std::fs::remove_dir(&cgroup);
-            for _ in 0..50 {
-                if result.is_ok() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-                result = std::fs::remove_dir(&cgroup);
-            }
-            if let Err(e) = result {
-                failed.push(format!("{}: {e}", cgroup.display()));
-            }
-        }
-        failed
-    }
 }
 
 impl Drop for Workload {
     fn drop(&mut self) {
         self.stop();
-        self.remove_cgroups();
     }
-}
-
-fn make_cgroup(path: &Path, workload: &mut Workload) -> anyhow::Result<()> {
-    if !path.exists() {
-        std::fs::create_dir(path).with_context(|| format!("creating cgroup {}", path.display()))?;
-    }
-    workload.cgroups.push(path.to_path_buf());
-    Ok(())
 }
 
 fn cgroup_usage(cgroup: &Path) -> Duration {
-    std::fs::read_to_string(cgroup.join("cpu.stat"))
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("usage_usec "))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        })
-        .map(Duration::from_micros)
-        .unwrap_or_default()
+    upsched_workload::cgroup_usage(cgroup).unwrap_or_default()
 }
 
 /// Starts a worker already inside `cgroup` (it joins between fork and exec, so it never runs
@@ -449,7 +404,7 @@ fn run_here(seconds: u64) -> anyhow::Result<ExitCode> {
 
     let mut workload = Workload {
         children: Vec::new(),
-        cgroups: Vec::new(),
+        cgroups: CreatedCgroups::default(),
     };
     let outcome = demo_body(&mut host, &mut workload, seconds, cpus, start);
 
@@ -459,12 +414,8 @@ fn run_here(seconds: u64) -> anyhow::Result<ExitCode> {
     let exit = host.exit_info();
     let unload_start = Instant::now();
     drop(host);
-    let mut state = sched_ext_state().unwrap_or_default();
-    while state != "disabled" && unload_start.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(20));
-        state = sched_ext_state().unwrap_or_default();
-    }
-    let unloaded = state == "disabled";
+    let unloaded = wait_for_sched_ext_state("disabled", Duration::from_secs(20), || None).is_ok();
+    let state = sched_ext_state().unwrap_or_default();
     say!(
         "{} host scheduler unloaded: sched_ext state enabled -> {state} in {:.2} s{}",
         stamp(start),
@@ -473,7 +424,7 @@ fn run_here(seconds: u64) -> anyhow::Result<ExitCode> {
             .map(|e| format!(" (the kernel had stopped it: {e})"))
             .unwrap_or_default()
     );
-    let leftovers = workload.remove_cgroups();
+    let leftovers = workload.cgroups.remove();
     if leftovers.is_empty() {
         say!("{} cgroups removed", stamp(start));
     } else {
@@ -599,7 +550,7 @@ fn demo_body(
 ) -> anyhow::Result<Vec<Tenant>> {
     let stamp = || format!("[{:5.1}s]", start.elapsed().as_secs_f64());
     let root = Path::new(CGROUP_ROOT).join(DEMO_CGROUP);
-    make_cgroup(&root, workload)?;
+    workload.cgroups.create(&root)?;
     let new_tenant = |name, policy, level, weight, workload| Tenant {
         name,
         cgroup: root.join(name),
@@ -626,7 +577,7 @@ fn demo_body(
         ),
     ];
     for t in &tenants {
-        make_cgroup(&t.cgroup, workload)?;
+        workload.cgroups.create(&t.cgroup)?;
     }
     say!(
         "{} cgroups: {}",

@@ -25,8 +25,11 @@ use std::time::{Duration, Instant};
 use libbpf_rs::{
     AsRawLibbpf, Link, MapCore, MapFlags, Object, ObjectBuilder, PrintLevel, ProgramType,
 };
-use upsched_abi::HookInfo;
 use upsched_abi::mechanism::{EXIT_MSG_LEN, EXIT_REASON_LEN, HostParams, TenantParams};
+use upsched_abi::{
+    HOOK_ENQUEUE, HOOK_RUNNING, HOOK_SELECT_CPU, HOOK_STOPPING, HOOK_TASK_EXIT, HOOK_TASK_INIT,
+    HOOK_TICK, HookInfo, NR_HOOKS,
+};
 use upsched_policy::AdmittedPolicy;
 
 use crate::detect::{self, ApiGeneration};
@@ -40,31 +43,45 @@ pub static HOST_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/host.b
 pub const SCHEDULER_NAME: &str = "upsched_host";
 const STRUCT_OPS_MAP: &str = "upsched_host";
 
-/// Hooks of the ABI, with the host programs that call their stubs. A stub exists once per
-/// calling program, and one loaded freplace program replaces one of them (the kernel refuses
-/// to re-attach it to a struct_ops program of another member), so a hook with a second caller
-/// is served by a second load of its program, sharing the policy's maps.
-pub const HOOK_CALLERS: [(&str, &[&str]); 7] = [
-    ("select_cpu", &["host_select_cpu"]),
-    ("enqueue", &["host_enqueue"]),
-    ("running", &["host_running"]),
-    ("stopping", &["host_stopping"]),
-    ("tick", &["host_tick"]),
+/// The host programs that call the stubs of each hook of the ABI, by hook id. A stub exists
+/// once per calling program, and one loaded freplace program replaces one of them (the kernel
+/// refuses to re-attach it to a struct_ops program of another member), so a hook with a second
+/// caller is served by a second load of its program, sharing the policy's maps. A hook added to
+/// abi.toml without its callers here fails the build.
+pub const HOOK_CALLERS: [&[&str]; NR_HOOKS] = {
+    let mut callers: [&[&str]; NR_HOOKS] = [&[]; NR_HOOKS];
+    callers[HOOK_SELECT_CPU as usize] = &["host_select_cpu"];
+    callers[HOOK_ENQUEUE as usize] = &["host_enqueue"];
+    callers[HOOK_RUNNING as usize] = &["host_running"];
+    callers[HOOK_STOPPING as usize] = &["host_stopping"];
+    callers[HOOK_TICK as usize] = &["host_tick"];
     // Tasks join tenants when ops.enqueue classifies them, so it calls the task_init stubs.
-    ("task_init", &["host_enqueue"]),
+    callers[HOOK_TASK_INIT as usize] = &["host_enqueue"];
     // Exits call it from ops.exit_task; moves, detaches and ejections from ops.enqueue.
-    ("task_exit", &["host_exit_task", "host_enqueue"]),
-];
+    callers[HOOK_TASK_EXIT as usize] = &["host_exit_task", "host_enqueue"];
+    let mut id = 0;
+    while id < NR_HOOKS {
+        assert!(!callers[id].is_empty(), "a hook of abi.toml has no caller");
+        id += 1;
+    }
+    callers
+};
 
 /// Most callers any hook has (the number of loads of a policy's programs).
-const MAX_CALLERS: usize = 2;
+const MAX_CALLERS: usize = {
+    let (mut max, mut id) = (0, 0);
+    while id < NR_HOOKS {
+        if HOOK_CALLERS[id].len() > max {
+            max = HOOK_CALLERS[id].len();
+        }
+        id += 1;
+    }
+    max
+};
 
 /// The host programs that call `hook`'s stubs.
 fn callers_of(hook: &HookInfo) -> &'static [&'static str] {
-    HOOK_CALLERS
-        .iter()
-        .find(|(name, _)| *name == hook.name)
-        .map_or(&[], |(_, callers)| *callers)
+    HOOK_CALLERS[hook.id as usize]
 }
 
 /// The hook a program of section `section` implements, by the ABI's section names.
@@ -457,6 +474,33 @@ pub fn sched_ext_state() -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
+/// Polls the sched_ext state until it reads `want` (`enabled`, `disabled`) and returns how long
+/// that took. Gives up after `timeout`, or as soon as `failed` gives a reason (a scheduler that
+/// exited will never be enabled).
+pub fn wait_for_sched_ext_state(
+    want: &str,
+    timeout: Duration,
+    mut failed: impl FnMut() -> Option<String>,
+) -> Result<Duration, String> {
+    let start = Instant::now();
+    loop {
+        if let Some(reason) = failed() {
+            return Err(reason);
+        }
+        let state = sched_ext_state();
+        if state.as_deref() == Some(want) {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            return Err(format!(
+                "sched_ext not {want} after {timeout:?} (state {})",
+                state.unwrap_or_default()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 impl Host {
     /// Loads the host scheduler and makes it the system's scheduler (full switch).
     pub fn load(config: &HostConfig) -> Result<Host, HostError> {
@@ -557,22 +601,11 @@ impl Host {
     }
 
     fn wait_enabled(&self, timeout: Duration) -> Result<(), HostError> {
-        let start = Instant::now();
-        loop {
-            if let Some(exit) = self.exit_info() {
-                return Err(HostError::HostExited(exit.to_string()));
-            }
-            if sched_ext_state().as_deref() == Some("enabled") {
-                return Ok(());
-            }
-            if start.elapsed() > timeout {
-                return Err(HostError::HostExited(format!(
-                    "not enabled after {timeout:?} (state {})",
-                    sched_ext_state().unwrap_or_default()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_sched_ext_state("enabled", timeout, || {
+            self.exit_info().map(|exit| exit.to_string())
+        })
+        .map(drop)
+        .map_err(HostError::HostExited)
     }
 
     fn map(&self, name: &str) -> Result<libbpf_rs::Map<'_>, HostError> {
@@ -1295,12 +1328,12 @@ mod tests {
         drop(object);
         let text = String::from_utf8_lossy(HOST_OBJECT);
         for slot in 0..NR_SLOTS {
-            for (hook, _) in HOOK_CALLERS {
-                let stub = format!("upsched_s{slot}_{hook}");
+            for hook in upsched_abi::HOOKS {
+                let stub = format!("upsched_s{slot}_{}", hook.name);
                 assert!(text.contains(&stub), "{stub} missing from the host object");
             }
         }
-        for caller in HOOK_CALLERS.iter().flat_map(|(_, callers)| *callers) {
+        for caller in HOOK_CALLERS.iter().flat_map(|callers| *callers) {
             assert!(text.contains(caller), "{caller} missing");
         }
     }

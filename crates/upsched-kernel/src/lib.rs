@@ -22,4 +22,5 @@ pub use error::{HostError, PolicyLayer};
 pub use host::{
     ClassStats, Ejection, ExitInfo, HOST_OBJECT, Host, HostConfig, HostStats, ProgramStats,
     TenantConfig, TenantHandle, TenantInfo, libbpf_open_verdict, sched_ext_state,
+    wait_for_sched_ext_state,
 };

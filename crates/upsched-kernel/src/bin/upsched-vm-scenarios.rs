@@ -14,8 +14,9 @@ use clap::{Parser, Subcommand};
 use upsched_kernel::intf::DEFAULT_CLASS;
 use upsched_kernel::{
     ChildSetup, Host, HostConfig, HostError, PolicyLayer, TenantConfig, TenantHandle,
-    join_cgroup_before_exec, sched_ext_state,
+    join_cgroup_before_exec, sched_ext_state, wait_for_sched_ext_state,
 };
+use upsched_workload::{burn_unit, burn_until, cpu_time};
 
 #[derive(Parser)]
 #[command(about = "upsched host scheduler scenarios for the test VM (needs root and sched_ext)")]
@@ -154,7 +155,7 @@ fn main() {
             }
             let target = Duration::from_millis(cpu_ms);
             while cpu_time(libc::CLOCK_PROCESS_CPUTIME_ID) < target {
-                burn();
+                burn_unit();
             }
         }
         Cmd::Crowd { threads, cpu_ms } => crowd(threads, Duration::from_millis(cpu_ms)),
@@ -162,10 +163,7 @@ fn main() {
             if let Some(cpu) = pin {
                 pin_to_cpu(cpu);
             }
-            let end = Instant::now() + Duration::from_secs_f64(secs);
-            while Instant::now() < end {
-                burn();
-            }
+            burn_until(Instant::now() + Duration::from_secs_f64(secs));
             println!("{}", cpu_time(libc::CLOCK_PROCESS_CPUTIME_ID).as_millis());
         }
         Cmd::Hogs { threads, secs } => {
@@ -178,10 +176,7 @@ fn main() {
                         .stack_size(64 << 10)
                         .spawn(move || {
                             start.wait();
-                            let end = Instant::now() + Duration::from_secs_f64(secs);
-                            while Instant::now() < end {
-                                burn();
-                            }
+                            burn_until(Instant::now() + Duration::from_secs_f64(secs));
                         })
                         .expect("spawning a hog thread")
                 })
@@ -219,13 +214,6 @@ fn main() {
     }
 }
 
-fn burn() {
-    let mut x = 1u64;
-    for i in 0..20_000u64 {
-        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
-    }
-}
-
 /// Restricts the calling process to one CPU.
 fn pin_to_cpu(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is the empty set; the pointers are valid for the calls.
@@ -234,16 +222,6 @@ fn pin_to_cpu(cpu: usize) {
         libc::CPU_SET(cpu, &mut set);
         libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
     }
-}
-
-fn cpu_time(clock: libc::clockid_t) -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// The `crowd` workload: every thread (the main one too) waits for standard input to close,
@@ -270,7 +248,7 @@ fn crowd(threads: usize, cpu: Duration) {
         // Short turns: a thread yields after each burst rather than waiting for its slice to
         // end at a tick, so a round of hundreds of threads stays short.
         while cpu_time(libc::CLOCK_THREAD_CPUTIME_ID) < cpu {
-            burn();
+            burn_unit();
             std::thread::yield_now();
         }
     };
@@ -318,22 +296,16 @@ fn note(message: impl std::fmt::Display) {
 
 // ---- helpers -------------------------------------------------------------------------------
 
+/// The scenario's cgroup `name` under the root, created unless it exists (the guest is
+/// discarded after the run, so scenarios leave their cgroups behind).
 fn make_cgroup(name: &str) -> Result<PathBuf, String> {
     let path = Path::new(CGROUP_ROOT).join(name);
-    if !path.exists() {
-        std::fs::create_dir(&path).map_err(|e| format!("mkdir {}: {e}", path.display()))?;
-    }
+    upsched_workload::create_cgroup(&path).map_err(|e| e.to_string())?;
     Ok(path)
 }
 
 fn cgroup_usage(cgroup: &Path) -> Result<Duration, String> {
-    let text = std::fs::read_to_string(cgroup.join("cpu.stat"))
-        .map_err(|e| format!("reading {}/cpu.stat: {e}", cgroup.display()))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("usage_usec "))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_micros)
-        .ok_or_else(|| format!("no usage_usec in {}/cpu.stat", cgroup.display()))
+    upsched_workload::cgroup_usage(cgroup).map_err(|e| e.to_string())
 }
 
 /// Starts this binary with `args` as a workload. `--cgroup DIR` and `--nice N` in `args` are
@@ -729,17 +701,7 @@ fn run_all(alone_secs: u64, only: &[String], repeat: u32) -> i32 {
 
 /// Waits up to 20 s for `/sys/kernel/sched_ext/state` to read `want`.
 fn wait_for_sched_ext(want: &str) -> Result<(), String> {
-    let start = Instant::now();
-    while sched_ext_state().as_deref() != Some(want) {
-        if start.elapsed() > Duration::from_secs(20) {
-            return Err(format!(
-                "sched_ext did not become {want} within 20 s (state {:?})",
-                sched_ext_state()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
+    wait_for_sched_ext_state(want, Duration::from_secs(20), || None).map(drop)
 }
 
 /// Runs one scenario, checks the host survived it, and detaches what it left attached.
