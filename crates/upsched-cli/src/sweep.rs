@@ -1173,7 +1173,7 @@ fn plot(sheet: &Sheet, rows: &[Row], metric: &Metric) -> Result<String, String> 
         let (plot_area, legend_area) = root.split_horizontally(760);
         let mut chart = ChartBuilder::on(&plot_area)
             .caption(
-                format!("{}: {} against {}", grid.file, metric.name, grid.param),
+                format!("{}: {} against {}", grid.file, metric.axis, grid.param),
                 ("sans-serif", 18),
             )
             .margin(12)
