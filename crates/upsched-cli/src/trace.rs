@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use upsched_sim::metrics::LatencySummary;
+use upsched_sim::metrics::{Histogram, LatencySummary};
+use upsched_sim::plots::{self, CdfCurve};
 use upsched_sim::report::RunReport;
 use upsched_sim::{RunOptions, engine, report, tenants};
 use upsched_trace::{
@@ -54,7 +55,7 @@ pub enum TraceAction {
     /// Exit status: 0 replayed, 1 a policy failed in the simulator, 2 unreadable file, not a
     /// trace, or an unknown policy.
     #[command(
-        after_help = "Examples:\n  upsched trace replay trace.txt --policy linux-eevdf --policy fifo\n  upsched trace replay trace.txt --policy example:wfq --json | jq '.runs[0].total.error'"
+        after_help = "Examples:\n  upsched trace replay trace.txt --policy linux-eevdf --policy fifo --cdf waits.svg\n  upsched trace replay trace.txt --policy example:wfq --json | jq '.runs[0].total.error'"
     )]
     Replay(ReplayArgs),
 }
@@ -74,6 +75,10 @@ pub struct ReplayArgs {
     /// Print one JSON document (shape in docs/traces.md).
     #[arg(long)]
     json: bool,
+    /// Also draw the runnable-wait distributions (CDF) of the trace and of every replay on
+    /// one plot, written here as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    cdf: Option<PathBuf>,
     #[command(flatten)]
     engine: EngineArg,
 }
@@ -229,6 +234,14 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         skip_kernel_threads: args.skip_kernel_threads,
     };
     let imported = upsched_trace::import(&timeline, options);
+    // The waits of the tasks the replay runs (without kernel threads when they are skipped).
+    let mut trace_waits: Vec<u64> = imported
+        .tasks
+        .iter()
+        .flat_map(|spec| timeline.tasks[spec.task.0].waits.iter())
+        .map(|w| w.duration_ns())
+        .collect();
+    let trace_wait = WaitStats::of(trace_waits.clone());
     let file = args.file.display().to_string();
     let scenario = upsched_sim::parse_scenario(&imported.to_toml(&file), &file)
         .map_err(|e| failure(2, format!("the imported scenario does not load: {e}")))?;
@@ -245,6 +258,10 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut runs = Vec::new();
+    let mut curves = vec![CdfCurve {
+        label: "trace".to_string(),
+        points: plots::samples_cdf(&mut trace_waits),
+    }];
     for (policy, scheduler) in policies.iter().zip(schedulers) {
         let options = RunOptions {
             seed: args.seed,
@@ -254,7 +271,21 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         let outcome = engine::run(&scenario, scheduler, options)
             .map_err(|e| failure(1, format!("{policy}: {e}")))?;
         let run = report::run_report(&outcome, &scenario);
-        runs.push(compare(policy, &imported, &stats, &run));
+        runs.push(compare(policy, &imported, &stats, &trace_wait, &run));
+        let mut waits = Histogram::default();
+        for record in &outcome.records {
+            waits.merge(&record.wait);
+        }
+        curves.push(CdfCurve {
+            label: format!("replay under {policy}"),
+            points: waits.cdf(),
+        });
+    }
+    if let Some(path) = &args.cdf {
+        let title = format!("{file}: runnable wait, trace and replay");
+        let svg = plots::wait_cdf_svg(&title, &curves).map_err(anyhow::Error::msg)?;
+        std::fs::write(path, svg)
+            .map_err(|e| failure(2, format!("cannot write {}: {e}", path.display())))?;
     }
     if args.json {
         let document = ReplayDocument {
@@ -271,7 +302,13 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The imported tasks' figures in the trace against the replay's, matched by name.
-fn compare(policy: &str, imported: &Scenario, stats: &Stats, run: &RunReport) -> ReplayRun {
+fn compare(
+    policy: &str,
+    imported: &Scenario,
+    stats: &Stats,
+    trace_wait: &WaitStats,
+    run: &RunReport,
+) -> ReplayRun {
     let replayed = |name: &str| run.tasks.iter().find(|t| t.name == name);
     let mut tasks = Vec::new();
     let mut matched = Vec::new();
@@ -301,7 +338,7 @@ fn compare(policy: &str, imported: &Scenario, stats: &Stats, run: &RunReport) ->
     let total = Comparison::new(
         "total",
         (
-            &stats.total.wait,
+            trace_wait,
             matched.iter().map(|t| t.cpu_ns).sum(),
             matched.iter().map(|t| t.switches).sum(),
             matched.iter().map(|t| t.migrations).sum(),

@@ -1,20 +1,17 @@
 //! `upsched trace stats` on the hand-written traces of `upsched-trace`: the figures, the JSON
 //! document, and the refusals.
 
-use std::process::{Command, Output};
+mod support;
+use support::{scratch_dir, upsched};
+
+#[path = "../../upsched-sim/tests/support/svg.rs"]
+mod svg;
 
 fn trace(name: &str) -> String {
     format!(
         "{}/../upsched-trace/tests/traces/{name}",
         env!("CARGO_MANIFEST_DIR")
     )
-}
-
-fn upsched(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_upsched"))
-        .args(args)
-        .output()
-        .expect("run upsched")
 }
 
 #[test]
@@ -75,8 +72,7 @@ fn stats_json_holds_the_figures_and_the_repairs() {
 
 #[test]
 fn what_is_not_a_trace_is_refused() {
-    let dir = std::env::temp_dir().join(format!("upsched-trace-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("trace-cli");
     let text = dir.join("notes.txt");
     std::fs::write(&text, "shopping list\n").unwrap();
     let binary = dir.join("perf.data");
@@ -101,8 +97,7 @@ fn what_is_not_a_trace_is_refused() {
 
 #[test]
 fn an_imported_trace_runs_in_the_simulator() {
-    let dir = std::env::temp_dir().join(format!("upsched-trace-import-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("trace-import");
     let toml = dir.join("basic.toml");
     let out = upsched(&[
         "trace",
@@ -183,4 +178,55 @@ fn a_replay_compares_the_trace_with_each_policy() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown policy"));
+}
+
+#[test]
+fn a_replay_draws_the_trace_and_each_replay_on_one_cdf() {
+    let dir = scratch_dir("replay-cdf");
+    let svg = dir.join("waits.svg");
+    let out = upsched(&[
+        "trace",
+        "replay",
+        &trace("basic.perf.txt"),
+        "--policy",
+        "linux-eevdf",
+        "--policy",
+        "fifo",
+        "--cdf",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let legend = svg::legend(&text);
+    let labels: Vec<&str> = legend.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(
+        labels,
+        ["trace", "replay under linux-eevdf", "replay under fifo"]
+    );
+    // One staircase per curve, in its legend colour; the trace's rises once per wait (its
+    // waits are 0.2, 0.5 and 1.0 ms: three rises).
+    let curves: Vec<svg::Element> = svg::elements(&text, "polyline")
+        .into_iter()
+        // The legend's swatches are two-point lines.
+        .filter(|l| svg::points(&l.attrs["points"]).len() > 2)
+        .collect();
+    assert_eq!(curves.len(), 3);
+    for (curve, (_, colour)) in curves.iter().zip(&legend) {
+        assert_eq!(&curve.attrs["stroke"], colour);
+    }
+    let trace_points = svg::points(&curves[0].attrs["points"]);
+    let rises = trace_points.windows(2).filter(|p| p[1].1 < p[0].1).count();
+    assert_eq!(rises, 3, "{trace_points:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // An unwritable plot path fails with status 2 and says which.
+    let out = upsched(&[
+        "trace",
+        "replay",
+        &trace("basic.perf.txt"),
+        "--cdf",
+        "/nonexistent-dir/waits.svg",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent-dir/waits.svg"));
 }

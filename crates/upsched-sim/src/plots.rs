@@ -373,18 +373,65 @@ pub fn latency_cdf_svg(outcome: &RunOutcome, scenario: &Scenario) -> Result<Stri
     // The ten curves with the most samples keep the plot readable.
     curves.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(&b.0)));
     curves.truncate(10);
+    let curves: Vec<CdfCurve> = curves
+        .into_iter()
+        .map(|(label, h)| CdfCurve {
+            label,
+            points: h.cdf(),
+        })
+        .collect();
+    wait_cdf_svg(
+        &format!(
+            "{} under {}: runnable-wait CDF",
+            scenario.name, outcome.policy
+        ),
+        &curves,
+    )
+}
+
+/// One curve of a wait CDF: (wait in ns, fraction of waits at or below it), rising.
+pub struct CdfCurve {
+    pub label: String,
+    pub points: Vec<(Time, f64)>,
+}
+
+/// At most this many points per curve from exact samples: a trace holds millions of waits,
+/// and the plot cannot show more steps than it has pixels.
+const MAX_CDF_POINTS: usize = 2000;
+
+/// The empirical CDF of exact samples (sorted here), thinned to [`MAX_CDF_POINTS`] evenly
+/// spaced ranks; the last point is always the maximum at fraction 1.
+pub fn samples_cdf(samples: &mut [u64]) -> Vec<(Time, f64)> {
+    samples.sort_unstable();
+    let n = samples.len();
+    let step = n.div_ceil(MAX_CDF_POINTS).max(1);
+    let mut points = Vec::with_capacity(n.min(MAX_CDF_POINTS));
+    let mut below = 0;
+    while below < n {
+        let value = samples[(below + step).min(n) - 1];
+        // A run of equal samples is one step, at its highest rank.
+        let at_or_below = samples.partition_point(|&s| s <= value);
+        points.push((value, at_or_below as f64 / n as f64));
+        below = at_or_below;
+    }
+    points
+}
+
+/// Wait CDFs on one log-scaled axis, as SVG text: a staircase per curve, a legend beside.
+pub fn wait_cdf_svg(title: &str, curves: &[CdfCurve]) -> Result<String, String> {
     const MIN_US: f64 = 0.01;
     let to_us = |ns: Time| (ns as f64 / 1000.0).max(MIN_US);
     let max_us = curves
         .iter()
-        .map(|(_, h)| to_us(h.max))
+        .filter_map(|c| c.points.last())
+        .map(|&(v, _)| to_us(v))
         .fold(1.0f64, f64::max)
         * 1.5;
     let legend: Vec<LegendEntry> = curves
         .iter()
         .enumerate()
-        .map(|(i, (name, _))| LegendEntry {
-            label: name.clone(),
+        .map(|(i, c)| LegendEntry {
+            label: c.label.clone(),
             colour: colour(i),
             swatch: Swatch::Line,
         })
@@ -396,13 +443,7 @@ pub fn latency_cdf_svg(outcome: &RunOutcome, scenario: &Scenario) -> Result<Stri
         root.fill(&WHITE).map_err(plot_error)?;
         let (plot_area, legend_area) = root.split_horizontally(800);
         let mut chart = ChartBuilder::on(&plot_area)
-            .caption(
-                format!(
-                    "{} under {}: runnable-wait CDF",
-                    scenario.name, outcome.policy
-                ),
-                ("sans-serif", 18),
-            )
+            .caption(title, ("sans-serif", 18))
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(50)
@@ -414,8 +455,8 @@ pub fn latency_cdf_svg(outcome: &RunOutcome, scenario: &Scenario) -> Result<Stri
             .y_desc("fraction of waits")
             .draw()
             .map_err(plot_error)?;
-        for (entry, (_, h)) in legend.iter().zip(&curves) {
-            let cdf: Vec<(f64, f64)> = h.cdf().into_iter().map(|(v, f)| (to_us(v), f)).collect();
+        for (entry, curve) in legend.iter().zip(curves) {
+            let cdf: Vec<(f64, f64)> = curve.points.iter().map(|&(v, f)| (to_us(v), f)).collect();
             chart
                 .draw_series(LineSeries::new(
                     staircase(&cdf, MIN_US, max_us),

@@ -386,3 +386,27 @@ fn the_trace_is_the_same_bytes_for_the_same_seed() {
     let second = perfetto::trace(&traced(&s, "linux-eevdf"), &s);
     assert!(first == second, "two runs gave different traces");
 }
+
+#[test]
+fn exact_samples_make_a_bounded_cdf_ending_at_the_maximum() {
+    // Equal samples are one step at their highest rank.
+    let mut few = vec![5, 1, 5, 3];
+    assert_eq!(
+        plots::samples_cdf(&mut few),
+        [(1, 0.25), (3, 0.5), (5, 1.0)]
+    );
+    assert!(plots::samples_cdf(&mut []).is_empty());
+    // A million distinct samples are thinned to at most 2000 rising steps, ending at the
+    // largest sample with every sample at or below it.
+    let mut many: Vec<u64> = (0..1_000_000).rev().collect();
+    let cdf = plots::samples_cdf(&mut many);
+    assert!(cdf.len() <= 2000 && cdf.len() > 1000, "{}", cdf.len());
+    assert_eq!(*cdf.last().unwrap(), (999_999, 1.0));
+    for pair in cdf.windows(2) {
+        assert!(pair[0].0 < pair[1].0 && pair[0].1 < pair[1].1, "{pair:?}");
+    }
+    // Each point's fraction is exact for its value: value v has v + 1 samples at or below it.
+    for &(value, fraction) in &cdf {
+        assert_eq!(fraction, (value + 1) as f64 / 1e6);
+    }
+}

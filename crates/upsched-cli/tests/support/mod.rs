@@ -1,5 +1,6 @@
 //! What the CLI's integration tests share: running the `upsched` binary and reading its output.
 
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// Runs the `upsched` binary built for these tests with `args`.
@@ -14,4 +15,12 @@ pub fn upsched(args: &[&str]) -> Output {
 #[allow(dead_code)] // not every test file reads output as text
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A fresh directory of this test process for files a test writes; the test removes it.
+#[allow(dead_code)] // not every test file writes files
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("upsched-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    dir
 }
