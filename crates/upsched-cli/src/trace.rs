@@ -1,6 +1,7 @@
 //! `upsched trace`: scheduler traces recorded on a real machine (docs/traces.md).
 
 use std::fmt::Write as _;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -11,7 +12,7 @@ use upsched_sim::plots::{self, CdfCurve};
 use upsched_sim::report::RunReport;
 use upsched_sim::{RunOptions, engine, report, tenants};
 use upsched_trace::{
-    Format, ImportOptions, Repairs, Scenario, Stats, TaskStats, Timeline, WaitStats,
+    Format, ImportOptions, Recording, Repairs, Scenario, Stats, TaskStats, Timeline, WaitStats,
 };
 
 use crate::engine_arg::EngineArg;
@@ -58,6 +59,34 @@ pub enum TraceAction {
         after_help = "Examples:\n  upsched trace replay trace.txt --policy linux-eevdf --policy fifo --cdf waits.svg\n  upsched trace replay trace.txt --policy example:wfq --json | jq '.runs[0].total.error'"
     )]
     Replay(ReplayArgs),
+    /// Record the scheduler's events while COMMAND runs, as text that `trace stats`, `import`
+    /// and `replay` read (root: it writes tracefs).
+    ///
+    /// The events of the whole machine (every task, not only COMMAND's) go to a tracefs
+    /// instance of their own, apart from other tracers, from COMMAND's start to its end; the
+    /// text is the ftrace one with trace-cmd's `cpus=N` header. When the ring buffer fills,
+    /// the oldest events are overwritten and the count is reported: raise --buffer-kb.
+    /// Ctrl-C goes to COMMAND; the recording ends when COMMAND does.
+    ///
+    /// Exit status: COMMAND's (128 + signal when a signal ended it) once recorded; 2 when
+    /// recording is impossible (no tracefs, not root, unwritable output).
+    #[command(
+        after_help = "Examples:\n  upsched trace record -o build.txt -- make -j2\n  upsched trace record -- perf bench sched pipe && upsched trace replay upsched-trace.txt --policy linux-eevdf --cdf waits.svg"
+    )]
+    Record(RecordArgs),
+}
+
+#[derive(Args)]
+pub struct RecordArgs {
+    /// Write the trace here.
+    #[arg(long, short, value_name = "FILE", default_value = "upsched-trace.txt")]
+    output: PathBuf,
+    /// The ring buffer per CPU, in KiB.
+    #[arg(long, value_name = "KIB", default_value_t = upsched_trace::record::DEFAULT_BUFFER_KB)]
+    buffer_kb: u32,
+    /// The command to run while recording, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<String>,
 }
 
 #[derive(Args)]
@@ -89,6 +118,7 @@ impl TraceAction {
             TraceAction::Stats(args) => args.json,
             TraceAction::Import(_) => false,
             TraceAction::Replay(args) => args.json,
+            TraceAction::Record(_) => false,
         }
     }
 }
@@ -157,7 +187,52 @@ pub fn run(action: &TraceAction) -> anyhow::Result<ExitCode> {
         TraceAction::Stats(args) => stats(args),
         TraceAction::Import(args) => import(args),
         TraceAction::Replay(args) => replay(args),
+        TraceAction::Record(args) => record(args),
     }
+}
+
+fn record(args: &RecordArgs) -> anyhow::Result<ExitCode> {
+    let recording = Recording::start(args.buffer_kb).map_err(|e| failure(2, e))?;
+    // Opened once recording is possible, so a refused recording leaves no file behind.
+    let file = std::fs::File::create(&args.output)
+        .map_err(|e| failure(2, format!("cannot write {}: {e}", args.output.display())))?;
+    let (program, program_args) = args.command.split_first().expect("clap requires COMMAND");
+    let mut child = std::process::Command::new(program)
+        .args(program_args)
+        .spawn()
+        .map_err(|e| failure(2, format!("cannot run {program}: {e}")))?;
+    // Ctrl-C is for the command; the recorder must live on to write what was recorded. Set
+    // after the spawn: an ignored signal would be inherited across exec.
+    let ignored = [libc::SIGINT, libc::SIGQUIT].map(|signal| {
+        // SAFETY: SIG_IGN installs no handler; the previous disposition is restored below.
+        (signal, unsafe { libc::signal(signal, libc::SIG_IGN) })
+    });
+    let status = child.wait();
+    for (signal, previous) in ignored {
+        // SAFETY: restores the disposition `signal` had before.
+        unsafe { libc::signal(signal, previous) };
+    }
+    let status = status.map_err(|e| failure(2, format!("waiting for {program}: {e}")))?;
+    let mut out = std::io::BufWriter::new(file);
+    let recorded = recording.finish(&mut out).map_err(|e| failure(2, e))?;
+    eprintln!(
+        "upsched trace record: {} events on {} CPUs written to {}; {program} {status}",
+        recorded.events,
+        recorded.cpus,
+        args.output.display()
+    );
+    if recorded.overrun > 0 {
+        eprintln!(
+            "upsched trace record: warning: the buffer overwrote the {} oldest events (raise --buffer-kb from {})",
+            recorded.overrun, args.buffer_kb
+        );
+    }
+    let code = match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => 1,
+    };
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
 /// One figure of the trace and of the replay.
@@ -309,7 +384,7 @@ fn compare(
     trace_wait: &WaitStats,
     run: &RunReport,
 ) -> ReplayRun {
-    let replayed = |name: &str| run.tasks.iter().find(|t| t.name == name);
+    let replayed = |name: &str| run.tasks.iter().find(|t| t.task == name);
     let mut tasks = Vec::new();
     let mut matched = Vec::new();
     for spec in &imported.tasks {

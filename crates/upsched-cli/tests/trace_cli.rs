@@ -169,6 +169,24 @@ fn a_replay_compares_the_trace_with_each_policy() {
         let expected = (wait["replay"].as_f64().unwrap() - 566_666.0) / 566_666.0;
         assert!((error - expected).abs() < 1e-9, "{wait}");
     }
+    // A task started by a fork in the trace is compared too (the replay spawns it).
+    let out = upsched(&[
+        "trace",
+        "replay",
+        &trace("repairs.perf.txt"),
+        "--policy",
+        "fifo",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let forked = doc["runs"][0]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "w-300")
+        .expect("the forked task w-300 is compared");
+    assert!(forked["cpu_ns"]["replay"].as_u64().unwrap() > 0, "{forked}");
     let out = upsched(&[
         "trace",
         "replay",

@@ -7,10 +7,9 @@
 //! skipped with a loud message, unless UPSCHED_VM_REQUIRED=1: then it downloads the kernel if
 //! needed and fails when anything is missing.
 
-use std::io::Write;
 use std::time::Duration;
 
-use upsched_vmtest::{InitramfsSpec, Scenario, guest_binary, print_event, run_scenario};
+use upsched_vmtest::{InitramfsSpec, Scenario, guest_binary};
 
 const RUNNER: &str = "upsched-vm-scenarios";
 const RUNNER_GUEST_PATH: &str = "/usr/bin/upsched-vm-scenarios";
@@ -58,14 +57,8 @@ fn host_scheduler_scenarios_pass_on_the_real_kernel() {
     let mut scenario = Scenario::new("host-scenarios", files);
     scenario.timeout = Duration::from_secs(480);
 
-    let report = run_scenario(&kernel, &scenario, &mut print_event)
-        .unwrap_or_else(|err| panic!("the harness failed: {err:#}"));
-    let description = report.describe();
-    let _ = writeln!(std::io::stderr().lock(), "{description}");
-    assert!(report.passed(), "{description}");
-    let results = &report.final_boot().expect("a boot").console.results;
+    let (names, description) = upsched_vmtest::testing::run_passing(&kernel, &scenario);
     if extra_args.trim().is_empty() {
-        let names: Vec<&str> = results.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, EXPECTED, "{description}");
     }
 }

@@ -87,6 +87,8 @@ pub struct Fairness {
 #[derive(Serialize, Debug, Clone)]
 pub struct TaskReport {
     pub name: String,
+    /// The scenario's task this row reports on (`name` marks spawned rows and instances).
+    pub task: String,
     pub cgroup: String,
     pub weight: u32,
     pub nice: i32,
@@ -160,6 +162,7 @@ pub fn jain_index(values: &[f64]) -> Option<f64> {
 fn task_report(r: &Record, scenario: &Scenario, duration: Time) -> TaskReport {
     TaskReport {
         name: r.name.clone(),
+        task: scenario.tasks[r.spec as usize].name.clone(),
         cgroup: scenario.cgroups[r.cgroup as usize].clone(),
         weight: r.weight,
         nice: r.nice,

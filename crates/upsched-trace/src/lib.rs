@@ -4,6 +4,7 @@
 //! and [`stats`] into the figures `perf sched latency` gives, with percentiles.
 
 pub mod parse;
+pub mod record;
 pub mod scenario;
 pub mod stats;
 pub mod timeline;
@@ -55,6 +56,7 @@ pub fn read(path: &Path) -> Result<Parsed, ReadError> {
 }
 
 pub use parse::{Event, EventKind, Format, ParseError, Parsed, TaskState, parse};
+pub use record::{RecordError, Recorded, Recording};
 pub use scenario::{ImportOptions, Phase, Scenario, TaskSpec, import};
 pub use stats::{Stats, TaskStats, TaskTotals, WaitStats};
 pub use timeline::{Repairs, Run, RunEnd, Task, TaskId, Timeline, Wait, WaitCause, build};

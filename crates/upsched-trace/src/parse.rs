@@ -173,7 +173,7 @@ static TRACE_CMD_INFO: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// The scheduler's events this reads; any other is counted and read past.
-const SCHED_EVENTS: [&str; 8] = [
+pub const SCHED_EVENTS: [&str; 8] = [
     "sched_switch",
     "sched_waking",
     "sched_wakeup",

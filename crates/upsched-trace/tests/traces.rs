@@ -33,10 +33,12 @@ fn summary(stats: &Stats) -> Vec<(u32, &str, u64, u64, u64, u64)> {
 }
 
 #[test]
-fn both_formats_give_the_same_exact_figures() {
+fn every_format_gives_the_same_exact_figures() {
     for (name, format) in [
         ("basic.perf.txt", Format::PerfScript),
         ("basic.trace-cmd.txt", Format::TraceCmd),
+        // What `upsched trace record` writes: tracefs's own text, latency flags included.
+        ("basic.tracefs.txt", Format::TraceCmd),
     ] {
         let timeline = timeline(name);
         assert_eq!(timeline.format, format, "{name}");

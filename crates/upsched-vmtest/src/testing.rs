@@ -2,9 +2,9 @@
 
 use std::io::Write;
 
-use crate::Kernel;
 use crate::kernel;
 use crate::tools::find_tool;
+use crate::{Kernel, Scenario, print_event, run_scenario};
 
 /// Set to 1 to make a missing QEMU or kernel fail a test instead of skipping it (and to fetch
 /// the kernel when none is cached).
@@ -49,4 +49,18 @@ fn skip_loudly(test: &str, why: &str) {
          !! {REQUIRED_ENV}=1 to make this a failure instead of a skip.\n\
          !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
     );
+}
+
+/// Runs `scenario` on `kernel`, prints its description to stderr (seen with `--nocapture`, and
+/// in the panic message otherwise), panics unless it passed, and returns the names of the
+/// checks the guest reported, in order, with the description for further assertions.
+pub fn run_passing(kernel: &Kernel, scenario: &Scenario) -> (Vec<String>, String) {
+    let report = run_scenario(kernel, scenario, &mut print_event)
+        .unwrap_or_else(|err| panic!("the harness failed: {err:#}"));
+    let description = report.describe();
+    let _ = writeln!(std::io::stderr().lock(), "{description}");
+    assert!(report.passed(), "{description}");
+    let results = &report.final_boot().expect("a boot").console.results;
+    let names = results.iter().map(|r| r.name.clone()).collect();
+    (names, description)
 }

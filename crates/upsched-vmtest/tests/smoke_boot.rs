@@ -5,9 +5,7 @@
 //! message, unless UPSCHED_VM_REQUIRED=1: then it downloads the kernel if needed and fails when
 //! anything is missing.
 
-use std::io::Write;
-
-use upsched_vmtest::{guest_binary, print_event, run_scenario, smoke};
+use upsched_vmtest::{guest_binary, smoke};
 
 #[test]
 fn smoke_scenario_passes_on_the_real_kernel() {
@@ -18,13 +16,7 @@ fn smoke_scenario_passes_on_the_real_kernel() {
 
     let probe = guest_binary::guest_probe().unwrap_or_else(|err| panic!("{err:#}"));
     let scenario = smoke::smoke_scenario(&kernel, &probe).unwrap_or_else(|err| panic!("{err:#}"));
-    let report = run_scenario(&kernel, &scenario, &mut print_event)
-        .unwrap_or_else(|err| panic!("the harness failed: {err:#}"));
-    let description = report.describe();
-    let _ = writeln!(std::io::stderr().lock(), "{description}");
-    assert!(report.passed(), "{description}");
-    let results = &report.final_boot().expect("a boot").console.results;
-    let names: Vec<&str> = results.iter().map(|r| r.name.as_str()).collect();
+    let (names, description) = upsched_vmtest::testing::run_passing(&kernel, &scenario);
     assert_eq!(
         names,
         [
@@ -32,6 +24,7 @@ fn smoke_scenario_passes_on_the_real_kernel() {
             "sched_ext_state",
             "cgroup2_mounted",
             "bpffs_mounted"
-        ]
+        ],
+        "{description}"
     );
 }
