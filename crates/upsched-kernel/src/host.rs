@@ -539,7 +539,7 @@ impl Host {
     /// leaves the scheduler and its tenants running, [`Host::adopt`] takes them over and
     /// [`unload_pinned`] ends them. `pin_dir` must hold no pins yet; a failed load leaves none.
     pub fn load_pinned(config: &HostConfig, pin_dir: &Path) -> Result<Host, HostError> {
-        if pin_dir.join(PIN_LINK).exists() {
+        if is_pinned(pin_dir) {
             return Err(pin_error(
                 pin_dir,
                 "holds a pinned host already (adopt it, or end it with `upschedd --unload`)",
@@ -1613,6 +1613,11 @@ impl Host {
             }
         }
     }
+}
+
+/// Whether a host is pinned under `pin_dir` (its struct_ops link is).
+pub fn is_pinned(pin_dir: &Path) -> bool {
+    pin_dir.join(PIN_LINK).exists()
 }
 
 /// Ends the host pinned under `pin_dir`: detaches the scheduler (sched_ext disabled, every
