@@ -594,3 +594,67 @@ fn attach_refusal(error: HostError) -> ErrorReply {
     };
     ErrorReply::new(kind, error.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::StateFile;
+
+    fn record(dir: &Path, boot_id: &str) -> String {
+        let tenant = StoredTenant {
+            tenant: TenantView {
+                name: "web".into(),
+                owner: 1000,
+                grant: "alice".into(),
+                policy: "fifo".into(),
+                policy_hash: "a".repeat(64),
+                cgroup: "/sys/fs/cgroup/tenants/alice/web".into(),
+                cgroup_id: 4242,
+                level: 1,
+                weight: 100,
+                slot: 0,
+            },
+            slice_min_ns: 500_000,
+            slice_max_ns: 20_000_000,
+            slice_default_ns: 5_000_000,
+            park_max_ns: 100_000_000,
+            watchdog_ns: 3_000_000_000,
+        };
+        let file = StateFile {
+            version: crate::state::STATE_VERSION,
+            boot_id: boot_id.into(),
+            tenants: vec![tenant],
+        };
+        let text = serde_json::to_string(&file).unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(crate::state::TENANTS_FILE), &text).unwrap();
+        text
+    }
+
+    #[test]
+    fn records_of_this_boot_without_a_pinned_host_refuse_the_start_and_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let text = record(&state, &boot_id());
+        let refused = Tenants::start(&state, &dir.path().join("pins")).err();
+        let message = refused.map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            message.contains("lists 1 tenant(s) (web) of this boot, but no host is pinned"),
+            "{message}"
+        );
+        let after = std::fs::read_to_string(state.join(crate::state::TENANTS_FILE)).unwrap();
+        assert_eq!(after, text);
+    }
+
+    #[test]
+    fn tenants_of_an_earlier_boot_are_cleared_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        record(&state, "an earlier boot");
+        let (tenants, found) = Tenants::start(&state, &dir.path().join("pins")).unwrap();
+        assert_eq!(tenants.count(), 0);
+        assert!(found.contains("no pinned host"), "{found}");
+        let file = StateDir::open(&state).unwrap().read().unwrap().unwrap();
+        assert_eq!((file.tenants.len(), file.boot_id), (0, boot_id()));
+    }
+}
