@@ -26,12 +26,14 @@ use crate::protocol::{
     Reply, ReservedOperation, Response, TenantList, TenantStatsList, Whoami, decode_request,
     read_frame, write_frame,
 };
-use crate::tenants::{LoadRequest, Tenants};
+use crate::tenants::{BackendError, LoadRequest, Tenants};
 
 /// Where the daemon listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/upsched/upsched.sock";
 /// Where it keeps its state (today: the audit log).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/upsched";
+/// Where the host scheduler and the tenants' links are pinned (bpffs), unless told.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/upsched";
 
 /// How long a client may take to deliver a request, or to take an answer, unless told.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,6 +48,8 @@ pub struct Config {
     pub socket: PathBuf,
     pub grants: PathBuf,
     pub state_dir: PathBuf,
+    /// The bpffs directory of the pinned host (docs/broker.md, "Lifecycle").
+    pub pin_dir: PathBuf,
     /// How long a connection may take to deliver a whole request (after it connected or got
     /// its last answer), and to take an answer.
     pub request_timeout: Duration,
@@ -65,6 +69,7 @@ impl Config {
             socket: socket.into(),
             grants: grants.into(),
             state_dir: state_dir.into(),
+            pin_dir: PathBuf::from(DEFAULT_PIN_DIR),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
@@ -82,6 +87,8 @@ pub enum StartError {
     Audit { dir: PathBuf, error: io::Error },
     #[error("{path}: {reason}")]
     Socket { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Backend(#[from] BackendError),
 }
 
 /// A running daemon's shared state.
@@ -121,7 +128,9 @@ impl Drop for Slot {
 }
 
 impl Daemon {
-    /// Reads the grants (a bad file refuses the start) and opens the audit log.
+    /// Reads the grants (a bad file refuses the start), opens the audit log, and starts the
+    /// kernel backend: adopting the pinned host and the tenants of the state file, if there are
+    /// pins (a disagreement between the two refuses the start).
     pub fn new(config: Config) -> Result<Arc<Self>, StartError> {
         let grants = Grants::load(&config.grants)?;
         let audit = AuditLog::open(&config.state_dir, config.audit_to_stderr).map_err(|error| {
@@ -130,12 +139,25 @@ impl Daemon {
                 error,
             }
         })?;
+        let started = Tenants::start(&config.state_dir, &config.pin_dir);
+        let (outcome, reason) = match &started {
+            Ok((_, found)) => (AuditResult::Ok, found.clone()),
+            Err(e) => (AuditResult::Error, e.to_string()),
+        };
+        audit.record(&AuditRecord::now(
+            nix::unistd::getuid().as_raw(),
+            std::process::id() as i32,
+            "start",
+            outcome,
+            Some(reason),
+        ));
+        let (tenants, _) = started?;
         Ok(Arc::new(Daemon {
             config,
             grants: RwLock::new(Arc::new(grants)),
             audit,
             connections: Mutex::new(Connections::default()),
-            tenants: Mutex::new(Tenants::default()),
+            tenants: Mutex::new(tenants),
             stopping: AtomicBool::new(false),
         }))
     }

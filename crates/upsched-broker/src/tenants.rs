@@ -4,19 +4,29 @@
 //! policy's admission (`Host::admit`, the checks of `upsched check`, once), the cgroup opened
 //! and checked to be a cgroup2 directory, the tenant parameters. [`Tenants::load`] then, under
 //! the lock, compares all of it with the caller's grants (so that two loads cannot both take a
-//! user's last tenant), loads the host scheduler if it does not run yet, and attaches. Every
-//! refusal happens before the kernel is asked; a refusal or failure changes nothing.
+//! user's last tenant), loads the host scheduler if it does not run yet, attaches, and records
+//! the tenant in the state directory. Every refusal happens before the kernel is asked; a
+//! refusal or failure changes nothing, in the kernel or in the records.
+//!
+//! The host and the tenants' links are pinned, so that they outlive the daemon: a daemon that
+//! starts finds them and adopts them ([`Tenants::start`]), and [`unload_all`] ends them.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use thiserror::Error;
 use upsched_kernel::HostError;
-use upsched_kernel::host::{Host, HostConfig, TenantConfig, TenantHandle, cgroup_identity};
+use upsched_kernel::host::{
+    ExpectedTenant, Host, HostConfig, TenantConfig, TenantHandle, cgroup_identity, is_pinned,
+    unload_pinned,
+};
 use upsched_policy::AdmittedPolicy;
 
 use crate::grants::{Grants, TenantAsk, TenantBounds};
 use crate::peer::Peer;
 use crate::protocol::{ErrorKind, ErrorReply, LoadArgs, TenantStats, TenantView};
 use crate::scope::{ResolvedCgroup, ScopeError};
+use crate::state::{StateDir, StateError, StoredTenant, boot_id};
 
 /// The longest tenant name.
 const MAX_NAME_LEN: usize = 64;
@@ -133,21 +143,154 @@ fn check_name(name: &str) -> Result<(), ErrorReply> {
     }
 }
 
+/// How long the end of a pinned host may take to show in sched_ext's state.
+const UNLOAD_TIMEOUT: Duration = Duration::from_secs(20);
+
 struct Tenant {
     view: TenantView,
     handle: TenantHandle,
+    config: TenantConfig,
 }
 
-/// The host scheduler (loaded at the first load) and the daemon's tenants on it.
-#[derive(Default)]
+impl Tenant {
+    fn stored(&self) -> StoredTenant {
+        let params = self.config.params();
+        StoredTenant {
+            tenant: self.view.clone(),
+            slice_min_ns: params.slice_min_ns,
+            slice_max_ns: params.slice_max_ns,
+            slice_default_ns: params.slice_default_ns,
+            park_max_ns: params.park_max_ns,
+            watchdog_ns: params.watchdog_ns,
+        }
+    }
+}
+
+/// The configuration a stored tenant was attached with.
+fn config_of(stored: &StoredTenant) -> TenantConfig {
+    let ns = Duration::from_nanos;
+    let mut config = TenantConfig::new(&stored.tenant.cgroup)
+        .level(stored.tenant.level)
+        .weight(stored.tenant.weight);
+    config.slice_min = ns(stored.slice_min_ns);
+    config.slice_max = ns(stored.slice_max_ns);
+    config.slice_default = ns(stored.slice_default_ns);
+    config.park_max = ns(stored.park_max_ns);
+    config.watchdog = ns(stored.watchdog_ns);
+    config
+}
+
+/// Why the backend could not start.
+#[derive(Debug, Error)]
+pub enum BackendError {
+    #[error("{0}")]
+    State(#[from] StateError),
+    #[error(
+        "{records} lists {count} tenant(s) ({names}) of this boot, but no host is pinned in \
+         {pins}; nothing was changed (`upschedd --unload` clears the records)"
+    )]
+    NoPinnedHost {
+        records: PathBuf,
+        count: usize,
+        names: String,
+        pins: PathBuf,
+    },
+    #[error("cannot adopt the host pinned in {pins} with the tenants of {records}: {error}")]
+    Adopt {
+        pins: PathBuf,
+        records: PathBuf,
+        error: HostError,
+    },
+    #[error("{0}")]
+    Unload(HostError),
+}
+
+/// The host scheduler (loaded at the first load, or adopted from its pins) and the daemon's
+/// tenants on it.
 pub struct Tenants {
     host: Option<Host>,
     tenants: Vec<Tenant>,
+    state: StateDir,
+    pin_dir: PathBuf,
 }
 
 impl Tenants {
+    /// The backend of a daemon starting with `state_dir` and `pin_dir`: with the host and the
+    /// tenants pinned there if there are pins, which must be exactly the tenants the state file
+    /// lists (else the start is refused, naming each disagreement, and nothing changes); with
+    /// none if neither lists any. The second value says what the start found, for the audit log.
+    pub fn start(state_dir: &Path, pin_dir: &Path) -> Result<(Tenants, String), BackendError> {
+        let state = StateDir::open(state_dir)?;
+        let mut stored = state.read()?.map_or_else(Vec::new, |file| {
+            if file.boot_id == boot_id() {
+                file.tenants
+            } else {
+                // Pins do not survive a reboot: these tenants ended with their boot.
+                Vec::new()
+            }
+        });
+        let mut backend = Tenants {
+            host: None,
+            tenants: Vec::new(),
+            state,
+            pin_dir: pin_dir.to_path_buf(),
+        };
+        let records = backend.state.tenants_path();
+        if !is_pinned(pin_dir) {
+            if !stored.is_empty() {
+                return Err(BackendError::NoPinnedHost {
+                    records,
+                    count: stored.len(),
+                    names: names_of(&stored),
+                    pins: pin_dir.to_path_buf(),
+                });
+            }
+            backend.state.write(&[])?;
+            return Ok((backend, "no pinned host; it loads at the first load".into()));
+        }
+        let expected: Vec<ExpectedTenant> = stored
+            .iter()
+            .map(|t| ExpectedTenant {
+                slot: t.tenant.slot as usize,
+                policy: t.tenant.policy.clone(),
+                config: config_of(t),
+            })
+            .collect();
+        let (host, handles) =
+            Host::adopt(pin_dir, &expected).map_err(|error| BackendError::Adopt {
+                pins: pin_dir.to_path_buf(),
+                records,
+                error,
+            })?;
+        let summary = format!(
+            "adopted the host pinned in {} with {} tenant(s){}",
+            pin_dir.display(),
+            stored.len(),
+            if stored.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", names_of(&stored))
+            }
+        );
+        backend.host = Some(host);
+        for ((stored, handle), config) in stored.drain(..).zip(handles).zip(expected) {
+            backend.tenants.push(Tenant {
+                view: stored.tenant,
+                handle,
+                config: config.config,
+            });
+        }
+        Ok((backend, summary))
+    }
+
     pub fn count(&self) -> usize {
         self.tenants.len()
+    }
+
+    /// Writes the tenants as they are now to the state file.
+    fn persist(&self) -> Result<(), StateError> {
+        let stored: Vec<StoredTenant> = self.tenants.iter().map(Tenant::stored).collect();
+        self.state.write(&stored)
     }
 
     /// Checks `request` against `peer`'s grants and attaches it. Root needs no grant; anyone
@@ -188,12 +331,13 @@ impl Tenants {
         let handle = host
             .attach(&request.policy, &request.config)
             .map_err(attach_refusal)?;
+        let policy_hash = request.policy_hash();
         let view = TenantView {
             name: request.name.clone(),
             owner: peer.uid(),
             grant,
             policy: request.policy.name().to_string(),
-            policy_hash: request.policy_hash(),
+            policy_hash: policy_hash.clone(),
             cgroup: path.display().to_string(),
             cgroup_id: request.cgroup.id(),
             level: request.config.level,
@@ -203,7 +347,23 @@ impl Tenants {
         self.tenants.push(Tenant {
             view: view.clone(),
             handle,
+            config: request.config,
         });
+        let recorded = self
+            .state
+            .store_policy(&policy_hash, request.policy.bytes())
+            .and_then(|()| self.persist());
+        if let Err(e) = recorded {
+            // A tenant the records lack would stop the next start: it is detached again.
+            let tenant = self.tenants.pop().map(|t| t.handle);
+            if let (Some(host), Some(handle)) = (self.host.as_mut(), tenant) {
+                let _ = host.detach(handle);
+            }
+            return Err(ErrorReply::new(
+                ErrorKind::Internal,
+                format!("the tenant could not be recorded, so it was not kept: {e}"),
+            ));
+        }
         Ok(view)
     }
 
@@ -265,18 +425,10 @@ impl Tenants {
     }
 
     /// The running host, loaded now if none runs (or if the kernel stopped the last one, whose
-    /// tenants went with it).
+    /// tenants went with it; forget_departed cleared them and its pins).
     fn running_host(&mut self) -> Result<&mut Host, ErrorReply> {
-        if self
-            .host
-            .as_ref()
-            .is_some_and(|h| h.check_running().is_err())
-        {
-            self.host = None;
-            self.tenants.clear();
-        }
         if self.host.is_none() {
-            let host = Host::load(&HostConfig::default()).map_err(|e| {
+            let host = Host::load_pinned(&HostConfig::default(), &self.pin_dir).map_err(|e| {
                 ErrorReply::new(
                     ErrorKind::Internal,
                     format!("cannot load the host scheduler: {e}"),
@@ -298,7 +450,17 @@ impl Tenants {
                 Err(e) => return Err(ErrorReply::new(ErrorKind::Internal, e.to_string())),
             }
         }
-        Ok(self.tenants.remove(index).view)
+        let view = self.tenants.remove(index).view;
+        self.persist().map_err(|e| {
+            ErrorReply::new(
+                ErrorKind::Internal,
+                format!(
+                    "tenant {:?} was detached, but not removed from the records: {e}",
+                    view.name
+                ),
+            )
+        })?;
+        Ok(view)
     }
 
     /// The tenants `peer` may see: root all, anyone else its own.
@@ -360,20 +522,56 @@ impl Tenants {
     }
 
     /// Drops the tenants the host no longer runs: ejected by its watchdog, or gone with a host
-    /// the kernel stopped.
+    /// the kernel stopped (whose pins are removed, so that the next load pins a new one).
     fn forget_departed(&mut self) {
         let Some(host) = self.host.as_mut() else {
             return;
         };
+        let before = self.tenants.len();
         if host.check_running().is_err() {
+            self.host = None;
             self.tenants.clear();
-            return;
-        }
-        if let Ok(ejected) = host.poll_ejections() {
+            if let Err(e) = unload_pinned(&self.pin_dir, UNLOAD_TIMEOUT) {
+                eprintln!("upschedd: removing the pins of the stopped host: {e}");
+            }
+        } else if let Ok(ejected) = host.poll_ejections() {
             self.tenants
                 .retain(|t| !ejected.iter().any(|e| e.handle == t.handle));
         }
+        if self.tenants.len() != before
+            && let Err(e) = self.persist()
+        {
+            eprintln!("upschedd: recording the departed tenants: {e}");
+        }
     }
+}
+
+fn names_of(stored: &[StoredTenant]) -> String {
+    let names: Vec<&str> = stored.iter().map(|t| t.tenant.name.as_str()).collect();
+    names.join(", ")
+}
+
+/// `upschedd --unload`: ends the host pinned in `pin_dir` (sched_ext disabled, every task back
+/// in the kernel's fair class), removes its pins, and clears the tenants of `state_dir`'s
+/// records. It works whatever the records say, so that it also clears records a start refused.
+/// The answer says what was done.
+pub fn unload_all(state_dir: &Path, pin_dir: &Path) -> Result<String, BackendError> {
+    let state = StateDir::open(state_dir)?;
+    let ended = unload_pinned(pin_dir, UNLOAD_TIMEOUT).map_err(BackendError::Unload)?;
+    state.write(&[])?;
+    Ok(if ended {
+        format!(
+            "ended the host pinned in {} and cleared the tenants of {}",
+            pin_dir.display(),
+            state.tenants_path().display()
+        )
+    } else {
+        format!(
+            "no host was pinned in {}; cleared the tenants of {}",
+            pin_dir.display(),
+            state.tenants_path().display()
+        )
+    })
 }
 
 fn visible(peer: &Peer, tenant: &TenantView) -> bool {
@@ -395,4 +593,68 @@ fn attach_refusal(error: HostError) -> ErrorReply {
         _ => ErrorKind::Internal,
     };
     ErrorReply::new(kind, error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::StateFile;
+
+    fn record(dir: &Path, boot_id: &str) -> String {
+        let tenant = StoredTenant {
+            tenant: TenantView {
+                name: "web".into(),
+                owner: 1000,
+                grant: "alice".into(),
+                policy: "fifo".into(),
+                policy_hash: "a".repeat(64),
+                cgroup: "/sys/fs/cgroup/tenants/alice/web".into(),
+                cgroup_id: 4242,
+                level: 1,
+                weight: 100,
+                slot: 0,
+            },
+            slice_min_ns: 500_000,
+            slice_max_ns: 20_000_000,
+            slice_default_ns: 5_000_000,
+            park_max_ns: 100_000_000,
+            watchdog_ns: 3_000_000_000,
+        };
+        let file = StateFile {
+            version: crate::state::STATE_VERSION,
+            boot_id: boot_id.into(),
+            tenants: vec![tenant],
+        };
+        let text = serde_json::to_string(&file).unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(crate::state::TENANTS_FILE), &text).unwrap();
+        text
+    }
+
+    #[test]
+    fn records_of_this_boot_without_a_pinned_host_refuse_the_start_and_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let text = record(&state, &boot_id());
+        let refused = Tenants::start(&state, &dir.path().join("pins")).err();
+        let message = refused.map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            message.contains("lists 1 tenant(s) (web) of this boot, but no host is pinned"),
+            "{message}"
+        );
+        let after = std::fs::read_to_string(state.join(crate::state::TENANTS_FILE)).unwrap();
+        assert_eq!(after, text);
+    }
+
+    #[test]
+    fn tenants_of_an_earlier_boot_are_cleared_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        record(&state, "an earlier boot");
+        let (tenants, found) = Tenants::start(&state, &dir.path().join("pins")).unwrap();
+        assert_eq!(tenants.count(), 0);
+        assert!(found.contains("no pinned host"), "{found}");
+        let file = StateDir::open(&state).unwrap().read().unwrap().unwrap();
+        assert_eq!((file.tenants.len(), file.boot_id), (0, boot_id()));
+    }
 }

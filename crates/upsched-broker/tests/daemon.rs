@@ -77,6 +77,9 @@ impl Daemon {
             .arg(dir.join("grants.toml"))
             .arg("--state-dir")
             .arg(dir.join("state"))
+            // No host is pinned there: the daemon starts without one.
+            .arg("--pin-dir")
+            .arg(dir.join("pins"))
             .args(args);
         command
     }
@@ -93,12 +96,30 @@ impl Daemon {
         stream
     }
 
+    /// The audit records of the requests, after the daemon's own record of its start (which
+    /// found no pinned host).
     fn audit(&self) -> Vec<AuditRecord> {
-        std::fs::read_to_string(self.dir.path().join("state/audit.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
-            .collect()
+        let mut records: Vec<AuditRecord> =
+            std::fs::read_to_string(self.dir.path().join("state/audit.jsonl"))
+                .unwrap()
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+                .collect();
+        let start = records.remove(0);
+        assert_eq!(
+            (start.operation.as_str(), start.result),
+            ("start", AuditResult::Ok),
+            "{start:?}"
+        );
+        assert!(
+            start
+                .reason
+                .as_deref()
+                .unwrap_or("")
+                .contains("no pinned host"),
+            "{start:?}"
+        );
+        records
     }
 
     fn signal(&self, signal: i32) {

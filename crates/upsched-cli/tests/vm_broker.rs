@@ -3,7 +3,11 @@
 //! dropped to them by busybox `su` (setgid/setuid in the process before it execs the CLI). Every refusal is
 //! checked to leave sched_ext disabled (the daemon never loaded the host for it); the granted
 //! load is checked to govern its cgroup's task (the host's tenant status counts it and its
-//! slot's counters move), and the unload to give it back.
+//! slot's counters move), and the unload to give it back. The lifecycle: the daemon killed with
+//! `kill -9` leaves the pinned host scheduling the tenant (its class is charged the CPU time of
+//! the gap), a restarted daemon adopts it, a state file that disagrees with the kernel is
+//! refused at start and left as it was, and `upschedd --unload` ends the host with every task
+//! alive.
 //!
 //! Skipped without a kernel or QEMU unless UPSCHED_VM_REQUIRED=1 (`docs/vm-harness.md`).
 
@@ -27,8 +31,16 @@ const EXPECTED: &[&str] = &[
     "more_tenants_than_granted_refused",
     "tenant_task_governed",
     "others_see_no_tenant",
+    "sched_ext_enabled_after_kill_9",
+    "tenant_scheduled_while_no_daemon_ran",
+    "restarted_daemon_adopts_the_tenant",
+    "sigterm_leaves_the_tenant_pinned",
+    "disagreeing_state_file_refused_unchanged",
+    "readopted_after_the_refusal",
     "unload",
     "unloaded_task_back_in_default_class",
+    "second_load",
+    "unload_ends_the_pinned_host",
 ];
 
 const SCRIPT: &str = r#"#!/bin/sh
@@ -55,9 +67,16 @@ park_max = "100ms"
 watchdog_max = "3s"
 EOF
 chmod 644 /etc/upsched/grants.toml
-/usr/bin/upschedd --state-dir /tmp/state 2>/tmp/upschedd.log &
-for i in $(seq 100); do [ -S /run/upsched/upsched.sock ] && break; sleep 0.1; done
-upsched_check daemon_started test -S /run/upsched/upsched.sock
+SOCK=/run/upsched/upsched.sock
+PINS=/sys/fs/bpf/upsched
+# start_daemon: upschedd in the background ($daemon), once it listens.
+start_daemon() {
+    /usr/bin/upschedd --state-dir /tmp/state 2>>/tmp/upschedd.log &
+    daemon=$!
+    for i in $(seq 100); do [ -S $SOCK ] && break; sleep 0.1; done
+}
+start_daemon
+upsched_check daemon_started test -S $SOCK
 
 # as USER COMMAND ARGS...: busybox su sets the user's gid, groups and uid in the process, then
 # execs a shell that runs the command with its arguments as given.
@@ -128,6 +147,62 @@ if [ "$list" = "no tenants" ]; then
 else
     upsched_fail others_see_no_tenant "$list"
 fi
+# The tenant's class's CPU time (ns) as the daemon reports it, and the uptime in ms.
+tenant_cpu() { alice upsched stats web --json 2>&1 | sed -n 's/.*"cpu_time_ns": \([0-9]*\).*/\1/p' | head -n 1; }
+now_ms() { awk '{printf "%d", $1 * 1000}' /proc/uptime; }
+cpu_before=$(tenant_cpu)
+kill -9 $daemon
+wait $daemon 2>/dev/null
+sleep 2
+state="$(cat /sys/kernel/sched_ext/state) $(cat /sys/kernel/sched_ext/root/ops)"
+links=$(ls $PINS/tenants/*/ 2>&1)
+if [ "$state" = "enabled @SCHEDULER@" ] && [ -e $PINS/link ] && [ -n "$links" ]; then
+    upsched_pass sched_ext_enabled_after_kill_9 "$state; tenant links: $links"
+else
+    upsched_fail sched_ext_enabled_after_kill_9 "$state; $(ls -R $PINS 2>&1)"
+fi
+restart_ms=$(now_ms)
+start_daemon
+cpu_after=$(tenant_cpu)
+read_ms=$(now_ms)
+# One spinning task: at most (read - restart) of the growth came after the restart; the rest
+# was charged to the tenant's class while no daemon ran (2 s of it).
+gap_ms=$(( (${cpu_after:-0} - ${cpu_before:-0}) / 1000000 - (read_ms - restart_ms) ))
+if [ -n "$cpu_before" ] && [ "$gap_ms" -gt 1000 ]; then
+    upsched_pass tenant_scheduled_while_no_daemon_ran "cpu ns $cpu_before -> $cpu_after; ${gap_ms} ms in the gap"
+else
+    upsched_fail tenant_scheduled_while_no_daemon_ran "cpu ns $cpu_before -> $cpu_after; ${gap_ms} ms; $(tail -5 /tmp/upschedd.log)"
+fi
+list=$(alice upsched list 2>&1)
+if echo "$list" | grep -q web && grep -q '"operation":"start","tenant":null,"policy_hash":null,"result":"ok","reason":"adopted' /tmp/state/audit.jsonl; then
+    upsched_pass restarted_daemon_adopts_the_tenant "$list"
+else
+    upsched_fail restarted_daemon_adopts_the_tenant "$list; $(tail -5 /tmp/upschedd.log)"
+fi
+kill $daemon
+wait $daemon
+upsched_check sigterm_leaves_the_tenant_pinned \
+    sh -c "grep -qx enabled /sys/kernel/sched_ext/state && ls $PINS/tenants/*/0"
+# The records say level 0 where the kernel has level 1: the start is refused and changes nothing.
+cp /tmp/state/tenants.json /tmp/tenants.good
+sed 's/"level": 1/"level": 0/' /tmp/tenants.good > /tmp/state/tenants.json
+cp /tmp/state/tenants.json /tmp/tenants.bad
+out=$(/usr/bin/upschedd --state-dir /tmp/state 2>&1); status=$?
+if [ $status -eq 1 ] && echo "$out" | grep -qF "level is 0 in the records, 1 in the kernel" \
+    && cmp -s /tmp/state/tenants.json /tmp/tenants.bad && grep -qx enabled /sys/kernel/sched_ext/state \
+    && ls $PINS/tenants/*/0 >/dev/null; then
+    upsched_pass disagreeing_state_file_refused_unchanged "$out"
+else
+    upsched_fail disagreeing_state_file_refused_unchanged "exit $status: $out"
+fi
+cp /tmp/tenants.good /tmp/state/tenants.json
+start_daemon
+list=$(alice upsched list 2>&1)
+if echo "$list" | grep -q web; then
+    upsched_pass readopted_after_the_refusal "$list"
+else
+    upsched_fail readopted_after_the_refusal "$list; $(tail -5 /tmp/upschedd.log)"
+fi
 upsched_check unload alice upsched unload web
 list=$(alice upsched list 2>&1)
 # The spinner still gets CPU time (schedstat's first field, ns) once its tenant is gone.
@@ -138,6 +213,20 @@ if [ "$list" = "no tenants" ] && [ "$after" -gt "$before" ]; then
     upsched_pass unloaded_task_back_in_default_class "no tenant left; cpu ns $before -> $after"
 else
     upsched_fail unloaded_task_back_in_default_class "$list; cpu ns $before -> $after"
+fi
+upsched_check second_load alice upsched load example:fifo --cgroup $T/alice/web --level 1 --name web
+kill $daemon
+wait $daemon
+out=$(/usr/bin/upschedd --unload --state-dir /tmp/state 2>&1); status=$?
+before=$(cut -d' ' -f1 /proc/$spinner/schedstat)
+sleep 0.5
+after=$(cut -d' ' -f1 /proc/$spinner/schedstat)
+left=$(ls -A $PINS 2>/dev/null)
+if [ $status -eq 0 ] && grep -qx disabled /sys/kernel/sched_ext/state && [ -z "$left" ] \
+    && kill -0 $spinner && [ "$after" -gt "$before" ] && ! grep -q '"name"' /tmp/state/tenants.json; then
+    upsched_pass unload_ends_the_pinned_host "$out; spinner cpu ns $before -> $after"
+else
+    upsched_fail unload_ends_the_pinned_host "exit $status: $out; pins left: $left; $(cat /sys/kernel/sched_ext/state); $(cat /tmp/state/tenants.json)"
 fi
 kill $spinner
 upsched_finish
@@ -159,7 +248,7 @@ fn the_broker_loads_for_granted_users_and_refuses_the_rest_on_the_real_kernel() 
     files.add_host_file(&daemon, "/usr/bin/upschedd", 0o755);
     files.add_host_file(&cli, "/usr/bin/upsched", 0o755);
     let mut scenario = Scenario::new("broker", files);
-    scenario.timeout = Duration::from_secs(180);
+    scenario.timeout = Duration::from_secs(300);
     let report = run_scenario(&kernel, &scenario, &mut print_event)
         .unwrap_or_else(|err| panic!("the harness failed: {err:#}"));
     let description = report.describe();

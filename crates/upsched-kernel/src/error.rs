@@ -72,6 +72,13 @@ pub enum HostError {
 
     #[error("{action}: {message}")]
     Map { action: String, message: String },
+
+    #[error("pin {path}: {message}")]
+    Pin { path: String, message: String },
+
+    /// A pinned host and the records of the process adopting it disagree.
+    #[error("the pinned host and the records disagree (nothing was changed): {0}")]
+    Adopt(String),
 }
 
 fn log_suffix(log: &str) -> String {

@@ -23,7 +23,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use libbpf_rs::{
-    AsRawLibbpf, Link, MapCore, MapFlags, Object, ObjectBuilder, PrintLevel, ProgramType,
+    AsRawLibbpf, Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, PrintLevel,
+    ProgramHandle, ProgramType,
 };
 use upsched_abi::mechanism::{EXIT_MSG_LEN, EXIT_REASON_LEN, HostParams, TenantParams};
 use upsched_abi::{
@@ -263,8 +264,9 @@ struct LoadedInstance {
 struct PolicyInstance {
     hooks: u32,
     // Field order matters: links detach before the object (and its programs) go away.
-    _links: Vec<Link>,
-    object: Object,
+    links: Vec<Link>,
+    /// `None` for a tenant adopted from pins: its programs live on through its pinned links.
+    object: Option<Object>,
 }
 
 /// Statistics of one class (the default class or a tenant slot).
@@ -357,7 +359,31 @@ pub struct Host {
     generations: [u32; NR_SLOTS],
     host_config: HostConfigRaw,
     struct_ops_link: Option<Link>,
-    object: Object,
+    /// The host's maps and programs by their names in the object (pin names, see
+    /// [`pin_name`]): handles, because an adopted host has no libbpf object.
+    maps: Vec<(String, MapHandle)>,
+    progs: Vec<(String, ProgramHandle)>,
+    /// The bpffs directory of a pinned host (see [`Host::load_pinned`]).
+    pins: Option<PathBuf>,
+}
+
+/// Layout of a pinned host under its directory: the struct_ops link, the maps and programs by
+/// name, and per tenant slot the policy's freplace links.
+const PIN_LINK: &str = "link";
+const PIN_MAPS: &str = "maps";
+const PIN_PROGS: &str = "progs";
+const PIN_TENANTS: &str = "tenants";
+
+/// bpffs refuses dots in names; libbpf's names of global sections have them (`.bss`).
+fn pin_name(name: &str) -> String {
+    name.replace('.', "_")
+}
+
+fn pin_error(path: &Path, error: impl std::fmt::Display) -> HostError {
+    HostError::Pin {
+        path: path.display().to_string(),
+        message: error.to_string(),
+    }
 }
 
 /// libbpf's messages of the current load, to hand the verifier log to the caller.
@@ -502,8 +528,32 @@ pub fn wait_for_sched_ext_state(
 }
 
 impl Host {
-    /// Loads the host scheduler and makes it the system's scheduler (full switch).
+    /// Loads the host scheduler and makes it the system's scheduler (full switch), for as long
+    /// as the returned value lives.
     pub fn load(config: &HostConfig) -> Result<Host, HostError> {
+        Self::load_with(config, None)
+    }
+
+    /// [`Host::load`], with the scheduler's link, maps and programs and every tenant's links
+    /// pinned under `pin_dir` (bpffs), so that they outlive this process: dropping the host
+    /// leaves the scheduler and its tenants running, [`Host::adopt`] takes them over and
+    /// [`unload_pinned`] ends them. `pin_dir` must hold no pins yet; a failed load leaves none.
+    pub fn load_pinned(config: &HostConfig, pin_dir: &Path) -> Result<Host, HostError> {
+        if is_pinned(pin_dir) {
+            return Err(pin_error(
+                pin_dir,
+                "holds a pinned host already (adopt it, or end it with `upschedd --unload`)",
+            ));
+        }
+        let loaded = Self::load_with(config, Some(pin_dir));
+        if loaded.is_err() {
+            // Removing the pins releases whatever the failed load had pinned.
+            let _ = std::fs::remove_dir_all(pin_dir);
+        }
+        loaded
+    }
+
+    fn load_with(config: &HostConfig, pins: Option<&Path>) -> Result<Host, HostError> {
         let params = config.params();
         params
             .validate()
@@ -560,18 +610,37 @@ impl Host {
             default_weight: params.default_weight,
             classify_gen: 1,
         };
+        let mut object = object;
+        let maps = object
+            .maps()
+            .map(|m| {
+                let name = pin_name(&m.name().to_string_lossy());
+                MapHandle::try_from(&m).map(|handle| (name, handle))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| map_error("opening the host's maps", e))?;
+        let progs = object
+            .progs_mut()
+            .map(|p| {
+                let name = p.name().to_string_lossy().into_owned();
+                ProgramHandle::try_from(&p).map(|handle| (name, handle))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| map_error("opening the host's programs", e))?;
         let mut host = Host {
             tenants: (0..NR_SLOTS).map(|_| None).collect(),
             generations: [0; NR_SLOTS],
             host_config,
             struct_ops_link: None,
-            object,
+            maps,
+            progs,
+            pins: pins.map(Path::to_path_buf),
         };
         host.write_host_config()?;
+        host.pin_maps_and_progs()?;
 
-        let link = {
-            let mut map = host
-                .object
+        let mut link = {
+            let mut map = object
                 .maps_mut()
                 .find(|m| m.name() == STRUCT_OPS_MAP)
                 .ok_or_else(|| map_error("finding the struct_ops map", STRUCT_OPS_MAP))?;
@@ -595,9 +664,36 @@ impl Host {
                 }
             })?
         };
+        if let Some(pins) = &host.pins {
+            let path = pins.join(PIN_LINK);
+            link.pin(&path).map_err(|e| pin_error(&path, e))?;
+            // The pin holds the scheduler now; closing this process's link must not end it.
+            link.disconnect();
+        }
         host.struct_ops_link = Some(link);
         host.wait_enabled(config.enable_timeout)?;
         Ok(host)
+    }
+
+    /// Pins every map (a `bpf_timer` stops with the last reference to its map) and every
+    /// program (the targets a later process attaches tenants to) of a pinned host.
+    fn pin_maps_and_progs(&mut self) -> Result<(), HostError> {
+        let Some(pins) = &self.pins else {
+            return Ok(());
+        };
+        for dir in [PIN_MAPS, PIN_PROGS, PIN_TENANTS] {
+            let dir = pins.join(dir);
+            std::fs::create_dir_all(&dir).map_err(|e| pin_error(&dir, e))?;
+        }
+        for (name, map) in &mut self.maps {
+            let path = pins.join(PIN_MAPS).join(name.as_str());
+            map.pin(&path).map_err(|e| pin_error(&path, e))?;
+        }
+        for (name, prog) in &self.progs {
+            let path = pins.join(PIN_PROGS).join(name.as_str());
+            prog.pin(&path).map_err(|e| pin_error(&path, e))?;
+        }
+        Ok(())
     }
 
     fn wait_enabled(&self, timeout: Duration) -> Result<(), HostError> {
@@ -608,10 +704,11 @@ impl Host {
         .map_err(HostError::HostExited)
     }
 
-    fn map(&self, name: &str) -> Result<libbpf_rs::Map<'_>, HostError> {
-        self.object
-            .maps()
-            .find(|m| m.name() == name)
+    fn map(&self, name: &str) -> Result<&MapHandle, HostError> {
+        self.maps
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, map)| map)
             .ok_or_else(|| map_error("finding a map of the host", name))
     }
 
@@ -689,10 +786,10 @@ impl Host {
     }
 
     fn host_prog_fd(&self, name: &str) -> Result<i32, HostError> {
-        self.object
-            .progs()
-            .find(|p| p.name() == name)
-            .map(|p| p.as_fd().as_raw_fd())
+        self.progs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p.as_fd().as_raw_fd())
             .ok_or_else(|| map_error("finding a host program", name))
     }
 
@@ -807,7 +904,7 @@ impl Host {
                 hook_of,
                 slot,
                 caller_index,
-                instances.first().map(|first| &first.object),
+                instances.first().and_then(|first| first.object.as_ref()),
             )?;
             if let Some(loaded) = loaded {
                 let instance = Self::attach_instance(loaded)?;
@@ -815,6 +912,7 @@ impl Host {
                 instances.push(instance);
             }
         }
+        self.pin_tenant_links(slot, &mut instances)?;
 
         // Statistics, task pool and member count of a slot describe its current tenant only
         // (members of an earlier one that never left no longer count, see drain_and_free).
@@ -849,6 +947,50 @@ impl Host {
         });
         self.bump_classification()?;
         Ok(handle)
+    }
+
+    /// The bpffs directory of `slot`'s links, on a pinned host.
+    fn slot_pins(&self, slot: usize) -> Option<PathBuf> {
+        self.pins
+            .as_ref()
+            .map(|pins| pins.join(PIN_TENANTS).join(slot.to_string()))
+    }
+
+    /// Pins the links of a tenant being attached to `slot` on a pinned host; on failure the
+    /// slot's pins are removed again (the links then end with `instances`).
+    fn pin_tenant_links(
+        &self,
+        slot: usize,
+        instances: &mut [PolicyInstance],
+    ) -> Result<(), HostError> {
+        let Some(dir) = self.slot_pins(slot) else {
+            return Ok(());
+        };
+        let pinned = std::fs::create_dir_all(&dir)
+            .map_err(|e| pin_error(&dir, e))
+            .and_then(|()| {
+                let links = instances.iter_mut().flat_map(|i| i.links.iter_mut());
+                for (index, link) in links.enumerate() {
+                    let path = dir.join(index.to_string());
+                    link.pin(&path).map_err(|e| pin_error(&path, e))?;
+                }
+                Ok(())
+            });
+        if pinned.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        pinned
+    }
+
+    /// Removes the pins of `slot`'s links, once its tenant is gone: the links end when the
+    /// tenant's value drops.
+    fn unpin_slot(&self, slot: usize) -> Result<(), HostError> {
+        match self.slot_pins(slot) {
+            Some(dir) if dir.exists() => {
+                std::fs::remove_dir_all(&dir).map_err(|e| pin_error(&dir, e))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Loads `policy` with each hook program aimed at the stub of its `caller_index`-th caller
@@ -1003,8 +1145,8 @@ impl Host {
         }
         Ok(PolicyInstance {
             hooks,
-            _links: links,
-            object,
+            links,
+            object: Some(object),
         })
     }
 
@@ -1016,6 +1158,7 @@ impl Host {
             _ => return Err(HostError::UnknownTenant),
         };
         self.drain_and_free(handle.slot, SLOT_DRAINING)?;
+        self.unpin_slot(handle.slot)?;
         drop(tenant);
         Ok(())
     }
@@ -1050,11 +1193,16 @@ impl Host {
             Some(Some(t)) if t.handle == handle => t,
             _ => return Err(HostError::UnknownTenant),
         };
-        let object = &tenant
+        let object = tenant
             .instances
             .first()
-            .ok_or(HostError::UnknownTenant)?
-            .object;
+            .and_then(|instance| instance.object.as_ref())
+            .ok_or_else(|| {
+                map_error(
+                    "finding a policy map",
+                    "the tenant was adopted from pins, without its policy's object",
+                )
+            })?;
         let map = object
             .maps()
             .find(|m| m.name().to_string_lossy().ends_with(suffix))
@@ -1092,6 +1240,7 @@ impl Host {
             });
             let tenant = self.tenants[slot].take();
             self.drain_and_free(slot, SLOT_EJECTED)?;
+            self.unpin_slot(slot)?;
             drop(tenant);
         }
         Ok(ejections)
@@ -1237,19 +1386,18 @@ impl Host {
     /// program (a policy program's time is also inside its host caller's time).
     pub fn program_stats(&self) -> Vec<ProgramStats> {
         let mut out: Vec<ProgramStats> = self
-            .object
-            .progs()
-            .filter_map(|p| {
-                program_stats_of(
-                    p.name().to_string_lossy().into_owned(),
-                    p.as_fd().as_raw_fd(),
-                )
-            })
+            .progs
+            .iter()
+            .filter_map(|(name, p)| program_stats_of(name.clone(), p.as_fd().as_raw_fd()))
             .collect();
         for tenant in self.tenants.iter().flatten() {
             for (load, instance) in tenant.instances.iter().enumerate() {
-                // Only loaded programs have statistics (a later load holds a few of them).
-                for prog in instance.object.progs().filter(|p| p.autoload()) {
+                // Only loaded programs have statistics (a later load holds a few of them); an
+                // adopted tenant's objects stayed with the process that attached it.
+                let Some(object) = &instance.object else {
+                    continue;
+                };
+                for prog in object.progs().filter(|p| p.autoload()) {
                     let load = if load == 0 {
                         String::new()
                     } else {
@@ -1269,9 +1417,238 @@ impl Host {
     }
 }
 
+/// A tenant that a process adopting a pinned host expects on `slot`, as its own records say.
+#[derive(Clone, Debug)]
+pub struct ExpectedTenant {
+    pub slot: usize,
+    pub policy: String,
+    pub config: TenantConfig,
+}
+
+/// The entries of the bpffs directory `dir`, by name, each opened by `open`.
+fn open_pinned<T>(
+    dir: &Path,
+    open: impl Fn(PathBuf) -> libbpf_rs::Result<T>,
+) -> Result<Vec<(String, T)>, HostError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| pin_error(dir, e))?;
+    let mut opened = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| pin_error(dir, e))?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let handle = open(path.clone()).map_err(|e| pin_error(&path, e))?;
+        opened.push((name, handle));
+    }
+    opened.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(opened)
+}
+
+impl Host {
+    /// Takes over the host that [`Host::load_pinned`] pinned under `pin_dir` (usually in a
+    /// process that is gone), with its tenants, while it keeps scheduling. `expected` are the
+    /// tenants the caller's records hold, and they must be exactly the kernel's: each on a slot
+    /// that holds a tenant, bound to the same cgroup with the same level, weight and bounds,
+    /// with its links pinned, and no other slot holding one. Every disagreement is named in
+    /// the refusal, which changes nothing. The handles come back in the order of `expected`.
+    pub fn adopt(
+        pin_dir: &Path,
+        expected: &[ExpectedTenant],
+    ) -> Result<(Host, Vec<TenantHandle>), HostError> {
+        let link_path = pin_dir.join(PIN_LINK);
+        let mut link = Link::open(&link_path).map_err(|e| pin_error(&link_path, e))?;
+        link.disconnect();
+        let maps = open_pinned(&pin_dir.join(PIN_MAPS), MapHandle::from_pinned_path)?;
+        let progs = open_pinned(&pin_dir.join(PIN_PROGS), ProgramHandle::from_pinned_path)?;
+        let mut host = Host {
+            tenants: (0..NR_SLOTS).map(|_| None).collect(),
+            generations: [0; NR_SLOTS],
+            host_config: HostConfigRaw::default(),
+            struct_ops_link: Some(link),
+            maps,
+            progs,
+            pins: Some(pin_dir.to_path_buf()),
+        };
+        host.check_running().map_err(|e| {
+            HostError::Adopt(format!(
+                "{e}; its pins in {} remain until `upschedd --unload`",
+                pin_dir.display()
+            ))
+        })?;
+        let bytes = host
+            .map("host_config")?
+            .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|e| map_error("reading the host configuration", e))?
+            .unwrap_or_default();
+        host.host_config = HostConfigRaw::from_bytes(&bytes)
+            .ok_or_else(|| map_error("reading the host configuration", "short value"))?;
+
+        let mut disagreements = Vec::new();
+        let mut handles = Vec::with_capacity(expected.len());
+        for slot in 0..NR_SLOTS {
+            let raw = host.read_tenant_config(slot)?;
+            host.generations[slot] = raw.generation;
+            // An ejected tenant's policy is still attached; poll_ejections frees it as usual.
+            let held = matches!(raw.state, SLOT_ACTIVE | SLOT_EJECTED);
+            let links = match host.slot_pins(slot) {
+                Some(dir) if dir.exists() => open_pinned(&dir, Link::open)?,
+                _ => Vec::new(),
+            };
+            let mut wanted = expected.iter().filter(|t| t.slot == slot);
+            let (tenant, duplicate) = (wanted.next(), wanted.next());
+            if duplicate.is_some() {
+                disagreements.push(format!("slot {slot} is listed for two tenants"));
+                continue;
+            }
+            let Some(tenant) = tenant else {
+                if held {
+                    disagreements.push(format!(
+                        "slot {slot} holds a tenant (cgroup id {}, level {}, weight {}) that is not listed",
+                        raw.cgroup_id, raw.level, raw.weight
+                    ));
+                } else if !links.is_empty() {
+                    disagreements.push(format!(
+                        "slot {slot} holds no tenant but has {} pinned link(s)",
+                        links.len()
+                    ));
+                }
+                continue;
+            };
+            let before = disagreements.len();
+            host.compare_adopted(&raw, held, links.len(), tenant, &mut disagreements);
+            if disagreements.len() > before {
+                continue;
+            }
+            let handle = TenantHandle {
+                slot,
+                generation: raw.generation,
+            };
+            handles.push((tenant, handle));
+            host.tenants[slot] = Some(Tenant {
+                handle,
+                policy: tenant.policy.clone(),
+                config: tenant.config.clone(),
+                instances: vec![PolicyInstance {
+                    hooks: raw.hooks,
+                    links: links.into_iter().map(|(_, link)| link).collect(),
+                    object: None,
+                }],
+            });
+        }
+        for tenant in expected.iter().filter(|t| t.slot >= NR_SLOTS) {
+            disagreements.push(format!(
+                "tenant {} is listed on slot {}, past the host's {NR_SLOTS} slots",
+                tenant.policy, tenant.slot
+            ));
+        }
+        if !disagreements.is_empty() {
+            // Nothing is detached: the links and the pins stay as they were.
+            for tenant in &mut host.tenants {
+                *tenant = None;
+            }
+            return Err(HostError::Adopt(disagreements.join("; ")));
+        }
+        let ordered = expected
+            .iter()
+            .filter_map(|want| {
+                handles
+                    .iter()
+                    .find(|(t, _)| std::ptr::eq(*t, want))
+                    .map(|(_, h)| *h)
+            })
+            .collect();
+        Ok((host, ordered))
+    }
+
+    /// Adds to `disagreements` how slot `raw` of a pinned host differs from `tenant`.
+    fn compare_adopted(
+        &self,
+        raw: &TenantConfigRaw,
+        held: bool,
+        links: usize,
+        tenant: &ExpectedTenant,
+        disagreements: &mut Vec<String>,
+    ) {
+        let slot = tenant.slot;
+        let who = format!("tenant {} on slot {slot}", tenant.policy);
+        if !held {
+            disagreements.push(format!(
+                "{who}: the slot holds no tenant (state {})",
+                raw.state
+            ));
+            return;
+        }
+        if links == 0 {
+            disagreements.push(format!("{who}: no pinned links"));
+        }
+        match cgroup_identity(&tenant.config.cgroup) {
+            Ok((id, _)) if id == raw.cgroup_id => {}
+            Ok((id, _)) => disagreements.push(format!(
+                "{who}: cgroup {} has id {id}, the slot is bound to id {}",
+                tenant.config.cgroup.display(),
+                raw.cgroup_id
+            )),
+            Err(e) => disagreements.push(format!("{who}: {e}")),
+        }
+        let params = tenant.config.params();
+        let pairs = [
+            ("level", u64::from(params.level), u64::from(raw.level)),
+            ("weight", u64::from(params.weight), u64::from(raw.weight)),
+            ("slice_min_ns", params.slice_min_ns, raw.slice_min_ns),
+            ("slice_max_ns", params.slice_max_ns, raw.slice_max_ns),
+            (
+                "slice_default_ns",
+                params.slice_default_ns,
+                raw.slice_dfl_ns,
+            ),
+            ("park_max_ns", params.park_max_ns, raw.park_max_ns),
+            ("watchdog_ns", params.watchdog_ns, raw.watchdog_ns),
+        ];
+        for (field, listed, kernel) in pairs {
+            if listed != kernel {
+                disagreements.push(format!(
+                    "{who}: {field} is {listed} in the records, {kernel} in the kernel"
+                ));
+            }
+        }
+    }
+}
+
+/// Whether a host is pinned under `pin_dir` (its struct_ops link is).
+pub fn is_pinned(pin_dir: &Path) -> bool {
+    pin_dir.join(PIN_LINK).exists()
+}
+
+/// Ends the host pinned under `pin_dir`: detaches the scheduler (sched_ext disabled, every
+/// task back in the kernel's fair class; members still leave their tenants through the
+/// policies, attached until then), waits for sched_ext to say so within `timeout`, and removes
+/// every pin, the tenants' links with them. `Ok(false)` if nothing was pinned there.
+pub fn unload_pinned(pin_dir: &Path, timeout: Duration) -> Result<bool, HostError> {
+    if !pin_dir.exists() {
+        return Ok(false);
+    }
+    let link_path = pin_dir.join(PIN_LINK);
+    if link_path.exists() {
+        let link = Link::open(&link_path).map_err(|e| pin_error(&link_path, e))?;
+        // A scheduler the kernel already stopped cannot be detached again; it is disabled.
+        let detached = link.detach();
+        if let Err(e) = detached
+            && sched_ext_state().as_deref() != Some("disabled")
+        {
+            return Err(pin_error(&link_path, e));
+        }
+        wait_for_sched_ext_state("disabled", timeout, || None).map_err(HostError::HostExited)?;
+    }
+    std::fs::remove_dir_all(pin_dir).map_err(|e| pin_error(pin_dir, e))?;
+    Ok(true)
+}
+
 impl Drop for Host {
     fn drop(&mut self) {
-        // The scheduler first: unloading it calls ops.exit_task for every task, which calls
+        // A pinned host's links are pinned (and the scheduler's disconnected): dropping them
+        // leaves it and its tenants running. Unpinned, the scheduler goes first: unloading it
+        // calls ops.exit_task for every task, which calls
         // the task_exit of each member's policy while the policies are still attached.
         self.struct_ops_link = None;
         for tenant in &mut self.tenants {

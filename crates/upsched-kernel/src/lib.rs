@@ -4,7 +4,9 @@
 //! - [`detect`]: does the running kernel have sched_ext, which API generation, who is in charge.
 //! - [`Host`]: load and attach the host scheduler; [`Host::attach`] a policy object onto a free
 //!   tenant slot, bound to a cgroup, at a chain level with a weight; [`Host::detach`];
-//!   [`Host::stats`]; ejections by the host's watchdog ([`Host::poll_ejections`]).
+//!   [`Host::stats`]; ejections by the host's watchdog ([`Host::poll_ejections`]); a host
+//!   pinned in bpffs to outlive its loader ([`Host::load_pinned`], [`Host::adopt`],
+//!   [`host::unload_pinned`]).
 //! - [`join_cgroup_before_exec`]: start workloads already inside a tenant's cgroup.
 //! - [`intf`]: the map layouts shared with the BPF side.
 //!

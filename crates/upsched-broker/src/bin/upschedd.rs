@@ -6,15 +6,17 @@ use std::time::Duration;
 
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
-use upsched_broker::daemon::{Config, DEFAULT_SOCKET, DEFAULT_STATE_DIR, Daemon};
+use upsched_broker::daemon::{Config, DEFAULT_PIN_DIR, DEFAULT_SOCKET, DEFAULT_STATE_DIR, Daemon};
 use upsched_broker::grants::{DEFAULT_GRANTS_PATH, Grants};
+use upsched_broker::tenants::unload_all;
 
 /// upschedd: loads tenant scheduling policies for users who hold grants.
 ///
 /// It identifies its clients, answers `host status` and what each caller is granted, and loads,
-/// unloads, lists and reports tenants within each caller's grants (docs/broker.md); the host
-/// scheduler is loaded at the first load and lives as long as the daemon. SIGHUP re-reads the grants (a bad file
-/// leaves the old grants in force); SIGTERM or SIGINT stop it.
+/// unloads, lists and reports tenants within each caller's grants (docs/broker.md). The host
+/// scheduler is loaded at the first load and pinned with its tenants, so that they outlive the
+/// daemon: a daemon that starts adopts them, and `--unload` ends them. SIGHUP re-reads the
+/// grants (a bad file leaves the old grants in force); SIGTERM or SIGINT stop the daemon only.
 #[derive(Parser)]
 #[command(name = "upschedd", version, about, long_about)]
 struct Args {
@@ -24,9 +26,17 @@ struct Args {
     /// The grants file.
     #[arg(long, default_value = DEFAULT_GRANTS_PATH)]
     grants: PathBuf,
-    /// The state directory (audit log).
+    /// The state directory (audit log, tenants.json, the tenants' policies).
     #[arg(long, default_value = DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
+    /// The bpffs directory where the host scheduler and the tenants' links are pinned.
+    #[arg(long, default_value = DEFAULT_PIN_DIR)]
+    pin_dir: PathBuf,
+    /// End the pinned host and its tenants (sched_ext disabled, every task back in the kernel's
+    /// fair class), remove the pins and clear the tenants of the state file, then exit. The
+    /// daemon must be stopped first.
+    #[arg(long, conflicts_with = "check_grants")]
+    unload: bool,
     /// How long a client may take to send a whole request, or to take an answer [default: 5s].
     #[arg(long, value_parser = humantime::parse_duration)]
     request_timeout: Option<Duration>,
@@ -55,6 +65,26 @@ fn main() -> ExitCode {
             }
         };
     }
+    if args.unload {
+        // A running daemon would go on with tenants that no longer exist.
+        if std::os::unix::net::UnixStream::connect(&args.socket).is_ok() {
+            eprintln!(
+                "upschedd: a daemon serves {}; stop it first (SIGTERM leaves the tenants running)",
+                args.socket.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        return match unload_all(&args.state_dir, &args.pin_dir) {
+            Ok(done) => {
+                println!("upschedd: {done}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("upschedd: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // Before any thread exists, so that every thread inherits the mask and only the signal
     // thread below receives these.
     let mut signals = SigSet::empty();
@@ -66,6 +96,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let mut config = Config::new(args.socket, args.grants, args.state_dir);
+    config.pin_dir = args.pin_dir;
     if let Some(timeout) = args.request_timeout {
         config.request_timeout = timeout;
     }
