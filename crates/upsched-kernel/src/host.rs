@@ -51,7 +51,8 @@ const STRUCT_OPS_MAP: &str = "upsched_host";
 pub const HOOK_CALLERS: [&[&str]; NR_HOOKS] = {
     let mut callers: [&[&str]; NR_HOOKS] = [&[]; NR_HOOKS];
     callers[HOOK_SELECT_CPU as usize] = &["host_select_cpu"];
-    callers[HOOK_ENQUEUE as usize] = &["host_enqueue"];
+    // ops.select_cpu decides the wake-ups it can (docs/mechanism.md), ops.enqueue the rest.
+    callers[HOOK_ENQUEUE as usize] = &["host_select_cpu", "host_enqueue"];
     callers[HOOK_RUNNING as usize] = &["host_running"];
     callers[HOOK_STOPPING as usize] = &["host_stopping"];
     callers[HOOK_TICK as usize] = &["host_tick"];
