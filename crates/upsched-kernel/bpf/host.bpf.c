@@ -714,13 +714,20 @@ static __always_inline void mark_not_runnable(struct task_ctx *tctx)
 
 /* ---- context filling ------------------------------------------------------------------------- */
 
-/* `runnable_ns`: how long the task has been runnable (enqueue only; 0 elsewhere). */
+/*
+ * `runnable_ns`: how long the task has been runnable (enqueue only; 0 elsewhere). The fields of
+ * a fill class that no hook of the policy reads (cfg->fills, from admission's analysis) stay 0:
+ * their kfunc call and map lookups are skipped.
+ */
 static __always_inline void fill_ctx(struct upsched_ctx *ctx, struct task_struct *p,
 				     struct task_ctx *tctx, struct upsched_tenant_config *cfg,
 				     u32 hook, u32 flags, u64 now, u64 runnable_ns)
 {
-	struct upsched_tenant_status *st = tenant_stat(tctx->tenant);
-	struct upsched_hint_words *words = hint_words(tctx->tenant, tctx->task_slot);
+	u32 fills = cfg->fills;
+	struct upsched_tenant_status *st =
+		fills & UPSCHED_FILL_TENANT_RUNNABLE ? tenant_stat(tctx->tenant) : NULL;
+	struct upsched_hint_words *words =
+		fills & UPSCHED_FILL_HINTS ? hint_words(tctx->tenant, tctx->task_slot) : NULL;
 	u64 slice_dfl = tenant_slice_dfl(cfg);
 
 	__builtin_memset(ctx, 0, sizeof(*ctx));
@@ -736,7 +743,8 @@ static __always_inline void fill_ctx(struct upsched_ctx *ctx, struct task_struct
 	ctx->task_slot = tctx->task_slot & (MAX_TASK_SLOTS - 1);
 	ctx->weight = p->scx.weight;
 	ctx->nice = p->static_prio - 120;
-	ctx->prev_cpu = scx_bpf_task_cpu(p);
+	if (fills & UPSCHED_FILL_PREV_CPU)
+		ctx->prev_cpu = scx_bpf_task_cpu(p);
 	ctx->sum_runtime_ns = p->se.sum_exec_runtime;
 	ctx->last_runtime_ns = tctx->last_runtime_ns;
 	ctx->runnable_ns = runnable_ns;
