@@ -299,9 +299,43 @@ pub const MAX_WATCHDOG_NS: u64 = {
 // Room for a tenant: more than the default watchdog bound.
 const _: () = assert!(MAX_WATCHDOG_NS > TENANT_WATCHDOG_NS.default);
 
+/// The fill classes (`FILL_*`) a policy needs whose hooks read the context fields `reads`
+/// (their names in abi.toml, as `upsched check` reports them): the host fills the fields of the
+/// other classes with 0 instead of their values, which no hook of the policy reads.
+pub fn fills_for_reads<'a>(reads: impl IntoIterator<Item = &'a str>) -> u32 {
+    reads.into_iter().fold(0, |fills, field| {
+        fills
+            | match field {
+                "prev_cpu" => FILL_PREV_CPU,
+                "hints" => FILL_HINTS,
+                "tenant_nr_runnable" => FILL_TENANT_RUNNABLE,
+                _ => 0,
+            }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fills_follow_the_fields_read() {
+        assert_eq!(
+            fills_for_reads(["now_ns", "runnable_ns", "slice_max_ns"]),
+            0
+        );
+        assert_eq!(fills_for_reads(["hints", "pid"]), FILL_HINTS);
+        assert_eq!(
+            fills_for_reads(["prev_cpu", "tenant_nr_runnable", "hints"]),
+            FILL_ALL
+        );
+        // A policy that reads every field (or the context at a variable offset) gets every
+        // class, so the names above are the context's.
+        assert_eq!(
+            fills_for_reads(crate::FIELDS.iter().map(|f| f.name)),
+            FILL_ALL
+        );
+    }
 
     #[test]
     fn slices_shrink_with_the_queue_down_to_the_floor() {

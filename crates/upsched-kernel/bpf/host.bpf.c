@@ -113,6 +113,14 @@ struct {
 	__type(value, struct slot_pool);
 } slot_pools SEC(".maps");
 
+/* A tenant's enqueue decision after validation (decide_enqueue()). */
+struct decision {
+	u64 key;
+	u64 slice;   /* clamped into [slice_min, slice_max] */
+	u64 until;   /* PARK: the park deadline, bounded, on the policies' clock */
+	u32 verdict; /* RUN, PREEMPT or PARK */
+};
+
 struct task_ctx {
 	s32 tenant;          /* slot the task belongs to, -1: default class */
 	u32 tenant_gen;      /* incarnation of that slot when the task joined */
@@ -130,11 +138,12 @@ struct task_ctx {
 	u64 vtime;           /* default-class virtual time */
 	u64 park_deadline;   /* a parked task is re-evaluated at this time at the latest */
 	u32 last_flags;      /* UPSCHED_F_* bits for the next enqueue (preempted, yield...) */
-	u32 woke_on_idle;    /* select_cpu sent this wake-up to an idle CPU it claimed */
+	u32 decided;         /* `decision` holds this wake-up's, taken by ops.select_cpu */
 	u32 on_cpu;          /* between ops.running and ops.stopping (run_start_sum is valid) */
 	u64 cgroup_id;       /* cgroup2 id at the last classification */
 	u64 last_key;        /* DSQ order key given at the last tenant enqueue */
 	u32 wait_listed;     /* on its tenant's wait list (see wait_list_append()) */
+	struct decision decision; /* the last enqueue decision (decide_enqueue()) */
 };
 
 struct {
@@ -705,13 +714,20 @@ static __always_inline void mark_not_runnable(struct task_ctx *tctx)
 
 /* ---- context filling ------------------------------------------------------------------------- */
 
-/* `runnable_ns`: how long the task has been runnable (enqueue only; 0 elsewhere). */
+/*
+ * `runnable_ns`: how long the task has been runnable (enqueue only; 0 elsewhere). The fields of
+ * a fill class that no hook of the policy reads (cfg->fills, from admission's analysis) stay 0:
+ * their kfunc call and map lookups are skipped.
+ */
 static __always_inline void fill_ctx(struct upsched_ctx *ctx, struct task_struct *p,
 				     struct task_ctx *tctx, struct upsched_tenant_config *cfg,
 				     u32 hook, u32 flags, u64 now, u64 runnable_ns)
 {
-	struct upsched_tenant_status *st = tenant_stat(tctx->tenant);
-	struct upsched_hint_words *words = hint_words(tctx->tenant, tctx->task_slot);
+	u32 fills = cfg->fills;
+	struct upsched_tenant_status *st =
+		fills & UPSCHED_FILL_TENANT_RUNNABLE ? tenant_stat(tctx->tenant) : NULL;
+	struct upsched_hint_words *words =
+		fills & UPSCHED_FILL_HINTS ? hint_words(tctx->tenant, tctx->task_slot) : NULL;
 	u64 slice_dfl = tenant_slice_dfl(cfg);
 
 	__builtin_memset(ctx, 0, sizeof(*ctx));
@@ -727,7 +743,8 @@ static __always_inline void fill_ctx(struct upsched_ctx *ctx, struct task_struct
 	ctx->task_slot = tctx->task_slot & (MAX_TASK_SLOTS - 1);
 	ctx->weight = p->scx.weight;
 	ctx->nice = p->static_prio - 120;
-	ctx->prev_cpu = scx_bpf_task_cpu(p);
+	if (fills & UPSCHED_FILL_PREV_CPU)
+		ctx->prev_cpu = scx_bpf_task_cpu(p);
 	ctx->sum_runtime_ns = p->se.sum_exec_runtime;
 	ctx->last_runtime_ns = tctx->last_runtime_ns;
 	ctx->runnable_ns = runnable_ns;
@@ -1019,7 +1036,108 @@ static __always_inline void kick_for(struct task_struct *p)
 		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
 }
 
+/*
+ * The enqueue decision for tenant task `p` (`slot` its live tenant, `now` the policies' clock,
+ * `runnable_for` how long it has been runnable): the policy's enqueue if it replaced the stub,
+ * else the stub's default, validated and clamped into `d`. The one place a tenant's enqueue is
+ * decided, for ops.enqueue and for the wake-ups ops.select_cpu decides, so that a wake-up asks
+ * the policy once. `ctx` is the caller's scratch context.
+ */
+static __always_inline void decide_enqueue(struct task_struct *p, struct task_ctx *tctx,
+					   struct upsched_tenant_config *cfg,
+					   struct upsched_class_stats *stats, u32 flags, u64 now,
+					   u64 runnable_for, struct upsched_ctx *ctx, struct decision *d)
+{
+	u64 slice, park_bound;
+
+	if (calls_hook(cfg, UPSCHED_HOOK_ENQUEUE)) {
+		fill_ctx(ctx, p, tctx, cfg, UPSCHED_HOOK_ENQUEUE, flags, now, runnable_for);
+		CALL_STUB(enqueue, tctx->tenant, ctx);
+		stats->policy_calls++;
+		d->key = ctx->key;
+		slice = ctx->slice_ns;
+		d->verdict = ctx->verdict;
+		d->until = ctx->park_until_ns;
+	} else {
+		/* The stub's default decision, as fill_ctx would pre-fill it. */
+		d->key = now;
+		slice = tenant_slice_dfl(cfg);
+		d->verdict = UPSCHED_VERDICT_RUN;
+		d->until = 0;
+	}
+
+	if (slice == 0 || slice < cfg->slice_min_ns) {
+		slice = cfg->slice_min_ns;
+		stats->clamp_slice++;
+	} else if (slice > cfg->slice_max_ns) {
+		slice = cfg->slice_max_ns;
+		stats->clamp_slice++;
+	}
+	d->slice = slice ? slice : default_slice();
+	if (d->verdict > UPSCHED_VERDICT_PREEMPT) {
+		d->verdict = UPSCHED_VERDICT_RUN;
+		stats->clamp_verdict++;
+	}
+	if (d->verdict != UPSCHED_VERDICT_PARK)
+		return;
+	if (runnable_for >= cfg->park_max_ns || (p->signal->flags & SIGNAL_GROUP_EXIT)) {
+		d->verdict = UPSCHED_VERDICT_RUN;
+		stats->clamp_park++;
+		return;
+	}
+	/* runnable_at + park_max_ns, on the policies' clock. */
+	park_bound = now + cfg->park_max_ns - (runnable_for < now ? runnable_for : now);
+	if (d->until == 0 || d->until > park_bound) {
+		if (d->until)
+			stats->clamp_park++;
+		d->until = park_bound;
+	}
+}
+
 /* ---- struct_ops callbacks ------------------------------------------------------------------- */
+
+/*
+ * The tenant's select_cpu, if it replaced the stub: its validated target_cpu, else `cpu` (the
+ * host's choice). Clears *is_idle when the target is another CPU than the one the host claimed.
+ */
+static __always_inline s32 tenant_select_cpu(struct task_struct *p, struct task_ctx *tctx,
+					     struct upsched_tenant_config *cfg,
+					     struct upsched_class_stats *stats, s32 prev_cpu,
+					     u64 wake_flags, s32 cpu, bool *is_idle,
+					     struct upsched_ctx *ctx)
+{
+	u32 flags = UPSCHED_F_WAKEUP;
+	s32 target;
+
+	if (!calls_hook(cfg, UPSCHED_HOOK_SELECT_CPU))
+		return cpu;
+	if (wake_flags & SCX_WAKE_SYNC)
+		flags |= UPSCHED_F_WAKE_SYNC;
+	if (wake_flags & SCX_WAKE_FORK)
+		flags |= UPSCHED_F_FORK;
+	fill_ctx(ctx, p, tctx, cfg, UPSCHED_HOOK_SELECT_CPU, flags, bpf_ktime_get_ns(), 0);
+	ctx->prev_cpu = prev_cpu;
+	CALL_STUB(select_cpu, tctx->tenant, ctx);
+	stats->policy_calls++;
+	target = ctx->target_cpu;
+	if (target == UPSCHED_CPU_ANY || target == cpu)
+		return cpu;
+	if (target >= 0 && (u32)target < nr_cpus && bpf_cpumask_test_cpu(target, p->cpus_ptr)) {
+		*is_idle = false;
+		return target;
+	}
+	stats->clamp_cpu++;
+	return cpu;
+}
+
+/* A tenant task that runs next on the CPU whose local queue it goes to (its class's virtual
+ * time and its level's virtual now advance as a dispatch of it would move them). */
+static __always_inline void insert_tenant_local(struct task_struct *p, struct task_ctx *tctx,
+						u64 enq_flags)
+{
+	note_level_vnow(tctx->tenant);
+	scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, tctx->decision.slice, enq_flags);
+}
 
 SEC("struct_ops/host_select_cpu")
 s32 BPF_PROG(host_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
@@ -1028,52 +1146,55 @@ s32 BPF_PROG(host_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flag
 	struct upsched_class_stats *stats;
 	struct task_ctx *tctx;
 	struct upsched_ctx uctx;
-	bool is_idle = false;
-	u32 flags = UPSCHED_F_WAKEUP;
-	s32 cpu, target;
+	bool is_idle = false, current;
+	u32 flags;
+	s32 cpu;
 
 	cpu = scx_bpf_select_cpu_dfl(p, prev_cpu, wake_flags, &is_idle);
 	tctx = task_ctx_of(p);
 	if (!tctx)
 		return cpu;
-	tctx->woke_on_idle = 0;
+	tctx->decided = 0;
 	cfg = live_tenant(tctx);
+	current = classification_current(p, tctx, task_cgroup_id(p));
 	if (!cfg) {
 		/* A default-class task waking onto an idle CPU goes straight to that CPU's local
 		 * queue (as scx_simple does), skipping ops.enqueue and a dispatch, when nothing can
-		 * change that choice: its class is current and no tenant has queued work. Tenant
-		 * tasks never take this path: every one of their wake-ups must reach ops.enqueue,
-		 * where the policy decides and parked tasks and hints are looked at. */
-		if (is_idle && tctx->tenant < 0 && !any_queued(~(1U << UPSCHED_DEFAULT_CLASS)) &&
-		    classification_current(p, tctx, task_cgroup_id(p))) {
+		 * change that choice: its class is current and no tenant has queued work. */
+		if (is_idle && tctx->tenant < 0 && current &&
+		    !any_queued(~(1U << UPSCHED_DEFAULT_CLASS))) {
 			mark_runnable(tctx, host_now());
 			insert_default_local(p, tctx, true, 0);
 		}
 		return cpu;
 	}
-	tctx->woke_on_idle = is_idle;
-	if (!calls_hook(cfg, UPSCHED_HOOK_SELECT_CPU))
-		return cpu;
-	if (wake_flags & SCX_WAKE_SYNC)
-		flags |= UPSCHED_F_WAKE_SYNC;
-	if (wake_flags & SCX_WAKE_FORK)
-		flags |= UPSCHED_F_FORK;
-	fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_SELECT_CPU, flags, bpf_ktime_get_ns(), 0);
-	uctx.prev_cpu = prev_cpu;
-	CALL_STUB(select_cpu, tctx->tenant, &uctx);
 	stats = stats_of(tctx->tenant);
-	if (stats)
-		stats->policy_calls++;
-	target = uctx.target_cpu;
-	if (target == UPSCHED_CPU_ANY || target == cpu)
+	if (!stats)
 		return cpu;
-	if (target >= 0 && (u32)target < nr_cpus &&
-	    bpf_cpumask_test_cpu(target, p->cpus_ptr)) {
-		tctx->woke_on_idle = 0;
-		return target;
+	cpu = tenant_select_cpu(p, tctx, cfg, stats, prev_cpu, wake_flags, cpu, &is_idle, &uctx);
+	/* A stale classification is settled in ops.enqueue (it calls task_init and task_exit),
+	 * which then decides the wake-up itself. */
+	if (!current)
+		return cpu;
+	/* The wake-up's enqueue decision, taken here: ops.enqueue, which the kernel calls next
+	 * for this wake-up unless the task is inserted here, applies it without asking again. */
+	mark_runnable(tctx, host_now());
+	flags = tctx->last_flags | UPSCHED_F_WAKEUP;
+	tctx->last_flags = 0;
+	decide_enqueue(p, tctx, cfg, stats, flags, bpf_ktime_get_ns(), 0, &uctx, &tctx->decision);
+	/* RUN onto the idle CPU the host claimed while no class has queued tasks: that CPU's
+	 * dispatch would take exactly this task, so it goes to the CPU's local queue now, saving
+	 * ops.enqueue and the dispatch. It runs next whatever the policy does, so it is not put
+	 * on the watchdog's wait list. */
+	if (is_idle && tctx->decision.verdict == UPSCHED_VERDICT_RUN && !any_queued(~0U)) {
+		stats->enqueues++;
+		catch_up_class(tctx->tenant);
+		tctx->cls = tctx->tenant;
+		tctx->last_key = key_to_dsq_vtime(tctx->decision.key);
+		insert_tenant_local(p, tctx, 0);
+		return cpu;
 	}
-	if (stats)
-		stats->clamp_cpu++;
+	tctx->decided = 1;
 	return cpu;
 }
 
@@ -1086,10 +1207,9 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 	struct task_ctx *tctx;
 	struct upsched_ctx uctx;
 	u64 host_time = host_now(), now, runnable_for = 0;
-	u64 key, slice, park_bound, until, insert_flags;
-	u32 flags, verdict, prev_gen;
+	u32 flags, prev_gen;
 	s32 slot, prev_tenant;
-	bool released = false, woke_on_idle;
+	bool released = false, decided;
 
 	tctx = task_ctx_of(p);
 	if (!tctx) {
@@ -1098,6 +1218,10 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 		mark_queued(UPSCHED_DEFAULT_CLASS);
 		return;
 	}
+	/* ops.select_cpu decides a wake-up just before this enqueue of it; any other enqueue
+	 * finds the flag clear. */
+	decided = tctx->decided;
+	tctx->decided = 0;
 	/* Before classify(): a task joining a tenant brings its runnable count along. */
 	mark_runnable(tctx, host_time);
 	prev_tenant = tctx->tenant;
@@ -1150,90 +1274,47 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 		tctx->parked = 0;
 	}
 
-	flags = tctx->last_flags;
-	tctx->last_flags = 0;
-	woke_on_idle = tctx->woke_on_idle && (enq_flags & SCX_ENQ_WAKEUP);
-	tctx->woke_on_idle = 0;
 	stats = stats_of(slot);
 	if (!stats)
 		return;
-	if (calls_hook(cfg, UPSCHED_HOOK_ENQUEUE)) {
+	/* The decision of ops.select_cpu holds while the task is still in the tenant it took it
+	 * for (classify() above changed nothing). */
+	if (!decided || slot != prev_tenant || tctx->tenant_gen != prev_gen) {
+		flags = tctx->last_flags;
+		tctx->last_flags = 0;
 		if (enq_flags & SCX_ENQ_WAKEUP)
 			flags |= UPSCHED_F_WAKEUP;
 		if (released)
 			flags |= UPSCHED_F_RELEASED;
-		fill_ctx(&uctx, p, tctx, cfg, UPSCHED_HOOK_ENQUEUE, flags, now, runnable_for);
-		CALL_STUB(enqueue, slot, &uctx);
-		stats->policy_calls++;
-		key = uctx.key;
-		slice = uctx.slice_ns;
-		verdict = uctx.verdict;
-		until = uctx.park_until_ns;
-	} else {
-		/* The stub's default decision, as fill_ctx would pre-fill it. */
-		key = now;
-		slice = tenant_slice_dfl(cfg);
-		verdict = UPSCHED_VERDICT_RUN;
-		until = 0;
+		decide_enqueue(p, tctx, cfg, stats, flags, now, runnable_for, &uctx,
+			       &tctx->decision);
 	}
 	stats->enqueues++;
 	if (released)
 		stats->releases++;
 
-	/* Clamps. */
-	if (slice == 0 || slice < cfg->slice_min_ns) {
-		slice = cfg->slice_min_ns;
-		stats->clamp_slice++;
-	} else if (slice > cfg->slice_max_ns) {
-		slice = cfg->slice_max_ns;
-		stats->clamp_slice++;
-	}
-	if (!slice)
-		slice = default_slice();
-	if (verdict > UPSCHED_VERDICT_PREEMPT) {
-		verdict = UPSCHED_VERDICT_RUN;
-		stats->clamp_verdict++;
-	}
-
-	if (verdict == UPSCHED_VERDICT_PARK) {
-		/* runnable_at + park_max_ns, on the policies' clock. */
-		park_bound = now + cfg->park_max_ns - (runnable_for < now ? runnable_for : now);
-		if (runnable_for >= cfg->park_max_ns || (p->signal->flags & SIGNAL_GROUP_EXIT)) {
-			verdict = UPSCHED_VERDICT_RUN;
-			stats->clamp_park++;
-		} else {
-			if (until == 0 || until > park_bound) {
-				if (until)
-					stats->clamp_park++;
-				until = park_bound;
-			}
-			tctx->parked = 1;
-			tctx->park_deadline = until;
-			tctx->cls = slot;
-			stats->parks++;
-			scx_bpf_dsq_insert_vtime(p, UPSCHED_PARK_DSQ(slot), slice, until,
-						 enq_flags & ~SCX_ENQ_HEAD);
-			return;
-		}
+	if (tctx->decision.verdict == UPSCHED_VERDICT_PARK) {
+		tctx->parked = 1;
+		tctx->park_deadline = tctx->decision.until;
+		tctx->cls = slot;
+		stats->parks++;
+		scx_bpf_dsq_insert_vtime(p, UPSCHED_PARK_DSQ(slot), tctx->decision.slice,
+					 tctx->decision.until, enq_flags & ~SCX_ENQ_HEAD);
+		return;
 	}
 
 	catch_up_class(slot);
 	tctx->cls = slot;
-	tctx->last_key = key_to_dsq_vtime(key);
-	/* Nothing else wants this CPU (dispatch found no better class): run on. Or the task
-	 * woke onto an idle CPU and no class has queued tasks: that CPU's dispatch would take
-	 * exactly this task, so it goes to the CPU's local queue now, saving the dispatch. */
-	if ((enq_flags & SCX_ENQ_LAST) ||
-	    (woke_on_idle && verdict == UPSCHED_VERDICT_RUN && !any_queued(~0U))) {
-		note_level_vnow(slot);
-		scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, slice, enq_flags);
+	tctx->last_key = key_to_dsq_vtime(tctx->decision.key);
+	/* Nothing else wants this CPU (dispatch found no better class): run on. */
+	if (enq_flags & SCX_ENQ_LAST) {
+		insert_tenant_local(p, tctx, enq_flags);
 		return;
 	}
-	insert_flags = enq_flags & ~SCX_ENQ_HEAD;
-	scx_bpf_dsq_insert_vtime(p, UPSCHED_CLASS_DSQ(slot), slice, key_to_dsq_vtime(key),
-				 insert_flags);
+	scx_bpf_dsq_insert_vtime(p, UPSCHED_CLASS_DSQ(slot), tctx->decision.slice,
+				 tctx->last_key, enq_flags & ~SCX_ENQ_HEAD);
 	mark_queued(slot);
-	if (verdict == UPSCHED_VERDICT_PREEMPT) {
+	if (tctx->decision.verdict == UPSCHED_VERDICT_PREEMPT) {
 		stats->preempt_kicks++;
 		scx_bpf_kick_cpu(scx_bpf_task_cpu(p), SCX_KICK_PREEMPT);
 	} else {

@@ -26,7 +26,7 @@ use libbpf_rs::{
     AsRawLibbpf, Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, PrintLevel,
     ProgramHandle, ProgramType,
 };
-use upsched_abi::mechanism::{EXIT_MSG_LEN, EXIT_REASON_LEN, HostParams, TenantParams};
+use upsched_abi::mechanism::{EXIT_MSG_LEN, EXIT_REASON_LEN, FILL_ALL, HostParams, TenantParams};
 use upsched_abi::{
     HOOK_ENQUEUE, HOOK_RUNNING, HOOK_SELECT_CPU, HOOK_STOPPING, HOOK_TASK_EXIT, HOOK_TASK_INIT,
     HOOK_TICK, HookInfo, NR_HOOKS,
@@ -52,7 +52,8 @@ const STRUCT_OPS_MAP: &str = "upsched_host";
 pub const HOOK_CALLERS: [&[&str]; NR_HOOKS] = {
     let mut callers: [&[&str]; NR_HOOKS] = [&[]; NR_HOOKS];
     callers[HOOK_SELECT_CPU as usize] = &["host_select_cpu"];
-    callers[HOOK_ENQUEUE as usize] = &["host_enqueue"];
+    // ops.select_cpu decides the wake-ups it can (docs/mechanism.md), ops.enqueue the rest.
+    callers[HOOK_ENQUEUE as usize] = &["host_select_cpu", "host_enqueue"];
     callers[HOOK_RUNNING as usize] = &["host_running"];
     callers[HOOK_STOPPING as usize] = &["host_stopping"];
     callers[HOOK_TICK as usize] = &["host_tick"];
@@ -828,7 +829,10 @@ impl Host {
                 .find(|program| program.section == section)
                 .and_then(|program| program.hook)
         };
-        self.attach_object(policy.bytes(), name, loads, &hook_of, config)
+        // The host fills only the context fields some hook of the policy reads.
+        let reads = policy.report().hooks.iter().flat_map(|hook| &hook.reads);
+        let fills = upsched_abi::mechanism::fills_for_reads(reads.map(String::as_str));
+        self.attach_object(policy.bytes(), name, loads, fills, &hook_of, config)
     }
 
     /// [`Host::admit`] then [`Host::attach`], for callers that hold only the object's bytes.
@@ -849,7 +853,15 @@ impl Host {
         policy: &[u8],
         config: &TenantConfig,
     ) -> Result<TenantHandle, HostError> {
-        self.attach_object(policy, "unchecked", MAX_CALLERS, &hook_of_section, config)
+        // Its reads are not analysed: every field is filled.
+        self.attach_object(
+            policy,
+            "unchecked",
+            MAX_CALLERS,
+            FILL_ALL,
+            &hook_of_section,
+            config,
+        )
     }
 
     /// The kernel's verdict on `policy`, without `upsched check` and without attaching: each
@@ -876,12 +888,14 @@ impl Host {
     }
 
     /// Loads `policy` `loads` times (the `i`-th load for the `i`-th caller of each hook,
-    /// `hook_of` naming the hook of a section) and attaches it onto a free slot.
+    /// `hook_of` naming the hook of a section) and attaches it onto a free slot, whose
+    /// context fills are `fills` (`FILL_*`).
     fn attach_object(
         &mut self,
         policy: &[u8],
         policy_name: &str,
         loads: usize,
+        fills: u32,
         hook_of: &dyn Fn(&str) -> Option<&'static HookInfo>,
         config: &TenantConfig,
     ) -> Result<TenantHandle, HostError> {
@@ -936,6 +950,8 @@ impl Host {
             slice_dfl_ns: params.slice_default_ns,
             park_max_ns: params.park_max_ns,
             watchdog_ns: params.watchdog_ns,
+            fills,
+            pad: 0,
         };
         self.write_tenant_config(slot, &raw)?;
         let handle = TenantHandle { slot, generation };

@@ -35,6 +35,7 @@ const EXPECTED: &[&str] = &[
     "kfunc_arguments",
     "ejection_flood_bounded",
     "pinned_under_busy_level",
+    "wakeups_decided_at_select",
     "unload",
 ];
 

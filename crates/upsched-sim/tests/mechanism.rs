@@ -1008,3 +1008,42 @@ program = [{ run = "5ms" }, { signal = "go" }]
         assert_eq!((class.enqueues, class.dispatches), (3, 3), "{class_of}");
     }
 }
+
+/// Two CPUs, no switch costs, a task that sleeps 5 ms and runs 1 ms 100 times, and `others`.
+fn sleeper_on_two_cpus(others: &str) -> String {
+    format!(
+        "duration = \"2s\"\n[machine]\ncpus = 2\ncosts = {{ preset = \"zero\" }}\n\
+         [[task]]\nname = \"s\"\nprogram = [{{ loop = 100, body = [{{ sleep = \"5ms\" }}, {{ run = \"1ms\" }}] }}]\n{others}"
+    )
+}
+
+#[test]
+fn a_tenant_wakeup_onto_an_idle_cpu_is_decided_and_inserted_at_select_cpu() {
+    let run = run(&sleeper_on_two_cpus(""), "example:fifo");
+    let fifo = tenant(&run, "example:fifo");
+    assert_eq!(task(&run, "s").exited, 1);
+    // The first enqueue (the new task, classified there) and 100 wake-ups: one decision and
+    // one policy call each.
+    assert_eq!(fifo.stats.enqueues, 101);
+    assert_eq!(fifo.stats.policy_calls, 101);
+    // Every wake-up finds an idle CPU and nothing queued: select_cpu inserts it, and only the
+    // new task's enqueue reaches ops.enqueue.
+    assert_eq!(mechanism(&run).host_enqueues, 1);
+}
+
+#[test]
+fn a_tenant_wakeup_onto_a_busy_machine_is_decided_once_and_queued_by_enqueue() {
+    // Two hogs keep both CPUs busy: no wake-up finds an idle CPU, so each goes through
+    // ops.enqueue, which applies select_cpu's decision without asking the policy again.
+    let hogs = hog("h1", "", "1s") + &hog("h2", "", "1s");
+    let run = run(&sleeper_on_two_cpus(&hogs), "example:fifo");
+    let fifo = tenant(&run, "example:fifo");
+    assert_eq!(task(&run, "s").exited, 1);
+    assert_eq!(fifo.stats.policy_calls, fifo.stats.enqueues);
+    let host_enqueues = mechanism(&run).host_enqueues;
+    assert!(
+        host_enqueues >= 100 && host_enqueues <= fifo.stats.enqueues,
+        "{host_enqueues} ops.enqueue calls, {} decisions",
+        fifo.stats.enqueues
+    );
+}

@@ -651,6 +651,7 @@ fn run_all(alone_secs: u64, only: &[String], repeat: u32) -> i32 {
         ("kfunc_arguments", kfunc_arguments),
         ("ejection_flood_bounded", ejection_flood),
         ("pinned_under_busy_level", pinned_under_busy_level),
+        ("wakeups_decided_at_select", wakeups_decided_at_select),
     ];
     let chosen = scenarios
         .iter()
@@ -1798,6 +1799,77 @@ fn hint_release(host: &mut Host) -> Result<String, String> {
     result
 }
 
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+/// Turns the kernel's per-program run-time statistics on or off. They cost every BPF call two
+/// clock reads, which the kernel's own scheduler does not pay, so timed work runs without them.
+fn bpf_stats(enabled: bool) -> Result<(), String> {
+    std::fs::write(BPF_STATS, if enabled { "1" } else { "0" })
+        .map_err(|e| format!("writing {BPF_STATS}: {e}"))
+}
+
+/// Runs of the host program `name` so far (bpf_stats on).
+fn host_prog_runs(host: &Host, name: &str) -> Result<u64, String> {
+    host.program_stats()
+        .into_iter()
+        .find(|p| p.name == name)
+        .map(|p| p.run_count)
+        .ok_or_else(|| format!("no host program {name}"))
+}
+
+/// A tenant's wake-ups are decided in ops.select_cpu: a `fifo` tenant's sleeping task on an
+/// otherwise idle machine wakes onto an idle CPU and is inserted there by `host_select_cpu`,
+/// so `host_enqueue` runs for few of its wake-ups, and each decision asks the policy once.
+fn wakeups_decided_at_select(host: &mut Host) -> Result<String, String> {
+    let cgroup = make_cgroup("wakeups")?;
+    let handle = attach(host, example("fifo")?, &TenantConfig::new(&cgroup))?;
+    let cg = cgroup.display().to_string();
+    bpf_stats(true)?;
+    let measured = (|| {
+        let before = host.stats().map_err(|e| e.to_string())?;
+        let enqueue_before = host_prog_runs(host, "host_enqueue")?;
+        let select_before = host_prog_runs(host, "host_select_cpu")?;
+        let mut sleeper = vec![spawn(&args(&["sleeper", "--cgroup", &cg, "--secs", "3"]))?];
+        let wakeups = number(
+            &outputs(&mut sleeper, Duration::from_secs(30))?[0],
+            "the sleeper's wake-ups",
+        )?;
+        let enqueues = host_prog_runs(host, "host_enqueue")? - enqueue_before;
+        let selects = host_prog_runs(host, "host_select_cpu")? - select_before;
+        let after = host.stats().map_err(|e| e.to_string())?;
+        let (now, then) = (
+            &after.classes[handle.slot].raw,
+            &before.classes[handle.slot].raw,
+        );
+        Ok::<_, String>((
+            wakeups,
+            enqueues,
+            selects,
+            now.enqueues - then.enqueues,
+            now.policy_calls - then.policy_calls,
+        ))
+    })();
+    bpf_stats(false)?;
+    let (wakeups, enqueues, selects, tenant_enqueues, policy_calls) = measured?;
+    let detail = format!(
+        "{wakeups} sleeper wake-ups: host_select_cpu ran {selects} times, host_enqueue \
+         {enqueues} (all classes); the tenant's enqueue decisions {tenant_enqueues}, policy \
+         calls {policy_calls}"
+    );
+    // Every wake-up is a tenant enqueue decision (a tenth spared for wake-ups the counters
+    // read before or after) with one policy call; host_enqueue runs for a few (the machine's
+    // own tasks, a busy CPU), a quarter at most.
+    if wakeups > 0
+        && tenant_enqueues * 10 >= wakeups * 9
+        && policy_calls == tenant_enqueues
+        && enqueues * 4 < wakeups
+    {
+        Ok(detail)
+    } else {
+        Err(detail)
+    }
+}
+
 /// The benchmark (not a test): kernel default (K) vs host alone (H) vs FIFO tenant on every
 /// task (F), rounds in ABBA order so that drift cancels, one host load per two rounds.
 mod bench {
@@ -1941,16 +2013,6 @@ mod bench {
                 .map(|h| h.program_stats())
                 .unwrap_or_default()
         }
-    }
-
-    const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
-
-    /// Turns the kernel's per-program run-time statistics on or off. They cost every BPF
-    /// call two clock reads, which the kernel's own scheduler does not pay, so the timed
-    /// passes run without them.
-    fn bpf_stats(enabled: bool) -> Result<(), String> {
-        std::fs::write(BPF_STATS, if enabled { "1" } else { "0" })
-            .map_err(|e| format!("writing {BPF_STATS}: {e}"))
     }
 
     pub fn run(settings: &Settings) -> i32 {

@@ -170,9 +170,10 @@ struct TaskCtx {
     last_runtime: Time,
     /// The clamped slice of its last tenant enqueue.
     slice: Time,
-    /// The idle CPU the last `select_cpu` claimed for it (the host's choice, kept by the
-    /// policy), until the enqueue that follows.
-    claimed_cpu: Option<CpuId>,
+    /// The enqueue decision `select_cpu` took for this wake-up, for the enqueue that follows.
+    decision: Option<Decision>,
+    /// `select_cpu` inserted it on a CPU's local queue: the kernel calls no `ops.enqueue`.
+    inserted: bool,
     /// The hint words as the host's map holds them: zeroed when the task joins or leaves a
     /// tenant, written by the task.
     hints: [u64; upsched_abi::NR_HINTS as usize],
@@ -197,10 +198,21 @@ impl TaskCtx {
             running_at: 0,
             last_runtime: 0,
             slice: 0,
-            claimed_cpu: None,
+            decision: None,
+            inserted: false,
             hints: [0; upsched_abi::NR_HINTS as usize],
         }
     }
+}
+
+/// A tenant's enqueue decision after the clamps (`decide_enqueue`).
+#[derive(Clone, Copy, Debug)]
+struct Decision {
+    key: u64,
+    slice: Time,
+    verdict: u32,
+    /// PARK: the park deadline, bounded.
+    until: Time,
 }
 
 /// One tenant of the run: its policy, configuration and statistics.
@@ -343,6 +355,8 @@ pub struct UpschedHost {
     /// Per CPU, tasks inserted directly for it (sched_ext's local DSQ), with their slices:
     /// its next dispatch takes them first.
     local: Vec<VecDeque<Dispatch>>,
+    /// `ops.enqueue` calls: the engine's enqueues less the wake-ups `select_cpu` inserted.
+    host_enqueues: u64,
 }
 
 impl UpschedHost {
@@ -377,6 +391,7 @@ impl UpschedHost {
             timer_armed: false,
             cgroups: cgroups.to_vec(),
             local: Vec::new(),
+            host_enqueues: 0,
         }
     }
 
@@ -405,6 +420,7 @@ impl UpschedHost {
             }
         }
         MechanismReport {
+            host_enqueues: self.host_enqueues,
             default_class: default_stats.report(),
             tenants: self
                 .tenants
@@ -868,19 +884,17 @@ impl UpschedHost {
 
     /// `ops.select_cpu`'s direct insertion of a default-class wake-up onto the idle CPU it
     /// claimed, while no tenant class has queued tasks and the classification is current.
-    fn try_insert_default_direct(&mut self, cx: &mut Cx, task: TaskId) -> bool {
+    fn try_insert_default_direct(&mut self, cx: &mut Cx, task: TaskId, cpu: CpuId) -> bool {
         let t = &self.tasks[task as usize];
-        let Some(cpu) = t.claimed_cpu else {
-            return false;
-        };
         if t.tenant.is_some() || t.seen_classify_gen != self.classify_gen {
             return false;
         }
         if self.tenant_has_queued() {
             return false;
         }
+        self.mark_runnable(task, cx.now);
         let t = &mut self.tasks[task as usize];
-        t.claimed_cpu = None;
+        t.inserted = true;
         t.parked = false;
         t.cls = DEFAULT_CLASS;
         self.default_stats.counters.enqueues += 1;
@@ -915,41 +929,40 @@ impl UpschedHost {
         }
     }
 
-    /// `ops.enqueue` (after classification): `flags` are the ABI's for the policy.
-    fn enqueue_task(&mut self, cx: &mut Cx, task: TaskId, cpu: CpuId, flags: u32) {
-        let t = &self.tasks[task as usize];
-        let before = (t.tenant, t.tenant_gen, t.cls);
-        self.classify(cx, task);
-        let now = cx.now;
-        self.end_wait_on_leaving(task, before, now);
-        self.tasks[task as usize].waiting_since.get_or_insert(now);
-        let Some(slot) = self.live_tenant(task) else {
-            self.enqueue_default(cx, task, cpu, flags);
+    /// The task becomes runnable, seen at the first of `select_cpu` (when it decides the
+    /// wake-up) and `enqueue`.
+    fn mark_runnable(&mut self, task: TaskId, now: Time) {
+        let t = &mut self.tasks[task as usize];
+        if t.runnable_at.is_some() {
             return;
-        };
-        self.list_waiter(task, slot);
-        let released = flags & upsched_abi::F_RELEASED != 0;
-        let Some(out) = self.call(cx, task, slot, Hook::Enqueue, flags) else {
-            // The policy failed and its tenant is gone.
-            self.classify(cx, task);
-            self.enqueue_default(cx, task, cpu, flags);
-            return;
-        };
+        }
+        t.runnable_at = Some(now);
+        t.waiting_since = Some(now);
+        self.count_runnable(task);
+    }
+
+    /// The enqueue decision for `task` of live tenant `slot`: the policy's enqueue (or the
+    /// stub's default), clamped. The one place it is taken, for `enqueue` and for the wake-ups
+    /// `select_cpu` decides. `None`: the policy failed and its tenant is gone.
+    fn decide_enqueue(
+        &mut self,
+        cx: &mut Cx,
+        task: TaskId,
+        slot: usize,
+        flags: u32,
+    ) -> Option<Decision> {
+        let out = self.call(cx, task, slot, Hook::Enqueue, flags)?;
         let config = self.slots[slot]
             .config
             .as_ref()
             .expect("a live slot has a configuration");
         let (slice_min, slice_max, park_max) =
             (config.slice_min, config.slice_max, config.park_max);
+        let now = cx.now;
         let runnable_at = self.tasks[task as usize].runnable_at.unwrap_or(now);
         let called = u64::from(self.replaces(slot, Hook::Enqueue));
         let stats = self.stats_of(slot).expect("a live slot has statistics");
         stats.counters.policy_calls += called;
-        stats.counters.enqueues += 1;
-        if released {
-            stats.counters.releases += 1;
-        }
-        // Clamps.
         let mut slice = out.slice_ns;
         if slice == 0 || slice < slice_min {
             slice = slice_min;
@@ -963,52 +976,80 @@ impl UpschedHost {
             verdict = VERDICT_RUN;
             stats.counters.clamp_verdict += 1;
         }
+        let mut until = out.park_until_ns;
         if verdict == VERDICT_PARK {
             let bound = runnable_at.saturating_add(park_max);
             if now >= bound {
                 verdict = VERDICT_RUN;
                 stats.counters.clamp_park += 1;
-            } else {
-                let mut until = out.park_until_ns;
-                if until == 0 || until > bound {
-                    if until != 0 {
-                        stats.counters.clamp_park += 1;
-                    }
-                    until = bound;
+            } else if until == 0 || until > bound {
+                if until != 0 {
+                    stats.counters.clamp_park += 1;
                 }
-                stats.counters.parks += 1;
-                let t = &mut self.tasks[task as usize];
-                t.parked = true;
-                self.order += 1;
-                t.park_deadline = until;
-                t.park_order = self.order;
-                t.cls = slot;
-                t.slice = slice;
-                self.slots[slot].park.insert((until, self.order, task));
-                self.ensure_timer(cx);
-                return;
+                until = bound;
             }
+        }
+        Some(Decision {
+            key: out.key,
+            slice,
+            verdict,
+            until,
+        })
+    }
+
+    /// `ops.enqueue` (after classification): `flags` are the ABI's for the policy.
+    fn enqueue_task(&mut self, cx: &mut Cx, task: TaskId, cpu: CpuId, flags: u32) {
+        let t = &mut self.tasks[task as usize];
+        let decided = t.decision.take();
+        let before = (t.tenant, t.tenant_gen, t.cls);
+        self.classify(cx, task);
+        let now = cx.now;
+        self.end_wait_on_leaving(task, before, now);
+        self.tasks[task as usize].waiting_since.get_or_insert(now);
+        let Some(slot) = self.live_tenant(task) else {
+            self.enqueue_default(cx, task, cpu, flags);
+            return;
+        };
+        self.list_waiter(task, slot);
+        let released = flags & upsched_abi::F_RELEASED != 0;
+        // select_cpu's decision holds while the task is in the tenant it was taken for.
+        let t = &self.tasks[task as usize];
+        let decided = decided.filter(|_| (t.tenant, t.tenant_gen) == (before.0, before.1));
+        let Some(decision) = decided.or_else(|| self.decide_enqueue(cx, task, slot, flags)) else {
+            // The policy failed and its tenant is gone.
+            self.classify(cx, task);
+            self.enqueue_default(cx, task, cpu, flags);
+            return;
+        };
+        let stats = self.stats_of(slot).expect("a live slot has statistics");
+        stats.counters.enqueues += 1;
+        if released {
+            stats.counters.releases += 1;
+        }
+        if decision.verdict == VERDICT_PARK {
+            self.stats_of(slot).expect("live").counters.parks += 1;
+            let t = &mut self.tasks[task as usize];
+            t.parked = true;
+            self.order += 1;
+            t.park_deadline = decision.until;
+            t.park_order = self.order;
+            t.cls = slot;
+            t.slice = decision.slice;
+            self.slots[slot]
+                .park
+                .insert((decision.until, self.order, task));
+            self.ensure_timer(cx);
+            return;
         }
         self.catch_up_class(slot);
         let t = &mut self.tasks[task as usize];
         t.cls = slot;
-        t.slice = slice;
-        // A RUN wake-up onto the idle CPU select_cpu claimed, while nothing is queued: that
-        // CPU's dispatch would take exactly this task, so it goes there at once.
-        let claimed = t.claimed_cpu.take();
-        if let Some(cpu) = claimed.filter(|_| verdict == VERDICT_RUN) {
-            if !self.tenant_has_queued() && self.default_class.is_empty() {
-                let level = self.class_level(slot) as usize;
-                self.level_vnow[level] = self.level_vnow[level].max(self.class_vtime[slot]);
-                self.insert_local(cx, cpu, Dispatch { task, slice });
-                return;
-            }
-        }
+        t.slice = decision.slice;
         self.order += 1;
         self.slots[slot]
             .queue
-            .insert((out.key >> 1, self.order, task));
-        if verdict == VERDICT_PREEMPT {
+            .insert((decision.key >> 1, self.order, task));
+        if decision.verdict == VERDICT_PREEMPT {
             self.stats_of(slot).expect("live").counters.preempt_kicks += 1;
             cx.preempt(cpu);
         } else {
@@ -1016,6 +1057,71 @@ impl UpschedHost {
         }
         // The watchdog looks at queued tasks.
         self.ensure_timer(cx);
+    }
+
+    /// `select_cpu` of a wake-up of `task` of live tenant `slot` whose classification is
+    /// current, after the CPU choice (`claimed`: the idle CPU the host claimed, if the policy
+    /// kept it): the enqueue decision is taken here, a RUN onto the claimed CPU while nothing
+    /// is queued is inserted there at once (that CPU's dispatch would take exactly this task),
+    /// any other decision is kept for the enqueue that follows.
+    fn decide_wakeup(&mut self, cx: &mut Cx, task: TaskId, slot: usize, claimed: Option<CpuId>) {
+        self.mark_runnable(task, cx.now);
+        let Some(decision) = self.decide_enqueue(cx, task, slot, upsched_abi::F_WAKEUP) else {
+            return;
+        };
+        let direct = claimed.filter(|_| {
+            decision.verdict == VERDICT_RUN
+                && !self.tenant_has_queued()
+                && self.default_class.is_empty()
+        });
+        let Some(cpu) = direct else {
+            self.tasks[task as usize].decision = Some(decision);
+            return;
+        };
+        self.stats_of(slot).expect("live").counters.enqueues += 1;
+        self.catch_up_class(slot);
+        let level = self.class_level(slot) as usize;
+        self.level_vnow[level] = self.level_vnow[level].max(self.class_vtime[slot]);
+        let t = &mut self.tasks[task as usize];
+        t.cls = slot;
+        t.slice = decision.slice;
+        t.inserted = true;
+        let slice = decision.slice;
+        self.insert_local(cx, cpu, Dispatch { task, slice });
+    }
+
+    /// The tenant's `select_cpu` (if the policy replaced it) after the host's choice: the CPU
+    /// to return, and the idle CPU the host claimed if the policy kept it.
+    fn tenant_select_cpu(
+        &mut self,
+        cx: &mut Cx,
+        task: TaskId,
+        slot: usize,
+        flags: u32,
+        idle: Option<CpuId>,
+        host_choice: CpuId,
+    ) -> (CpuId, Option<CpuId>) {
+        if !self.replaces(slot, Hook::SelectCpu) {
+            return (host_choice, idle);
+        }
+        // The engine's F_FORK means a new task; the ABI's select_cpu flags are WAKEUP plus
+        // FORK for it.
+        let abi_flags = upsched_abi::F_WAKEUP | (flags & F_FORK);
+        let Some(out) = self.call(cx, task, slot, Hook::SelectCpu, abi_flags) else {
+            return (host_choice, idle);
+        };
+        self.stats_of(slot).expect("live").counters.policy_calls += 1;
+        let target = out.target_cpu;
+        if target == CPU_ANY {
+            return (host_choice, idle);
+        }
+        // The policy moved the task elsewhere: the claimed CPU is not its.
+        let claimed = idle.filter(|cpu| target == *cpu as i32);
+        if target >= 0 && (target as u32) < cx.nr_cpus() && cx.allowed(task, target as u32) {
+            return (target as u32, claimed);
+        }
+        self.stats_of(slot).expect("live").counters.clamp_cpu += 1;
+        (host_choice, idle)
     }
 
     /// A waiting task that left its tenant (`before`: its tenant, the incarnation it joined and
@@ -1278,57 +1384,36 @@ impl Scheduler for UpschedHost {
 
     fn select_cpu(&mut self, cx: &mut Cx, task: TaskId, prev_cpu: CpuId, flags: u32) -> CpuId {
         let idle = cx.find_idle_cpu(task, prev_cpu);
-        self.tasks[task as usize].claimed_cpu = idle;
         let host_choice = idle.unwrap_or_else(|| allowed_or_first(cx, task, prev_cpu));
+        let t = &mut self.tasks[task as usize];
+        t.decision = None;
+        let current = t.seen_classify_gen == self.classify_gen;
         let Some(slot) = self.live_tenant(task) else {
+            if let Some(cpu) = idle {
+                self.try_insert_default_direct(cx, task, cpu);
+            }
             return host_choice;
         };
-        // The engine's F_FORK means a new task; the ABI's select_cpu flags are WAKEUP plus
-        // FORK for it.
-        let abi_flags = upsched_abi::F_WAKEUP | (flags & F_FORK);
-        if !self.replaces(slot, Hook::SelectCpu) {
-            return host_choice;
+        let (chosen, claimed) = self.tenant_select_cpu(cx, task, slot, flags, idle, host_choice);
+        // A stale classification is settled in enqueue, which then decides the wake-up.
+        if current && self.live_tenant(task).is_some() {
+            self.decide_wakeup(cx, task, slot, claimed);
         }
-        let Some(out) = self.call(cx, task, slot, Hook::SelectCpu, abi_flags) else {
-            return host_choice;
-        };
-        self.stats_of(slot).expect("live").counters.policy_calls += 1;
-        let target = out.target_cpu;
-        if target == CPU_ANY {
-            return host_choice;
-        }
-        // The policy moved the task elsewhere: the claimed CPU is not its.
-        if idle.is_none_or(|cpu| target != cpu as i32) {
-            self.tasks[task as usize].claimed_cpu = None;
-        }
-        if target >= 0 && (target as u32) < cx.nr_cpus() && cx.allowed(task, target as u32) {
-            return target as u32;
-        }
-        self.stats_of(slot).expect("live").counters.clamp_cpu += 1;
-        host_choice
+        chosen
     }
 
     fn enqueue(&mut self, cx: &mut Cx, task: TaskId, cpu: CpuId, flags: u32) {
-        let now = cx.now;
-        let woke = flags & (F_WAKEUP | F_FORK) != 0;
-        if !woke {
-            self.tasks[task as usize].claimed_cpu = None;
-        }
-        if woke {
-            // ops.runnable: counted where the task was classified last.
-            let t = &mut self.tasks[task as usize];
-            t.runnable_at = Some(now);
-            t.waiting_since = Some(now);
-            self.count_runnable(task);
-        }
-        if woke && self.try_insert_default_direct(cx, task) {
+        // select_cpu inserted the task: the kernel calls no ops.enqueue for it.
+        if std::mem::take(&mut self.tasks[task as usize].inserted) {
             return;
+        }
+        self.host_enqueues += 1;
+        if flags & (F_WAKEUP | F_FORK) != 0 {
+            self.mark_runnable(task, cx.now);
         }
         // sched_ext sets ENQ_WAKEUP for wake-ups, not for a new task.
         let abi_flags = (flags & F_WAKEUP) | (flags & F_PREEMPTED);
         self.enqueue_task(cx, task, cpu, abi_flags);
-        // A claim holds for the enqueue of its wake-up only (not a later release).
-        self.tasks[task as usize].claimed_cpu = None;
     }
 
     fn dispatch(&mut self, cx: &mut Cx, cpu: CpuId) -> Option<Dispatch> {

@@ -132,6 +132,9 @@ pub struct TenantReport {
 /// The mechanism's statistics for a run.
 #[derive(Clone, Debug, Serialize)]
 pub struct MechanismReport {
+    /// `ops.enqueue` calls the kernel's host would run: every enqueue except the wake-ups
+    /// `select_cpu` inserted directly (the kernel's `host_enqueue` run count).
+    pub host_enqueues: u64,
     pub default_class: ClassReport,
     pub tenants: Vec<TenantReport>,
 }
