@@ -11,10 +11,10 @@
 //!
 //! Skipped without a kernel or QEMU unless UPSCHED_VM_REQUIRED=1 (`docs/vm-harness.md`).
 
-use std::io::Write;
 use std::time::Duration;
 
-use upsched_vmtest::{InitramfsSpec, Scenario, guest_binary, print_event, run_scenario};
+#[path = "support/guest.rs"]
+mod guest;
 
 /// Every check the guest must report as passed, in order.
 const EXPECTED: &[&str] = &[
@@ -234,27 +234,5 @@ upsched_finish
 
 #[test]
 fn the_broker_loads_for_granted_users_and_refuses_the_rest_on_the_real_kernel() {
-    let Some(kernel) = upsched_vmtest::testing::kernel_or_skip("the broker on the real kernel")
-    else {
-        return;
-    };
-    let build = |package: &str, binary: &str| {
-        guest_binary::build_static_binary(package, binary).unwrap_or_else(|e| panic!("{e:#}"))
-    };
-    let daemon = build("upsched-broker", "upschedd");
-    let cli = build(env!("CARGO_PKG_NAME"), "upsched");
-    let script = SCRIPT.replace("@SCHEDULER@", upsched_kernel::host::SCHEDULER_NAME);
-    let mut files = InitramfsSpec::with_default_busybox(script).unwrap_or_else(|e| panic!("{e:#}"));
-    files.add_host_file(&daemon, "/usr/bin/upschedd", 0o755);
-    files.add_host_file(&cli, "/usr/bin/upsched", 0o755);
-    let mut scenario = Scenario::new("broker", files);
-    scenario.timeout = Duration::from_secs(300);
-    let report = run_scenario(&kernel, &scenario, &mut print_event)
-        .unwrap_or_else(|err| panic!("the harness failed: {err:#}"));
-    let description = report.describe();
-    let _ = writeln!(std::io::stderr().lock(), "{description}");
-    assert!(report.passed(), "{description}");
-    let results = &report.final_boot().expect("a boot").console.results;
-    let names: Vec<&str> = results.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, EXPECTED, "{description}");
+    guest::run_cli_scenario("broker", SCRIPT, Duration::from_secs(300), EXPECTED);
 }
