@@ -69,11 +69,16 @@ EOF
 chmod 644 /etc/upsched/grants.toml
 SOCK=/run/upsched/upsched.sock
 PINS=/sys/fs/bpf/upsched
-# start_daemon: upschedd in the background ($daemon), once it listens.
+# start_daemon: upschedd in the background ($daemon), once it answers (a killed daemon leaves
+# its socket file behind, so the file says nothing) or has exited (a refused start).
 start_daemon() {
     /usr/bin/upschedd --state-dir /tmp/state 2>>/tmp/upschedd.log &
     daemon=$!
-    for i in $(seq 100); do [ -S $SOCK ] && break; sleep 0.1; done
+    for i in $(seq 100); do
+        upsched host status >/dev/null 2>&1 && break
+        kill -0 $daemon 2>/dev/null || break
+        sleep 0.1
+    done
 }
 start_daemon
 upsched_check daemon_started test -S $SOCK
