@@ -230,8 +230,9 @@ impl Daemon {
         let _ = UnixStream::connect(&self.config.socket);
     }
 
-    /// Re-reads the grants file. A refused file leaves the grants in force; either way the
-    /// audit log says what happened.
+    /// Re-reads the grants file. A refused file leaves the grants in force; a good one replaces
+    /// them and withdraws the tenants it no longer covers (detached as by `unload`). Either way
+    /// the audit log says what happened: the reload, and each withdrawal with its reason.
     pub fn reload_grants(&self) -> Result<(), GrantsError> {
         let result = Grants::load(&self.config.grants);
         let (outcome, reason) = match &result {
@@ -244,15 +245,34 @@ impl Daemon {
                 Some(format!("kept the grants in force: {e}")),
             ),
         };
+        let daemon = (nix::unistd::getuid().as_raw(), std::process::id() as i32);
         self.audit.record(&AuditRecord::now(
-            nix::unistd::getuid().as_raw(),
-            std::process::id() as i32,
+            daemon.0,
+            daemon.1,
             "reload_grants",
             outcome,
             reason,
         ));
-        let grants = result?;
-        *self.grants.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(grants);
+        let grants = Arc::new(result?);
+        // Under the backend's lock, which loads hold while they read the grants and judge: a
+        // load is either judged against the new grants or judged again here.
+        let mut tenants = self.lock_tenants();
+        *self.grants.write().unwrap_or_else(|p| p.into_inner()) = grants.clone();
+        for withdrawal in tenants.withdraw_uncovered(&grants) {
+            let tenant = &withdrawal.tenant;
+            let mut reason = format!("tenant of uid {}: {}", tenant.owner, withdrawal.reason);
+            let result = match &withdrawal.failure {
+                None => AuditResult::Ok,
+                Some(failure) => {
+                    reason.push_str(&format!("; {failure}"));
+                    AuditResult::Error
+                }
+            };
+            let mut record = AuditRecord::now(daemon.0, daemon.1, "withdraw", result, Some(reason));
+            record.tenant = Some(tenant.name.clone());
+            record.policy_hash = Some(tenant.policy_hash.clone());
+            self.audit.record(&record);
+        }
         Ok(())
     }
 
@@ -466,8 +486,10 @@ impl Daemon {
         record.tenant = args.name.clone();
         let request = LoadRequest::admit(args)?;
         record.tenant = Some(request.name().to_string());
-        let grants = self.grants();
-        self.lock_tenants().load(peer, &grants, request)
+        // The grants are read under the backend's lock, which a reload holds while it replaces
+        // them and withdraws what they no longer cover.
+        let mut tenants = self.lock_tenants();
+        tenants.load(peer, &self.grants(), request)
     }
 
     fn lock_tenants(&self) -> std::sync::MutexGuard<'_, Tenants> {

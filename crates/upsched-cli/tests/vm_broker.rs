@@ -6,8 +6,9 @@
 //! slot's counters move), and the unload to give it back. The lifecycle: the daemon killed with
 //! `kill -9` leaves the pinned host scheduling the tenant (its class is charged the CPU time of
 //! the gap), a restarted daemon adopts it, a state file that disagrees with the kernel is
-//! refused at start and left as it was, and `upschedd --unload` ends the host with every task
-//! alive.
+//! refused at start and left as it was, a grant that no longer covers a tenant withdraws it on
+//! `SIGHUP` (its slot freed, the other tenant still governing), and `upschedd --unload` ends the
+//! host with every task alive.
 //!
 //! Skipped without a kernel or QEMU unless UPSCHED_VM_REQUIRED=1 (`docs/vm-harness.md`).
 
@@ -40,6 +41,8 @@ const EXPECTED: &[&str] = &[
     "unload",
     "unloaded_task_back_in_default_class",
     "second_load",
+    "second_tenant_under_the_reloaded_grant",
+    "withdrawn_grant_detaches_its_tenant",
     "unload_ends_the_pinned_host",
 ];
 
@@ -51,29 +54,34 @@ T=/sys/fs/cgroup/tenants
 mkdir -p $T/alice/web /sys/fs/cgroup/outside /etc/upsched /tmp/state
 chown -R 1000:1000 $T/alice /sys/fs/cgroup/outside
 ln -s /sys/fs/cgroup/outside /tmp/link
-cat > /etc/upsched/grants.toml <<EOF
+# write_grants SCOPE MAX_TENANTS: alice's grant, on one scope.
+write_grants() {
+    cat > /etc/upsched/grants.toml <<EOF
 version = 1
 [[grant]]
 name = "alice"
 users = [1000]
 capabilities = ["sched.order", "sched.slice", "task.accounting", "time.read"]
-scopes = ["$T/alice"]
+scopes = ["$1"]
 max_level = 1
 max_weight = 200
-max_tenants = 1
+max_tenants = $2
 slice_min = "500us"
 slice_max = "20ms"
 park_max = "100ms"
 watchdog_max = "3s"
 EOF
-chmod 644 /etc/upsched/grants.toml
+    chmod 644 /etc/upsched/grants.toml
+}
+write_grants $T/alice 1
 SOCK=/run/upsched/upsched.sock
 PINS=/sys/fs/bpf/upsched
-# start_daemon: upschedd in the background ($daemon), once it listens.
+# start_daemon: upschedd in the background ($daemon), once it answers (a daemon killed by
+# `kill -9` leaves its socket file behind, so the file alone does not say the new one listens).
 start_daemon() {
     /usr/bin/upschedd --state-dir /tmp/state 2>>/tmp/upschedd.log &
     daemon=$!
-    for i in $(seq 100); do [ -S $SOCK ] && break; sleep 0.1; done
+    for i in $(seq 100); do upsched host status >/dev/null 2>&1 && break; sleep 0.1; done
 }
 start_daemon
 upsched_check daemon_started test -S $SOCK
@@ -215,6 +223,31 @@ else
     upsched_fail unloaded_task_back_in_default_class "$list; cpu ns $before -> $after"
 fi
 upsched_check second_load alice upsched load example:fifo --cgroup $T/alice/web --level 1 --name web
+# A withdrawn grant: alice may hold two tenants, one per cgroup; then the grant's scope shrinks
+# to web's cgroup, and the SIGHUP that reads it detaches batch and leaves web governing.
+mkdir -p $T/alice/batch
+chown 1000:1000 $T/alice/batch
+write_grants $T/alice 2
+kill -HUP $daemon
+for i in $(seq 50); do alice upsched grants show --json | grep -q '"max_tenants": 2' && break; sleep 0.1; done
+upsched_check second_tenant_under_the_reloaded_grant \
+    alice upsched load example:fifo --cgroup $T/alice/batch --level 1 --name batch
+batch_slot=$(alice upsched list | grep -A2 -x batch | sed -n 's/.*, slot \([0-9]*\)$/\1/p')
+write_grants $T/alice/web 2
+kill -HUP $daemon
+for i in $(seq 50); do grep -q '"operation":"withdraw"' /tmp/state/audit.jsonl && break; sleep 0.1; done
+list=$(alice upsched list 2>&1)
+cpu_before=$(tenant_cpu)
+sleep 0.5
+cpu_after=$(tenant_cpu)
+withdrawn=$(grep '"operation":"withdraw","tenant":"batch"' /tmp/state/audit.jsonl)
+if [ -n "$batch_slot" ] && [ ! -e $PINS/tenants/$batch_slot ] && ! echo "$list" | grep -qx batch \
+    && echo "$list" | grep -qx web && echo "$withdrawn" | grep -qF 'outside every granted scope' \
+    && ! grep -q '"name": "batch"' /tmp/state/tenants.json && [ "${cpu_after:-0}" -gt "${cpu_before:-0}" ]; then
+    upsched_pass withdrawn_grant_detaches_its_tenant "slot $batch_slot freed; $withdrawn; web cpu ns $cpu_before -> $cpu_after"
+else
+    upsched_fail withdrawn_grant_detaches_its_tenant "slot $batch_slot: $(ls $PINS/tenants 2>&1); $list; $withdrawn; cpu $cpu_before -> $cpu_after; $(tail -5 /tmp/upschedd.log)"
+fi
 kill $daemon
 wait $daemon
 out=$(/usr/bin/upschedd --unload --state-dir /tmp/state 2>&1); status=$?
