@@ -444,8 +444,14 @@ impl Daemon {
             })),
             Operation::Stats(args) => {
                 record.tenant = args.tenant.clone();
-                let stats = self.lock_tenants().stats(peer, args.tenant.as_deref());
-                stats.map(|tenants| Reply::Stats(TenantStatsList { tenants }))
+                let mut backend = self.lock_tenants();
+                let stats = backend.stats(peer, args.tenant.as_deref());
+                stats.map(|tenants| {
+                    Reply::Stats(TenantStatsList {
+                        tenants,
+                        ejected: backend.ejections(peer),
+                    })
+                })
             }
             Operation::Reserved(op) => Err(ErrorReply::new(
                 ErrorKind::NotSupported,

@@ -471,6 +471,20 @@ pub struct TenantStats {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantStatsList {
     pub tenants: Vec<TenantStats>,
+    /// The last tenants the host's watchdog ejected (gone from `tenants`), oldest first.
+    #[serde(default)]
+    pub ejected: Vec<EjectedTenant>,
+}
+
+/// A tenant the host's watchdog ejected, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EjectedTenant {
+    pub tenant: TenantView,
+    /// The host's reason, e.g. that a task waited beyond the watchdog bound.
+    pub reason: String,
+    /// The task that waited, and how long.
+    pub pid: u32,
+    pub waited_ns: u64,
 }
 
 /// The kernel's scheduler state, as `/sys/kernel/sched_ext` shows it.

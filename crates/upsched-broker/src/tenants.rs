@@ -11,7 +11,7 @@
 //! The host and the tenants' links are pinned, so that they outlive the daemon: a daemon that
 //! starts finds them and adopts them ([`Tenants::start`]), and [`unload_all`] ends them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ use upsched_policy::check::CapabilityUse;
 
 use crate::grants::{Grants, Principal, TenantAsk, TenantBounds};
 use crate::peer::Peer;
-use crate::protocol::{ErrorKind, ErrorReply, LoadArgs, TenantStats, TenantView};
+use crate::protocol::{EjectedTenant, ErrorKind, ErrorReply, LoadArgs, TenantStats, TenantView};
 use crate::scope::{ResolvedCgroup, ScopeError};
 use crate::state::{StateDir, StateError, StoredTenant, boot_id};
 
@@ -146,6 +146,10 @@ fn check_name(name: &str) -> Result<(), ErrorReply> {
         )))
     }
 }
+
+/// The ejections kept for `stats`: the last few, so that a view polling every second or so sees
+/// each, in memory bounded whatever the tenants do.
+const EJECTIONS_KEPT: usize = 16;
 
 /// How long the end of a pinned host may take to show in sched_ext's state.
 const UNLOAD_TIMEOUT: Duration = Duration::from_secs(20);
@@ -372,6 +376,8 @@ pub enum BackendError {
 pub struct Tenants {
     host: Option<Host>,
     tenants: Vec<Tenant>,
+    /// The last ejections, oldest first (at most [`EJECTIONS_KEPT`]).
+    ejected: VecDeque<EjectedTenant>,
     state: StateDir,
     pin_dir: PathBuf,
 }
@@ -394,6 +400,7 @@ impl Tenants {
         let mut backend = Tenants {
             host: None,
             tenants: Vec::new(),
+            ejected: VecDeque::new(),
             state,
             pin_dir: pin_dir.to_path_buf(),
         };
@@ -733,6 +740,15 @@ impl Tenants {
             .collect())
     }
 
+    /// The last ejections of tenants `peer` may see, oldest first.
+    pub fn ejections(&self, peer: &Peer) -> Vec<EjectedTenant> {
+        self.ejected
+            .iter()
+            .filter(|e| visible(peer, &e.tenant))
+            .cloned()
+            .collect()
+    }
+
     fn visible_index(&self, peer: &Peer, name: &str) -> Result<usize, ErrorReply> {
         self.tenants
             .iter()
@@ -759,8 +775,21 @@ impl Tenants {
                 eprintln!("upschedd: removing the pins of the stopped host: {e}");
             }
         } else if let Ok(ejected) = host.poll_ejections() {
-            self.tenants
-                .retain(|t| !ejected.iter().any(|e| e.handle == t.handle));
+            for ejection in ejected {
+                let Some(tenant) = self.tenants.iter().find(|t| t.handle == ejection.handle) else {
+                    continue;
+                };
+                if self.ejected.len() == EJECTIONS_KEPT {
+                    self.ejected.pop_front();
+                }
+                self.ejected.push_back(EjectedTenant {
+                    tenant: tenant.view.clone(),
+                    reason: ejection.reason,
+                    pid: ejection.pid,
+                    waited_ns: u64::try_from(ejection.waited.as_nanos()).unwrap_or(u64::MAX),
+                });
+                self.tenants.retain(|t| t.handle != ejection.handle);
+            }
         }
         if self.tenants.len() != before
             && let Err(e) = self.persist()
@@ -938,6 +967,7 @@ mod tests {
         let backend = Tenants {
             host: None,
             tenants,
+            ejected: VecDeque::new(),
             state: StateDir::open(state).unwrap(),
             pin_dir: state.join("pins"),
         };

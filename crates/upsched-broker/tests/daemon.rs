@@ -248,7 +248,10 @@ fn host_status_and_whoami_round_trip_and_are_audited() {
     );
     assert_eq!(
         client.call(Operation::Stats(StatsArgs::default())).unwrap(),
-        Reply::Stats(TenantStatsList { tenants: vec![] })
+        Reply::Stats(TenantStatsList {
+            tenants: vec![],
+            ejected: vec![]
+        })
     );
     let audit = daemon.audit();
     let operations: Vec<_> = audit

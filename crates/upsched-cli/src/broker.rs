@@ -236,7 +236,7 @@ fn print_stats(s: &TenantStats) {
 }
 
 /// One request; no daemon is status 2 (it says how to start one), a refusal status 1.
-fn ask(args: &DaemonArgs, operation: Operation) -> anyhow::Result<Reply> {
+pub(crate) fn ask(args: &DaemonArgs, operation: Operation) -> anyhow::Result<Reply> {
     let socket = args
         .socket
         .clone()

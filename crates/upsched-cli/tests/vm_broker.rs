@@ -31,6 +31,7 @@ const EXPECTED: &[&str] = &[
     "host_enabled_by_the_load",
     "more_tenants_than_granted_refused",
     "tenant_task_governed",
+    "top_shows_the_tenant",
     "others_see_no_tenant",
     "sched_ext_enabled_after_kill_9",
     "tenant_scheduled_while_no_daemon_ran",
@@ -148,6 +149,13 @@ if echo "$stats" | grep -qE '"nr_tasks": [1-9]' && echo "$stats" | grep -qE '"di
     upsched_pass tenant_task_governed "$(echo "$stats" | grep -E 'nr_tasks|dispatches')"
 else
     upsched_fail tenant_task_governed "$stats"
+fi
+# alice's view of her tenant: its row, with the spinner's CPU share over the interval.
+top=$(alice upsched top --once --interval 500ms 2>&1)
+if echo "$top" | grep -qE '^web +1000 +1 +100 +[0-9.]+% +1 '; then
+    upsched_pass top_shows_the_tenant "$top"
+else
+    upsched_fail top_shows_the_tenant "$top"
 fi
 list=$(bob upsched list 2>&1)
 if [ "$list" = "no tenants" ]; then
