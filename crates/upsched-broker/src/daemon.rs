@@ -22,9 +22,9 @@ use crate::audit::{AuditLog, AuditRecord, AuditResult};
 use crate::grants::{Grants, GrantsError};
 use crate::peer::Peer;
 use crate::protocol::{
-    DecodeError, ErrorKind, ErrorReply, FrameError, GrantView, HostStatus, LoadArgs, Operation,
-    Reply, ReservedOperation, Response, TenantList, TenantStatsList, Whoami, decode_request,
-    read_frame, write_frame,
+    AuditList, DecodeError, ErrorKind, ErrorReply, FrameError, GrantView, HostStatus, LoadArgs,
+    MAX_AUDIT_TAIL, MAX_MESSAGE_BYTES, Operation, Reply, ReservedOperation, Response, TenantList,
+    TenantStatsList, Whoami, decode_request, read_frame, write_frame,
 };
 use crate::tenants::{BackendError, LoadRequest, Tenants};
 
@@ -453,11 +453,12 @@ impl Daemon {
                     })
                 })
             }
+            Operation::Audit(args) => self.audit_tail(args.tail).map(Reply::Audit),
             Operation::Reserved(op) => Err(ErrorReply::new(
                 ErrorKind::NotSupported,
                 format!(
                     "`{}` is not yet supported by this daemon: it serves host_status, whoami, \
-                     load, unload, list and stats",
+                     load, unload, list, stats and audit",
                     op.name()
                 ),
             )),
@@ -498,6 +499,30 @@ impl Daemon {
         tenants.load(peer, &self.grants(), request)
     }
 
+    /// The newest `tail` audit records (at most [`MAX_AUDIT_TAIL`]), from no more than half a
+    /// message of log lines, so that the answer fits a frame whatever the reasons hold.
+    fn audit_tail(&self, tail: Option<u32>) -> Result<AuditList, ErrorReply> {
+        let count = tail
+            .unwrap_or(crate::protocol::DEFAULT_AUDIT_TAIL)
+            .min(MAX_AUDIT_TAIL);
+        let (records, size_limited) = self
+            .audit
+            .tail(count as usize, MAX_MESSAGE_BYTES as usize / 2)
+            .map_err(|e| {
+                ErrorReply::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "cannot read the audit log {}: {e}",
+                        self.audit.path().display()
+                    ),
+                )
+            })?;
+        Ok(AuditList {
+            records,
+            size_limited,
+        })
+    }
+
     fn lock_tenants(&self) -> std::sync::MutexGuard<'_, Tenants> {
         self.tenants.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -523,9 +548,7 @@ impl Daemon {
                 }
                 Ok(())
             }
-            Operation::Reserved(ReservedOperation::Audit) => {
-                Err("only root may read the audit log".into())
-            }
+            Operation::Audit(_) => Err("only root may read the audit log".into()),
             Operation::HostStatus | Operation::Whoami | Operation::List | Operation::Stats(_) => {
                 Ok(())
             }

@@ -179,6 +179,16 @@ enum Command {
         after_help = "Examples:\n  upsched top\n  upsched top --interval 500ms\n  upsched top --once\n  upsched top --json | jq '.tenants[].cpu_share'"
     )]
     Top(top::TopCommand),
+    /// The newest records of the broker daemon's audit log (root only).
+    ///
+    /// One line per record: time, uid and pid of the caller, operation, tenant, result and
+    /// reason (docs/broker.md, "Audit"); --json prints the daemon's answer.
+    ///
+    /// Exit status: 0 answered, 1 refused (not root), 2 no daemon answers.
+    #[command(
+        after_help = "Examples:\n  sudo upsched audit\n  sudo upsched audit --tail 200 --json | jq '.records[] | select(.result != \"ok\")'"
+    )]
+    Audit(broker::AuditCommand),
     /// List or export the example policies built into this binary.
     Examples {
         #[command(subcommand)]
@@ -266,6 +276,7 @@ fn main() -> ExitCode {
         Command::List(args) => broker::list(&args),
         Command::Stats(command) => broker::stats(&command),
         Command::Top(command) => top::run(&command),
+        Command::Audit(command) => broker::audit(&command),
         Command::Sdk { action } => sdk::run(&action),
         Command::Trace { action } => trace::run(&action),
         Command::Completions { shell } => {
@@ -305,6 +316,7 @@ impl Command {
             Command::List(args) => ("list", args.json),
             Command::Stats(command) => ("stats", command.daemon.json),
             Command::Top(command) => ("top", command.daemon.json),
+            Command::Audit(command) => ("audit", command.daemon.json),
             Command::Completions { .. } => ("completions", false),
             Command::Man { .. } => ("man", false),
             Command::Examples { action } => (

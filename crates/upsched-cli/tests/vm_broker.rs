@@ -7,8 +7,9 @@
 //! `kill -9` leaves the pinned host scheduling the tenant (its class is charged the CPU time of
 //! the gap), a restarted daemon adopts it, a state file that disagrees with the kernel is
 //! refused at start and left as it was, a grant that no longer covers a tenant withdraws it on
-//! `SIGHUP` (its slot freed, the other tenant still governing), and `upschedd --unload` ends the
-//! host with every task alive.
+//! `SIGHUP` (its slot freed, the other tenant still governing; root reads it with `upsched audit`,
+//! which alice may not), and `upschedd --unload` ends the host with every task alive. `upsched
+//! top --once` shows alice her tenant's row.
 //!
 //! Skipped without a kernel or QEMU unless UPSCHED_VM_REQUIRED=1 (`docs/vm-harness.md`).
 
@@ -44,6 +45,7 @@ const EXPECTED: &[&str] = &[
     "second_load",
     "second_tenant_under_the_reloaded_grant",
     "withdrawn_grant_detaches_its_tenant",
+    "audit_for_root_only",
     "unload_ends_the_pinned_host",
 ];
 
@@ -255,6 +257,15 @@ if [ -n "$batch_slot" ] && [ ! -e $PINS/tenants/$batch_slot ] && ! echo "$list" 
     upsched_pass withdrawn_grant_detaches_its_tenant "slot $batch_slot freed; $withdrawn; web cpu ns $cpu_before -> $cpu_after"
 else
     upsched_fail withdrawn_grant_detaches_its_tenant "slot $batch_slot: $(ls $PINS/tenants 2>&1); $list; $withdrawn; cpu $cpu_before -> $cpu_after; $(tail -5 /tmp/upschedd.log)"
+fi
+# Root reads the withdrawal over the socket; alice may not read the log.
+out=$(upsched audit --tail 20 2>&1)
+refusal=$(alice upsched audit 2>&1); status=$?
+if echo "$out" | grep -qF ' withdraw batch ok: tenant of uid 1000' && [ $status -eq 1 ] \
+    && echo "$refusal" | grep -qF 'only root may read the audit log'; then
+    upsched_pass audit_for_root_only "$(echo "$out" | grep withdraw); alice: $refusal"
+else
+    upsched_fail audit_for_root_only "$out; alice (exit $status): $refusal"
 fi
 kill $daemon
 wait $daemon
