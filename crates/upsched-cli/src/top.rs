@@ -252,11 +252,14 @@ pub fn plain(view: &View) -> String {
 }
 
 fn sample(daemon: &DaemonArgs) -> anyhow::Result<Sample> {
+    let asked = Instant::now();
     let Reply::Stats(stats) = ask(daemon, Operation::Stats(StatsArgs::default()))? else {
         return Err(failure(1, "upschedd answered stats with another reply"));
     };
+    // The daemon read the counters somewhere between the question and the answer: the middle
+    // is the best guess of when, so that a slow connection skews the shares least.
     Ok(Sample {
-        at: Instant::now(),
+        at: asked + asked.elapsed() / 2,
         stats,
     })
 }
