@@ -2,7 +2,7 @@
 //! grants reload), in `STATE_DIR/audit.jsonl` and on stderr (the journal under systemd).
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 /// The log file's name in the state directory.
 pub const AUDIT_FILE: &str = "audit.jsonl";
+
+/// Bytes of the log read at once, from the end, by [`AuditLog::tail`].
+const TAIL_CHUNK: u64 = 64 * 1024;
 
 /// One line of the audit log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +38,17 @@ pub enum AuditResult {
     Refused,
     /// The daemon or the kernel failed it.
     Error,
+}
+
+impl AuditResult {
+    /// Its name in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditResult::Ok => "ok",
+            AuditResult::Refused => "refused",
+            AuditResult::Error => "error",
+        }
+    }
 }
 
 impl AuditRecord {
@@ -109,5 +123,107 @@ impl AuditLog {
                 self.path.display()
             );
         }
+    }
+
+    /// The newest `count` records, oldest first, from at most `max_bytes` of the log's lines:
+    /// the log is read backwards from its end, so that its length costs nothing. The flag says
+    /// whether older records were left out for `max_bytes`. A line that does not parse (a
+    /// write cut short by a crash) is skipped.
+    pub fn tail(
+        &self,
+        count: usize,
+        max_bytes: usize,
+    ) -> std::io::Result<(Vec<AuditRecord>, bool)> {
+        // Under the writers' lock, so that no record is read half written.
+        let _writers = self
+            .file
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut file = File::open(&self.path)?;
+        let mut start = file.metadata()?.len();
+        let mut bytes: Vec<u8> = Vec::new();
+        let mut newlines = 0;
+        // count + 1 line ends: the line before the first of them may have been read in part.
+        while start > 0 && newlines <= count && bytes.len() <= max_bytes {
+            let step = TAIL_CHUNK.min(start);
+            start -= step;
+            let mut chunk = vec![0; step as usize];
+            file.seek(SeekFrom::Start(start))?;
+            file.read_exact(&mut chunk)?;
+            newlines += chunk.iter().filter(|&&b| b == b'\n').count();
+            chunk.extend_from_slice(&bytes);
+            bytes = chunk;
+        }
+        let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+        // After the last line end, nothing (or a line still being written, had there been no
+        // lock); before the first one read, a line the read began inside of.
+        lines.pop();
+        if start > 0 && !lines.is_empty() {
+            lines.remove(0);
+        }
+        let mut records = Vec::new();
+        let mut used = 0;
+        let mut size_limited = false;
+        for line in lines.iter().rev() {
+            if records.len() == count {
+                break;
+            }
+            used += line.len() + 1;
+            if used > max_bytes {
+                size_limited = true;
+                break;
+            }
+            if let Ok(record) = serde_json::from_slice(line) {
+                records.push(record);
+            }
+        }
+        // The read stopped at max_bytes short of the records asked for: older ones exist.
+        size_limited |= records.len() < count && start > 0 && newlines <= count;
+        records.reverse();
+        Ok((records, size_limited))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: usize, reason: &str) -> AuditRecord {
+        AuditRecord::now(i as u32, 1, "whoami", AuditResult::Ok, Some(reason.into()))
+    }
+
+    #[test]
+    fn tail_reads_the_newest_records_across_chunks_and_within_the_byte_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), false).unwrap();
+        assert_eq!(log.tail(10, 1 << 20).unwrap(), (vec![], false));
+        // About 300 KB: several chunks.
+        let padding = "x".repeat(200);
+        for i in 0..1500 {
+            log.record(&record(i, &padding));
+        }
+        let uids = |records: &[AuditRecord]| records.iter().map(|r| r.uid).collect::<Vec<_>>();
+        let (last, limited) = log.tail(3, 1 << 20).unwrap();
+        assert_eq!((uids(&last), limited), (vec![1497, 1498, 1499], false));
+        let (all, limited) = log.tail(5000, 1 << 20).unwrap();
+        assert_eq!((all.len(), limited), (1500, false));
+        assert_eq!(all[0].uid, 0);
+        // 10 lines' room: the newest 10 of the 1000 asked, and the answer says it was cut.
+        let line = serde_json::to_string(&record(1499, &padding))
+            .unwrap()
+            .len()
+            + 1;
+        let (some, limited) = log.tail(1000, 10 * line + line / 2).unwrap();
+        assert_eq!((some.len(), limited), (10, true));
+        assert_eq!(some[9].uid, 1499);
+        // A line cut short by a crash is skipped; the records before it are read.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(log.path())
+            .unwrap()
+            .write_all(b"{\"time\":\"2026-")
+            .unwrap();
+        let (last, limited) = log.tail(2, 1 << 20).unwrap();
+        assert_eq!((uids(&last), limited), (vec![1498, 1499], false));
     }
 }

@@ -22,9 +22,9 @@ use crate::audit::{AuditLog, AuditRecord, AuditResult};
 use crate::grants::{Grants, GrantsError};
 use crate::peer::Peer;
 use crate::protocol::{
-    DecodeError, ErrorKind, ErrorReply, FrameError, GrantView, HostStatus, LoadArgs, Operation,
-    Reply, ReservedOperation, Response, TenantList, TenantStatsList, Whoami, decode_request,
-    read_frame, write_frame,
+    AuditList, DecodeError, ErrorKind, ErrorReply, FrameError, GrantView, HostStatus, LoadArgs,
+    MAX_AUDIT_TAIL, MAX_MESSAGE_BYTES, Operation, Reply, ReservedOperation, Response, TenantList,
+    TenantStatsList, Whoami, decode_request, read_frame, write_frame,
 };
 use crate::tenants::{BackendError, LoadRequest, Tenants};
 
@@ -230,8 +230,9 @@ impl Daemon {
         let _ = UnixStream::connect(&self.config.socket);
     }
 
-    /// Re-reads the grants file. A refused file leaves the grants in force; either way the
-    /// audit log says what happened.
+    /// Re-reads the grants file. A refused file leaves the grants in force; a good one replaces
+    /// them and withdraws the tenants it no longer covers (detached as by `unload`). Either way
+    /// the audit log says what happened: the reload, and each withdrawal with its reason.
     pub fn reload_grants(&self) -> Result<(), GrantsError> {
         let result = Grants::load(&self.config.grants);
         let (outcome, reason) = match &result {
@@ -244,15 +245,34 @@ impl Daemon {
                 Some(format!("kept the grants in force: {e}")),
             ),
         };
+        let daemon = (nix::unistd::getuid().as_raw(), std::process::id() as i32);
         self.audit.record(&AuditRecord::now(
-            nix::unistd::getuid().as_raw(),
-            std::process::id() as i32,
+            daemon.0,
+            daemon.1,
             "reload_grants",
             outcome,
             reason,
         ));
-        let grants = result?;
-        *self.grants.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(grants);
+        let grants = Arc::new(result?);
+        // Under the backend's lock, which loads hold while they read the grants and judge: a
+        // load is either judged against the new grants or judged again here.
+        let mut tenants = self.lock_tenants();
+        *self.grants.write().unwrap_or_else(|p| p.into_inner()) = grants.clone();
+        for withdrawal in tenants.withdraw_uncovered(&grants) {
+            let tenant = &withdrawal.tenant;
+            let mut reason = format!("tenant of uid {}: {}", tenant.owner, withdrawal.reason);
+            let result = match &withdrawal.failure {
+                None => AuditResult::Ok,
+                Some(failure) => {
+                    reason.push_str(&format!("; {failure}"));
+                    AuditResult::Error
+                }
+            };
+            let mut record = AuditRecord::now(daemon.0, daemon.1, "withdraw", result, Some(reason));
+            record.tenant = Some(tenant.name.clone());
+            record.policy_hash = Some(tenant.policy_hash.clone());
+            self.audit.record(&record);
+        }
         Ok(())
     }
 
@@ -424,14 +444,21 @@ impl Daemon {
             })),
             Operation::Stats(args) => {
                 record.tenant = args.tenant.clone();
-                let stats = self.lock_tenants().stats(peer, args.tenant.as_deref());
-                stats.map(|tenants| Reply::Stats(TenantStatsList { tenants }))
+                let mut backend = self.lock_tenants();
+                let stats = backend.stats(peer, args.tenant.as_deref());
+                stats.map(|tenants| {
+                    Reply::Stats(TenantStatsList {
+                        tenants,
+                        ejected: backend.ejections(peer),
+                    })
+                })
             }
+            Operation::Audit(args) => self.audit_tail(args.tail).map(Reply::Audit),
             Operation::Reserved(op) => Err(ErrorReply::new(
                 ErrorKind::NotSupported,
                 format!(
                     "`{}` is not yet supported by this daemon: it serves host_status, whoami, \
-                     load, unload, list and stats",
+                     load, unload, list, stats and audit",
                     op.name()
                 ),
             )),
@@ -466,8 +493,34 @@ impl Daemon {
         record.tenant = args.name.clone();
         let request = LoadRequest::admit(args)?;
         record.tenant = Some(request.name().to_string());
-        let grants = self.grants();
-        self.lock_tenants().load(peer, &grants, request)
+        // The grants are read under the backend's lock, which a reload holds while it replaces
+        // them and withdraws what they no longer cover.
+        let mut tenants = self.lock_tenants();
+        tenants.load(peer, &self.grants(), request)
+    }
+
+    /// The newest `tail` audit records (at most [`MAX_AUDIT_TAIL`]), from no more than half a
+    /// message of log lines, so that the answer fits a frame whatever the reasons hold.
+    fn audit_tail(&self, tail: Option<u32>) -> Result<AuditList, ErrorReply> {
+        let count = tail
+            .unwrap_or(crate::protocol::DEFAULT_AUDIT_TAIL)
+            .min(MAX_AUDIT_TAIL);
+        let (records, size_limited) = self
+            .audit
+            .tail(count as usize, MAX_MESSAGE_BYTES as usize / 2)
+            .map_err(|e| {
+                ErrorReply::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "cannot read the audit log {}: {e}",
+                        self.audit.path().display()
+                    ),
+                )
+            })?;
+        Ok(AuditList {
+            records,
+            size_limited,
+        })
     }
 
     fn lock_tenants(&self) -> std::sync::MutexGuard<'_, Tenants> {
@@ -495,9 +548,7 @@ impl Daemon {
                 }
                 Ok(())
             }
-            Operation::Reserved(ReservedOperation::Audit) => {
-                Err("only root may read the audit log".into())
-            }
+            Operation::Audit(_) => Err("only root may read the audit log".into()),
             Operation::HostStatus | Operation::Whoami | Operation::List | Operation::Stats(_) => {
                 Ok(())
             }

@@ -113,6 +113,8 @@ pub enum Operation {
     List,
     /// The statistics of one tenant, or of every tenant the caller may see.
     Stats(StatsArgs),
+    /// The newest records of the audit log (root only).
+    Audit(AuditArgs),
     /// An operation of the protocol that this daemon does not serve yet.
     Reserved(ReservedOperation),
 }
@@ -123,7 +125,6 @@ pub enum Operation {
 #[serde(rename_all = "snake_case")]
 pub enum ReservedOperation {
     Replace,
-    Audit,
 }
 
 /// A `load` request: the policy object and where and how its tenant runs. Bounds left out
@@ -166,6 +167,20 @@ pub struct StatsArgs {
     pub tenant: Option<String>,
 }
 
+/// The audit records an `audit` request gets unless it says: as many as a terminal shows.
+pub const DEFAULT_AUDIT_TAIL: u32 = 50;
+/// The most audit records one `audit` answer holds; a larger `tail` gets this many.
+pub const MAX_AUDIT_TAIL: u32 = 1000;
+
+/// An `audit` request: the newest `tail` records ([`DEFAULT_AUDIT_TAIL`] if left out, at most
+/// [`MAX_AUDIT_TAIL`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditArgs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<u32>,
+}
+
 /// Bytes as lower-case hex in JSON: every byte of an object survives, in a string.
 mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
@@ -202,6 +217,7 @@ impl Operation {
             Operation::Unload(_) => "unload",
             Operation::List => "list",
             Operation::Stats(_) => "stats",
+            Operation::Audit(_) => "audit",
             Operation::Reserved(op) => op.name(),
         }
     }
@@ -243,8 +259,9 @@ impl Operation {
             "unload" => parse(payload).map(Operation::Unload),
             "stats" if has_args => parse(payload).map(Operation::Stats),
             "stats" => Ok(Operation::Stats(StatsArgs::default())),
+            "audit" if has_args => parse(payload).map(Operation::Audit),
+            "audit" => Ok(Operation::Audit(AuditArgs::default())),
             "replace" => Ok(Operation::Reserved(ReservedOperation::Replace)),
-            "audit" => Ok(Operation::Reserved(ReservedOperation::Audit)),
             _ => Err(ArgsError::UnknownOperation),
         }
     }
@@ -255,6 +272,7 @@ impl Operation {
             Operation::Load(args) => serde_json::to_value(args),
             Operation::Unload(args) => serde_json::to_value(args),
             Operation::Stats(args) if args.tenant.is_some() => serde_json::to_value(args),
+            Operation::Audit(args) if args.tail.is_some() => serde_json::to_value(args),
             _ => return None,
         };
         Some(value.expect("arguments serialize"))
@@ -273,7 +291,6 @@ impl ReservedOperation {
     pub fn name(self) -> &'static str {
         match self {
             ReservedOperation::Replace => "replace",
-            ReservedOperation::Audit => "audit",
         }
     }
 }
@@ -427,6 +444,16 @@ pub enum Reply {
     Unloaded(TenantView),
     List(TenantList),
     Stats(TenantStatsList),
+    Audit(AuditList),
+}
+
+/// The newest audit records, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditList {
+    pub records: Vec<crate::audit::AuditRecord>,
+    /// Whether older records of those asked for were left out to keep the answer well inside
+    /// the message limit (long reasons, such as a kernel verifier's log, take room).
+    pub size_limited: bool,
 }
 
 /// A tenant as the daemon keeps it.
@@ -471,6 +498,20 @@ pub struct TenantStats {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantStatsList {
     pub tenants: Vec<TenantStats>,
+    /// The last tenants the host's watchdog ejected (gone from `tenants`), oldest first.
+    #[serde(default)]
+    pub ejected: Vec<EjectedTenant>,
+}
+
+/// A tenant the host's watchdog ejected, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EjectedTenant {
+    pub tenant: TenantView,
+    /// The host's reason, e.g. that a task waited beyond the watchdog bound.
+    pub reason: String,
+    /// The task that waited, and how long.
+    pub pid: u32,
+    pub waited_ns: u64,
 }
 
 /// The kernel's scheduler state, as `/sys/kernel/sched_ext` shows it.

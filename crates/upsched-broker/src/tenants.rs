@@ -11,9 +11,11 @@
 //! The host and the tenants' links are pinned, so that they outlive the daemon: a daemon that
 //! starts finds them and adopts them ([`Tenants::start`]), and [`unload_all`] ends them.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nix::unistd::{Gid, Uid, User};
 use thiserror::Error;
 use upsched_kernel::HostError;
 use upsched_kernel::host::{
@@ -21,10 +23,11 @@ use upsched_kernel::host::{
     unload_pinned,
 };
 use upsched_policy::AdmittedPolicy;
+use upsched_policy::check::CapabilityUse;
 
-use crate::grants::{Grants, TenantAsk, TenantBounds};
+use crate::grants::{Grants, Principal, TenantAsk, TenantBounds};
 use crate::peer::Peer;
-use crate::protocol::{ErrorKind, ErrorReply, LoadArgs, TenantStats, TenantView};
+use crate::protocol::{EjectedTenant, ErrorKind, ErrorReply, LoadArgs, TenantStats, TenantView};
 use crate::scope::{ResolvedCgroup, ScopeError};
 use crate::state::{StateDir, StateError, StoredTenant, boot_id};
 
@@ -105,19 +108,6 @@ impl LoadRequest {
         })
     }
 
-    fn ask(&self) -> TenantAsk {
-        TenantAsk {
-            level: self.config.level,
-            weight: self.config.weight,
-            bounds: TenantBounds {
-                slice_min: self.config.slice_min,
-                slice_max: self.config.slice_max,
-                park_max: self.config.park_max,
-                watchdog_max: self.config.watchdog,
-            },
-        }
-    }
-
     /// The policy's content hash (sha256, hex).
     pub fn policy_hash(&self) -> String {
         self.policy.hash().to_string()
@@ -125,6 +115,20 @@ impl LoadRequest {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+}
+
+/// A tenant's parameters in its grant's terms.
+fn ask_of(config: &TenantConfig) -> TenantAsk {
+    TenantAsk {
+        level: config.level,
+        weight: config.weight,
+        bounds: TenantBounds {
+            slice_min: config.slice_min,
+            slice_max: config.slice_max,
+            park_max: config.park_max,
+            watchdog_max: config.watchdog,
+        },
     }
 }
 
@@ -143,6 +147,10 @@ fn check_name(name: &str) -> Result<(), ErrorReply> {
     }
 }
 
+/// The ejections kept for `stats`: the last few, so that a view polling every second or so sees
+/// each, in memory bounded whatever the tenants do.
+const EJECTIONS_KEPT: usize = 16;
+
 /// How long the end of a pinned host may take to show in sched_ext's state.
 const UNLOAD_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -150,6 +158,164 @@ struct Tenant {
     view: TenantView,
     handle: TenantHandle,
     config: TenantConfig,
+    /// What its load was judged on, to judge it again when the grants change. An adopted
+    /// tenant has none until a reload recovers it ([`Judged::recover`]): the connection that
+    /// loaded it is gone.
+    judged: Option<Judged>,
+}
+
+/// What a load is judged on besides the tenant's parameters: who asked, what the policy
+/// needs, and the cgroup as opened (so that a reload judges the directory, wherever it is now).
+#[derive(Debug)]
+struct Judged {
+    owner: Principal,
+    capabilities: Vec<CapabilityUse>,
+    cgroup: ResolvedCgroup,
+}
+
+impl Judged {
+    /// The judgment of an adopted tenant's load, from the records: the owner with the groups
+    /// the user database gives it now, the capabilities of the recorded policy object (admitted
+    /// again), and the recorded cgroup, which must still be the directory that was bound.
+    fn recover(state: &StateDir, view: &TenantView) -> Result<Judged, String> {
+        let path = state.policy_path(&view.policy_hash);
+        let bytes = std::fs::read(&path)
+            .map_err(|e| format!("its policy {} cannot be read: {e}", path.display()))?;
+        let policy =
+            Host::admit(&bytes).map_err(|e| format!("its policy is no longer admitted: {e}"))?;
+        let cgroup = ResolvedCgroup::open(Path::new(&view.cgroup)).map_err(|e| e.to_string())?;
+        if cgroup.id() != view.cgroup_id {
+            return Err(format!(
+                "cgroup {} is no longer the directory it was bound to",
+                view.cgroup
+            ));
+        }
+        Ok(Judged {
+            owner: owner_principal(view.owner),
+            capabilities: policy.capabilities().to_vec(),
+            cgroup,
+        })
+    }
+}
+
+/// `uid` as a peer of that user would be seen: its primary group and supplementary groups from
+/// the user database. A uid the database does not know gets gid `(gid_t)-1`, which no process
+/// can hold (setgid(2) reserves it), so that only the uid itself can be granted.
+fn owner_principal(uid: u32) -> Principal {
+    let uid = Uid::from_raw(uid);
+    let gid = match User::from_uid(uid) {
+        Ok(Some(user)) => user.gid,
+        _ => Gid::from_raw(u32::MAX),
+    };
+    Principal::from_database(uid, gid).unwrap_or(Principal {
+        uid,
+        gid,
+        groups: Vec::new(),
+    })
+}
+
+/// The first grant covering `who` that allows a load of a policy needing `capabilities` on
+/// `cgroup` with `ask`, where `held(grant)` counts the tenants `who` already holds under a
+/// grant; else, for each covering grant, why not (none when no grant covers `who`). Loads and
+/// reloads judge by this one function.
+fn judge(
+    grants: &Grants,
+    who: &Principal,
+    capabilities: &[CapabilityUse],
+    cgroup: &ResolvedCgroup,
+    ask: &TenantAsk,
+    held: impl Fn(&str) -> usize,
+) -> Result<String, Vec<String>> {
+    let mut refusals = Vec::new();
+    for grant in grants.covering(who) {
+        let mut reasons: Vec<String> = capabilities
+            .iter()
+            .filter(|used| !grant.capabilities.contains(used.name.as_str()))
+            .map(|used| {
+                format!(
+                    "capability {} missing (needed for {})",
+                    used.name,
+                    used.needed_for.join(", ")
+                )
+            })
+            .collect();
+        if let Err(e) = grant.check_cgroup(cgroup, who) {
+            reasons.push(e.to_string());
+        }
+        reasons.extend(grant.exceeded_bounds(ask));
+        let held = held(&grant.name);
+        if held >= grant.max_tenants as usize {
+            reasons.push(format!(
+                "uid {} holds {held} tenant(s), the grant's max_tenants {}",
+                who.uid, grant.max_tenants
+            ));
+        }
+        if reasons.is_empty() {
+            return Ok(grant.name.clone());
+        }
+        refusals.push(format!("grant {:?}: {}", grant.name, reasons.join("; ")));
+    }
+    Err(refusals)
+}
+
+/// A tenant as a reload judges it.
+enum Standing<'a> {
+    /// Root's: it needs no grant.
+    Root,
+    Load {
+        judged: &'a Judged,
+        ask: TenantAsk,
+    },
+    /// An adopted tenant whose load could not be recovered: nothing shows it is covered.
+    Unjudgeable(String),
+}
+
+/// For each tenant, in load order, the grant it stays under, or why `grants` no longer cover
+/// it. Judged in load order, as the loads were, so that a smaller `max_tenants` keeps a user's
+/// earliest tenants.
+fn rejudge(grants: &Grants, tenants: &[Standing]) -> Vec<Result<String, String>> {
+    let mut kept: HashMap<(Uid, String), usize> = HashMap::new();
+    tenants
+        .iter()
+        .map(|standing| match standing {
+            Standing::Root => Ok("root".to_string()),
+            Standing::Unjudgeable(reason) => Err(reason.clone()),
+            Standing::Load { judged, ask } => {
+                let who = &judged.owner;
+                let verdict = judge(
+                    grants,
+                    who,
+                    &judged.capabilities,
+                    &judged.cgroup,
+                    ask,
+                    |g| kept.get(&(who.uid, g.to_string())).copied().unwrap_or(0),
+                );
+                match verdict {
+                    Ok(grant) => {
+                        *kept.entry((who.uid, grant.clone())).or_default() += 1;
+                        Ok(grant)
+                    }
+                    Err(refusals) if refusals.is_empty() => {
+                        Err(format!("no grant covers uid {} any more", who.uid))
+                    }
+                    Err(refusals) => Err(format!(
+                        "no grant allows it any more: {}",
+                        refusals.join(" | ")
+                    )),
+                }
+            }
+        })
+        .collect()
+}
+
+/// A tenant a reload detached because the new grants no longer cover it.
+#[derive(Debug)]
+pub struct Withdrawal {
+    pub tenant: TenantView,
+    /// Why the grants no longer cover it.
+    pub reason: String,
+    /// Why it could not be detached (it then stays), or its records not written.
+    pub failure: Option<String>,
 }
 
 impl Tenant {
@@ -210,6 +376,8 @@ pub enum BackendError {
 pub struct Tenants {
     host: Option<Host>,
     tenants: Vec<Tenant>,
+    /// The last ejections, oldest first (at most [`EJECTIONS_KEPT`]).
+    ejected: VecDeque<EjectedTenant>,
     state: StateDir,
     pin_dir: PathBuf,
 }
@@ -232,6 +400,7 @@ impl Tenants {
         let mut backend = Tenants {
             host: None,
             tenants: Vec::new(),
+            ejected: VecDeque::new(),
             state,
             pin_dir: pin_dir.to_path_buf(),
         };
@@ -278,6 +447,7 @@ impl Tenants {
                 view: stored.tenant,
                 handle,
                 config: config.config,
+                judged: None,
             });
         }
         Ok((backend, summary))
@@ -348,6 +518,11 @@ impl Tenants {
             view: view.clone(),
             handle,
             config: request.config,
+            judged: Some(Judged {
+                owner: peer.principal.clone(),
+                capabilities: request.policy.capabilities().to_vec(),
+                cgroup: request.cgroup,
+            }),
         });
         let recorded = self
             .state
@@ -374,43 +549,23 @@ impl Tenants {
         grants: &Grants,
         request: &LoadRequest,
     ) -> Result<String, ErrorReply> {
-        let ask = request.ask();
-        let mut refusals = Vec::new();
-        for grant in grants.covering(&peer.principal) {
-            let mut reasons: Vec<String> = request
-                .policy
-                .capabilities()
+        let held = |grant: &str| {
+            self.tenants
                 .iter()
-                .filter(|used| !grant.capabilities.contains(used.name.as_str()))
-                .map(|used| {
-                    format!(
-                        "capability {} missing (needed for {})",
-                        used.name,
-                        used.needed_for.join(", ")
-                    )
-                })
-                .collect();
-            if let Err(e) = grant.check_cgroup(&request.cgroup, &peer.principal) {
-                reasons.push(e.to_string());
-            }
-            reasons.extend(grant.exceeded_bounds(&ask));
-            let held = self
-                .tenants
-                .iter()
-                .filter(|t| t.view.owner == peer.uid() && t.view.grant == grant.name)
-                .count();
-            if held >= grant.max_tenants as usize {
-                reasons.push(format!(
-                    "uid {} holds {held} tenant(s), the grant's max_tenants {}",
-                    peer.uid(),
-                    grant.max_tenants
-                ));
-            }
-            if reasons.is_empty() {
-                return Ok(grant.name.clone());
-            }
-            refusals.push(format!("grant {:?}: {}", grant.name, reasons.join("; ")));
-        }
+                .filter(|t| t.view.owner == peer.uid() && t.view.grant == grant)
+                .count()
+        };
+        let refusals = match judge(
+            grants,
+            &peer.principal,
+            request.policy.capabilities(),
+            &request.cgroup,
+            &ask_of(&request.config),
+            held,
+        ) {
+            Ok(grant) => return Ok(grant),
+            Err(refusals) => refusals,
+        };
         if refusals.is_empty() {
             return Err(not_permitted(format!(
                 "uid {} holds no grant in {} (docs/grants.md says how one is given)",
@@ -443,14 +598,7 @@ impl Tenants {
     pub fn unload(&mut self, peer: &Peer, name: &str) -> Result<TenantView, ErrorReply> {
         self.forget_departed();
         let index = self.visible_index(peer, name)?;
-        let handle = self.tenants[index].handle;
-        if let Some(host) = self.host.as_mut() {
-            match host.detach(handle) {
-                Ok(()) | Err(HostError::UnknownTenant) => {}
-                Err(e) => return Err(ErrorReply::new(ErrorKind::Internal, e.to_string())),
-            }
-        }
-        let view = self.tenants.remove(index).view;
+        let view = self.detach(index)?;
         self.persist().map_err(|e| {
             ErrorReply::new(
                 ErrorKind::Internal,
@@ -461,6 +609,89 @@ impl Tenants {
             )
         })?;
         Ok(view)
+    }
+
+    /// Detaches the tenant at `index` from the host and forgets it (the records are the
+    /// caller's to write); one the host no longer has is forgotten too.
+    fn detach(&mut self, index: usize) -> Result<TenantView, ErrorReply> {
+        let handle = self.tenants[index].handle;
+        if let Some(host) = self.host.as_mut() {
+            match host.detach(handle) {
+                Ok(()) | Err(HostError::UnknownTenant) => {}
+                Err(e) => return Err(ErrorReply::new(ErrorKind::Internal, e.to_string())),
+            }
+        }
+        Ok(self.tenants.remove(index).view)
+    }
+
+    /// Judges every tenant again against `grants`, as its load was judged (owner, the
+    /// capabilities its policy needs, scope and owner of its cgroup, level, weight, bounds,
+    /// tenant count), and detaches, as `unload` does, those no longer covered; the others keep
+    /// running, under the grant that covers them now. The records are written once.
+    pub fn withdraw_uncovered(&mut self, grants: &Grants) -> Vec<Withdrawal> {
+        self.forget_departed();
+        let state = &self.state;
+        let mut unjudgeable = vec![None; self.tenants.len()];
+        for (tenant, slot) in self.tenants.iter_mut().zip(&mut unjudgeable) {
+            if tenant.view.owner != 0 && tenant.judged.is_none() {
+                match Judged::recover(state, &tenant.view) {
+                    Ok(judged) => tenant.judged = Some(judged),
+                    Err(reason) => *slot = Some(reason),
+                }
+            }
+        }
+        let standings: Vec<Standing> = self
+            .tenants
+            .iter()
+            .zip(unjudgeable)
+            .map(|(t, unjudgeable)| match (&t.judged, unjudgeable) {
+                _ if t.view.owner == 0 => Standing::Root,
+                (Some(judged), _) => Standing::Load {
+                    judged,
+                    ask: ask_of(&t.config),
+                },
+                (None, reason) => Standing::Unjudgeable(reason.unwrap_or_default()),
+            })
+            .collect();
+        let verdicts = rejudge(grants, &standings);
+        let mut changed = false;
+        let mut withdrawals = Vec::new();
+        // From the last, so that the indices of those before stay valid.
+        for (index, verdict) in verdicts.into_iter().enumerate().rev() {
+            match verdict {
+                Ok(grant) => {
+                    let view = &mut self.tenants[index].view;
+                    if view.owner != 0 && view.grant != grant {
+                        view.grant = grant;
+                        changed = true;
+                    }
+                }
+                Err(reason) => {
+                    let tenant = self.tenants[index].view.clone();
+                    let failure = match self.detach(index) {
+                        Ok(_) => {
+                            changed = true;
+                            None
+                        }
+                        Err(e) => Some(format!("it could not be detached: {}", e.message)),
+                    };
+                    withdrawals.push(Withdrawal {
+                        tenant,
+                        reason,
+                        failure,
+                    });
+                }
+            }
+        }
+        withdrawals.reverse();
+        if changed && let Err(e) = self.persist() {
+            for w in withdrawals.iter_mut().filter(|w| w.failure.is_none()) {
+                w.failure = Some(format!(
+                    "it was detached, but not removed from the records: {e}"
+                ));
+            }
+        }
+        withdrawals
     }
 
     /// The tenants `peer` may see: root all, anyone else its own.
@@ -509,6 +740,15 @@ impl Tenants {
             .collect())
     }
 
+    /// The last ejections of tenants `peer` may see, oldest first.
+    pub fn ejections(&self, peer: &Peer) -> Vec<EjectedTenant> {
+        self.ejected
+            .iter()
+            .filter(|e| visible(peer, &e.tenant))
+            .cloned()
+            .collect()
+    }
+
     fn visible_index(&self, peer: &Peer, name: &str) -> Result<usize, ErrorReply> {
         self.tenants
             .iter()
@@ -535,8 +775,21 @@ impl Tenants {
                 eprintln!("upschedd: removing the pins of the stopped host: {e}");
             }
         } else if let Ok(ejected) = host.poll_ejections() {
-            self.tenants
-                .retain(|t| !ejected.iter().any(|e| e.handle == t.handle));
+            for ejection in ejected {
+                let Some(tenant) = self.tenants.iter().find(|t| t.handle == ejection.handle) else {
+                    continue;
+                };
+                if self.ejected.len() == EJECTIONS_KEPT {
+                    self.ejected.pop_front();
+                }
+                self.ejected.push_back(EjectedTenant {
+                    tenant: tenant.view.clone(),
+                    reason: ejection.reason,
+                    pid: ejection.pid,
+                    waited_ns: u64::try_from(ejection.waited.as_nanos()).unwrap_or(u64::MAX),
+                });
+                self.tenants.retain(|t| t.handle != ejection.handle);
+            }
         }
         if self.tenants.len() != before
             && let Err(e) = self.persist()
@@ -629,6 +882,259 @@ mod tests {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(dir.join(crate::state::TENANTS_FILE), &text).unwrap();
         text
+    }
+
+    /// Grants of one file whose `[[grant]]`s cover uid 1000, bound to any owner's cgroup, with
+    /// the tenant parameters `TenantConfig::new` defaults to.
+    fn grants(grants: &[(&str, &[&Path], &str, u32)]) -> Grants {
+        let mut text = String::from("version = 1\n");
+        for (name, scopes, capabilities, max_tenants) in grants {
+            let scopes: Vec<String> = scopes.iter().map(|s| format!("{s:?}")).collect();
+            text.push_str(&format!(
+                "[[grant]]\nname = {name:?}\nusers = [1000]\ncapabilities = [{capabilities}]\n\
+                 scopes = [{}]\nany_owner = true\nmax_level = 1\nmax_weight = 200\n\
+                 max_tenants = {max_tenants}\nslice_min = \"500us\"\nslice_max = \"20ms\"\n\
+                 park_max = \"100ms\"\nwatchdog_max = \"3s\"\n",
+                scopes.join(", ")
+            ));
+        }
+        Grants::parse(Path::new("grants.toml"), &text).unwrap()
+    }
+
+    const FIFO_CAPABILITIES: &str =
+        r#""sched.order", "sched.slice", "task.accounting", "time.read""#;
+
+    fn fifo() -> &'static [u8] {
+        upsched_policies::POLICIES
+            .iter()
+            .find(|(name, _)| *name == "fifo")
+            .map(|(_, bytes)| *bytes)
+            .unwrap()
+    }
+
+    fn alice() -> Principal {
+        Principal {
+            uid: Uid::from_raw(1000),
+            gid: Gid::from_raw(1000),
+            groups: Vec::new(),
+        }
+    }
+
+    /// What a load of `example:fifo` by `owner` on `cgroup` was judged on.
+    fn judged(owner: Principal, cgroup: &Path) -> Judged {
+        Judged {
+            owner,
+            capabilities: Host::admit(fifo()).unwrap().capabilities().to_vec(),
+            cgroup: ResolvedCgroup::open(cgroup).unwrap(),
+        }
+    }
+
+    /// A tenant of `owner` on `cgroup` at level 1, as a load (`judged`) or an adoption (none)
+    /// leaves it.
+    fn tenant(
+        name: &str,
+        slot: usize,
+        owner: u32,
+        cgroup: &Path,
+        judged: Option<Judged>,
+    ) -> Tenant {
+        use std::os::unix::fs::MetadataExt;
+        let config = TenantConfig::new(cgroup).level(1);
+        Tenant {
+            view: TenantView {
+                name: name.into(),
+                owner,
+                grant: if owner == 0 { "root" } else { "alice" }.into(),
+                policy: "fifo".into(),
+                policy_hash: Host::admit(fifo()).unwrap().hash().to_string(),
+                cgroup: cgroup.display().to_string(),
+                cgroup_id: std::fs::metadata(cgroup).unwrap().ino(),
+                level: config.level,
+                weight: config.weight,
+                slot: slot as u32,
+            },
+            handle: TenantHandle {
+                slot,
+                generation: 1,
+            },
+            config,
+            judged,
+        }
+    }
+
+    /// A backend with no host (detaching then only forgets) holding `tenants`, recorded.
+    fn backend(state: &Path, tenants: Vec<Tenant>) -> Tenants {
+        let backend = Tenants {
+            host: None,
+            tenants,
+            ejected: VecDeque::new(),
+            state: StateDir::open(state).unwrap(),
+            pin_dir: state.join("pins"),
+        };
+        backend.persist().unwrap();
+        backend
+    }
+
+    fn recorded_names(state: &Path) -> Vec<String> {
+        let file = StateDir::open(state).unwrap().read().unwrap().unwrap();
+        file.tenants.into_iter().map(|t| t.tenant.name).collect()
+    }
+
+    #[test]
+    fn a_reload_withdraws_only_the_tenants_the_new_grants_no_longer_cover() {
+        let dir = tempfile::tempdir().unwrap();
+        let (web, batch, other) = (
+            dir.path().join("alice/web"),
+            dir.path().join("alice/batch"),
+            dir.path().join("other"),
+        );
+        for d in [&web, &batch, &other] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let state = dir.path().join("state");
+        let mut backend = backend(
+            &state,
+            vec![
+                tenant("web", 0, 1000, &web, Some(judged(alice(), &web))),
+                tenant("batch", 1, 1000, &batch, Some(judged(alice(), &batch))),
+                tenant("roots", 2, 0, &other, None),
+            ],
+        );
+        let both = grants(&[("alice", &[&web, &batch], FIFO_CAPABILITIES, 2)]);
+        assert!(backend.withdraw_uncovered(&both).is_empty());
+        assert_eq!(backend.count(), 3);
+
+        let web_only = grants(&[("alice", &[&web], FIFO_CAPABILITIES, 2)]);
+        let withdrawn = backend.withdraw_uncovered(&web_only);
+        assert_eq!(withdrawn.len(), 1, "{withdrawn:?}");
+        assert_eq!(withdrawn[0].tenant.name, "batch");
+        assert!(
+            withdrawn[0].reason.contains("outside every granted scope"),
+            "{}",
+            withdrawn[0].reason
+        );
+        assert_eq!(withdrawn[0].failure, None);
+        assert_eq!(recorded_names(&state), ["web", "roots"]);
+
+        // No grant at all: root's tenant needs none and stays.
+        let withdrawn = backend.withdraw_uncovered(&Grants::none("grants.toml"));
+        assert_eq!(withdrawn.len(), 1, "{withdrawn:?}");
+        assert_eq!(withdrawn[0].reason, "no grant covers uid 1000 any more");
+        assert_eq!(recorded_names(&state), ["roots"]);
+    }
+
+    #[test]
+    fn a_reload_judges_capabilities_bounds_and_tenant_counts_as_a_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        for d in [&a, &b] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let (first, second) = (judged(alice(), &a), judged(alice(), &b));
+        let at_level = |level| TenantAsk {
+            level,
+            ..ask_of(&TenantConfig::new(&a))
+        };
+        let standings = |level| {
+            [
+                Standing::Load {
+                    judged: &first,
+                    ask: at_level(level),
+                },
+                Standing::Load {
+                    judged: &second,
+                    ask: at_level(level),
+                },
+                Standing::Root,
+                Standing::Unjudgeable("its policy cannot be read".into()),
+            ]
+        };
+        let scopes: &[&Path] = &[dir.path()];
+        // One tenant per user now: the earlier load keeps its place.
+        let verdicts = rejudge(
+            &grants(&[("alice", scopes, FIFO_CAPABILITIES, 1)]),
+            &standings(1),
+        );
+        assert_eq!(verdicts[0], Ok("alice".to_string()));
+        let count = verdicts[1].as_ref().unwrap_err();
+        assert!(
+            count.contains("holds 1 tenant(s), the grant's max_tenants 1"),
+            "{count}"
+        );
+        assert_eq!(verdicts[2], Ok("root".to_string()));
+        assert_eq!(verdicts[3], Err("its policy cannot be read".to_string()));
+        // A grant that lacks a capability the policy needs, and the second tenant goes to the
+        // next grant that allows it.
+        let lacking = r#""sched.order", "time.read", "task.accounting""#;
+        let verdicts = rejudge(
+            &grants(&[
+                ("alice", scopes, FIFO_CAPABILITIES, 1),
+                ("spare", scopes, FIFO_CAPABILITIES, 1),
+                ("narrow", scopes, lacking, 1),
+            ]),
+            &standings(1),
+        );
+        assert_eq!(verdicts[..2], [Ok("alice".into()), Ok("spare".into())]);
+        let verdicts = rejudge(&grants(&[("narrow", scopes, lacking, 2)]), &standings(1));
+        let missing = verdicts[0].as_ref().unwrap_err();
+        assert!(
+            missing.starts_with(
+                "no grant allows it any more: grant \"narrow\": capability sched.slice missing"
+            ),
+            "{missing}"
+        );
+        // A level above the grant's max_level.
+        let verdicts = rejudge(
+            &grants(&[("alice", scopes, FIFO_CAPABILITIES, 2)]),
+            &standings(2),
+        );
+        let level = verdicts[0].as_ref().unwrap_err();
+        assert!(
+            level.contains("level 2 above the grant's max_level 1"),
+            "{level}"
+        );
+    }
+
+    #[test]
+    fn an_adopted_tenant_is_judged_from_its_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let web = dir.path().join("web");
+        std::fs::create_dir_all(&web).unwrap();
+        let state = dir.path().join("state");
+        let adopted = tenant("web", 0, 1000, &web, None);
+        let mut moved = tenant("moved", 1, 1000, &web, None);
+        moved.view.cgroup_id += 1;
+        let mut backend = backend(&state, vec![adopted, moved]);
+        let hash = Host::admit(fifo()).unwrap().hash().to_string();
+        backend.state.store_policy(&hash, fifo()).unwrap();
+        let lacking = grants(&[("alice", &[dir.path()], r#""sched.order""#, 2)]);
+        let withdrawn = backend.withdraw_uncovered(&lacking);
+        let reasons: Vec<(&str, &str)> = withdrawn
+            .iter()
+            .map(|w| (w.tenant.name.as_str(), w.reason.as_str()))
+            .collect();
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(
+            reasons[0].1.contains("capability sched.slice missing"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[1]
+                .1
+                .contains("is no longer the directory it was bound to"),
+            "{reasons:?}"
+        );
+
+        // The records no longer use the policy, so it went with them; recorded again.
+        let mut backend = Tenants {
+            tenants: vec![tenant("web", 0, 1000, &web, None)],
+            ..backend
+        };
+        backend.state.store_policy(&hash, fifo()).unwrap();
+        let full = grants(&[("alice", &[dir.path()], FIFO_CAPABILITIES, 2)]);
+        let withdrawn = backend.withdraw_uncovered(&full);
+        assert!(withdrawn.is_empty(), "{withdrawn:?}");
+        assert!(backend.tenants[0].judged.is_some());
     }
 
     #[test]

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use upsched_broker::audit::{AuditRecord, AuditResult};
 use upsched_broker::client::{Client, ClientError};
 use upsched_broker::protocol::{
-    ErrorKind, ErrorReply, LoadArgs, MAX_MESSAGE_BYTES, Operation, Outcome, Reply, Request,
-    ReservedOperation, Response, StatsArgs, TenantList, TenantStatsList, encode_request,
-    read_frame, write_frame,
+    AuditArgs, AuditList, ErrorKind, ErrorReply, LoadArgs, MAX_MESSAGE_BYTES, Operation, Outcome,
+    Reply, Request, ReservedOperation, Response, StatsArgs, TenantList, TenantStatsList,
+    encode_request, read_frame, write_frame,
 };
 
 const NOBODY: u32 = 65534;
@@ -227,7 +227,7 @@ fn host_status_and_whoami_round_trip_and_are_audited() {
     }
 
     // Operations this daemon does not serve yet are refused as such, not faked.
-    for op in [ReservedOperation::Replace, ReservedOperation::Audit] {
+    for op in [ReservedOperation::Replace] {
         match client.call(Operation::Reserved(op)) {
             Err(ClientError::Refused(e)) if nix::unistd::getuid().is_root() => {
                 assert_eq!(e.kind, ErrorKind::NotSupported, "{op:?}");
@@ -248,7 +248,10 @@ fn host_status_and_whoami_round_trip_and_are_audited() {
     );
     assert_eq!(
         client.call(Operation::Stats(StatsArgs::default())).unwrap(),
-        Reply::Stats(TenantStatsList { tenants: vec![] })
+        Reply::Stats(TenantStatsList {
+            tenants: vec![],
+            ejected: vec![]
+        })
     );
     let audit = daemon.audit();
     let operations: Vec<_> = audit
@@ -262,7 +265,7 @@ fn host_status_and_whoami_round_trip_and_are_audited() {
             ("whoami", AuditResult::Ok)
         ]
     );
-    assert_eq!(operations.len(), 6, "{operations:?}");
+    assert_eq!(operations.len(), 5, "{operations:?}");
     let load = &audit[2];
     assert_eq!(
         (load.operation.as_str(), load.result, load.uid, load.pid),
@@ -377,7 +380,7 @@ fn an_unprivileged_peer_is_identified_by_the_kernel_and_refused_what_it_lacks() 
     let ops = [
         Operation::Whoami,
         Operation::Load(load_args(b"not an object", "/sys/fs/cgroup")),
-        Operation::Reserved(ReservedOperation::Audit),
+        Operation::Audit(AuditArgs::default()),
         Operation::Reserved(ReservedOperation::Replace),
     ];
     let mut requests: Vec<_> = ops
@@ -457,6 +460,61 @@ fn an_unprivileged_peer_is_identified_by_the_kernel_and_refused_what_it_lacks() 
         assert!(Instant::now() < deadline, "the reload never took effect");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn root_reads_the_newest_audit_records_and_no_one_else_does() {
+    if !root_only("audit") {
+        return;
+    }
+    let daemon = Daemon::start("version = 1\n", &[]);
+    let mut client = Client::connect(&daemon.socket()).unwrap();
+    client.call(Operation::HostStatus).unwrap();
+    client.call(Operation::Whoami).unwrap();
+    let audit = |client: &mut Client, tail| match client.call(Operation::Audit(AuditArgs { tail }))
+    {
+        Ok(Reply::Audit(AuditList {
+            records,
+            size_limited: false,
+        })) => records
+            .into_iter()
+            .map(|r| (r.operation, r.result))
+            .collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    let ok = |op: &str| (op.to_string(), AuditResult::Ok);
+    assert_eq!(
+        audit(&mut client, Some(2)),
+        [ok("host_status"), ok("whoami")]
+    );
+    // The default tail holds all of these, the daemon's start and the first audit request.
+    assert_eq!(
+        audit(&mut client, None),
+        [ok("start"), ok("host_status"), ok("whoami"), ok("audit")]
+    );
+    // A larger tail than the daemon serves gets what there is, up to its maximum.
+    assert_eq!(audit(&mut client, Some(u32::MAX)).len(), 5);
+
+    let (_, responses) = as_nobody(
+        &daemon.socket(),
+        &[request(Operation::Audit(AuditArgs { tail: Some(1) }), 1)],
+    );
+    let refused = match &responses[..] {
+        [
+            Response {
+                outcome: Outcome::Error(e),
+                ..
+            },
+        ] => e,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(refused.kind, ErrorKind::NotPermitted);
+    assert_eq!(refused.message, "only root may read the audit log");
+    let last = daemon.audit().pop().unwrap();
+    assert_eq!(
+        (last.operation.as_str(), last.uid, last.result),
+        ("audit", NOBODY, AuditResult::Refused)
+    );
 }
 
 #[test]

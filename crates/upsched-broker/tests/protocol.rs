@@ -4,9 +4,9 @@ use std::io::Read;
 use std::path::Path;
 
 use upsched_broker::protocol::{
-    DecodeError, ErrorKind, ErrorReply, FrameError, HostStatus, LoadArgs, MAX_MESSAGE_BYTES,
-    Operation, PROTOCOL_VERSION, Reply, Request, ReservedOperation, Response, StatsArgs,
-    TenantArgs, decode_request, encode_request, fuzz_decode, read_frame, write_frame,
+    AuditArgs, DecodeError, ErrorKind, ErrorReply, FrameError, HostStatus, LoadArgs,
+    MAX_MESSAGE_BYTES, Operation, PROTOCOL_VERSION, Reply, Request, ReservedOperation, Response,
+    StatsArgs, TenantArgs, decode_request, encode_request, fuzz_decode, read_frame, write_frame,
 };
 
 fn framed(payload: &[u8]) -> Vec<u8> {
@@ -42,6 +42,8 @@ fn requests_round_trip_through_frames() {
         Operation::Stats(StatsArgs {
             tenant: Some("a".into()),
         }),
+        Operation::Audit(AuditArgs::default()),
+        Operation::Audit(AuditArgs { tail: Some(20) }),
         Operation::Reserved(ReservedOperation::Replace),
     ] {
         let request = Request { id: 7, operation };
@@ -343,6 +345,10 @@ fn decode_request_fuzz_seeds_hold() {
     let seed = |name: &str| std::fs::read(fuzz.join("seeds/decode_request").join(name)).unwrap();
     let first = |name: &str| decode_request(&read_frame(&mut seed(name).as_slice()).unwrap());
     assert!(first("whoami").is_ok());
+    assert_eq!(
+        first("audit_tail").unwrap().operation,
+        Operation::Audit(AuditArgs { tail: Some(20) })
+    );
     assert_eq!(
         first("wrong_version").unwrap_err().error.kind,
         ErrorKind::Version

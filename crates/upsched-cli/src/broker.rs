@@ -1,15 +1,17 @@
 //! Clients of the broker daemon, `upschedd` (docs/protocol.md, docs/broker.md): `upsched host
-//! status`, `upsched grants show`, and the tenant operations `load`, `unload`, `list`, `stats`.
+//! status`, `upsched grants show`, the tenant operations `load`, `unload`, `list`, `stats`, and
+//! root's `upsched audit`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use upsched_broker::audit::AuditRecord;
 use upsched_broker::client::{Client, ClientError};
 use upsched_broker::protocol::{
-    GrantView, HostStatus, LoadArgs, Operation, Reply, StatsArgs, TenantArgs, TenantStats,
-    TenantView, Whoami,
+    AuditArgs, DEFAULT_AUDIT_TAIL, GrantView, HostStatus, LoadArgs, MAX_AUDIT_TAIL, Operation,
+    Reply, StatsArgs, TenantArgs, TenantStats, TenantView, Whoami,
 };
 
 use crate::failure::failure;
@@ -68,6 +70,16 @@ pub struct TenantCommand {
 pub struct StatsCommand {
     /// One tenant (default: every tenant you may see).
     tenant: Option<String>,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+#[derive(Args)]
+pub struct AuditCommand {
+    /// The newest N records [1..1000].
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_AUDIT_TAIL,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_AUDIT_TAIL)))]
+    tail: u32,
     #[command(flatten)]
     pub daemon: DaemonArgs,
 }
@@ -204,6 +216,48 @@ pub fn stats(command: &StatsCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn audit(command: &AuditCommand) -> anyhow::Result<ExitCode> {
+    let operation = Operation::Audit(AuditArgs {
+        tail: Some(command.tail),
+    });
+    let Reply::Audit(audit) = ask(&command.daemon, operation)? else {
+        return Err(failure(1, "upschedd answered audit with another reply"));
+    };
+    if command.daemon.json {
+        println!("{}", serde_json::to_string_pretty(&audit)?);
+    } else {
+        audit.records.iter().for_each(print_record);
+    }
+    if audit.size_limited {
+        eprintln!(
+            "upsched audit: older records were left out to keep the answer within the \
+             protocol's message size (their reasons are long); the log holds them all"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_record(r: &AuditRecord) {
+    let tenant = r
+        .tenant
+        .as_deref()
+        .map(|t| format!(" {t}"))
+        .unwrap_or_default();
+    let reason = r
+        .reason
+        .as_deref()
+        .map(|t| format!(": {t}"))
+        .unwrap_or_default();
+    println!(
+        "{} uid {} pid {} {}{tenant} {}{reason}",
+        r.time,
+        r.uid,
+        r.pid,
+        r.operation,
+        r.result.as_str()
+    );
+}
+
 fn print_tenant(t: &TenantView) {
     println!(
         "  policy {} (sha256 {}), uid {}, grant {:?}",
@@ -236,7 +290,7 @@ fn print_stats(s: &TenantStats) {
 }
 
 /// One request; no daemon is status 2 (it says how to start one), a refusal status 1.
-fn ask(args: &DaemonArgs, operation: Operation) -> anyhow::Result<Reply> {
+pub(crate) fn ask(args: &DaemonArgs, operation: Operation) -> anyhow::Result<Reply> {
     let socket = args
         .socket
         .clone()

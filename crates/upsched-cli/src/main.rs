@@ -15,6 +15,7 @@ mod limits_arg;
 mod sdk;
 mod sim;
 mod sweep;
+mod top;
 mod trace;
 
 /// upsched: user-programmable CPU scheduling on Linux sched_ext.
@@ -164,6 +165,30 @@ enum Command {
     /// Exit status: 0 answered, 1 refused or no such tenant, 2 no daemon answers.
     #[command(after_help = "Examples:\n  upsched stats\n  upsched stats web --json")]
     Stats(broker::StatsCommand),
+    /// A live view of your tenants (root: all) from the broker daemon's statistics.
+    ///
+    /// One line per tenant: level, weight, CPU share (its CPU time over the last interval, in
+    /// percent of one CPU), tasks and runnable tasks, the longest wait, parks, clamps and
+    /// ejections; then the last tenants the host's watchdog ejected, with why. Refreshes every
+    /// --interval; q, Esc or Ctrl-C quit. When stdout is not a terminal, or with --once, it
+    /// prints one frame as plain text (two samples one interval apart), and with --json that
+    /// sample as JSON.
+    ///
+    /// Exit status: 0 answered (or quit), 1 refused, 2 no daemon answers.
+    #[command(
+        after_help = "Examples:\n  upsched top\n  upsched top --interval 500ms\n  upsched top --once\n  upsched top --json | jq '.tenants[].cpu_share'"
+    )]
+    Top(top::TopCommand),
+    /// The newest records of the broker daemon's audit log (root only).
+    ///
+    /// One line per record: time, uid and pid of the caller, operation, tenant, result and
+    /// reason (docs/broker.md, "Audit"); --json prints the daemon's answer.
+    ///
+    /// Exit status: 0 answered, 1 refused (not root), 2 no daemon answers.
+    #[command(
+        after_help = "Examples:\n  sudo upsched audit\n  sudo upsched audit --tail 200 --json | jq '.records[] | select(.result != \"ok\")'"
+    )]
+    Audit(broker::AuditCommand),
     /// List or export the example policies built into this binary.
     Examples {
         #[command(subcommand)]
@@ -250,6 +275,8 @@ fn main() -> ExitCode {
         Command::Unload(command) => broker::unload(&command),
         Command::List(args) => broker::list(&args),
         Command::Stats(command) => broker::stats(&command),
+        Command::Top(command) => top::run(&command),
+        Command::Audit(command) => broker::audit(&command),
         Command::Sdk { action } => sdk::run(&action),
         Command::Trace { action } => trace::run(&action),
         Command::Completions { shell } => {
@@ -288,6 +315,8 @@ impl Command {
             Command::Unload(command) => ("unload", command.daemon.json),
             Command::List(args) => ("list", args.json),
             Command::Stats(command) => ("stats", command.daemon.json),
+            Command::Top(command) => ("top", command.daemon.json),
+            Command::Audit(command) => ("audit", command.daemon.json),
             Command::Completions { .. } => ("completions", false),
             Command::Man { .. } => ("man", false),
             Command::Examples { action } => (

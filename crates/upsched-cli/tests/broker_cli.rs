@@ -25,13 +25,15 @@ fn without_a_daemon_each_says_so_and_how_to_start_one() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("none.sock");
     let socket = socket.to_str().unwrap();
-    let commands: [&[&str]; 6] = [
+    let commands: [&[&str]; 8] = [
         &["host", "status"],
         &["grants", "show"],
         &["load", "example:fifo", "--cgroup", "/sys/fs/cgroup"],
         &["unload", "web"],
         &["list"],
         &["stats"],
+        &["top", "--once"],
+        &["audit"],
     ];
     for command in commands {
         let with = |extra: &[&str]| {
@@ -180,4 +182,86 @@ fn tenant_operations_answer_or_refuse_with_the_daemons_reason() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("no example policy `nope`"));
+}
+
+#[test]
+fn top_prints_one_frame_when_not_on_a_terminal_and_one_sample_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = daemon(dir.path(), "version = 1\n");
+    // stdout is a pipe here: one frame, as with --once.
+    let out = upsched(&["top", "--interval", "100ms", "--socket", &socket]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let frame = text(&out.stdout);
+    let lines: Vec<&str> = frame.lines().collect();
+    assert!(
+        lines[0].starts_with("upsched top: 0 tenant(s); CPU share over 0."),
+        "{frame}"
+    );
+    assert!(
+        lines[1].starts_with("TENANT") && lines[1].ends_with("EJECTIONS"),
+        "{frame}"
+    );
+    assert_eq!(lines[2..], ["no tenants"], "{frame}");
+    let out = upsched(&[
+        "top",
+        "--once",
+        "--interval",
+        "100ms",
+        "--socket",
+        &socket,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let sample: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        sample["interval_ns"].as_u64().unwrap() >= 100_000_000,
+        "{sample}"
+    );
+    assert_eq!(sample["tenants"], serde_json::json!([]));
+    assert_eq!(sample["ejected"], serde_json::json!([]));
+    let out = upsched(&["top", "--interval", "0s", "--socket", &socket]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("100ms..1h"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn audit_shows_root_the_newest_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = daemon(dir.path(), "version = 1\n");
+    assert!(
+        upsched(&["host", "status", "--socket", &socket])
+            .status
+            .success()
+    );
+    let out = upsched(&["audit", "--tail", "1", "--socket", &socket, "--json"]);
+    if nix_uid() != 0 {
+        assert_eq!(out.status.code(), Some(1));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            doc["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("only root may read the audit log"),
+            "{doc}"
+        );
+        return;
+    }
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["size_limited"], false);
+    assert_eq!(doc["records"].as_array().unwrap().len(), 1, "{doc}");
+    assert_eq!(doc["records"][0]["operation"], "host_status");
+    let out = upsched(&["audit", "--socket", &socket]);
+    let shown = text(&out.stdout);
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 3, "{shown}");
+    assert!(lines[0].contains(" start ok: no pinned host"), "{shown}");
+    assert!(lines[1].ends_with(" host_status ok"), "{shown}");
+    assert!(lines[2].ends_with(" audit ok"), "{shown}");
+    let out = upsched(&["audit", "--tail", "1001", "--socket", &socket]);
+    assert_eq!(out.status.code(), Some(2));
 }

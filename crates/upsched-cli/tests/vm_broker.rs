@@ -6,8 +6,10 @@
 //! slot's counters move), and the unload to give it back. The lifecycle: the daemon killed with
 //! `kill -9` leaves the pinned host scheduling the tenant (its class is charged the CPU time of
 //! the gap), a restarted daemon adopts it, a state file that disagrees with the kernel is
-//! refused at start and left as it was, and `upschedd --unload` ends the host with every task
-//! alive.
+//! refused at start and left as it was, a grant that no longer covers a tenant withdraws it on
+//! `SIGHUP` (its slot freed, the other tenant still governing; root reads it with `upsched audit`,
+//! which alice may not), and `upschedd --unload` ends the host with every task alive. `upsched
+//! top --once` shows alice her tenant's row.
 //!
 //! Skipped without a kernel or QEMU unless UPSCHED_VM_REQUIRED=1 (`docs/vm-harness.md`).
 
@@ -30,6 +32,7 @@ const EXPECTED: &[&str] = &[
     "host_enabled_by_the_load",
     "more_tenants_than_granted_refused",
     "tenant_task_governed",
+    "top_shows_the_tenant",
     "others_see_no_tenant",
     "sched_ext_enabled_after_kill_9",
     "tenant_scheduled_while_no_daemon_ran",
@@ -40,6 +43,9 @@ const EXPECTED: &[&str] = &[
     "unload",
     "unloaded_task_back_in_default_class",
     "second_load",
+    "second_tenant_under_the_reloaded_grant",
+    "withdrawn_grant_detaches_its_tenant",
+    "audit_for_root_only",
     "unload_ends_the_pinned_host",
 ];
 
@@ -51,22 +57,26 @@ T=/sys/fs/cgroup/tenants
 mkdir -p $T/alice/web /sys/fs/cgroup/outside /etc/upsched /tmp/state
 chown -R 1000:1000 $T/alice /sys/fs/cgroup/outside
 ln -s /sys/fs/cgroup/outside /tmp/link
-cat > /etc/upsched/grants.toml <<EOF
+# write_grants SCOPE MAX_TENANTS: alice's grant, on one scope.
+write_grants() {
+    cat > /etc/upsched/grants.toml <<EOF
 version = 1
 [[grant]]
 name = "alice"
 users = [1000]
 capabilities = ["sched.order", "sched.slice", "task.accounting", "time.read"]
-scopes = ["$T/alice"]
+scopes = ["$1"]
 max_level = 1
 max_weight = 200
-max_tenants = 1
+max_tenants = $2
 slice_min = "500us"
 slice_max = "20ms"
 park_max = "100ms"
 watchdog_max = "3s"
 EOF
-chmod 644 /etc/upsched/grants.toml
+    chmod 644 /etc/upsched/grants.toml
+}
+write_grants $T/alice 1
 SOCK=/run/upsched/upsched.sock
 PINS=/sys/fs/bpf/upsched
 # start_daemon: upschedd in the background ($daemon), once it answers (a killed daemon leaves
@@ -146,6 +156,13 @@ if echo "$stats" | grep -qE '"nr_tasks": [1-9]' && echo "$stats" | grep -qE '"di
 else
     upsched_fail tenant_task_governed "$stats"
 fi
+# alice's view of her tenant: its row, with the spinner's CPU share over the interval.
+top=$(alice upsched top --once --interval 500ms 2>&1)
+if echo "$top" | grep -qE '^web +1000 +1 +100 +[0-9.]+% +1 '; then
+    upsched_pass top_shows_the_tenant "$top"
+else
+    upsched_fail top_shows_the_tenant "$top"
+fi
 list=$(bob upsched list 2>&1)
 if [ "$list" = "no tenants" ]; then
     upsched_pass others_see_no_tenant "$list"
@@ -220,6 +237,40 @@ else
     upsched_fail unloaded_task_back_in_default_class "$list; cpu ns $before -> $after"
 fi
 upsched_check second_load alice upsched load example:fifo --cgroup $T/alice/web --level 1 --name web
+# A withdrawn grant: alice may hold two tenants, one per cgroup; then the grant's scope shrinks
+# to web's cgroup, and the SIGHUP that reads it detaches batch and leaves web governing.
+mkdir -p $T/alice/batch
+chown 1000:1000 $T/alice/batch
+write_grants $T/alice 2
+kill -HUP $daemon
+for i in $(seq 50); do alice upsched grants show --json | grep -q '"max_tenants": 2' && break; sleep 0.1; done
+upsched_check second_tenant_under_the_reloaded_grant \
+    alice upsched load example:fifo --cgroup $T/alice/batch --level 1 --name batch
+batch_slot=$(alice upsched list | grep -A2 -x batch | sed -n 's/.*, slot \([0-9]*\)$/\1/p')
+write_grants $T/alice/web 2
+kill -HUP $daemon
+for i in $(seq 50); do grep -q '"operation":"withdraw"' /tmp/state/audit.jsonl && break; sleep 0.1; done
+list=$(alice upsched list 2>&1)
+cpu_before=$(tenant_cpu)
+sleep 0.5
+cpu_after=$(tenant_cpu)
+withdrawn=$(grep '"operation":"withdraw","tenant":"batch"' /tmp/state/audit.jsonl)
+if [ -n "$batch_slot" ] && [ ! -e $PINS/tenants/$batch_slot ] && ! echo "$list" | grep -qx batch \
+    && echo "$list" | grep -qx web && echo "$withdrawn" | grep -qF 'outside every granted scope' \
+    && ! grep -q '"name": "batch"' /tmp/state/tenants.json && [ "${cpu_after:-0}" -gt "${cpu_before:-0}" ]; then
+    upsched_pass withdrawn_grant_detaches_its_tenant "slot $batch_slot freed; $withdrawn; web cpu ns $cpu_before -> $cpu_after"
+else
+    upsched_fail withdrawn_grant_detaches_its_tenant "slot $batch_slot: $(ls $PINS/tenants 2>&1); $list; $withdrawn; cpu $cpu_before -> $cpu_after; $(tail -5 /tmp/upschedd.log)"
+fi
+# Root reads the withdrawal over the socket; alice may not read the log.
+out=$(upsched audit --tail 20 2>&1)
+refusal=$(alice upsched audit 2>&1); status=$?
+if echo "$out" | grep -qF ' withdraw batch ok: tenant of uid 1000' && [ $status -eq 1 ] \
+    && echo "$refusal" | grep -qF 'only root may read the audit log'; then
+    upsched_pass audit_for_root_only "$(echo "$out" | grep withdraw); alice: $refusal"
+else
+    upsched_fail audit_for_root_only "$out; alice (exit $status): $refusal"
+fi
 kill $daemon
 wait $daemon
 out=$(/usr/bin/upschedd --unload --state-dir /tmp/state 2>&1); status=$?
