@@ -1207,22 +1207,7 @@ impl Host {
     /// there: a runtime of an earlier tenant of the slot that still maps that tenant's map
     /// writes where the host no longer reads.
     fn install_hint_map(&self, slot: usize) -> Result<(), HostError> {
-        let opts = libbpf_rs::libbpf_sys::bpf_map_create_opts {
-            sz: size_of::<libbpf_rs::libbpf_sys::bpf_map_create_opts>()
-                as libbpf_rs::libbpf_sys::size_t,
-            // As host.bpf.c's template, which the kernel compares.
-            map_flags: libbpf_rs::libbpf_sys::BPF_F_MMAPABLE,
-            ..Default::default()
-        };
-        let words = MapHandle::create(
-            libbpf_rs::MapType::Array,
-            Some(format!("hints_{slot}")),
-            size_of::<u32>() as u32,
-            size_of::<HintWordsRaw>() as u32,
-            MAX_TASKS,
-            &opts,
-        )
-        .map_err(|e| map_error("creating a tenant's hint map", e))?;
+        let words = new_hint_map(&format!("hints_{slot}"))?;
         let fd = words.as_fd().as_raw_fd() as u32;
         self.map(HINT_MAPS)?
             .update(
@@ -1783,6 +1768,26 @@ pub fn cgroup_identity(path: &Path) -> Result<(u64, u32), HostError> {
         .map_err(|e| err(e.to_string()))?;
     let level = relative.components().count() as u32;
     Ok((metadata.ino(), level))
+}
+
+/// A new hint map, all words 0, of the exact shape of host.bpf.c's template for the maps in
+/// `hint_maps` (which the kernel compares): `MAX_TASKS` entries of `HintWordsRaw`, mmapable.
+pub fn new_hint_map(name: &str) -> Result<MapHandle, HostError> {
+    let opts = libbpf_rs::libbpf_sys::bpf_map_create_opts {
+        sz: size_of::<libbpf_rs::libbpf_sys::bpf_map_create_opts>()
+            as libbpf_rs::libbpf_sys::size_t,
+        map_flags: libbpf_rs::libbpf_sys::BPF_F_MMAPABLE,
+        ..Default::default()
+    };
+    MapHandle::create(
+        libbpf_rs::MapType::Array,
+        Some(name),
+        size_of::<u32>() as u32,
+        size_of::<HintWordsRaw>() as u32,
+        MAX_TASKS,
+        &opts,
+    )
+    .map_err(|e| map_error("creating a tenant's hint map", e))
 }
 
 /// The mount point of the cgroup2 file system that holds `path` (the deepest such mount).
