@@ -4,10 +4,12 @@
 //! the tenant's cgroup gets the tenant's hint map from the daemon, maps it and posts SLEEPY for
 //! alice's polling task (it naps between polls): the task stops running (its schedstat CPU time
 //! stands still, the host counts a park). Posting PENDING through the map releases it (it runs
-//! again, the host counts a release). The slow path (`set_hints`) writes the words too. Bob (uid 1001, no
-//! grant, outside every tenant) is refused the map and `set_hints` with the reason, the words
-//! stay as they were, and the audit log holds his refusals. The guest also measures what a post
-//! costs through the mapping and through a request (`docs/broker.md`, "Hint path benchmark").
+//! again, the host counts a release). The slow path (`set_hints`) writes the words too. Bob
+//! (uid 1001, no grant, outside every tenant) is refused the map and `set_hints` with the
+//! reason, the words stay as they were, and the audit log holds his refusals. A daemon
+//! restarted after `kill -9` adopts the pinned host and hands out the same map. The guest also
+//! measures what a post costs through the mapping and through a request (`docs/broker.md`,
+//! "Hint path benchmark").
 //!
 //! Skipped without a kernel or QEMU unless UPSCHED_VM_REQUIRED=1 (`docs/vm-harness.md`).
 
@@ -29,6 +31,7 @@ const EXPECTED: &[&str] = &[
     "other_user_refused_the_map",
     "other_user_refused_set_hints",
     "words_unchanged_by_refusals",
+    "adopted_host_hands_out_the_same_map",
     "refusals_audited",
     "unloaded",
 ];
@@ -132,6 +135,17 @@ if [ "$after_words" = "$before_words" ]; then
     upsched_pass words_unchanged_by_refusals "$after_words"
 else
     upsched_fail words_unchanged_by_refusals "before $before_words, after $after_words"
+fi
+# A daemon that starts after a kill -9 adopts the pinned host and finds the tenant's map through
+# the host's pinned hint_maps: the same words.
+kill -9 $daemon
+wait $daemon 2>/dev/null
+start_daemon
+adopted_words=$(words)
+if [ "$adopted_words" = "$before_words" ] && grep -q '"operation":"start".*"adopted' /tmp/state/audit.jsonl; then
+    upsched_pass adopted_host_hands_out_the_same_map "$adopted_words"
+else
+    upsched_fail adopted_host_hands_out_the_same_map "before $before_words, after the adoption $adopted_words; $(tail -3 /tmp/upschedd.log)"
 fi
 n=$(grep '"uid":1001' /tmp/state/audit.jsonl | grep '"result":"refused"' | grep -cE '"operation":"(hint_map|set_hints)"')
 if [ "$n" -eq 2 ]; then
