@@ -25,6 +25,11 @@ const fn size_of_field<S, F>(_select: fn(&S) -> &F) -> usize {
     core::mem::size_of::<F>()
 }
 
+/// How far apart the entries of a mapped hint map are: the kernel spaces the elements of a
+/// mmapped array `round_up(value_size, 8)` bytes apart. Entry `task_slot` of a tenant's hint
+/// map (`MAX_TASKS` of them) starts at `task_slot * HINT_ENTRY_STRIDE`.
+pub const HINT_ENTRY_STRIDE: usize = size_of::<HintWordsRaw>().next_multiple_of(8);
+
 const MS: u64 = 1_000_000;
 
 /// The bounds and default of one parameter (`mechanism.toml`).

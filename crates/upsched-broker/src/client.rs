@@ -1,12 +1,13 @@
 //! The client side of the protocol, for `upsched` and tests.
 
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::protocol::{
     ErrorReply, FrameError, Operation, Outcome, Reply, Request, Response, encode_request,
-    read_frame, write_frame,
+    read_frame, read_frame_with_fd, write_frame,
 };
 
 /// Longest a client waits for an answer: a daemon that is alive answers well within it.
@@ -56,6 +57,23 @@ impl Client {
 
     /// Sends one request and returns its reply; an error answer is [`ClientError::Refused`].
     pub fn call(&mut self, operation: Operation) -> Result<Reply, ClientError> {
+        self.exchange(operation, false).map(|(reply, _)| reply)
+    }
+
+    /// As [`Client::call`], for an operation whose answer brings an fd (`hint_map`): the fd,
+    /// if one came.
+    pub fn call_with_fd(
+        &mut self,
+        operation: Operation,
+    ) -> Result<(Reply, Option<OwnedFd>), ClientError> {
+        self.exchange(operation, true)
+    }
+
+    fn exchange(
+        &mut self,
+        operation: Operation,
+        with_fd: bool,
+    ) -> Result<(Reply, Option<OwnedFd>), ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let io = |error: FrameError| ClientError::Io {
@@ -67,7 +85,11 @@ impl Client {
             &encode_request(&Request { id, operation }),
         )
         .map_err(|e| io(e.into()))?;
-        let payload = read_frame(&mut self.stream).map_err(io)?;
+        let (payload, fd) = if with_fd {
+            read_frame_with_fd(&self.stream).map_err(io)?
+        } else {
+            (read_frame(&mut self.stream).map_err(io)?, None)
+        };
         let response =
             Response::decode(&payload).map_err(|e| ClientError::BadAnswer(e.to_string()))?;
         match response.outcome {
@@ -76,7 +98,7 @@ impl Client {
                 "answer for request {:?}, expected {id}",
                 response.id
             ))),
-            Outcome::Ok(reply) => Ok(reply),
+            Outcome::Ok(reply) => Ok((reply, fd)),
         }
     }
 }

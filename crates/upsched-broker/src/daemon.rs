@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ use crate::peer::Peer;
 use crate::protocol::{
     AuditList, DecodeError, ErrorKind, ErrorReply, FrameError, GrantView, HostStatus, LoadArgs,
     MAX_AUDIT_TAIL, MAX_MESSAGE_BYTES, Operation, Reply, ReservedOperation, Response, TenantList,
-    TenantStatsList, Whoami, decode_request, read_frame, write_frame,
+    TenantStatsList, Whoami, decode_request, read_frame, write_frame, write_frame_with_fd,
 };
 use crate::tenants::{BackendError, LoadRequest, Tenants};
 
@@ -358,8 +359,13 @@ impl Daemon {
                 stream,
                 deadline: Instant::now() + self.config.request_timeout,
             };
+            let mut fd = None;
             let (response, close) = match read_frame(&mut reader) {
-                Ok(payload) => (self.handle(peer, &payload), false),
+                Ok(payload) => {
+                    let (response, passed) = self.handle(peer, &payload);
+                    fd = passed;
+                    (response, false)
+                }
                 Err(FrameError::Closed) => return,
                 Err(FrameError::TooLarge(len)) => (
                     self.refused(
@@ -406,26 +412,34 @@ impl Daemon {
                     return;
                 }
             };
-            let mut writer = stream;
-            if write_frame(&mut writer, &response.encode()).is_err() || close {
+            let written = match &fd {
+                Some(fd) => write_frame_with_fd(stream, &response.encode(), fd.as_fd()),
+                None => write_frame(&mut { stream }, &response.encode()),
+            };
+            if written.is_err() || close {
                 return;
             }
         }
     }
 
-    /// Answers one request payload.
-    fn handle(&self, peer: &Peer, payload: &[u8]) -> Response {
+    /// Answers one request payload; an fd that goes with the answer comes back beside it.
+    fn handle(&self, peer: &Peer, payload: &[u8]) -> (Response, Option<OwnedFd>) {
         let request = match decode_request(payload) {
             Ok(request) => request,
             Err(DecodeError { id, error }) => {
-                return self.refused(peer, "request", id, error.kind, error.message);
+                return (
+                    self.refused(peer, "request", id, error.kind, error.message),
+                    None,
+                );
             }
         };
         let id = request.id;
         let name = request.operation.name();
         if let Err(reason) = self.permission(peer, &request.operation) {
-            return self.refused(peer, name, Some(id), ErrorKind::NotPermitted, reason);
+            let refused = self.refused(peer, name, Some(id), ErrorKind::NotPermitted, reason);
+            return (refused, None);
         }
+        let mut passed = None;
         let mut record = AuditRecord::now(peer.uid(), peer.pid, name, AuditResult::Ok, None);
         let outcome = match request.operation {
             Operation::HostStatus => Ok(Reply::HostStatus(self.host_status())),
@@ -454,11 +468,29 @@ impl Daemon {
                 })
             }
             Operation::Audit(args) => self.audit_tail(args.tail).map(Reply::Audit),
+            Operation::HintMap(args) => {
+                record.tenant = Some(args.tenant.clone());
+                let map = self.lock_tenants().hint_map(peer, &args.tenant);
+                map.map(|(layout, fd)| {
+                    passed = Some(fd);
+                    Reply::HintMap(layout)
+                })
+            }
+            Operation::HintSlot(args) => {
+                record.tenant = Some(args.tenant.clone());
+                let slot = self.lock_tenants().hint_slot(peer, &args);
+                slot.map(Reply::HintSlot)
+            }
+            Operation::SetHints(args) => {
+                record.tenant = Some(args.tenant.clone());
+                let set = self.lock_tenants().set_hints(peer, &args);
+                set.map(Reply::HintsSet)
+            }
             Operation::Reserved(op) => Err(ErrorReply::new(
                 ErrorKind::NotSupported,
                 format!(
                     "`{}` is not yet supported by this daemon: it serves host_status, whoami, \
-                     load, unload, list, stats and audit",
+                     load, unload, list, stats, audit, hint_map, hint_slot and set_hints",
                     op.name()
                 ),
             )),
@@ -466,7 +498,7 @@ impl Daemon {
         match outcome {
             Ok(reply) => {
                 self.audit.record(&record);
-                Response::ok(id, reply)
+                (Response::ok(id, reply), passed)
             }
             Err(error) => {
                 record.result = if error.kind == ErrorKind::Internal {
@@ -476,7 +508,7 @@ impl Daemon {
                 };
                 record.reason = Some(error.message.clone());
                 self.audit.record(&record);
-                Response::error(Some(id), error)
+                (Response::error(Some(id), error), None)
             }
         }
     }
@@ -529,7 +561,8 @@ impl Daemon {
 
     /// Whether `peer` may ask for `operation` at all: tenants are managed by root and grant
     /// holders, the audit log is root's; everyone may list and read the statistics of their
-    /// own tenants.
+    /// own tenants, and reach the hints of the tenants they own or run in (the backend
+    /// decides which, per tenant).
     fn permission(&self, peer: &Peer, operation: &Operation) -> Result<(), String> {
         if peer.is_root() {
             return Ok(());
@@ -549,9 +582,13 @@ impl Daemon {
                 Ok(())
             }
             Operation::Audit(_) => Err("only root may read the audit log".into()),
-            Operation::HostStatus | Operation::Whoami | Operation::List | Operation::Stats(_) => {
-                Ok(())
-            }
+            Operation::HostStatus
+            | Operation::Whoami
+            | Operation::List
+            | Operation::Stats(_)
+            | Operation::HintMap(_)
+            | Operation::HintSlot(_)
+            | Operation::SetHints(_) => Ok(()),
         }
     }
 

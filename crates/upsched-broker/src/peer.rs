@@ -50,3 +50,15 @@ impl Peer {
         self.principal.uid.is_root()
     }
 }
+
+/// The real uid of process or thread `pid` (`/proc/PID/status`), if it exists.
+pub fn process_uid(pid: i32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}

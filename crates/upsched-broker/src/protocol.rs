@@ -6,6 +6,10 @@
 //! never more than [`MAX_MESSAGE_BYTES`] for one message.
 
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
@@ -74,6 +78,78 @@ pub fn read_frame(reader: &mut impl Read) -> Result<Vec<u8>, FrameError> {
 
 /// Writes `payload` as one frame; refuses a payload above [`MAX_MESSAGE_BYTES`].
 pub fn write_frame(writer: &mut impl Write, payload: &[u8]) -> io::Result<()> {
+    writer.write_all(&frame_header(payload)?)?;
+    writer.write_all(payload)?;
+    writer.flush()
+}
+
+/// Writes `payload` as one frame on `stream` with `fd` passed along (SCM_RIGHTS, attached to
+/// the frame's first bytes, which [`read_frame_with_fd`] receives it with).
+pub fn write_frame_with_fd(stream: &UnixStream, payload: &[u8], fd: BorrowedFd) -> io::Result<()> {
+    let mut frame = frame_header(payload)?.to_vec();
+    frame.extend_from_slice(payload);
+    let fds = [fd.as_raw_fd()];
+    let sent = sendmsg::<()>(
+        stream.as_raw_fd(),
+        &[io::IoSlice::new(&frame)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )?;
+    // The fd went with the first bytes; the rest of a frame the socket took only in part
+    // follows plainly.
+    let mut writer = stream;
+    writer.write_all(&frame[sent..])?;
+    writer.flush()
+}
+
+/// Reads one frame from `stream` and the fd that came with it, if any (every other fd that
+/// came is closed).
+pub fn read_frame_with_fd(stream: &UnixStream) -> Result<(Vec<u8>, Option<OwnedFd>), FrameError> {
+    let mut header = [0u8; 4];
+    let mut got = 0;
+    let mut fd = None;
+    while got < header.len() {
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let mut iov = [io::IoSliceMut::new(&mut header[got..])];
+        let message = match recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(message) => message,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(io::Error::from(e).into()),
+        };
+        let n = message.bytes;
+        for cmsg in message.cmsgs().map_err(io::Error::from)? {
+            if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                for raw in fds {
+                    // SAFETY: the kernel installed `raw` in this process for this message;
+                    // nothing else owns it.
+                    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                    fd.get_or_insert(owned);
+                }
+            }
+        }
+        match n {
+            0 if got == 0 => return Err(FrameError::Closed),
+            0 => {
+                return Err(FrameError::Truncated {
+                    got: got as u64,
+                    expected: 4,
+                });
+            }
+            n => got += n,
+        }
+    }
+    let payload = read_frame(&mut header.as_slice().chain(stream))?;
+    Ok((payload, fd))
+}
+
+/// The length header of a frame of `payload`; refuses a payload above [`MAX_MESSAGE_BYTES`].
+fn frame_header(payload: &[u8]) -> io::Result<[u8; 4]> {
     let len = u32::try_from(payload.len())
         .ok()
         .filter(|&n| n <= MAX_MESSAGE_BYTES)
@@ -86,9 +162,7 @@ pub fn write_frame(writer: &mut impl Write, payload: &[u8]) -> io::Result<()> {
                 ),
             )
         })?;
-    writer.write_all(&len.to_be_bytes())?;
-    writer.write_all(payload)?;
-    writer.flush()
+    Ok(len.to_be_bytes())
 }
 
 /// A decoded request.
@@ -115,6 +189,12 @@ pub enum Operation {
     Stats(StatsArgs),
     /// The newest records of the audit log (root only).
     Audit(AuditArgs),
+    /// A tenant's hint map: its fd comes with the answer (SCM_RIGHTS), for the caller to map.
+    HintMap(TenantArgs),
+    /// The task slot of a thread of the caller's in a tenant: its entry in the hint map.
+    HintSlot(ThreadArgs),
+    /// Writes a thread's hint words, for a client that cannot map the hint map.
+    SetHints(SetHintsArgs),
     /// An operation of the protocol that this daemon does not serve yet.
     Reserved(ReservedOperation),
 }
@@ -157,6 +237,24 @@ pub struct LoadArgs {
 #[serde(deny_unknown_fields)]
 pub struct TenantArgs {
     pub tenant: String,
+}
+
+/// A thread of a tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThreadArgs {
+    pub tenant: String,
+    /// The thread's id (a pid as the kernel counts tasks: `gettid()`).
+    pub tid: i32,
+}
+
+/// A `set_hints` request: a thread of a tenant and all its hint words.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetHintsArgs {
+    pub tenant: String,
+    pub tid: i32,
+    pub words: [u64; upsched_abi::NR_HINTS as usize],
 }
 
 /// A `stats` request: one tenant, or (none named) every tenant the caller may see.
@@ -218,12 +316,15 @@ impl Operation {
             Operation::List => "list",
             Operation::Stats(_) => "stats",
             Operation::Audit(_) => "audit",
+            Operation::HintMap(_) => "hint_map",
+            Operation::HintSlot(_) => "hint_slot",
+            Operation::SetHints(_) => "set_hints",
             Operation::Reserved(op) => op.name(),
         }
     }
 
     /// Every operation name, for error messages and docs.
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 11] = [
         "host_status",
         "whoami",
         "load",
@@ -231,6 +332,9 @@ impl Operation {
         "replace",
         "list",
         "stats",
+        "hint_map",
+        "hint_slot",
+        "set_hints",
         "audit",
     ];
 
@@ -261,6 +365,9 @@ impl Operation {
             "stats" => Ok(Operation::Stats(StatsArgs::default())),
             "audit" if has_args => parse(payload).map(Operation::Audit),
             "audit" => Ok(Operation::Audit(AuditArgs::default())),
+            "hint_map" => parse(payload).map(Operation::HintMap),
+            "hint_slot" => parse(payload).map(Operation::HintSlot),
+            "set_hints" => parse(payload).map(Operation::SetHints),
             "replace" => Ok(Operation::Reserved(ReservedOperation::Replace)),
             _ => Err(ArgsError::UnknownOperation),
         }
@@ -273,6 +380,9 @@ impl Operation {
             Operation::Unload(args) => serde_json::to_value(args),
             Operation::Stats(args) if args.tenant.is_some() => serde_json::to_value(args),
             Operation::Audit(args) if args.tail.is_some() => serde_json::to_value(args),
+            Operation::HintMap(args) => serde_json::to_value(args),
+            Operation::HintSlot(args) => serde_json::to_value(args),
+            Operation::SetHints(args) => serde_json::to_value(args),
             _ => return None,
         };
         Some(value.expect("arguments serialize"))
@@ -445,6 +555,45 @@ pub enum Reply {
     List(TenantList),
     Stats(TenantStatsList),
     Audit(AuditList),
+    /// The tenant's hint map came with this answer as an fd (SCM_RIGHTS).
+    HintMap(HintMapLayout),
+    HintSlot(HintSlot),
+    HintsSet(HintSlot),
+}
+
+/// How a tenant's hint map is laid out once mapped: `entries` entries of `words` u64 words
+/// each, `stride` bytes apart from offset 0 (`map_bytes` = `entries * stride` in all);
+/// `docs/hints.md`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HintMapLayout {
+    pub tenant: String,
+    pub entries: u32,
+    pub stride: u32,
+    pub words: u32,
+    pub map_bytes: u64,
+}
+
+impl HintMapLayout {
+    /// The layout of `tenant`'s map on this host (`mechanism.toml`'s hint words, one entry per
+    /// task slot).
+    pub fn of(tenant: &str) -> Self {
+        let stride = upsched_abi::mechanism::HINT_ENTRY_STRIDE as u32;
+        HintMapLayout {
+            tenant: tenant.to_string(),
+            entries: upsched_abi::MAX_TASKS,
+            stride,
+            words: upsched_abi::NR_HINTS,
+            map_bytes: u64::from(upsched_abi::MAX_TASKS) * u64::from(stride),
+        }
+    }
+}
+
+/// Where a thread's hint words are: entry `task_slot` of its tenant's hint map.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HintSlot {
+    pub tenant: String,
+    pub tid: i32,
+    pub task_slot: u32,
 }
 
 /// The newest audit records, oldest first.

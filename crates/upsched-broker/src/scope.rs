@@ -178,3 +178,30 @@ fn refuse_parent_components(path: &Path) -> Result<(), ScopeError> {
     }
     Ok(())
 }
+
+/// Where process `pid` is: its cgroup2 cgroup (the `0::PATH` line of `/proc/PID/cgroup`, as the
+/// daemon's cgroup namespace sees it) as a path below `mount`, the cgroup2 mount point.
+pub fn process_cgroup(pid: i32, mount: &Path) -> Result<PathBuf, String> {
+    let file = format!("/proc/{pid}/cgroup");
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {file}: {e}"))?;
+    let relative = text
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .ok_or_else(|| format!("process {pid} is in no cgroup2 cgroup"))?;
+    let relative = Path::new(relative.trim_start_matches('/'));
+    refuse_parent_components(relative).map_err(|e| e.to_string())?;
+    Ok(mount.join(relative))
+}
+
+/// Whether `cgroup`, a path below the cgroup2 mount `mount`, is the cgroup of id `id` or lies
+/// below it. Compared by the ids of it and of its ancestors up to the mount, so that a cgroup
+/// renamed since it was bound is still found, and a directory of another file system never is.
+pub fn cgroup_within(cgroup: &Path, mount: &Path, id: u64) -> bool {
+    let Ok(dev) = std::fs::metadata(mount).map(|m| m.dev()) else {
+        return false;
+    };
+    cgroup
+        .ancestors()
+        .take_while(|dir| dir.starts_with(mount))
+        .any(|dir| std::fs::metadata(dir).is_ok_and(|m| m.ino() == id && m.dev() == dev))
+}

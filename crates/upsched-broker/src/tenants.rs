@@ -12,6 +12,7 @@
 //! starts finds them and adopts them ([`Tenants::start`]), and [`unload_all`] ends them.
 
 use std::collections::{HashMap, VecDeque};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,16 +20,19 @@ use nix::unistd::{Gid, Uid, User};
 use thiserror::Error;
 use upsched_kernel::HostError;
 use upsched_kernel::host::{
-    ExpectedTenant, Host, HostConfig, TenantConfig, TenantHandle, cgroup_identity, is_pinned,
-    unload_pinned,
+    ExpectedTenant, Host, HostConfig, TenantConfig, TenantHandle, cgroup_identity,
+    cgroup2_mount_of, is_pinned, unload_pinned,
 };
 use upsched_policy::AdmittedPolicy;
 use upsched_policy::check::CapabilityUse;
 
 use crate::grants::{Grants, Principal, TenantAsk, TenantBounds};
-use crate::peer::Peer;
-use crate::protocol::{EjectedTenant, ErrorKind, ErrorReply, LoadArgs, TenantStats, TenantView};
-use crate::scope::{ResolvedCgroup, ScopeError};
+use crate::peer::{Peer, process_uid};
+use crate::protocol::{
+    EjectedTenant, ErrorKind, ErrorReply, HintMapLayout, HintSlot, LoadArgs, SetHintsArgs,
+    TenantStats, TenantView, ThreadArgs,
+};
+use crate::scope::{ResolvedCgroup, ScopeError, cgroup_within, process_cgroup};
 use crate::state::{StateDir, StateError, StoredTenant, boot_id};
 
 /// The longest tenant name.
@@ -749,6 +753,117 @@ impl Tenants {
             .collect()
     }
 
+    /// A read-write fd of `name`'s hint map, for `peer` to map, and its layout.
+    pub fn hint_map(
+        &mut self,
+        peer: &Peer,
+        name: &str,
+    ) -> Result<(HintMapLayout, OwnedFd), ErrorReply> {
+        let index = self.hint_index(peer, name)?;
+        let fd = self
+            .running(index)?
+            .hint_map(self.tenants[index].handle)
+            .map_err(host_failure)?;
+        Ok((HintMapLayout::of(name), fd))
+    }
+
+    /// The task slot of `args.tid`, a thread of `peer`'s in tenant `args.tenant`.
+    pub fn hint_slot(&mut self, peer: &Peer, args: &ThreadArgs) -> Result<HintSlot, ErrorReply> {
+        let index = self.hint_index(peer, &args.tenant)?;
+        self.member_slot(peer, index, args.tid)
+            .map(|task_slot| HintSlot {
+                tenant: args.tenant.clone(),
+                tid: args.tid,
+                task_slot,
+            })
+    }
+
+    /// Writes the hint words of `args.tid`, as [`Tenants::hint_slot`] finds it.
+    pub fn set_hints(&mut self, peer: &Peer, args: &SetHintsArgs) -> Result<HintSlot, ErrorReply> {
+        let index = self.hint_index(peer, &args.tenant)?;
+        let task_slot = self.member_slot(peer, index, args.tid)?;
+        self.running(index)?
+            .write_hints(self.tenants[index].handle.slot, task_slot, args.words)
+            .map_err(host_failure)?;
+        Ok(HintSlot {
+            tenant: args.tenant.clone(),
+            tid: args.tid,
+            task_slot,
+        })
+    }
+
+    /// The tenant `name` if `peer` may reach its hints: root, the tenant's owner, or a process
+    /// whose cgroup is the tenant's cgroup or below it (the tenant's runtimes, whoever runs
+    /// them). A tenant that exists but that `peer` may not reach is refused as one that does
+    /// not exist, so that nobody learns the names of others' tenants.
+    fn hint_index(&mut self, peer: &Peer, name: &str) -> Result<usize, ErrorReply> {
+        self.forget_departed();
+        if let Some(index) = self.tenants.iter().position(|t| t.view.name == name) {
+            let view = &self.tenants[index].view;
+            // The peer's pid is the kernel's (SO_PEERCRED), but a pid may be reused once the
+            // process is gone: only a process of the peer's uid counts as the peer.
+            let inside = || {
+                let mount = cgroup2_mount_of(Path::new(&view.cgroup))?;
+                let cgroup = process_cgroup(peer.pid, &mount).ok()?;
+                Some(cgroup_within(&cgroup, &mount, view.cgroup_id))
+            };
+            if visible(peer, view)
+                || (process_uid(peer.pid) == Some(peer.uid()) && inside() == Some(true))
+            {
+                return Ok(index);
+            }
+        }
+        Err(ErrorReply::new(
+            ErrorKind::UnknownTenant,
+            format!(
+                "no tenant {name:?} that uid {} owns or whose cgroup holds process {}",
+                peer.uid(),
+                peer.pid
+            ),
+        ))
+    }
+
+    /// The task slot of thread `tid` in tenant `index`: a thread of `peer`'s (anyone's for
+    /// root) that the host counts as a member of that tenant.
+    fn member_slot(&self, peer: &Peer, index: usize, tid: i32) -> Result<u32, ErrorReply> {
+        let tenant = &self.tenants[index];
+        let Some(owner) = u32::try_from(tid)
+            .ok()
+            .filter(|&t| t > 0)
+            .and(process_uid(tid))
+        else {
+            return Err(not_permitted(format!("no thread {tid}")));
+        };
+        if !peer.is_root() && owner != peer.uid() {
+            return Err(not_permitted(format!(
+                "thread {tid} belongs to uid {owner}, not to the caller (uid {})",
+                peer.uid()
+            )));
+        }
+        let place = self
+            .running(index)?
+            .task_slot(tid as u32)
+            .map_err(host_failure)?;
+        match place {
+            Some((slot, task_slot)) if slot == tenant.handle.slot => Ok(task_slot),
+            _ => Err(not_permitted(format!(
+                "thread {tid} is not a member of tenant {:?} (a thread joins at its first \
+                 scheduling after it entered {})",
+                tenant.view.name, tenant.view.cgroup
+            ))),
+        }
+    }
+
+    /// The host that runs tenant `index`.
+    fn running(&self, index: usize) -> Result<&Host, ErrorReply> {
+        self.host.as_ref().ok_or_else(|| {
+            ErrorReply::new(
+                ErrorKind::UnknownTenant,
+                format!("tenant {:?} is gone", self.tenants[index].view.name),
+            )
+        })
+    }
+
     fn visible_index(&self, peer: &Peer, name: &str) -> Result<usize, ErrorReply> {
         self.tenants
             .iter()
@@ -829,6 +944,15 @@ pub fn unload_all(state_dir: &Path, pin_dir: &Path) -> Result<String, BackendErr
 
 fn visible(peer: &Peer, tenant: &TenantView) -> bool {
     peer.is_root() || tenant.owner == peer.uid()
+}
+
+/// A failure of the host on a tenant's behalf: a tenant it no longer holds, or the daemon's.
+fn host_failure(error: HostError) -> ErrorReply {
+    let kind = match error {
+        HostError::UnknownTenant => ErrorKind::UnknownTenant,
+        _ => ErrorKind::Internal,
+    };
+    ErrorReply::new(kind, error.to_string())
 }
 
 /// A kernel refusal of the policy or its parameters is the client's (`rejected`, with the

@@ -11,8 +11,8 @@ use upsched_broker::audit::{AuditRecord, AuditResult};
 use upsched_broker::client::{Client, ClientError};
 use upsched_broker::protocol::{
     AuditArgs, AuditList, ErrorKind, ErrorReply, LoadArgs, MAX_MESSAGE_BYTES, Operation, Outcome,
-    Reply, Request, ReservedOperation, Response, StatsArgs, TenantList, TenantStatsList,
-    encode_request, read_frame, write_frame,
+    Reply, Request, ReservedOperation, Response, SetHintsArgs, StatsArgs, TenantArgs, TenantList,
+    TenantStatsList, ThreadArgs, encode_request, read_frame, write_frame,
 };
 
 const NOBODY: u32 = 65534;
@@ -514,6 +514,50 @@ fn root_reads_the_newest_audit_records_and_no_one_else_does() {
     assert_eq!(
         (last.operation.as_str(), last.uid, last.result),
         ("audit", NOBODY, AuditResult::Refused)
+    );
+}
+
+#[test]
+fn the_hints_of_a_tenant_the_peer_neither_owns_nor_runs_in_are_refused_and_audited() {
+    if !root_only("hints of others") {
+        return;
+    }
+    let daemon = Daemon::start("version = 1\n", &[]);
+    let tenant = || "web".to_string();
+    let ops = [
+        Operation::HintMap(TenantArgs { tenant: tenant() }),
+        Operation::HintSlot(ThreadArgs {
+            tenant: tenant(),
+            tid: 1,
+        }),
+        Operation::SetHints(SetHintsArgs {
+            tenant: tenant(),
+            tid: 1,
+            words: [1, 7, 0, 0, 0, 0, 0, 0],
+        }),
+    ];
+    let requests: Vec<_> = ops
+        .into_iter()
+        .enumerate()
+        .map(|(i, op)| request(op, i as u64))
+        .collect();
+    let (pid, responses) = as_nobody(&daemon.socket(), &requests);
+    assert_eq!(responses.len(), 3, "{responses:?}");
+    for response in &responses {
+        let e = refusal(response);
+        assert_eq!(e.kind, ErrorKind::UnknownTenant, "{e:?}");
+        let said =
+            format!("no tenant \"web\" that uid {NOBODY} owns or whose cgroup holds process {pid}");
+        assert!(e.message.contains(&said), "{}", e.message);
+    }
+    let audit = daemon.audit();
+    let operations: Vec<_> = audit.iter().map(|r| r.operation.as_str()).collect();
+    assert_eq!(operations, ["hint_map", "hint_slot", "set_hints"]);
+    assert!(
+        audit.iter().all(|r| r.result == AuditResult::Refused
+            && r.tenant.as_deref() == Some("web")
+            && r.pid == pid),
+        "{audit:#?}"
     );
 }
 

@@ -6,7 +6,8 @@ use std::path::Path;
 use upsched_broker::protocol::{
     AuditArgs, DecodeError, ErrorKind, ErrorReply, FrameError, HostStatus, LoadArgs,
     MAX_MESSAGE_BYTES, Operation, PROTOCOL_VERSION, Reply, Request, ReservedOperation, Response,
-    StatsArgs, TenantArgs, decode_request, encode_request, fuzz_decode, read_frame, write_frame,
+    SetHintsArgs, StatsArgs, TenantArgs, ThreadArgs, decode_request, encode_request, fuzz_decode,
+    read_frame, read_frame_with_fd, write_frame, write_frame_with_fd,
 };
 
 fn framed(payload: &[u8]) -> Vec<u8> {
@@ -44,6 +45,16 @@ fn requests_round_trip_through_frames() {
         }),
         Operation::Audit(AuditArgs::default()),
         Operation::Audit(AuditArgs { tail: Some(20) }),
+        Operation::HintMap(TenantArgs { tenant: "a".into() }),
+        Operation::HintSlot(ThreadArgs {
+            tenant: "a".into(),
+            tid: 42,
+        }),
+        Operation::SetHints(SetHintsArgs {
+            tenant: "a".into(),
+            tid: 42,
+            words: [1, 7, 0, 0, 0, 0, 0, u64::MAX],
+        }),
         Operation::Reserved(ReservedOperation::Replace),
     ] {
         let request = Request { id: 7, operation };
@@ -364,5 +375,47 @@ fn decode_request_fuzz_seeds_hold() {
     assert!(matches!(
         read_frame(&mut seed("oversized").as_slice()),
         Err(FrameError::TooLarge(_))
+    ));
+}
+
+#[test]
+fn set_hints_takes_exactly_the_hint_words() {
+    for words in [
+        "[1, 7]",
+        "[0, 0, 0, 0, 0, 0, 0, 0, 0]",
+        "[-1, 0, 0, 0, 0, 0, 0, 0]",
+    ] {
+        let payload = format!(
+            r#"{{"version":1,"id":5,"op":"set_hints","args":{{"tenant":"a","tid":1,"words":{words}}}}}"#
+        );
+        let refused = refused(&payload);
+        assert_eq!(refused.error.kind, ErrorKind::Malformed, "{words}");
+        assert_eq!(refused.id, Some(5));
+    }
+}
+
+#[test]
+fn an_fd_travels_with_its_frame() {
+    use std::io::{Seek, Write};
+    use std::os::fd::AsFd;
+    let (daemon, client) = std::os::unix::net::UnixStream::pair().unwrap();
+    let mut file = tempfile::tempfile().unwrap();
+    file.write_all(b"the map").unwrap();
+    write_frame_with_fd(&daemon, b"first", file.as_fd()).unwrap();
+    write_frame(&mut &daemon, b"second").unwrap();
+    let (payload, fd) = read_frame_with_fd(&client).unwrap();
+    assert_eq!(payload, b"first");
+    let mut passed = std::fs::File::from(fd.expect("the fd came"));
+    passed.rewind().unwrap();
+    let mut text = String::new();
+    passed.read_to_string(&mut text).unwrap();
+    assert_eq!(text, "the map");
+    // A frame without an fd reads the same way, with none.
+    let (payload, fd) = read_frame_with_fd(&client).unwrap();
+    assert_eq!((payload.as_slice(), fd.is_none()), (&b"second"[..], true));
+    drop(daemon);
+    assert!(matches!(
+        read_frame_with_fd(&client),
+        Err(FrameError::Closed)
     ));
 }

@@ -1,6 +1,6 @@
 //! Clients of the broker daemon, `upschedd` (docs/protocol.md, docs/broker.md): `upsched host
-//! status`, `upsched grants show`, the tenant operations `load`, `unload`, `list`, `stats`, and
-//! root's `upsched audit`.
+//! status`, `upsched grants show`, the tenant operations `load`, `unload`, `list`, `stats`,
+//! root's `upsched audit` (`upsched hint` is in `hint.rs`, `upsched top` in `top.rs`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +24,15 @@ pub struct DaemonArgs {
     /// Print the daemon's answer as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+impl DaemonArgs {
+    /// The daemon's socket: `--socket`, else `$UPSCHED_SOCKET`, else the default.
+    pub fn socket(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(upsched_broker::daemon::default_socket)
+    }
 }
 
 #[derive(Args)]
@@ -291,10 +300,7 @@ fn print_stats(s: &TenantStats) {
 
 /// One request; no daemon is status 2 (it says how to start one), a refusal status 1.
 pub(crate) fn ask(args: &DaemonArgs, operation: Operation) -> anyhow::Result<Reply> {
-    let socket = args
-        .socket
-        .clone()
-        .unwrap_or_else(upsched_broker::daemon::default_socket);
+    let socket = args.socket();
     let mut client = Client::connect(&socket).map_err(|e| failure(2, e))?;
     client.call(operation).map_err(|e| match e {
         ClientError::Refused(_) => failure(1, e),

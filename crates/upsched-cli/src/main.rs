@@ -11,6 +11,7 @@ mod check;
 mod demo;
 mod engine_arg;
 mod failure;
+mod hint;
 mod limits_arg;
 mod sdk;
 mod sim;
@@ -189,6 +190,15 @@ enum Command {
         after_help = "Examples:\n  sudo upsched audit\n  sudo upsched audit --tail 200 --json | jq '.records[] | select(.result != \"ok\")'"
     )]
     Audit(broker::AuditCommand),
+    /// Post a thread's hint words into its tenant's hint map (docs/hints.md).
+    ///
+    /// The daemon hands out the tenant's map to its owner and to processes in its cgroup; the
+    /// thread must be yours and a member of the tenant. Exit status: 0 posted, 1 refused, 2 no
+    /// daemon answers or the map cannot be mapped.
+    #[command(
+        after_help = "Examples:\n  upsched hint web --tid 4242 --sleepy 7\n  upsched hint web --tid 4242 --pending 1\n  upsched hint web --tid 4242 --clear --slow\n  upsched hint web --tid 4242 --show --json"
+    )]
+    Hint(hint::HintCommand),
     /// List or export the example policies built into this binary.
     Examples {
         #[command(subcommand)]
@@ -277,6 +287,7 @@ fn main() -> ExitCode {
         Command::Stats(command) => broker::stats(&command),
         Command::Top(command) => top::run(&command),
         Command::Audit(command) => broker::audit(&command),
+        Command::Hint(command) => hint::run(&command),
         Command::Sdk { action } => sdk::run(&action),
         Command::Trace { action } => trace::run(&action),
         Command::Completions { shell } => {
@@ -317,6 +328,7 @@ impl Command {
             Command::Stats(command) => ("stats", command.daemon.json),
             Command::Top(command) => ("top", command.daemon.json),
             Command::Audit(command) => ("audit", command.daemon.json),
+            Command::Hint(command) => ("hint", command.daemon.json),
             Command::Completions { .. } => ("completions", false),
             Command::Man { .. } => ("man", false),
             Command::Examples { action } => (

@@ -51,64 +51,16 @@ const EXPECTED: &[&str] = &[
 
 const SCRIPT: &str = r#"#!/bin/sh
 . /upsched/lib.sh
-printf 'root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/tmp:/bin/sh\nbob:x:1001:1001::/tmp:/bin/sh\n' > /etc/passwd
-printf 'root:x:0:\nalice:x:1000:\nbob:x:1001:\n' > /etc/group
-T=/sys/fs/cgroup/tenants
+@BROKER@
 mkdir -p $T/alice/web /sys/fs/cgroup/outside /etc/upsched /tmp/state
 chown -R 1000:1000 $T/alice /sys/fs/cgroup/outside
 ln -s /sys/fs/cgroup/outside /tmp/link
-# write_grants SCOPE MAX_TENANTS: alice's grant, on one scope.
-write_grants() {
-    cat > /etc/upsched/grants.toml <<EOF
-version = 1
-[[grant]]
-name = "alice"
-users = [1000]
-capabilities = ["sched.order", "sched.slice", "task.accounting", "time.read"]
-scopes = ["$1"]
-max_level = 1
-max_weight = 200
-max_tenants = $2
-slice_min = "500us"
-slice_max = "20ms"
-park_max = "100ms"
-watchdog_max = "3s"
-EOF
-    chmod 644 /etc/upsched/grants.toml
-}
-write_grants $T/alice 1
-SOCK=/run/upsched/upsched.sock
+CAPS='"sched.order", "sched.slice", "task.accounting", "time.read"'
+grant_alice "$CAPS" 100ms 3s
 PINS=/sys/fs/bpf/upsched
-# start_daemon: upschedd in the background ($daemon), once it answers (a killed daemon leaves
-# its socket file behind, so the file says nothing) or has exited (a refused start).
-start_daemon() {
-    /usr/bin/upschedd --state-dir /tmp/state 2>>/tmp/upschedd.log &
-    daemon=$!
-    for i in $(seq 100); do
-        upsched host status >/dev/null 2>&1 && break
-        kill -0 $daemon 2>/dev/null || break
-        sleep 0.1
-    done
-}
 start_daemon
 upsched_check daemon_started test -S $SOCK
 
-# as USER COMMAND ARGS...: busybox su sets the user's gid, groups and uid in the process, then
-# execs a shell that runs the command with its arguments as given.
-# (`--` keeps su from reading the command's options as its own).
-as() { user=$1; shift; su -s /bin/sh -c '"$0" "$@"' -- "$user" "$@"; }
-alice() { as alice "$@"; }
-bob() { as bob "$@"; }
-# refused NAME EXPECTED_TEXT COMMAND...: the command fails (status 1) and says EXPECTED_TEXT.
-refused() {
-    name=$1; want=$2; shift 2
-    out=$("$@" 2>&1); status=$?
-    if [ $status -eq 1 ] && echo "$out" | grep -qF -- "$want"; then
-        upsched_pass "$name" "$out"
-    else
-        upsched_fail "$name" "exit $status: $out"
-    fi
-}
 refused ungranted_user_refused "uid 1001 holds no grant" \
     bob upsched load example:fifo --cgroup $T/alice/web
 refused outside_scope_refused "outside every granted scope" \
@@ -241,13 +193,13 @@ upsched_check second_load alice upsched load example:fifo --cgroup $T/alice/web 
 # to web's cgroup, and the SIGHUP that reads it detaches batch and leaves web governing.
 mkdir -p $T/alice/batch
 chown 1000:1000 $T/alice/batch
-write_grants $T/alice 2
+grant_alice "$CAPS" 100ms 3s $T/alice 2
 kill -HUP $daemon
 for i in $(seq 50); do alice upsched grants show --json | grep -q '"max_tenants": 2' && break; sleep 0.1; done
 upsched_check second_tenant_under_the_reloaded_grant \
     alice upsched load example:fifo --cgroup $T/alice/batch --level 1 --name batch
 batch_slot=$(alice upsched list | grep -A2 -x batch | sed -n 's/.*, slot \([0-9]*\)$/\1/p')
-write_grants $T/alice/web 2
+grant_alice "$CAPS" 100ms 3s $T/alice/web 2
 kill -HUP $daemon
 for i in $(seq 50); do grep -q '"operation":"withdraw"' /tmp/state/audit.jsonl && break; sleep 0.1; done
 list=$(alice upsched list 2>&1)

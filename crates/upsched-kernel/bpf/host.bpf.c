@@ -73,13 +73,28 @@ struct {
 	__type(value, struct upsched_class_stats);
 } class_stats SEC(".maps");
 
-struct {
+/* The hint words of one tenant, by task slot. Each tenant gets a map of its own, made by the
+ * loader at attach and put into hint_maps at the tenant's slot, because a mapping of it is the
+ * capability the broker hands to the tenant's runtimes: it must reach that tenant's words and
+ * nobody else's, also after the slot passes to another tenant. The loader's maps must match
+ * this template exactly (the kernel compares type, sizes and flags). */
+struct hint_words_map {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, UPSCHED_NR_SLOTS * MAX_TASK_SLOTS);
+	__uint(max_entries, MAX_TASK_SLOTS);
 	__uint(map_flags, BPF_F_MMAPABLE);
+	/* By sizes: clang's BTF holds a struct reached only through the pointers of an inner map
+	 * definition as a forward declaration, whose size libbpf cannot tell; and a map has BTF
+	 * for both key and value or for neither. */
+	__uint(key_size, sizeof(u32));
+	__uint(value_size, sizeof(struct upsched_hint_words));
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, UPSCHED_NR_SLOTS);
 	__type(key, u32);
-	__type(value, struct upsched_hint_words);
-} hints SEC(".maps");
+	__array(values, struct hint_words_map);
+} hint_maps SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -522,13 +537,20 @@ static void free_task_slot(s32 slot, u32 task_slot)
 	bpf_spin_unlock(&pool->lock);
 }
 
+/* NULL while the slot has no hint map (no tenant was attached to it yet, or its tenant is gone;
+ * the loader gives a tenant its map before the slot becomes ACTIVE). */
 static __always_inline struct upsched_hint_words *hint_words(s32 slot, u32 task_slot)
 {
-	u32 key = (u32)slot * MAX_TASK_SLOTS + (task_slot & (MAX_TASK_SLOTS - 1));
+	u32 key = task_slot & (MAX_TASK_SLOTS - 1);
+	u32 outer_key = (u32)slot;
+	void *words_map;
 
 	if (slot < 0 || slot >= UPSCHED_NR_SLOTS)
 		return NULL;
-	return bpf_map_lookup_elem(&hints, &key);
+	words_map = bpf_map_lookup_elem(&hint_maps, &outer_key);
+	if (!words_map)
+		return NULL;
+	return bpf_map_lookup_elem(words_map, &key);
 }
 
 static __always_inline void clear_hints(s32 slot, u32 task_slot)

@@ -15,7 +15,7 @@
 
 use std::ffi::CString;
 use std::mem::offset_of;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
@@ -374,6 +374,9 @@ const PIN_LINK: &str = "link";
 const PIN_MAPS: &str = "maps";
 const PIN_PROGS: &str = "progs";
 const PIN_TENANTS: &str = "tenants";
+
+/// The host's map of the tenants' hint maps: at a slot, the map of the slot's tenant.
+const HINT_MAPS: &str = "hint_maps";
 
 /// bpffs refuses dots in names; libbpf's names of global sections have them (`.bss`).
 fn pin_name(name: &str) -> String {
@@ -907,6 +910,7 @@ impl Host {
             .iter()
             .position(Option::is_none)
             .ok_or(HostError::NoFreeSlot(NR_SLOTS))?;
+        self.install_hint_map(slot)?;
 
         // Load the policy once per caller of its hooks (the first load owns the maps) and
         // attach each load's programs to their stubs in this slot.
@@ -1195,7 +1199,69 @@ impl Host {
         }
         raw.state = SLOT_FREE;
         self.write_tenant_config(slot, &raw)?;
-        self.bump_classification()
+        self.bump_classification()?;
+        self.remove_hint_map(slot)
+    }
+
+    /// Gives `slot` a hint map of its own, all words 0, for the tenant about to be attached
+    /// there: a runtime of an earlier tenant of the slot that still maps that tenant's map
+    /// writes where the host no longer reads.
+    fn install_hint_map(&self, slot: usize) -> Result<(), HostError> {
+        let words = new_hint_map(&format!("hints_{slot}"))?;
+        let fd = words.as_fd().as_raw_fd() as u32;
+        self.map(HINT_MAPS)?
+            .update(
+                &(slot as u32).to_ne_bytes(),
+                &fd.to_ne_bytes(),
+                MapFlags::ANY,
+            )
+            .map_err(|e| map_error("installing a tenant's hint map", e))
+    }
+
+    /// Drops a freed slot's hint map from the host; it ends with the last mapping or fd of it.
+    fn remove_hint_map(&self, slot: usize) -> Result<(), HostError> {
+        match self.map(HINT_MAPS)?.delete(&(slot as u32).to_ne_bytes()) {
+            Err(e) if e.kind() != libbpf_rs::ErrorKind::NotFound => {
+                Err(map_error("removing a tenant's hint map", e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The hint map of the tenant of `slot`, as the kernel holds it now.
+    fn hint_map_of(&self, slot: usize) -> Result<MapHandle, HostError> {
+        let id = self
+            .map(HINT_MAPS)?
+            .lookup(&(slot as u32).to_ne_bytes(), MapFlags::ANY)
+            .map_err(|e| map_error("finding a tenant's hint map", e))?
+            .and_then(|bytes| Some(u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?)))
+            .ok_or_else(|| {
+                map_error(
+                    "finding a tenant's hint map",
+                    format!("slot {slot} has none"),
+                )
+            })?;
+        MapHandle::from_map_id(id).map_err(|e| map_error("opening a tenant's hint map", e))
+    }
+
+    /// A read-write fd of `handle`'s hint map, for the tenant's runtimes to map (`mmap` of
+    /// `MAX_TASKS * HINT_ENTRY_STRIDE` bytes, shared): entry `task_slot` (see
+    /// [`Host::task_slot`]) holds that task's hint words. The fd reaches this tenant's words
+    /// only, and none once the tenant is gone.
+    pub fn hint_map(&self, handle: TenantHandle) -> Result<OwnedFd, HostError> {
+        self.live_slot(handle)?;
+        self.hint_map_of(handle.slot)?
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| map_error("sharing a tenant's hint map", e))
+    }
+
+    /// The slot of `handle` while its tenant is attached.
+    fn live_slot(&self, handle: TenantHandle) -> Result<usize, HostError> {
+        match self.tenants.get(handle.slot) {
+            Some(Some(t)) if t.handle == handle => Ok(handle.slot),
+            _ => Err(HostError::UnknownTenant),
+        }
     }
 
     /// A handle on the map of `handle`'s policy whose name ends with `suffix` (its globals:
@@ -1364,10 +1430,19 @@ impl Host {
         let (slot, task_slot) = self
             .task_slot(pid)?
             .ok_or_else(|| map_error("posting hints", format!("task {pid} is in no tenant")))?;
-        let key = slot as u32 * MAX_TASKS + (task_slot % MAX_TASKS);
-        self.map("hints")?
+        self.write_hints(slot, task_slot, words)
+    }
+
+    /// Writes the hint words of task slot `task_slot` of the tenant on `slot`.
+    pub fn write_hints(
+        &self,
+        slot: usize,
+        task_slot: u32,
+        words: [u64; 8],
+    ) -> Result<(), HostError> {
+        self.hint_map_of(slot)?
             .update(
-                &key.to_ne_bytes(),
+                &(task_slot % MAX_TASKS).to_ne_bytes(),
                 HintWordsRaw { words }.as_bytes(),
                 MapFlags::ANY,
             )
@@ -1695,7 +1770,28 @@ pub fn cgroup_identity(path: &Path) -> Result<(u64, u32), HostError> {
     Ok((metadata.ino(), level))
 }
 
-fn cgroup2_mount_of(path: &Path) -> Option<PathBuf> {
+/// A new hint map, all words 0, of the exact shape of host.bpf.c's template for the maps in
+/// `hint_maps` (which the kernel compares): `MAX_TASKS` entries of `HintWordsRaw`, mmapable.
+pub fn new_hint_map(name: &str) -> Result<MapHandle, HostError> {
+    let opts = libbpf_rs::libbpf_sys::bpf_map_create_opts {
+        sz: size_of::<libbpf_rs::libbpf_sys::bpf_map_create_opts>()
+            as libbpf_rs::libbpf_sys::size_t,
+        map_flags: libbpf_rs::libbpf_sys::BPF_F_MMAPABLE,
+        ..Default::default()
+    };
+    MapHandle::create(
+        libbpf_rs::MapType::Array,
+        Some(name),
+        size_of::<u32>() as u32,
+        size_of::<HintWordsRaw>() as u32,
+        MAX_TASKS,
+        &opts,
+    )
+    .map_err(|e| map_error("creating a tenant's hint map", e))
+}
+
+/// The mount point of the cgroup2 file system that holds `path` (the deepest such mount).
+pub fn cgroup2_mount_of(path: &Path) -> Option<PathBuf> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     mountinfo
         .lines()
