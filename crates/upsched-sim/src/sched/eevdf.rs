@@ -40,6 +40,10 @@ use crate::scenario::EevdfParams;
 use crate::units::Time;
 
 const NO_TASK: TaskId = u32::MAX;
+
+/// Up to this many CPUs the balancer scans the queues: cheaper than keeping the index up to
+/// date at every change of a queue, and still a bounded amount of work.
+const SCAN_CPUS: u32 = 32;
 const NO_CPU: CpuId = u32::MAX;
 
 #[derive(Clone, Debug, Default)]
@@ -81,8 +85,9 @@ pub struct Eevdf {
     ent: Vec<Entity>,
     /// The nodes of every queue's tree.
     forest: Forest,
-    /// The queues' lengths and loads, for the balancer and forks.
-    index: LoadIndex,
+    /// The queues' lengths and loads, for the balancer and forks, on machines of more than
+    /// [`SCAN_CPUS`] CPUs.
+    index: Option<LoadIndex>,
     /// Tasks waiting in any tree: lets idle CPUs skip the search for a queue when there is none.
     queued_total: u64,
 }
@@ -99,7 +104,7 @@ impl Eevdf {
             rqs: vec![rq; nr_cpus as usize],
             ent: Vec::new(),
             forest: Forest::default(),
-            index: LoadIndex::new(nr_cpus),
+            index: (nr_cpus > SCAN_CPUS).then(|| LoadIndex::new(nr_cpus)),
             queued_total: 0,
         }
     }
@@ -220,11 +225,22 @@ impl Eevdf {
         self.reindex(cpu);
     }
 
-    /// Brings the balancer's index up to date with `cpu`'s queue length and load.
+    /// `cpu`'s queue length or load changed: the balancer's index reads it at its next use.
     fn reindex(&mut self, cpu: CpuId) {
-        let rq = &self.rqs[cpu as usize];
-        self.index
-            .set(cpu, load_index::keys(cpu, rq.tree.len(), rq.sum_w));
+        if let Some(index) = &mut self.index {
+            index.mark(cpu);
+        }
+    }
+
+    /// The balancer's index brought up to date, if the machine has one.
+    fn fresh_index(&mut self) -> Option<&LoadIndex> {
+        let rqs = &self.rqs;
+        let index = self.index.as_mut()?;
+        index.refresh(|c| {
+            let rq = &rqs[c as usize];
+            load_index::keys(c, rq.tree.len(), rq.sum_w)
+        });
+        Some(index)
     }
 
     /// `place_entity` + enqueue on `cpu`.
@@ -297,12 +313,14 @@ impl Eevdf {
 
     /// The queue among CPUs `first..end` with the most waiting tasks that `cpu` may take,
     /// ties to the higher load, then the lower CPU id.
-    fn busiest(&self, cx: &Cx, cpu: CpuId, first: CpuId, end: CpuId) -> Option<CpuId> {
-        let best = self.index.best_except(BUSIEST, first, end, cpu)?;
-        if self.has_allowed(cx, best, cpu) {
-            return Some(best);
+    fn busiest(&mut self, cx: &Cx, cpu: CpuId, first: CpuId, end: CpuId) -> Option<CpuId> {
+        if let Some(index) = self.fresh_index() {
+            let best = index.best_except(BUSIEST, first, end, cpu)?;
+            if self.has_allowed(cx, best, cpu) {
+                return Some(best);
+            }
+            // Affinities keep `cpu` off the best queue: scan the range (pinned tasks only).
         }
-        // Affinities keep `cpu` off the best queue: scan the range (only pinned tasks get here).
         let mut best: Option<(usize, i64, CpuId)> = None;
         for c in first..end {
             let rq = &self.rqs[c as usize];
@@ -347,9 +365,22 @@ impl Eevdf {
     /// Periodic balance of a busy CPU against the heaviest queue with waiting tasks among
     /// CPUs `first..end` (ties to the lower CPU id).
     fn balance(&mut self, cx: &Cx, cpu: CpuId, first: CpuId, end: CpuId) {
-        let Some(source) = self.index.best_except(HEAVIEST, first, end, cpu) else {
-            return;
+        let source = match self.fresh_index() {
+            Some(index) => index.best_except(HEAVIEST, first, end, cpu),
+            None => {
+                let mut busiest: Option<(i64, CpuId)> = None;
+                for c in first..end {
+                    if c != cpu
+                        && !self.rqs[c as usize].tree.is_empty()
+                        && busiest.is_none_or(|b| self.load(c) > b.0)
+                    {
+                        busiest = Some((self.load(c), c));
+                    }
+                }
+                busiest.map(|b| b.1)
+            }
         };
+        let Some(source) = source else { return };
         let mut moved = 0;
         while moved < 8 {
             let (src_load, my_load) = (self.load(source), self.load(cpu));
@@ -413,10 +444,11 @@ impl Scheduler for Eevdf {
             }
             let allowed = cx.affinity(task);
             if allowed == cx.topology().all() {
-                return self
-                    .index
-                    .best_except(LIGHTEST, 0, cx.nr_cpus(), NO_CPU)
-                    .unwrap_or(prev);
+                if let Some(index) = self.fresh_index() {
+                    return index
+                        .best_except(LIGHTEST, 0, cx.nr_cpus(), NO_CPU)
+                        .unwrap_or(prev);
+                }
             }
             return allowed
                 .iter()

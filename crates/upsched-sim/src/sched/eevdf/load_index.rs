@@ -20,6 +20,10 @@ pub(super) const LIGHTEST: usize = 2;
 pub(super) struct LoadIndex {
     size: usize,
     nodes: Vec<[u128; 3]>,
+    /// CPUs whose keys changed since the last [`LoadIndex::refresh`]: a busy CPU's queue
+    /// changes several times between two reads of the index, and one update is enough.
+    dirty: Vec<CpuId>,
+    is_dirty: Vec<bool>,
 }
 
 /// The keys of `cpu` with `waiting` queued tasks and load `load` (Σ weights, >= 0).
@@ -43,6 +47,8 @@ impl LoadIndex {
         let mut index = LoadIndex {
             size,
             nodes: vec![[0; 3]; 2 * size],
+            dirty: Vec::new(),
+            is_dirty: vec![false; nr_cpus as usize],
         };
         for cpu in 0..nr_cpus {
             index.set(cpu, keys(cpu, 0, 0));
@@ -50,13 +56,39 @@ impl LoadIndex {
         index
     }
 
-    pub(super) fn set(&mut self, cpu: CpuId, keys: [u128; 3]) {
+    /// Notes that `cpu`'s keys changed.
+    pub(super) fn mark(&mut self, cpu: CpuId) {
+        if !std::mem::replace(&mut self.is_dirty[cpu as usize], true) {
+            self.dirty.push(cpu);
+        }
+    }
+
+    /// Brings the keys of the CPUs marked since the last refresh up to date (`keys_of`: a
+    /// CPU's keys now); the tree's shape and answers do not depend on the order.
+    pub(super) fn refresh(&mut self, keys_of: impl Fn(CpuId) -> [u128; 3]) {
+        while let Some(cpu) = self.dirty.pop() {
+            self.is_dirty[cpu as usize] = false;
+            self.set(cpu, keys_of(cpu));
+        }
+    }
+
+    fn set(&mut self, cpu: CpuId, keys: [u128; 3]) {
         let mut i = self.size + cpu as usize;
         self.nodes[i] = keys;
         while i > 1 {
             i /= 2;
             let (a, b) = (self.nodes[2 * i], self.nodes[2 * i + 1]);
-            self.nodes[i] = [a[0].max(b[0]), a[1].max(b[1]), a[2].max(b[2])];
+            let node = &mut self.nodes[i];
+            let mut changed = false;
+            for k in 0..3 {
+                let best = a[k].max(b[k]);
+                changed |= node[k] != best;
+                node[k] = best;
+            }
+            // Unchanged here, unchanged above.
+            if !changed {
+                break;
+            }
         }
     }
 
@@ -119,7 +151,12 @@ mod tests {
             let waiting = (rng.next_u64() % 3) as usize;
             let load = (rng.next_u64() % 3) as i64 * 1024 + waiting as i64;
             state[cpu as usize] = (waiting, load);
-            index.set(cpu, keys(cpu, waiting, load));
+            index.mark(cpu);
+            if rng.next_u64() % 4 != 0 {
+                // Also several changes between two refreshes.
+                continue;
+            }
+            index.refresh(|c| keys(c, state[c as usize].0, state[c as usize].1));
             let first = (rng.next_u64() % u64::from(nr_cpus)) as CpuId;
             let end = first + 1 + (rng.next_u64() % u64::from(nr_cpus - first)) as CpuId;
             let except = (rng.next_u64() % u64::from(nr_cpus)) as CpuId;
