@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::chains::{ChainOutcome, ChainTracker, NO_REQUEST, event_hint_id};
-use crate::machine::{CpuId, CpuMask};
+use crate::machine::{CpuId, IdleCpus};
 use crate::metrics::Record;
 use crate::rng::SimRng;
 use crate::scenario::{ArrivalAction, ArrivalProcess, EventKind, FOREVER, Op, Scenario};
@@ -435,9 +435,17 @@ struct Sim<'s, 'p> {
     heap: EventQueue,
     tasks: Vec<Task>,
     free: Vec<TaskId>,
+    /// Σ of the tasks' loop stack capacities (kept as they grow: summing them at every
+    /// memory check would cost a pass over all tasks).
+    loop_capacity: usize,
+    /// Per cgroup, the CPUs running one of its tasks, in scenarios with chains (whose
+    /// requests account the CPU time of a cgroup's running tasks when it turns idle or busy).
+    running_in: Vec<Vec<CpuId>>,
+    /// Per CPU, its place in its task's `running_in` list (O(1) removal).
+    running_at: Vec<u32>,
     curr: Vec<TaskId>,
     cpus: Vec<CpuState>,
-    idle: CpuMask,
+    idle: IdleCpus,
     requests: Vec<Request>,
     here: CpuId,
     /// CPUs kicked with no latency (local or from outside), handled right after the current
@@ -490,6 +498,13 @@ pub fn run(
         heap: EventQueue::with_capacity(1024),
         tasks: Vec::new(),
         free: Vec::new(),
+        loop_capacity: 0,
+        running_in: if scenario.chains.is_empty() {
+            Vec::new()
+        } else {
+            vec![Vec::new(); scenario.cgroups.len()]
+        },
+        running_at: vec![0; nr_cpus as usize],
         curr: vec![NO_TASK; nr_cpus as usize],
         cpus: vec![
             CpuState {
@@ -499,7 +514,7 @@ pub fn run(
             };
             nr_cpus as usize
         ],
-        idle: CpuMask::full(nr_cpus),
+        idle: IdleCpus::all(&scenario.machine.topology),
         requests: Vec::with_capacity(16),
         here: NO_CPU,
         deferred_resched: Vec::with_capacity(16),
@@ -587,9 +602,8 @@ impl Sim<'_, '_> {
     fn memory_estimate(&self) -> u64 {
         use std::mem::size_of;
         let live = (self.tasks.len() - self.free.len()) as u64;
-        let loops: usize = self.tasks.iter().map(|t| t.loops.capacity()).sum();
         (self.tasks.capacity() * size_of::<Task>()
-            + loops * size_of::<u64>()
+            + self.loop_capacity * size_of::<u64>()
             + self.heap.items.capacity() * size_of::<Event>()
             + self.records.capacity() * size_of::<Record>()
             + self.trace.capacity() * size_of::<Segment>()) as u64
@@ -1162,7 +1176,9 @@ impl Sim<'_, '_> {
                     if *count == 0 {
                         t.pc = end + 1;
                     } else {
+                        let before = t.loops.capacity();
                         t.loops.push(*count);
+                        self.loop_capacity += t.loops.capacity() - before;
                     }
                 }
                 Op::LoopEnd { begin } => {
@@ -1234,11 +1250,9 @@ impl Sim<'_, '_> {
             return;
         };
         for cgroup in chains.flips(request, event).into_iter().flatten() {
-            for cpu in 0..self.curr.len() {
-                let task = self.curr[cpu];
-                if task != NO_TASK && self.tasks[task as usize].cgroup == cgroup {
-                    self.account(cpu as CpuId);
-                }
+            // Accounting a CPU touches only that CPU and its task: the order is free.
+            for i in 0..self.running_in[cgroup as usize].len() {
+                self.account(self.running_in[cgroup as usize][i]);
             }
         }
         if let Some(chains) = self.chains.as_mut() {
@@ -1316,6 +1330,13 @@ impl Sim<'_, '_> {
         t.last_runtime = t.sum_runtime - t.run_start;
         t.cpu = NO_CPU;
         self.curr[cpu as usize] = NO_TASK;
+        if let Some(running) = self.running_in.get_mut(t.cgroup as usize) {
+            let at = self.running_at[cpu as usize] as usize;
+            running.swap_remove(at);
+            if let Some(&moved) = running.get(at) {
+                self.running_at[moved as usize] = at as u32;
+            }
+        }
         if self.opts.record_trace {
             if self.trace.len() < self.opts.trace_limit {
                 self.trace.push(Segment {
@@ -1480,6 +1501,10 @@ impl Sim<'_, '_> {
         t.last_cpu = cpu;
         t.run_start = t.sum_runtime;
         self.curr[cpu as usize] = task;
+        if let Some(running) = self.running_in.get_mut(t.cgroup as usize) {
+            self.running_at[cpu as usize] = running.len() as u32;
+            running.push(cpu);
+        }
         self.idle.clear(cpu);
         let c = &mut self.cpus[cpu as usize];
         // A pending kick asked for what this dispatch just did.
@@ -1501,7 +1526,7 @@ impl Sim<'_, '_> {
     /// latency to arrive; during that window the task is spoken for, so the check allows, per
     /// idle CPU, as many waiting tasks as there are idle CPUs with a kick in flight.
     fn check_work_conserving(&mut self) -> Result<(), SimError> {
-        if self.idle.is_empty() {
+        if self.idle.cpus().is_empty() {
             return Ok(());
         }
         let kicks_in_flight = self
@@ -1510,7 +1535,7 @@ impl Sim<'_, '_> {
             .zip(&self.curr)
             .filter(|(c, curr)| **curr == NO_TASK && c.resched != 0)
             .count();
-        for cpu in self.idle.iter() {
+        for cpu in self.idle.cpus().iter() {
             let mut waiting = self.tasks.iter().enumerate().filter(|(id, t)| {
                 t.state == TaskState::Queued
                     && !self.sched.is_parked(*id as TaskId)

@@ -112,6 +112,60 @@ impl CpuMask {
     }
 }
 
+/// The idle CPUs, and among them those whose whole core is idle: an idle core is then a
+/// find-first over the masks, not a scan of an LLC's CPUs and their siblings (Linux keeps
+/// `has_idle_cores` for the same reason).
+#[derive(Clone, Debug)]
+pub struct IdleCpus {
+    cpus: CpuMask,
+    whole_cores: CpuMask,
+    /// CPUs per core; a core's CPUs are numbered contiguously ([`Topology`]).
+    smt: u32,
+}
+
+impl IdleCpus {
+    /// Every CPU idle.
+    pub fn all(topology: &Topology) -> Self {
+        IdleCpus {
+            cpus: CpuMask::full(topology.nr_cpus),
+            whole_cores: CpuMask::full(topology.nr_cpus),
+            smt: topology.smt,
+        }
+    }
+
+    fn core(&self, cpu: CpuId) -> std::ops::Range<CpuId> {
+        let first = cpu - cpu % self.smt;
+        first..first + self.smt
+    }
+
+    pub fn set(&mut self, cpu: CpuId) {
+        self.cpus.set(cpu);
+        if self.core(cpu).all(|c| self.cpus.contains(c)) {
+            self.core(cpu).for_each(|c| self.whole_cores.set(c));
+        }
+    }
+
+    pub fn clear(&mut self, cpu: CpuId) {
+        self.cpus.clear(cpu);
+        self.core(cpu).for_each(|c| self.whole_cores.clear(c));
+    }
+
+    #[inline]
+    pub fn contains(&self, cpu: CpuId) -> bool {
+        self.cpus.contains(cpu)
+    }
+
+    /// The idle CPUs.
+    pub fn cpus(&self) -> &CpuMask {
+        &self.cpus
+    }
+
+    /// The idle CPUs whose SMT siblings are all idle too.
+    pub fn whole_cores(&self) -> &CpuMask {
+        &self.whole_cores
+    }
+}
+
 /// Costs the machine charges, all in ns. A cost is CPU time during which the CPU is busy but
 /// the task makes no progress (it is neither the task's CPU time nor idle time).
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -10,11 +10,14 @@ const SUB_BITS: u32 = 6;
 const SUB: u64 = 1 << SUB_BITS;
 
 /// A log-linear histogram of durations (like HdrHistogram): exact below 64 ns, then 64
-/// buckets per power of two. Memory grows only up to the largest value seen; count, sum, min
-/// and max are exact.
+/// buckets per power of two. Memory spans only the buckets from the smallest to the largest
+/// value seen (a task's waits cluster: its histogram is a few buckets, not the thousands below
+/// them, which cost memory and cache misses per task); count, sum, min and max are exact.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Histogram {
+    /// Counts of buckets `first..first + counts.len()`.
     counts: Vec<u32>,
+    first: usize,
     pub count: u64,
     pub sum: u128,
     pub min: Time,
@@ -48,10 +51,9 @@ impl Histogram {
     #[inline]
     pub fn record(&mut self, v: Time) {
         let b = bucket_of(v);
-        if b >= self.counts.len() {
-            self.counts.resize(b + 1, 0);
-        }
-        self.counts[b] = self.counts[b].saturating_add(1);
+        self.cover(b, b + 1);
+        let c = &mut self.counts[b - self.first];
+        *c = c.saturating_add(1);
         if self.count == 0 || v < self.min {
             self.min = v;
         }
@@ -60,14 +62,36 @@ impl Histogram {
         self.sum += v as u128;
     }
 
+    /// Extends the kept span to cover buckets `lo..hi`. Growing down moves the counts, at
+    /// most once per bucket below the first value seen.
+    fn cover(&mut self, lo: usize, hi: usize) {
+        if self.counts.is_empty() {
+            self.first = lo;
+        } else if lo < self.first {
+            self.counts
+                .splice(0..0, std::iter::repeat_n(0, self.first - lo));
+            self.first = lo;
+        }
+        if hi > self.first + self.counts.len() {
+            self.counts.resize(hi - self.first, 0);
+        }
+    }
+
+    /// Bucket indexes with their counts, in order.
+    fn buckets(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (self.first + i, *c))
+    }
+
     pub fn merge(&mut self, other: &Histogram) {
         if other.count == 0 {
             return;
         }
-        if other.counts.len() > self.counts.len() {
-            self.counts.resize(other.counts.len(), 0);
-        }
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+        self.cover(other.first, other.first + other.counts.len());
+        let at = other.first - self.first;
+        for (a, b) in self.counts[at..].iter_mut().zip(&other.counts) {
             *a = a.saturating_add(*b);
         }
         if self.count == 0 || other.min < self.min {
@@ -94,8 +118,8 @@ impl Histogram {
         }
         let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
         let mut seen = 0u64;
-        for (b, c) in self.counts.iter().enumerate() {
-            seen += *c as u64;
+        for (b, c) in self.buckets() {
+            seen += c as u64;
             if seen >= rank {
                 let (lo, hi) = bucket_range(b);
                 return (lo + (hi - lo) / 2).clamp(self.min, self.max);
@@ -108,9 +132,9 @@ impl Histogram {
     pub fn cdf(&self) -> Vec<(Time, f64)> {
         let mut seen = 0u64;
         let mut out = Vec::new();
-        for (b, c) in self.counts.iter().enumerate() {
-            if *c > 0 {
-                seen += *c as u64;
+        for (b, c) in self.buckets() {
+            if c > 0 {
+                seen += c as u64;
                 out.push((
                     bucket_range(b).1.min(self.max),
                     seen as f64 / self.count as f64,
@@ -210,5 +234,39 @@ mod tests {
         assert_eq!(h.min, 5);
         assert_eq!(h.count, 100_001);
         assert_eq!(h.cdf().last().unwrap().1, 1.0);
+    }
+
+    /// The kept span grows both ways: the order of the values and of merges changes nothing.
+    #[test]
+    fn the_span_grows_down_and_up() {
+        let values: Vec<u64> = (0..2000u64).map(|i| (i * 7919) % 1_000_003 + i).collect();
+        let mut rising = Histogram::default();
+        let mut falling = Histogram::default();
+        let (mut low, mut high) = (Histogram::default(), Histogram::default());
+        let mut sorted = values.clone();
+        sorted.sort();
+        for v in &sorted {
+            rising.record(*v);
+        }
+        for v in sorted.iter().rev() {
+            falling.record(*v);
+        }
+        for v in &values {
+            if *v < 500_000 {
+                low.record(*v)
+            } else {
+                high.record(*v)
+            }
+        }
+        // Merged into an empty one, below and above.
+        let mut merged = Histogram::default();
+        merged.merge(&high);
+        merged.merge(&low);
+        for h in [&falling, &merged] {
+            assert_eq!(h.cdf(), rising.cdf());
+            for q in [0.0, 0.1, 0.5, 0.99, 1.0] {
+                assert_eq!(h.quantile(q), rising.quantile(q));
+            }
+        }
     }
 }

@@ -205,16 +205,18 @@ pub fn run_report(outcome: &RunOutcome, scenario: &Scenario) -> RunReport {
         cgroup_cpu[r.cgroup as usize] += r.cpu_ns;
         cgroup_idle[r.cgroup as usize] += r.idle_ns;
     }
-    let runtimes: Vec<bool> = (0..scenario.cgroups.len() as u32)
-        .map(|g| outcome.chains.iter().any(|c| c.cgroups.contains(&g)))
-        .collect();
+    // One pass over the chains and one over the records, not one per cgroup: a scaled-up
+    // faas has thousands of each.
+    let mut runtimes = vec![false; scenario.cgroups.len()];
+    for g in outcome.chains.iter().flat_map(|c| &c.cgroups) {
+        runtimes[*g as usize] = true;
+    }
+    let mut by_cgroup: Vec<Vec<&Record>> = vec![Vec::new(); scenario.cgroups.len()];
+    for r in &outcome.records {
+        by_cgroup[r.cgroup as usize].push(r);
+    }
     let mut cgroups = Vec::new();
-    for (index, path) in scenario.cgroups.iter().enumerate() {
-        let members: Vec<&Record> = outcome
-            .records
-            .iter()
-            .filter(|r| r.cgroup as usize == index)
-            .collect();
+    for ((index, path), members) in scenario.cgroups.iter().enumerate().zip(by_cgroup) {
         if members.is_empty() {
             continue;
         }

@@ -14,8 +14,9 @@ use crate::units::Time;
 #[derive(Clone, Debug)]
 pub struct SimRng(Pcg64Mcg);
 
-/// SplitMix64 finaliser: spreads nearby stream ids over the whole seed space.
-fn mix(mut z: u64) -> u64 {
+/// SplitMix64 finaliser: spreads nearby stream ids over the whole seed space (and nearby
+/// task ids over treap priorities, `sched::eevdf`).
+pub(crate) fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

@@ -28,12 +28,22 @@
 //! beyond idle-core preference. Those change details, not the order of magnitude of latencies
 //! or shares.
 
+mod load_index;
+mod tree;
+
+use load_index::{BUSIEST, HEAVIEST, LIGHTEST, LoadIndex};
+use tree::{Forest, Queue};
+
 use super::{Cx, Dispatch, F_FORK, F_WAKEUP, F_YIELD, Scheduler, TaskId};
 use crate::machine::CpuId;
 use crate::scenario::EevdfParams;
 use crate::units::Time;
 
 const NO_TASK: TaskId = u32::MAX;
+
+/// Up to this many CPUs the balancer scans the queues: cheaper than keeping the index up to
+/// date at every change of a queue, and still a bounded amount of work.
+const SCAN_CPUS: u32 = 32;
 const NO_CPU: CpuId = u32::MAX;
 
 #[derive(Clone, Debug, Default)]
@@ -51,45 +61,10 @@ struct Entity {
     exec_start: Time,
 }
 
-/// Queued tasks sorted by (deadline, task). Per-CPU queues are short, and a sorted vector
-/// beats a B-tree there; a long queue costs a memmove per insertion, still cheap at
-/// thousands of tasks.
-#[derive(Clone, Debug, Default)]
-struct DeadlineQueue(Vec<(i64, TaskId)>);
-
-impl DeadlineQueue {
-    fn insert(&mut self, entry: (i64, TaskId)) {
-        let at = self.0.partition_point(|e| *e < entry);
-        self.0.insert(at, entry);
-    }
-
-    fn remove(&mut self, entry: &(i64, TaskId)) -> bool {
-        match self.0.binary_search(entry) {
-            Ok(at) => {
-                self.0.remove(at);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    fn iter(&self) -> std::slice::Iter<'_, (i64, TaskId)> {
-        self.0.iter()
-    }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
 #[derive(Clone, Debug, Default)]
 struct RunQueue {
-    /// Queued tasks by (deadline, task); the running task is not in it.
-    tree: DeadlineQueue,
+    /// Queued tasks by (deadline, task), in `Eevdf::forest`; the running task is not in it.
+    tree: Queue,
     curr: TaskId,
     /// Σ w and Σ w·(v - zero_v) over the tasks on the queue, running one included. Keys
     /// relative to `zero_v` keep the weighted sum in 64 bits (as Linux's `avg_vruntime`
@@ -108,7 +83,12 @@ pub struct Eevdf {
     tick: Time,
     rqs: Vec<RunQueue>,
     ent: Vec<Entity>,
-    /// Tasks waiting in any tree: lets idle CPUs skip a scan of all queues when there is none.
+    /// The nodes of every queue's tree.
+    forest: Forest,
+    /// The queues' lengths and loads, for the balancer and forks, on machines of more than
+    /// [`SCAN_CPUS`] CPUs.
+    index: Option<LoadIndex>,
+    /// Tasks waiting in any tree: lets idle CPUs skip the search for a queue when there is none.
     queued_total: u64,
 }
 
@@ -123,6 +103,8 @@ impl Eevdf {
             tick,
             rqs: vec![rq; nr_cpus as usize],
             ent: Vec::new(),
+            forest: Forest::default(),
+            index: (nr_cpus > SCAN_CPUS).then(|| LoadIndex::new(nr_cpus)),
             queued_total: 0,
         }
     }
@@ -201,11 +183,11 @@ impl Eevdf {
                 return Some(c);
             }
         }
-        let best = rq
-            .tree
-            .iter()
-            .map(|(_, t)| *t)
-            .find(|t| self.eligible(cpu, *t));
+        // `eligible` on a bare `v`: monotone in it, as the tree's descent needs.
+        let best = self.forest.first_eligible(&rq.tree, |v| {
+            rq.sum_w == 0
+                || i128::from(v - rq.zero_v) * i128::from(rq.sum_w) <= i128::from(rq.sum_wv)
+        });
         match (best, curr) {
             (Some(b), Some(c)) if self.ent[c as usize].deadline < self.ent[b as usize].deadline => {
                 Some(c)
@@ -213,7 +195,7 @@ impl Eevdf {
             (Some(b), _) => Some(b),
             (None, Some(c)) => Some(c),
             // Nothing eligible can only come from rounding: take the earliest deadline.
-            (None, None) => rq.tree.iter().next().map(|(_, t)| *t),
+            (None, None) => self.forest.first(&rq.tree),
         }
     }
 
@@ -240,6 +222,25 @@ impl Eevdf {
         self.add_weighted(cpu, -w, v);
         // Kept for when the queue becomes empty: the next task placed there starts near it.
         self.rqs[cpu as usize].last_v = v_avg;
+        self.reindex(cpu);
+    }
+
+    /// `cpu`'s queue length or load changed: the balancer's index reads it at its next use.
+    fn reindex(&mut self, cpu: CpuId) {
+        if let Some(index) = &mut self.index {
+            index.mark(cpu);
+        }
+    }
+
+    /// The balancer's index brought up to date, if the machine has one.
+    fn fresh_index(&mut self) -> Option<&LoadIndex> {
+        let rqs = &self.rqs;
+        let index = self.index.as_mut()?;
+        index.refresh(|c| {
+            let rq = &rqs[c as usize];
+            load_index::keys(c, rq.tree.len(), rq.sum_w)
+        });
+        Some(index)
     }
 
     /// `place_entity` + enqueue on `cpu`.
@@ -269,17 +270,34 @@ impl Eevdf {
         self.insert(cpu, task);
     }
 
+    /// Queues `task` on `cpu` (its sums already count it) and reindexes the queue.
     fn insert(&mut self, cpu: CpuId, task: TaskId) {
-        let deadline = self.ent[task as usize].deadline;
-        self.rqs[cpu as usize].tree.insert((deadline, task));
+        let e = &self.ent[task as usize];
+        self.forest.insert(
+            &mut self.rqs[cpu as usize].tree,
+            task,
+            e.deadline,
+            e.v,
+            e.weight,
+        );
         self.queued_total += 1;
+        self.reindex(cpu);
     }
 
     fn unqueue(&mut self, cpu: CpuId, task: TaskId) {
-        let deadline = self.ent[task as usize].deadline;
-        if self.rqs[cpu as usize].tree.remove(&(deadline, task)) {
+        if self.forest.remove(&mut self.rqs[cpu as usize].tree, task) {
             self.queued_total -= 1;
+            self.reindex(cpu);
         }
+    }
+
+    /// Whether `cpu` may take one of `from`'s waiting tasks.
+    fn has_allowed(&self, cx: &Cx, from: CpuId, cpu: CpuId) -> bool {
+        self.forest
+            .last_where(&self.rqs[from as usize].tree, i64::MAX, &mut |t| {
+                cx.allowed(t, cpu)
+            })
+            .is_some()
     }
 
     fn load(&self, cpu: CpuId) -> i64 {
@@ -293,16 +311,20 @@ impl Eevdf {
         self.attach(to, task, false);
     }
 
-    /// The queue among `cpus` with the most waiting tasks that `cpu` may take, ties to the
-    /// higher load, then the lower CPU id.
-    fn busiest(&self, cx: &Cx, cpu: CpuId, cpus: impl Iterator<Item = CpuId>) -> Option<CpuId> {
-        let mut best: Option<(usize, i64, CpuId)> = None;
-        for c in cpus {
-            if c == cpu {
-                continue;
+    /// The queue among CPUs `first..end` with the most waiting tasks that `cpu` may take,
+    /// ties to the higher load, then the lower CPU id.
+    fn busiest(&mut self, cx: &Cx, cpu: CpuId, first: CpuId, end: CpuId) -> Option<CpuId> {
+        if let Some(index) = self.fresh_index() {
+            let best = index.best_except(BUSIEST, first, end, cpu)?;
+            if self.has_allowed(cx, best, cpu) {
+                return Some(best);
             }
+            // Affinities keep `cpu` off the best queue: scan the range (pinned tasks only).
+        }
+        let mut best: Option<(usize, i64, CpuId)> = None;
+        for c in first..end {
             let rq = &self.rqs[c as usize];
-            if rq.tree.is_empty() || !rq.tree.iter().any(|(_, t)| cx.allowed(*t, cpu)) {
+            if c == cpu || rq.tree.is_empty() || !self.has_allowed(cx, c, cpu) {
                 continue;
             }
             let key = (rq.tree.len(), rq.sum_w, c);
@@ -319,17 +341,18 @@ impl Eevdf {
             return false;
         }
         let topo = cx.topology();
+        // CPUs of an LLC are numbered contiguously.
+        let llc = topo.llc_of(cpu) * topo.llc_size;
         let source = self
-            .busiest(cx, cpu, topo.llc_mask(cpu).iter())
-            .or_else(|| self.busiest(cx, cpu, 0..cx.nr_cpus()));
+            .busiest(cx, cpu, llc, llc + topo.llc_size)
+            .or_else(|| self.busiest(cx, cpu, 0, cx.nr_cpus()));
         let Some(source) = source else { return false };
         // The waiting task that would run last there is the cheapest to take.
-        let task = self.rqs[source as usize]
-            .tree
-            .iter()
-            .rev()
-            .map(|(_, t)| *t)
-            .find(|t| cx.allowed(*t, cpu));
+        let task = self
+            .forest
+            .last_where(&self.rqs[source as usize].tree, i64::MAX, &mut |t| {
+                cx.allowed(t, cpu)
+            });
         match task {
             Some(t) => {
                 self.migrate(t, source, cpu);
@@ -339,18 +362,25 @@ impl Eevdf {
         }
     }
 
-    /// Periodic balance of a busy CPU against the busiest queue of `cpus`.
-    fn balance(&mut self, cx: &Cx, cpu: CpuId, cpus: impl Iterator<Item = CpuId>) {
-        let mut busiest: Option<(i64, CpuId)> = None;
-        for c in cpus {
-            if c != cpu
-                && !self.rqs[c as usize].tree.is_empty()
-                && busiest.is_none_or(|b| self.load(c) > b.0)
-            {
-                busiest = Some((self.load(c), c));
+    /// Periodic balance of a busy CPU against the heaviest queue with waiting tasks among
+    /// CPUs `first..end` (ties to the lower CPU id).
+    fn balance(&mut self, cx: &Cx, cpu: CpuId, first: CpuId, end: CpuId) {
+        let source = match self.fresh_index() {
+            Some(index) => index.best_except(HEAVIEST, first, end, cpu),
+            None => {
+                let mut busiest: Option<(i64, CpuId)> = None;
+                for c in first..end {
+                    if c != cpu
+                        && !self.rqs[c as usize].tree.is_empty()
+                        && busiest.is_none_or(|b| self.load(c) > b.0)
+                    {
+                        busiest = Some((self.load(c), c));
+                    }
+                }
+                busiest.map(|b| b.1)
             }
-        }
-        let Some((_, source)) = busiest else { return };
+        };
+        let Some(source) = source else { return };
         let mut moved = 0;
         while moved < 8 {
             let (src_load, my_load) = (self.load(source), self.load(cpu));
@@ -358,12 +388,12 @@ impl Eevdf {
                 break;
             }
             let gap = src_load - my_load;
-            let candidate = self.rqs[source as usize]
-                .tree
-                .iter()
-                .rev()
-                .map(|(_, t)| *t)
-                .find(|t| cx.allowed(*t, cpu) && 2 * self.ent[*t as usize].weight <= gap);
+            // The last in deadline order of weight at most gap / 2 (2w <= gap).
+            let candidate = self.forest.last_where(
+                &self.rqs[source as usize].tree,
+                gap.div_euclid(2),
+                &mut |t| cx.allowed(t, cpu),
+            );
             let Some(task) = candidate else { break };
             self.migrate(task, source, cpu);
             moved += 1;
@@ -413,6 +443,13 @@ impl Scheduler for Eevdf {
                 return idle;
             }
             let allowed = cx.affinity(task);
+            if allowed == cx.topology().all() {
+                if let Some(index) = self.fresh_index() {
+                    return index
+                        .best_except(LIGHTEST, 0, cx.nr_cpus(), NO_CPU)
+                        .unwrap_or(prev);
+                }
+            }
             return allowed
                 .iter()
                 .min_by_key(|c| (self.load(*c), *c))
@@ -492,11 +529,11 @@ impl Scheduler for Eevdf {
             let topo = cx.topology();
             let nr_llcs = (topo.nr_cpus / topo.llc_size) as u64;
             if nr_llcs > 1 && self.rqs[cpu as usize].balances % nr_llcs == 0 {
-                self.balance(cx, cpu, 0..cx.nr_cpus());
+                self.balance(cx, cpu, 0, cx.nr_cpus());
             } else {
                 // CPUs of an LLC are numbered contiguously.
                 let first = topo.llc_of(cpu) * topo.llc_size;
-                self.balance(cx, cpu, first..first + topo.llc_size);
+                self.balance(cx, cpu, first, first + topo.llc_size);
             }
         }
         if !self.rqs[cpu as usize].tree.is_empty() {

@@ -25,7 +25,7 @@ pub mod upsched;
 pub mod vtime;
 
 use crate::engine::{Task, TaskState};
-use crate::machine::{CpuId, CpuMask, Machine, Topology};
+use crate::machine::{CpuId, CpuMask, IdleCpus, Machine, Topology};
 use crate::scenario::{Scenario, SchedParams};
 use crate::units::Time;
 
@@ -67,7 +67,7 @@ pub struct Cx<'a> {
     pub(crate) curr: &'a [TaskId],
     pub(crate) machine: &'a Machine,
     pub(crate) cpusets: &'a [CpuMask],
-    pub(crate) idle: &'a mut CpuMask,
+    pub(crate) idle: &'a mut IdleCpus,
     pub(crate) requests: &'a mut Vec<Request>,
 }
 
@@ -152,7 +152,7 @@ impl Cx<'_> {
         self.idle.contains(cpu)
     }
     pub fn idle_mask(&self) -> &CpuMask {
-        self.idle
+        self.idle.cpus()
     }
 
     /// Asks `cpu` to look for work (`dispatch`). An idle CPU stops counting as idle at once,
@@ -182,14 +182,11 @@ impl Cx<'_> {
         });
     }
 
-    /// A CPU of `cpu`'s LLC whose whole core is idle and that `allowed` contains. The LLC's
-    /// CPUs are numbered contiguously, so the scan is bounded by the LLC size.
+    /// The first CPU of `cpu`'s LLC whose whole core is idle and that `allowed` contains.
     pub fn idle_core_in_llc(&self, allowed: &CpuMask, cpu: CpuId) -> Option<CpuId> {
-        let topo = self.topology();
-        let first = topo.llc_of(cpu) * topo.llc_size;
-        (first..first + topo.llc_size)
-            .filter(|c| self.idle.contains(*c) && allowed.contains(*c))
-            .find(|c| topo.core_mask(*c).iter().all(|s| self.idle.contains(s)))
+        self.idle
+            .whole_cores()
+            .first_common3(allowed, self.topology().llc_mask(cpu))
     }
 
     /// An idle CPU for a waking task, the way Linux's `select_idle_sibling` and sched_ext's
@@ -209,10 +206,10 @@ impl Cx<'_> {
                 return Some(cpu);
             }
         }
-        self.idle
-            .first_common3(allowed, llc)
-            .or_else(|| self.idle.first_common3(allowed, topo.node_mask(prev)))
-            .or_else(|| self.idle.first_common(allowed))
+        let idle = self.idle.cpus();
+        idle.first_common3(allowed, llc)
+            .or_else(|| idle.first_common3(allowed, topo.node_mask(prev)))
+            .or_else(|| idle.first_common(allowed))
     }
 }
 
