@@ -1,10 +1,15 @@
 //! The workload pieces that the demo (`upsched demo`) and the real-kernel scenarios
 //! (`upsched-vm-scenarios`) share: burning CPU, creating and removing cgroup v2 groups, and
 //! reading a group's CPU usage. Each program starts its own workers (itself, re-executed);
-//! this crate holds what their work and their measurements have in common.
+//! this crate holds what their work and their measurements have in common. [`runner`] runs a
+//! simulator scenario for real, and [`fidelity`] holds that run against the simulator's
+//! (`docs/fidelity.md`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+pub mod fidelity;
+pub mod runner;
 
 /// One unit of CPU work: a chain of dependent integer operations (no memory traffic), short
 /// enough (tens of µs natively, a few hundred under emulation) for loops that check a clock

@@ -1,0 +1,615 @@
+//! Runs a simulator scenario (`docs/simulator.md`) for real on this machine: one process per
+//! task instance, in the scenario's cgroups at its nice values, executing the same phase
+//! programs, so that what the kernel's scheduler gives each task can be held against what the
+//! simulator predicts for the same file (`docs/fidelity.md`).
+//!
+//! Processes rather than threads: a scenario's tasks sit in different cgroups, and cgroup v2
+//! puts the threads of one process in different groups only in threaded subtrees, which the
+//! tenants' cgroups are not. The processes are forked before any thread exists, so each child
+//! is an ordinary single-threaded program.
+//!
+//! Each task measures itself (its CPU time, runnable wait and switch-ins from
+//! `/proc/thread-self/schedstat`, its finish time) and writes one line to the parent, which
+//! gathers them into a [`RealReport`].
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use upsched_sim::Scenario;
+use upsched_sim::rng::Dist;
+use upsched_sim::scenario::{EventKind, FOREVER, Op, nice_to_weight};
+
+use crate::{CreatedCgroups, burn_unit, cpu_time};
+
+/// What one task instance got from the real scheduler.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RealTask {
+    /// The instance's name as the simulator's report names it (`NAME`, or `NAME.i`).
+    pub name: String,
+    /// The scenario's task.
+    pub task: String,
+    pub cgroup: String,
+    pub nice: i32,
+    /// CPU time (`sum_exec_runtime`).
+    pub cpu_ns: u64,
+    /// Time spent runnable but not running (`run_delay`).
+    pub wait_ns: u64,
+    /// Times the task was switched in (`pcount`): the number of waits `wait_ns` sums.
+    pub switch_ins: u64,
+    /// Whether the program ended before the scenario's duration.
+    pub finished: bool,
+    /// When the program ended, from the start of the run.
+    pub finish_ns: Option<u64>,
+}
+
+/// The real run of a scenario.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RealReport {
+    pub scenario: String,
+    /// CPUs online here (the simulator's machine should have as many).
+    pub cpus: u32,
+    /// Length of the run: the scenario's duration, or less when every task finished earlier
+    /// (as the simulator ends a run when nothing is left to happen).
+    pub duration_ns: u64,
+    pub tasks: Vec<RealTask>,
+}
+
+/// The scenario features the real runner does not run, each named; empty when it runs them
+/// all.
+pub fn unsupported(scenario: &Scenario) -> Vec<String> {
+    let mut missing = Vec::new();
+    if !scenario.arrivals.is_empty() {
+        missing.push("[[arrival]] processes".to_string());
+    }
+    if !scenario.chains.is_empty() {
+        missing.push("[[chain]]s".to_string());
+    }
+    for event in &scenario.events {
+        if event.kind == EventKind::Broadcast {
+            missing.push(format!("event {:?}: broadcast events", event.name));
+        }
+    }
+    for task in &scenario.tasks {
+        let name = &task.name;
+        if task.count == 0 {
+            missing.push(format!("task {name:?}: templates (count = 0)"));
+        }
+        if task.affinity != 0 {
+            missing.push(format!("task {name:?}: cpus (affinity)"));
+        }
+        if task.weight != nice_to_weight(task.nice) {
+            missing.push(format!(
+                "task {name:?}: weight {} (the kernel sets weights by nice: give a nice value)",
+                task.weight
+            ));
+        }
+        for op in &task.program {
+            let feature = match op {
+                Op::Run(Dist::Fixed(_)) | Op::Sleep(Dist::Fixed(_)) => continue,
+                Op::Run(_) | Op::Sleep(_) => "drawn durations (only fixed ones)",
+                Op::Timer(_)
+                | Op::Block(_)
+                | Op::Signal { .. }
+                | Op::Yield
+                | Op::LoopBegin { .. }
+                | Op::LoopEnd { .. }
+                | Op::Exit => continue,
+                Op::SpinUntil(_) | Op::SpinThenBlock { .. } => "spin_until",
+                Op::SetHint { .. } => "set_hint",
+                Op::Fork(_) => "fork",
+            };
+            let line = format!("task {name:?}: {feature}");
+            if !missing.contains(&line) {
+                missing.push(line);
+            }
+        }
+    }
+    missing
+}
+
+/// Why a real run could not be made.
+#[derive(Debug)]
+pub struct RunnerError(String);
+
+impl std::fmt::Display for RunnerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RunnerError {}
+
+fn os_error(what: &str) -> RunnerError {
+    RunnerError(format!("{what}: {}", std::io::Error::last_os_error()))
+}
+
+/// A pipe, both ends closed on drop.
+fn pipe(nonblocking_read: bool) -> Result<(OwnedFd, OwnedFd), RunnerError> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(os_error("pipe"));
+    }
+    // SAFETY: pipe2 returned two new descriptors that nothing else owns.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    if nonblocking_read {
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe { libc::fcntl(read.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    }
+    Ok((read, write))
+}
+
+fn write_all(fd: i32, bytes: &[u8]) -> bool {
+    let mut done = 0;
+    while done < bytes.len() {
+        // SAFETY: the pointer and length describe the rest of `bytes`.
+        let n = unsafe { libc::write(fd, bytes[done..].as_ptr().cast(), bytes.len() - done) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return false;
+        }
+        done += n as usize;
+    }
+    true
+}
+
+/// The monotonic clock (`cpu_time` reads any clock), whose absolute values `sleep_until` takes.
+fn monotonic() -> Duration {
+    cpu_time(libc::CLOCK_MONOTONIC)
+}
+
+/// Runs `scenario` here: its cgroups under `cgroup_root` (the cgroup2 mount; groups that
+/// exist are used as they are, so tenants can be bound to them first), each task instance a
+/// process at its nice value, until every program ended or the scenario's duration passed.
+/// Refuses a scenario with features it does not run ([`unsupported`]).
+pub fn run(scenario: &Scenario, cgroup_root: &Path) -> Result<RealReport, RunnerError> {
+    let missing = unsupported(scenario);
+    if !missing.is_empty() {
+        return Err(RunnerError(format!(
+            "the real runner does not run: {}",
+            missing.join("; ")
+        )));
+    }
+    let mut created = CreatedCgroups::default();
+    let mut cgroup_dirs = Vec::new();
+    for path in &scenario.cgroups {
+        let mut dir = cgroup_root.to_path_buf();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            dir.push(part);
+            created
+                .create(&dir)
+                .map_err(|e| RunnerError(e.to_string()))?;
+        }
+        cgroup_dirs.push(dir);
+    }
+    let mut events = Vec::new();
+    for event in &scenario.events {
+        let (read, write) = pipe(true)?;
+        let tokens = vec![0u8; event.initial as usize];
+        if !write_all(write.as_raw_fd(), &tokens) {
+            return Err(os_error("initial tokens"));
+        }
+        events.push((read, write));
+    }
+    let (go_read, go_write) = pipe(false)?;
+    let (result_read, result_write) = pipe(false)?;
+
+    let mut children = Children::default();
+    let mut instances = Vec::new();
+    for (spec_index, spec) in scenario.tasks.iter().enumerate() {
+        for i in 0..spec.count {
+            let name = if spec.count == 1 {
+                spec.name.clone()
+            } else {
+                format!("{}.{i}", spec.name)
+            };
+            let child = Child {
+                index: instances.len(),
+                spec: spec_index,
+                go: go_read.as_raw_fd(),
+                results: result_write.as_raw_fd(),
+                events: events
+                    .iter()
+                    .map(|(r, w)| (r.as_raw_fd(), w.as_raw_fd()))
+                    .collect(),
+            };
+            // SAFETY: the child takes no lock another thread may hold: it makes system calls
+            // and allocates (glibc's fork handlers leave the allocator usable), and exits
+            // without returning, by `_exit` even if it panics.
+            let pid = unsafe { libc::fork() };
+            if pid < 0 {
+                return Err(os_error("fork"));
+            }
+            if pid == 0 {
+                drop(go_write);
+                let _ =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child.run(scenario)));
+                // SAFETY: ending the child at once, as `Child::run` does.
+                unsafe { libc::_exit(1) }
+            }
+            children.0.push(pid);
+            // Tasks of the root group stay in the runner's group (the root when it is run as
+            // the fidelity suite runs it), so a scenario without cgroups runs anywhere.
+            if scenario.cgroups[spec.cgroup as usize] != "/" {
+                let procs = cgroup_dirs[spec.cgroup as usize].join("cgroup.procs");
+                std::fs::write(&procs, pid.to_string())
+                    .map_err(|e| RunnerError(format!("moving into {}: {e}", procs.display())))?;
+            }
+            instances.push((name, spec_index));
+        }
+    }
+    // Every child waits on `go` until its write end closes: all start at once, in their
+    // cgroups. The results pipe reaches end of file when the last child has exited.
+    drop(go_write);
+    drop(result_write);
+    let mut text = String::new();
+    std::fs::File::from(result_read)
+        .read_to_string(&mut text)
+        .map_err(|e| RunnerError(format!("reading the tasks' results: {e}")))?;
+    children.reap();
+
+    let mut tasks: Vec<Option<RealTask>> = vec![None; instances.len()];
+    for line in text.lines() {
+        let fields: Vec<u64> = line.split(' ').filter_map(|f| f.parse().ok()).collect();
+        let [index, finished, finish_ns, cpu_ns, wait_ns, switch_ins] = fields[..] else {
+            return Err(RunnerError(format!("a task reported {line:?}")));
+        };
+        let Some((name, spec)) = instances.get(index as usize) else {
+            return Err(RunnerError(format!("a task reported {line:?}")));
+        };
+        let spec = &scenario.tasks[*spec];
+        tasks[index as usize] = Some(RealTask {
+            name: name.clone(),
+            task: spec.name.clone(),
+            cgroup: scenario.cgroups[spec.cgroup as usize].clone(),
+            nice: spec.nice,
+            cpu_ns,
+            wait_ns,
+            switch_ins,
+            finished: finished == 1,
+            finish_ns: (finished == 1).then_some(finish_ns),
+        });
+    }
+    let tasks: Vec<RealTask> = tasks
+        .into_iter()
+        .zip(&instances)
+        .map(|(t, (name, _))| t.ok_or_else(|| RunnerError(format!("task {name} reported nothing"))))
+        .collect::<Result<_, _>>()?;
+    let last_finish = tasks.iter().filter_map(|t| t.finish_ns).max();
+    let duration_ns = if tasks.iter().all(|t| t.finished) {
+        last_finish.unwrap_or(0)
+    } else {
+        scenario.duration
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let failed = created.remove();
+    if !failed.is_empty() {
+        return Err(RunnerError(format!(
+            "cgroups left behind: {}",
+            failed.join(", ")
+        )));
+    }
+    Ok(RealReport {
+        scenario: scenario.name.clone(),
+        cpus,
+        duration_ns,
+        tasks,
+    })
+}
+
+/// The children forked so far; killed and reaped if the run fails half way.
+#[derive(Default)]
+struct Children(Vec<libc::pid_t>);
+
+impl Children {
+    fn reap(&mut self) {
+        for pid in self.0.drain(..) {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+        }
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            // SAFETY: signalling our own child, which is not reaped yet.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
+        }
+        self.reap();
+    }
+}
+
+/// One task instance, in its forked process.
+struct Child {
+    index: usize,
+    spec: usize,
+    go: i32,
+    results: i32,
+    /// Each counter event as a pipe (read end non-blocking): a token is a byte.
+    events: Vec<(i32, i32)>,
+}
+
+impl Child {
+    /// Waits for the start, runs the program, reports and exits; never returns.
+    fn run(self, scenario: &Scenario) -> ! {
+        let spec = &scenario.tasks[self.spec];
+        // SAFETY: plain system calls on this process.
+        unsafe {
+            libc::setpriority(libc::PRIO_PROCESS, 0, spec.nice);
+        }
+        let mut byte = 0u8;
+        // SAFETY: reading one byte into `byte`; end of file (0) is the start signal.
+        while unsafe { libc::read(self.go, (&raw mut byte).cast(), 1) } != 0 {
+            if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                break;
+            }
+        }
+        let t0 = monotonic();
+        let end = t0 + Duration::from_nanos(scenario.duration);
+        let start = t0 + Duration::from_nanos(spec.start);
+        let finished = sleep_until(start, end) && self.execute(&spec.program, end);
+        let finish = monotonic().saturating_sub(t0);
+        let (cpu, wait, switch_ins) = schedstat().unwrap_or((0, 0, 0));
+        let line = format!(
+            "{} {} {} {cpu} {wait} {switch_ins}\n",
+            self.index,
+            u8::from(finished),
+            finish.as_nanos()
+        );
+        // A line shorter than PIPE_BUF is written at once, not interleaved with others.
+        write_all(self.results, line.as_bytes());
+        // SAFETY: ending the child without running the parent's exit handlers.
+        unsafe { libc::_exit(0) }
+    }
+
+    /// Runs the program until its end (true) or `end` (false).
+    fn execute(&self, program: &[Op], end: Duration) -> bool {
+        let mut remaining = vec![0u64; program.len()];
+        let mut timer_next = None;
+        let mut pc = 0;
+        while pc < program.len() {
+            if monotonic() >= end {
+                return false;
+            }
+            match &program[pc] {
+                Op::Run(dist) => {
+                    let target = cpu_time(libc::CLOCK_THREAD_CPUTIME_ID) + fixed(dist);
+                    while cpu_time(libc::CLOCK_THREAD_CPUTIME_ID) < target {
+                        if monotonic() >= end {
+                            return false;
+                        }
+                        burn_unit();
+                    }
+                }
+                Op::Sleep(dist) => {
+                    if !sleep_until(monotonic() + fixed(dist), end) {
+                        return false;
+                    }
+                }
+                Op::Timer(period) => {
+                    // As the simulator: the first use sets the origin; a boundary already
+                    // passed continues at once.
+                    let next = timer_next.unwrap_or_else(monotonic) + Duration::from_nanos(*period);
+                    timer_next = Some(next);
+                    if !sleep_until(next, end) {
+                        return false;
+                    }
+                }
+                Op::Block(event) => {
+                    if !self.take_token(*event as usize, end) {
+                        return false;
+                    }
+                }
+                Op::Signal { event, count } => {
+                    let tokens = vec![0u8; *count as usize];
+                    write_all(self.events[*event as usize].1, &tokens);
+                }
+                Op::Yield => {
+                    // SAFETY: a plain system call.
+                    unsafe { libc::sched_yield() };
+                }
+                Op::LoopBegin { count, end: last } => {
+                    if *count == 0 {
+                        pc = *last as usize + 1;
+                        continue;
+                    }
+                    remaining[pc] = *count;
+                }
+                Op::LoopEnd { begin } => {
+                    let left = &mut remaining[*begin as usize];
+                    if *left != FOREVER {
+                        *left -= 1;
+                    }
+                    if *left > 0 {
+                        pc = *begin as usize + 1;
+                        continue;
+                    }
+                }
+                Op::Exit => return true,
+                // Refused by `unsupported` before anything was forked.
+                Op::SpinUntil(_) | Op::SpinThenBlock { .. } | Op::SetHint { .. } | Op::Fork(_) => {
+                    return true;
+                }
+            }
+            pc += 1;
+        }
+        true
+    }
+
+    /// Takes one token of `event`, waiting for it until `end`; false when `end` came first.
+    fn take_token(&self, event: usize, end: Duration) -> bool {
+        let fd = self.events[event].0;
+        loop {
+            let mut byte = 0u8;
+            // SAFETY: reading one byte into `byte` from a non-blocking pipe.
+            if unsafe { libc::read(fd, (&raw mut byte).cast(), 1) } == 1 {
+                return true;
+            }
+            // Another waiter may take the byte between the wake-up and the read: then wait
+            // again.
+            let now = monotonic();
+            if now >= end {
+                return false;
+            }
+            let mut poll = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let timeout = (end - now).as_millis().clamp(1, i32::MAX as u128) as i32;
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut poll, 1, timeout) };
+        }
+    }
+}
+
+/// The duration of a fixed distribution (the others are refused by [`unsupported`]).
+fn fixed(dist: &Dist) -> Duration {
+    match dist {
+        Dist::Fixed(ns) => Duration::from_nanos(*ns),
+        _ => Duration::ZERO,
+    }
+}
+
+/// Sleeps until `until` unless `end` comes first; says whether it reached `until`.
+fn sleep_until(until: Duration, end: Duration) -> bool {
+    let wake = until.min(end);
+    let ts = libc::timespec {
+        tv_sec: wake.as_secs() as libc::time_t,
+        tv_nsec: wake.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: an absolute sleep on the monotonic clock with a valid timespec; EINTR restarts.
+    while unsafe {
+        libc::clock_nanosleep(
+            libc::CLOCK_MONOTONIC,
+            libc::TIMER_ABSTIME,
+            &ts,
+            std::ptr::null_mut(),
+        )
+    } == libc::EINTR
+    {}
+    until < end
+}
+
+/// This thread's CPU time, run delay and switch-ins (`/proc/thread-self/schedstat`).
+fn schedstat() -> Option<(u64, u64, u64)> {
+    let text = std::fs::read_to_string(PathBuf::from("/proc/thread-self/schedstat")).ok()?;
+    parse_schedstat(&text)
+}
+
+fn parse_schedstat(text: &str) -> Option<(u64, u64, u64)> {
+    let mut fields = text.split_whitespace().map(|f| f.parse().ok());
+    Some((fields.next()??, fields.next()??, fields.next()??))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(text: &str) -> Scenario {
+        upsched_sim::parse_scenario(text, "test.toml").unwrap()
+    }
+
+    #[test]
+    fn names_every_feature_it_does_not_run() {
+        let s = scenario(
+            r#"
+duration = "1s"
+[machine]
+cpus = 2
+[[event]]
+name = "all"
+kind = "broadcast"
+[[task]]
+name = "t"
+weight = 1000
+cpus = "0"
+program = [{ run = { dist = "exponential", mean = "1ms" } }, { spin_until = "all" },
+           { set_hint = 0, value = 1 }, { fork = "job" }]
+[[task]]
+name = "job"
+count = 0
+program = [{ run = "1ms" }]
+[[arrival]]
+name = "a"
+process = "periodic"
+period = "10ms"
+spawn = "job"
+"#,
+        );
+        let missing = unsupported(&s);
+        for feature in [
+            "[[arrival]]",
+            "broadcast",
+            "templates",
+            "affinity",
+            "weight 1000",
+            "drawn durations",
+            "spin_until",
+            "set_hint",
+            "fork",
+        ] {
+            assert!(
+                missing.iter().any(|m| m.contains(feature)),
+                "{feature}: {missing:?}"
+            );
+        }
+        let err = run(&s, Path::new("/nonexistent")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("the real runner does not run: ")
+        );
+    }
+
+    #[test]
+    fn runs_a_ping_pong_pair_and_a_hog_here() {
+        // Plain directories stand in for cgroups: moving a process into one fails, so this
+        // runs everything in the root group.
+        let s = scenario(
+            r#"
+duration = "5s"
+[[event]]
+name = "ping"
+[[event]]
+name = "pong"
+[[task]]
+name = "ping"
+program = [{ loop = 20, body = [{ signal = "ping" }, { block = "pong" }] }]
+[[task]]
+name = "pong"
+program = [{ loop = 20, body = [{ block = "ping" }, { run = "1ms" }, { signal = "pong" }] }]
+[[task]]
+name = "sleeper"
+count = 2
+nice = 5
+program = [{ loop = 3, body = [{ timer = "10ms" }] }, { run = "5ms" }]
+"#,
+        );
+        let report = run(&s, Path::new("/")).unwrap();
+        let names: Vec<&str> = report.tasks.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["ping", "pong", "sleeper.0", "sleeper.1"]);
+        for task in &report.tasks {
+            assert!(task.finished, "{task:?}");
+        }
+        let pong = &report.tasks[1];
+        assert!(pong.cpu_ns >= 20_000_000, "{pong:?}");
+        let sleeper = &report.tasks[2];
+        assert!(sleeper.finish_ns.unwrap() >= 35_000_000, "{sleeper:?}");
+        assert_eq!(sleeper.nice, 5);
+        assert!(report.duration_ns < 5_000_000_000);
+    }
+
+    #[test]
+    fn parses_schedstat() {
+        assert_eq!(parse_schedstat("123 456 7\n"), Some((123, 456, 7)));
+        assert_eq!(parse_schedstat("123 x 7\n"), None);
+        assert_eq!(parse_schedstat(""), None);
+    }
+}
