@@ -15,9 +15,24 @@ pub mod runner;
 /// enough (tens of µs natively, a few hundred under emulation) for loops that check a clock
 /// between units to stop close to their target.
 pub fn burn_unit() {
+    burn(20_000);
+}
+
+/// `iterations` dependent integer operations.
+fn burn(iterations: u64) {
     let mut x = 1u64;
-    for i in 0..20_000u64 {
+    for i in 0..iterations {
         x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+    }
+}
+
+/// Burns `amount` of this thread's CPU time. In steps of a twentieth of [`burn_unit`]: a whole
+/// unit takes 3-4 ms of CPU under the test VM's emulation, too coarse for bursts of a
+/// millisecond (measured by the fidelity suite, `docs/fidelity.md`).
+pub fn burn_cpu(amount: Duration) {
+    let target = cpu_time(libc::CLOCK_THREAD_CPUTIME_ID) + amount;
+    while cpu_time(libc::CLOCK_THREAD_CPUTIME_ID) < target {
+        burn(1_000);
     }
 }
 

@@ -22,7 +22,7 @@ use upsched_sim::Scenario;
 use upsched_sim::rng::Dist;
 use upsched_sim::scenario::{EventKind, FOREVER, Op, nice_to_weight};
 
-use crate::{CreatedCgroups, burn_unit, cpu_time};
+use crate::{CreatedCgroups, burn_cpu, cpu_time};
 
 /// What one task instance got from the real scheduler.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -33,11 +33,12 @@ pub struct RealTask {
     pub task: String,
     pub cgroup: String,
     pub nice: i32,
-    /// CPU time (`sum_exec_runtime`).
+    /// CPU time from the start of the run (`sum_exec_runtime`).
     pub cpu_ns: u64,
-    /// Time spent runnable but not running (`run_delay`).
+    /// Time spent runnable but not running from the start of the run (`run_delay`).
     pub wait_ns: u64,
-    /// Times the task was switched in (`pcount`): the number of waits `wait_ns` sums.
+    /// Times the task was switched in from the start of the run (`pcount`): the number of
+    /// waits `wait_ns` sums.
     pub switch_ins: u64,
     /// Whether the program ended before the scenario's duration.
     pub finished: bool,
@@ -243,8 +244,15 @@ pub fn run(scenario: &Scenario, cgroup_root: &Path) -> Result<RealReport, Runner
             instances.push((name, spec_index));
         }
     }
-    // Every child waits on `go` until its write end closes: all start at once, in their
-    // cgroups. The results pipe reaches end of file when the last child has exited.
+    // Every child waits on `go` for the start time: all start at once, in their cgroups.
+    // The results pipe reaches end of file when the last child has exited.
+    let t0 = (monotonic().as_nanos() as u64).to_ne_bytes();
+    for chunk in instances.chunks(libc::PIPE_BUF / 8) {
+        let starts: Vec<u8> = chunk.iter().flat_map(|_| t0).collect();
+        if !write_all(go_write.as_raw_fd(), &starts) {
+            return Err(os_error("starting the tasks"));
+        }
+    }
     drop(go_write);
     drop(result_write);
     let mut text = String::new();
@@ -344,19 +352,37 @@ impl Child {
         unsafe {
             libc::setpriority(libc::PRIO_PROCESS, 0, spec.nice);
         }
-        let mut byte = 0u8;
-        // SAFETY: reading one byte into `byte`; end of file (0) is the start signal.
-        while unsafe { libc::read(self.go, (&raw mut byte).cast(), 1) } != 0 {
-            if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+        // Counted from here, just before the start: what the child spent since the fork
+        // (copying the parent's pages on write, costly under emulation) is not the scenario's,
+        // while its wait for a CPU once the start is given is.
+        let before = schedstat().unwrap_or((0, 0, 0));
+        // The start: the parent writes its start time once for each child, 8 bytes that one
+        // read takes whole (pipe writes and reads of whole records below PIPE_BUF are not
+        // split). A common origin, not each child's first moment on a CPU: a task the policy
+        // keeps waiting at the start has waited, and its finish time must say so.
+        let mut start_ns = [0u8; 8];
+        loop {
+            // SAFETY: reading at most 8 bytes into `start_ns`.
+            let n = unsafe { libc::read(self.go, start_ns.as_mut_ptr().cast(), 8) };
+            if n == 8 {
                 break;
             }
+            if n == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                // SAFETY: the parent is gone or failed: end the child at once.
+                unsafe { libc::_exit(1) }
+            }
         }
-        let t0 = monotonic();
+        let t0 = Duration::from_nanos(u64::from_ne_bytes(start_ns));
         let end = t0 + Duration::from_nanos(scenario.duration);
         let start = t0 + Duration::from_nanos(spec.start);
         let finished = sleep_until(start, end) && self.execute(&spec.program, end);
         let finish = monotonic().saturating_sub(t0);
-        let (cpu, wait, switch_ins) = schedstat().unwrap_or((0, 0, 0));
+        let after = schedstat().unwrap_or(before);
+        let (cpu, wait, switch_ins) = (
+            after.0.saturating_sub(before.0),
+            after.1.saturating_sub(before.1),
+            after.2.saturating_sub(before.2),
+        );
         let line = format!(
             "{} {} {} {cpu} {wait} {switch_ins}\n",
             self.index,
@@ -380,12 +406,15 @@ impl Child {
             }
             match &program[pc] {
                 Op::Run(dist) => {
-                    let target = cpu_time(libc::CLOCK_THREAD_CPUTIME_ID) + fixed(dist);
-                    while cpu_time(libc::CLOCK_THREAD_CPUTIME_ID) < target {
+                    // In bursts of at most 10 ms, so that a long run still stops at `end`.
+                    let mut left = fixed(dist);
+                    while !left.is_zero() {
                         if monotonic() >= end {
                             return false;
                         }
-                        burn_unit();
+                        let burst = left.min(Duration::from_millis(10));
+                        burn_cpu(burst);
+                        left -= burst;
                     }
                 }
                 Op::Sleep(dist) => {
