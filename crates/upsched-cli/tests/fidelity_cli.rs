@@ -17,19 +17,20 @@ program = [{ run = "300ms" }]
 #[test]
 fn run_refuses_what_it_does_not_run_by_name() {
     let dir = scratch_dir("fidelity-refuse");
-    let file = dir.join("fork.toml");
+    let file = dir.join("spin.toml");
     std::fs::write(
         &file,
-        "duration = \"1s\"\n[[task]]\nname = \"parent\"\nprogram = [{ fork = \"child\" }]\n\
-         [[task]]\nname = \"child\"\ncount = 0\nprogram = [{ run = \"1ms\" }]\n",
+        "duration = \"1s\"\n[[event]]\nname = \"e\"\n[[task]]\nname = \"poller\"\n\
+         program = [{ spin_until = \"e\" }]\n[[task]]\nname = \"job\"\n\
+         program = [{ run = { dist = \"exponential\", mean = \"1ms\" } }]\n",
     )
     .unwrap();
     let out = upsched(&["fidelity", "run", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(err.contains("the real runner does not run"), "{err}");
-    assert!(err.contains("task \"parent\": fork"), "{err}");
-    assert!(err.contains("task \"child\": templates"), "{err}");
+    assert!(err.contains("task \"poller\": spin_until"), "{err}");
+    assert!(err.contains("task \"job\": drawn durations"), "{err}");
     assert!(out.stdout.is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -26,8 +26,8 @@ pub struct Bounds {
 /// The bounds of the fidelity suite.
 pub const BOUNDS: Bounds = Bounds {
     share: 0.15,
-    wait_share: 0.3,
-    finish: 0.5,
+    wait_share: 0.5,
+    finish: 1.0,
     order_gap: 0.3,
 };
 
@@ -174,7 +174,7 @@ pub fn compare(
         let row = sim
             .tasks
             .iter()
-            .find(|t| !t.spawned && t.name == task.name)
+            .find(|t| t.name == task.name)
             .ok_or_else(|| format!("the simulator has no task {}", task.name))?;
         pairs.push((task, row));
     }

@@ -75,9 +75,6 @@ pub fn unsupported(scenario: &Scenario) -> Vec<String> {
     }
     for task in &scenario.tasks {
         let name = &task.name;
-        if task.count == 0 {
-            missing.push(format!("task {name:?}: templates (count = 0)"));
-        }
         if task.affinity != 0 {
             missing.push(format!("task {name:?}: cpus (affinity)"));
         }
@@ -97,10 +94,10 @@ pub fn unsupported(scenario: &Scenario) -> Vec<String> {
                 | Op::Yield
                 | Op::LoopBegin { .. }
                 | Op::LoopEnd { .. }
+                | Op::Fork(_)
                 | Op::Exit => continue,
                 Op::SpinUntil(_) | Op::SpinThenBlock { .. } => "spin_until",
                 Op::SetHint { .. } => "set_hint",
-                Op::Fork(_) => "fork",
             };
             let line = format!("task {name:?}: {feature}");
             if !missing.contains(&line) {
@@ -167,7 +164,9 @@ fn monotonic() -> Duration {
 /// Runs `scenario` here: its cgroups under `cgroup_root` (the cgroup2 mount; groups that
 /// exist are used as they are, so tenants can be bound to them first), each task instance a
 /// process at its nice value, until every program ended or the scenario's duration passed.
-/// Refuses a scenario with features it does not run ([`unsupported`]).
+/// Refuses a scenario with features it does not run ([`unsupported`]). The process becomes
+/// a child subreaper and reaps every child it has at the end (the forked tasks among them):
+/// call it from a process with no other children.
 pub fn run(scenario: &Scenario, cgroup_root: &Path) -> Result<RealReport, RunnerError> {
     let missing = unsupported(scenario);
     if !missing.is_empty() {
@@ -200,6 +199,11 @@ pub fn run(scenario: &Scenario, cgroup_root: &Path) -> Result<RealReport, Runner
     let (go_read, go_write) = pipe(false)?;
     let (result_read, result_write) = pipe(false)?;
 
+    // Forked tasks are the children's children: as the subreaper the runner reaps them too.
+    // SAFETY: a plain prctl on this process.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let procs: Vec<PathBuf> = cgroup_dirs.iter().map(|d| d.join("cgroup.procs")).collect();
+    let total: usize = scenario.tasks.iter().map(|t| t.count as usize).sum();
     let mut children = Children::default();
     let mut instances = Vec::new();
     for (spec_index, spec) in scenario.tasks.iter().enumerate() {
@@ -211,6 +215,7 @@ pub fn run(scenario: &Scenario, cgroup_root: &Path) -> Result<RealReport, Runner
             };
             let child = Child {
                 index: instances.len(),
+                instances: total,
                 spec: spec_index,
                 go: go_read.as_raw_fd(),
                 results: result_write.as_raw_fd(),
@@ -218,6 +223,9 @@ pub fn run(scenario: &Scenario, cgroup_root: &Path) -> Result<RealReport, Runner
                     .iter()
                     .map(|(r, w)| (r.as_raw_fd(), w.as_raw_fd()))
                     .collect(),
+                procs: procs.clone(),
+                t0: Duration::ZERO,
+                end: Duration::ZERO,
             };
             // SAFETY: the child takes no lock another thread may hold: it makes system calls
             // and allocates (glibc's fork handlers leave the allocator usable), and exits
@@ -237,8 +245,8 @@ pub fn run(scenario: &Scenario, cgroup_root: &Path) -> Result<RealReport, Runner
             // Tasks of the root group stay in the runner's group (the root when it is run as
             // the fidelity suite runs it), so a scenario without cgroups runs anywhere.
             if scenario.cgroups[spec.cgroup as usize] != "/" {
-                let procs = cgroup_dirs[spec.cgroup as usize].join("cgroup.procs");
-                std::fs::write(&procs, pid.to_string())
+                let procs = &procs[spec.cgroup as usize];
+                std::fs::write(procs, pid.to_string())
                     .map_err(|e| RunnerError(format!("moving into {}: {e}", procs.display())))?;
             }
             instances.push((name, spec_index));
@@ -260,37 +268,62 @@ pub fn run(scenario: &Scenario, cgroup_root: &Path) -> Result<RealReport, Runner
         .read_to_string(&mut text)
         .map_err(|e| RunnerError(format!("reading the tasks' results: {e}")))?;
     children.reap();
+    // The forked tasks, reparented to the runner as they were orphaned.
+    // SAFETY: waiting for any child of this process until there is none.
+    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), 0) } > 0 {}
 
     let mut tasks: Vec<Option<RealTask>> = vec![None; instances.len()];
+    // The forked tasks of each spec share one row, `NAME[*]`, as in the simulator's report.
+    let mut forked: Vec<Option<RealTask>> = vec![None; scenario.tasks.len()];
+    let mut last_finish = 0;
+    let mut all_finished = true;
     for line in text.lines() {
         let fields: Vec<u64> = line.split(' ').filter_map(|f| f.parse().ok()).collect();
         let [index, finished, finish_ns, cpu_ns, wait_ns, switch_ins] = fields[..] else {
             return Err(RunnerError(format!("a task reported {line:?}")));
         };
-        let Some((name, spec)) = instances.get(index as usize) else {
+        let index = index as usize;
+        let (name, spec, row) = if let Some((name, spec)) = instances.get(index) {
+            (name.clone(), *spec, &mut tasks[index])
+        } else if let Some(row) = forked.get_mut(index - instances.len()) {
+            let spec = index - instances.len();
+            (format!("{}[*]", scenario.tasks[spec].name), spec, row)
+        } else {
             return Err(RunnerError(format!("a task reported {line:?}")));
         };
-        let spec = &scenario.tasks[*spec];
-        tasks[index as usize] = Some(RealTask {
-            name: name.clone(),
+        all_finished &= finished == 1;
+        if finished == 1 {
+            last_finish = last_finish.max(finish_ns);
+        }
+        let spec = &scenario.tasks[spec];
+        let row = row.get_or_insert_with(|| RealTask {
+            name,
             task: spec.name.clone(),
             cgroup: scenario.cgroups[spec.cgroup as usize].clone(),
             nice: spec.nice,
-            cpu_ns,
-            wait_ns,
-            switch_ins,
-            finished: finished == 1,
-            finish_ns: (finished == 1).then_some(finish_ns),
+            cpu_ns: 0,
+            wait_ns: 0,
+            switch_ins: 0,
+            finished: true,
+            finish_ns: None,
         });
+        row.cpu_ns += cpu_ns;
+        row.wait_ns += wait_ns;
+        row.switch_ins += switch_ins;
+        row.finished &= finished == 1;
+        // A shared row's finish would be many tasks': only an instance has one.
+        if index < instances.len() && finished == 1 {
+            row.finish_ns = Some(finish_ns);
+        }
     }
-    let tasks: Vec<RealTask> = tasks
+    let mut tasks: Vec<RealTask> = tasks
         .into_iter()
         .zip(&instances)
         .map(|(t, (name, _))| t.ok_or_else(|| RunnerError(format!("task {name} reported nothing"))))
         .collect::<Result<_, _>>()?;
-    let last_finish = tasks.iter().filter_map(|t| t.finish_ns).max();
-    let duration_ns = if tasks.iter().all(|t| t.finished) {
-        last_finish.unwrap_or(0)
+    tasks.extend(forked.into_iter().flatten());
+    let duration_ns = if all_finished {
+        last_finish
     } else {
         scenario.duration
     };
@@ -336,17 +369,25 @@ impl Drop for Children {
 
 /// One task instance, in its forked process.
 struct Child {
+    /// The instance's row, or for a forked task `instances + spec`.
     index: usize,
+    /// Instances the scenario starts (the rows before those of forked tasks).
+    instances: usize,
     spec: usize,
     go: i32,
     results: i32,
     /// Each counter event as a pipe (read end non-blocking): a token is a byte.
     events: Vec<(i32, i32)>,
+    /// `cgroup.procs` of each of the scenario's cgroups, for forked tasks of another group.
+    procs: Vec<PathBuf>,
+    /// The start of the run, and its end.
+    t0: Duration,
+    end: Duration,
 }
 
 impl Child {
     /// Waits for the start, runs the program, reports and exits; never returns.
-    fn run(self, scenario: &Scenario) -> ! {
+    fn run(mut self, scenario: &Scenario) -> ! {
         let spec = &scenario.tasks[self.spec];
         // SAFETY: plain system calls on this process.
         unsafe {
@@ -372,11 +413,49 @@ impl Child {
                 unsafe { libc::_exit(1) }
             }
         }
-        let t0 = Duration::from_nanos(u64::from_ne_bytes(start_ns));
-        let end = t0 + Duration::from_nanos(scenario.duration);
-        let start = t0 + Duration::from_nanos(spec.start);
-        let finished = sleep_until(start, end) && self.execute(&spec.program, end);
-        let finish = monotonic().saturating_sub(t0);
+        self.t0 = Duration::from_nanos(u64::from_ne_bytes(start_ns));
+        self.end = self.t0 + Duration::from_nanos(scenario.duration);
+        let start = self.t0 + Duration::from_nanos(spec.start);
+        let finished = sleep_until(start, self.end) && self.execute(scenario, &spec.program);
+        self.report(finished, before)
+    }
+
+    /// A task forked by this one (`fork`): a new process of `spec` in its cgroup at its nice
+    /// value, which runs its program at once and reports as one of the spec's forked tasks.
+    fn fork(&self, scenario: &Scenario, spec: usize) {
+        // SAFETY: as the runner's fork: this process is single-threaded.
+        let pid = unsafe { libc::fork() };
+        if pid != 0 {
+            return;
+        }
+        let run = std::panic::AssertUnwindSafe(|| {
+            let task = &scenario.tasks[spec];
+            let parent = &scenario.tasks[self.spec];
+            if task.cgroup != parent.cgroup {
+                let _ = std::fs::write(&self.procs[task.cgroup as usize], "0");
+            }
+            // SAFETY: a plain system call on this process.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, task.nice) };
+            let child = Child {
+                index: self.instances + spec,
+                spec,
+                events: self.events.clone(),
+                procs: self.procs.clone(),
+                ..*self
+            };
+            // A new task's counters start at zero: its first wait is the workload's, and so
+            // is what the fork costs it.
+            let finished = child.execute(scenario, &task.program);
+            child.report(finished, (0, 0, 0))
+        });
+        let _ = std::panic::catch_unwind(run);
+        // SAFETY: ending the forked task at once, as `report` does.
+        unsafe { libc::_exit(1) }
+    }
+
+    /// Writes the task's line (counters since `before`) to the runner and exits.
+    fn report(&self, finished: bool, before: (u64, u64, u64)) -> ! {
+        let finish = monotonic().saturating_sub(self.t0);
         let after = schedstat().unwrap_or(before);
         let (cpu, wait, switch_ins) = (
             after.0.saturating_sub(before.0),
@@ -395,8 +474,9 @@ impl Child {
         unsafe { libc::_exit(0) }
     }
 
-    /// Runs the program until its end (true) or `end` (false).
-    fn execute(&self, program: &[Op], end: Duration) -> bool {
+    /// Runs the program until its end (true) or the end of the run (false).
+    fn execute(&self, scenario: &Scenario, program: &[Op]) -> bool {
+        let end = self.end;
         let mut remaining = vec![0u64; program.len()];
         let mut timer_next = None;
         let mut pc = 0;
@@ -462,10 +542,9 @@ impl Child {
                     }
                 }
                 Op::Exit => return true,
+                Op::Fork(spec) => self.fork(scenario, *spec as usize),
                 // Refused by `unsupported` before anything was forked.
-                Op::SpinUntil(_) | Op::SpinThenBlock { .. } | Op::SetHint { .. } | Op::Fork(_) => {
-                    return true;
-                }
+                Op::SpinUntil(_) | Op::SpinThenBlock { .. } | Op::SetHint { .. } => return true,
             }
             pc += 1;
         }
@@ -574,16 +653,15 @@ spawn = "job"
 "#,
         );
         let missing = unsupported(&s);
+        assert!(!missing.iter().any(|m| m.contains("job")), "{missing:?}");
         for feature in [
             "[[arrival]]",
             "broadcast",
-            "templates",
             "affinity",
             "weight 1000",
             "drawn durations",
             "spin_until",
             "set_hint",
-            "fork",
         ] {
             assert!(
                 missing.iter().any(|m| m.contains(feature)),
@@ -618,12 +696,20 @@ program = [{ loop = 20, body = [{ block = "ping" }, { run = "1ms" }, { signal = 
 name = "sleeper"
 count = 2
 nice = 5
-program = [{ loop = 3, body = [{ timer = "10ms" }] }, { run = "5ms" }]
+program = [{ loop = 3, body = [{ timer = "10ms" }] }, { run = "5ms" }, { fork = "job" }]
+[[task]]
+name = "job"
+count = 0
+nice = 3
+program = [{ run = "2ms" }]
 "#,
         );
         let report = run(&s, Path::new("/")).unwrap();
         let names: Vec<&str> = report.tasks.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(names, ["ping", "pong", "sleeper.0", "sleeper.1"]);
+        assert_eq!(names, ["ping", "pong", "sleeper.0", "sleeper.1", "job[*]"]);
+        let jobs = &report.tasks[4];
+        assert!(jobs.cpu_ns >= 4_000_000 && jobs.finished, "{jobs:?}");
+        assert_eq!((jobs.nice, jobs.finish_ns), (3, None));
         for task in &report.tasks {
             assert!(task.finished, "{task:?}");
         }
@@ -633,6 +719,7 @@ program = [{ loop = 3, body = [{ timer = "10ms" }] }, { run = "5ms" }]
         assert!(sleeper.finish_ns.unwrap() >= 35_000_000, "{sleeper:?}");
         assert_eq!(sleeper.nice, 5);
         assert!(report.duration_ns < 5_000_000_000);
+        assert!(report.duration_ns >= sleeper.finish_ns.unwrap());
     }
 
     #[test]
