@@ -12,8 +12,8 @@ pub mod fidelity;
 pub mod runner;
 
 /// One unit of CPU work: a chain of dependent integer operations (no memory traffic), short
-/// enough (tens of µs natively, a few hundred under emulation) for loops that check a clock
-/// between units to stop close to their target.
+/// enough (tens of µs natively, several ms under the test VM's emulation) for loops that check
+/// a clock between units to stop close to a target of seconds.
 pub fn burn_unit() {
     burn(20_000);
 }
@@ -26,9 +26,9 @@ fn burn(iterations: u64) {
     }
 }
 
-/// Burns `amount` of this thread's CPU time. In steps of a twentieth of [`burn_unit`]: a whole
-/// unit takes 3-4 ms of CPU under the test VM's emulation, too coarse for bursts of a
-/// millisecond (measured by the fidelity suite, `docs/fidelity.md`).
+/// Burns `amount` of this thread's CPU time. In steps of a twentieth of [`burn_unit`]: whole
+/// units made a 500 µs burst take 3.8 ms of CPU under the test VM's emulation (the fidelity
+/// suite, `docs/fidelity.md`).
 pub fn burn_cpu(amount: Duration) {
     let target = cpu_time(libc::CLOCK_THREAD_CPUTIME_ID) + amount;
     while cpu_time(libc::CLOCK_THREAD_CPUTIME_ID) < target {
