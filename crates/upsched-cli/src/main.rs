@@ -11,6 +11,7 @@ mod check;
 mod demo;
 mod engine_arg;
 mod failure;
+mod fidelity;
 mod hint;
 mod limits_arg;
 mod sdk;
@@ -84,6 +85,11 @@ enum Command {
         after_help = "Examples:\n  upsched sweep faas:duration=20s --param chains=0..50:5 --policy linux-eevdf --policy example:faas --plot idle_ratio\n  upsched sweep examples/mm1.toml --param arrival.0.rate=100,300,500,700,900 --policy fifo --metric wait_p99_ms\n  upsched sweep examples/cpu-weights.toml --param machine.cpus=1,2,4 --seeds 1 --metric fairness"
     )]
     Sweep(sweep::SweepArgs),
+    /// The simulator held against a real run of the same scenario (docs/fidelity.md).
+    Fidelity {
+        #[command(subcommand)]
+        action: fidelity::FidelityAction,
+    },
     /// Show the host scheduler and two tenant policies at work on a real kernel.
     ///
     /// Loads the host scheduler, creates two cgroups (/sys/fs/cgroup/upsched-demo/{batch,
@@ -276,6 +282,7 @@ fn main() -> ExitCode {
         Command::Call(args) => call::run(&args),
         Command::Sim(args) => sim::run(&args),
         Command::Sweep(args) => sweep::run(&args),
+        Command::Fidelity { action } => fidelity::run(&action),
         Command::Demo(args) => demo::run(&args),
         Command::DemoWorker(args) => demo::worker(&args),
         Command::Examples { action } => examples(action),
@@ -316,6 +323,7 @@ impl Command {
             Command::Call(args) => ("call", args.json),
             Command::Sim(args) => ("sim", args.json),
             Command::Sweep(args) => ("sweep", args.json()),
+            Command::Fidelity { .. } => ("fidelity", false),
             Command::Demo(_) => ("demo", false),
             Command::DemoWorker(_) => ("demo-worker", false),
             Command::Sdk { .. } => ("sdk", false),

@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use crate::kernel;
+use crate::protocol::TestResult;
 use crate::tools::find_tool;
 use crate::{Kernel, Scenario, print_event, run_scenario};
 
@@ -55,12 +56,18 @@ fn skip_loudly(test: &str, why: &str) {
 /// in the panic message otherwise), panics unless it passed, and returns the names of the
 /// checks the guest reported, in order, with the description for further assertions.
 pub fn run_passing(kernel: &Kernel, scenario: &Scenario) -> (Vec<String>, String) {
+    let (results, description) = run_passing_results(kernel, scenario);
+    (results.into_iter().map(|r| r.name).collect(), description)
+}
+
+/// [`run_passing`], returning the checks whole: a guest that measures something reports it
+/// in their details.
+pub fn run_passing_results(kernel: &Kernel, scenario: &Scenario) -> (Vec<TestResult>, String) {
     let report = run_scenario(kernel, scenario, &mut print_event)
         .unwrap_or_else(|err| panic!("the harness failed: {err:#}"));
     let description = report.describe();
     let _ = writeln!(std::io::stderr().lock(), "{description}");
     assert!(report.passed(), "{description}");
-    let results = &report.final_boot().expect("a boot").console.results;
-    let names = results.iter().map(|r| r.name.clone()).collect();
-    (names, description)
+    let results = report.final_boot().expect("a boot").console.results.clone();
+    (results, description)
 }

@@ -1,18 +1,38 @@
 //! The workload pieces that the demo (`upsched demo`) and the real-kernel scenarios
 //! (`upsched-vm-scenarios`) share: burning CPU, creating and removing cgroup v2 groups, and
 //! reading a group's CPU usage. Each program starts its own workers (itself, re-executed);
-//! this crate holds what their work and their measurements have in common.
+//! this crate holds what their work and their measurements have in common. [`runner`] runs a
+//! simulator scenario for real, and [`fidelity`] holds that run against the simulator's
+//! (`docs/fidelity.md`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub mod fidelity;
+pub mod runner;
+
 /// One unit of CPU work: a chain of dependent integer operations (no memory traffic), short
-/// enough (tens of µs natively, a few hundred under emulation) for loops that check a clock
-/// between units to stop close to their target.
+/// enough (tens of µs natively, several ms under the test VM's emulation) for loops that check
+/// a clock between units to stop close to a target of seconds.
 pub fn burn_unit() {
+    burn(20_000);
+}
+
+/// `iterations` dependent integer operations.
+fn burn(iterations: u64) {
     let mut x = 1u64;
-    for i in 0..20_000u64 {
+    for i in 0..iterations {
         x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+    }
+}
+
+/// Burns `amount` of this thread's CPU time. In steps of a twentieth of [`burn_unit`]: whole
+/// units made a 500 µs burst take 3.8 ms of CPU under the test VM's emulation (the fidelity
+/// suite, `docs/fidelity.md`).
+pub fn burn_cpu(amount: Duration) {
+    let target = cpu_time(libc::CLOCK_THREAD_CPUTIME_ID) + amount;
+    while cpu_time(libc::CLOCK_THREAD_CPUTIME_ID) < target {
+        burn(1_000);
     }
 }
 
