@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use upsched_workload::fidelity::{BOUNDS, compare, simulate};
+use upsched_workload::fidelity::{Bounds, compare, simulate};
 use upsched_workload::runner::{self, RealReport};
 
 use crate::failure::failure;
@@ -90,8 +90,8 @@ pub fn run(action: &FidelityAction) -> anyhow::Result<ExitCode> {
                 .map_err(|e| failure(2, format!("{}: {e}", real.display())))?;
             let file = scenario.display().to_string();
             let sim = simulate(&loaded, &file, policy).map_err(|e| failure(2, e))?;
-            let comparison =
-                compare(&real_report, &sim, &loaded, &BOUNDS).map_err(|e| failure(2, e))?;
+            let comparison = compare(&real_report, &sim, &loaded, Bounds::of(&loaded))
+                .map_err(|e| failure(2, e))?;
             print!("{}", comparison.table());
             let violations = comparison.violations();
             for v in &violations {

@@ -3,7 +3,7 @@
 //! the scenarios that name `linux-eevdf` and under the upsched host with the scenario's
 //! tenants for those that name `upsched`, in one boot; each real run is then compared with the
 //! simulator's run of the same file under that policy, here, and the errors must stay inside
-//! the bounds of `upsched_workload::fidelity::BOUNDS` (a regression fence, not a claim that
+//! the bounds of `upsched_workload::fidelity::Bounds::of` the workload (a regression fence, not a claim that
 //! they are zero). The tables are printed (`--nocapture`).
 //!
 //! Skipped without a kernel or QEMU unless UPSCHED_VM_REQUIRED=1 (`docs/vm-harness.md`).
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use upsched_sim::Scenario;
 use upsched_sim::tenants::PolicySource;
-use upsched_workload::fidelity::{BOUNDS, compare, simulate};
+use upsched_workload::fidelity::{Bounds, compare, simulate};
 use upsched_workload::runner::RealReport;
 
 #[path = "support/guest.rs"]
@@ -185,8 +185,8 @@ fn the_simulator_stays_within_its_bounds_of_the_real_kernel() {
                 .unwrap_or_else(|e| panic!("{check}: {e}: {}", result.detail));
             let sim = simulate(scenario, &path.display().to_string(), policy)
                 .unwrap_or_else(|e| panic!("{check}: {e}"));
-            let comparison =
-                compare(&real, &sim, scenario, &BOUNDS).unwrap_or_else(|e| panic!("{check}: {e}"));
+            let comparison = compare(&real, &sim, scenario, Bounds::of(scenario))
+                .unwrap_or_else(|e| panic!("{check}: {e}"));
             eprintln!("{}", comparison.table());
             violations.extend(
                 comparison
