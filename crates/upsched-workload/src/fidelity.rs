@@ -417,6 +417,5 @@ program = [{ run = "300ms" }]
         for file in ["sleepers.toml", "pingpong.toml", "fork.toml"] {
             assert_eq!(bounds(file), SYSCALL_BOUNDS, "{file}");
         }
-        assert!(STEADY_BOUNDS.share < SYSCALL_BOUNDS.share);
     }
 }
