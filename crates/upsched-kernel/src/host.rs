@@ -1166,9 +1166,9 @@ impl Host {
     }
 
     /// Loads `policy` with each hook program aimed at the stub of its `caller_index`-th caller
-    /// in `slot`'s stub set `set`, without attaching; programs of hooks with no such caller are not loaded, and
-    /// `None` means no program had one. `maps_of` is the first load, whose maps are reused so
-    /// that all loads share the policy's globals.
+    /// in `slot`'s stub set `set`, without attaching; programs of hooks with no such caller are
+    /// not loaded, and `None` means no program had one. `maps_of` is the first load, whose maps
+    /// are reused so that all loads share the policy's globals.
     fn load_policy_instance(
         &self,
         policy: &[u8],
