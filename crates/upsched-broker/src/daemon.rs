@@ -24,8 +24,8 @@ use crate::grants::{Grants, GrantsError};
 use crate::peer::Peer;
 use crate::protocol::{
     AuditList, DecodeError, ErrorKind, ErrorReply, FrameError, GrantView, HostStatus, LoadArgs,
-    MAX_AUDIT_TAIL, MAX_MESSAGE_BYTES, Operation, Reply, ReservedOperation, Response, TenantList,
-    TenantStatsList, Whoami, decode_request, read_frame, write_frame, write_frame_with_fd,
+    MAX_AUDIT_TAIL, MAX_MESSAGE_BYTES, Operation, Reply, Response, TenantList, TenantStatsList,
+    Whoami, decode_request, read_frame, write_frame, write_frame_with_fd,
 };
 use crate::tenants::{BackendError, LoadRequest, Tenants};
 
@@ -486,14 +486,18 @@ impl Daemon {
                 let set = self.lock_tenants().set_hints(peer, &args);
                 set.map(Reply::HintsSet)
             }
-            Operation::Reserved(op) => Err(ErrorReply::new(
-                ErrorKind::NotSupported,
-                format!(
-                    "`{}` is not yet supported by this daemon: it serves host_status, whoami, \
-                     load, unload, list, stats, audit, hint_map, hint_slot and set_hints",
-                    op.name()
-                ),
-            )),
+            Operation::Replace(args) => {
+                // Admitted outside the backend's lock, as a load's policy; judged and swapped
+                // under it.
+                record.policy_hash =
+                    Some(upsched_policy::ContentHash::of(&args.policy).to_string());
+                record.tenant = Some(args.tenant.clone());
+                let replaced = crate::tenants::admit_policy(&args.policy).and_then(|policy| {
+                    let mut tenants = self.lock_tenants();
+                    tenants.replace(peer, &self.grants(), &args.tenant, policy)
+                });
+                replaced.map(Reply::Replaced)
+            }
         };
         match outcome {
             Ok(reply) => {
@@ -568,9 +572,7 @@ impl Daemon {
             return Ok(());
         }
         match operation {
-            Operation::Load(_)
-            | Operation::Unload(_)
-            | Operation::Reserved(ReservedOperation::Replace) => {
+            Operation::Load(_) | Operation::Unload(_) | Operation::Replace(_) => {
                 let grants = self.grants();
                 if grants.covering(&peer.principal).next().is_none() {
                     return Err(format!(

@@ -195,16 +195,9 @@ pub enum Operation {
     HintSlot(ThreadArgs),
     /// Writes a thread's hint words, for a client that cannot map the hint map.
     SetHints(SetHintsArgs),
-    /// An operation of the protocol that this daemon does not serve yet.
-    Reserved(ReservedOperation),
-}
-
-/// The broker's operations that this daemon does not serve yet; each is answered with a
-/// `not_supported` error after the permission check.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReservedOperation {
-    Replace,
+    /// Swap a tenant's policy for another, atomically (the tenant keeps its cgroup, level,
+    /// weight, bounds, members and statistics).
+    Replace(ReplaceArgs),
 }
 
 /// A `load` request: the policy object and where and how its tenant runs. Bounds left out
@@ -230,6 +223,16 @@ pub struct LoadArgs {
     pub park_max_ns: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watchdog_ns: Option<u64>,
+}
+
+/// A `replace` request: the tenant and its new policy object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceArgs {
+    pub tenant: String,
+    /// The new policy object's bytes, as lower-case hex.
+    #[serde(with = "hex_bytes")]
+    pub policy: Vec<u8>,
 }
 
 /// Names one tenant.
@@ -319,7 +322,7 @@ impl Operation {
             Operation::HintMap(_) => "hint_map",
             Operation::HintSlot(_) => "hint_slot",
             Operation::SetHints(_) => "set_hints",
-            Operation::Reserved(op) => op.name(),
+            Operation::Replace(_) => "replace",
         }
     }
 
@@ -339,7 +342,7 @@ impl Operation {
     ];
 
     /// The operation `name` of `payload`, with its arguments. Operations without arguments
-    /// refuse any; reserved operations are refused before theirs are read.
+    /// refuse any.
     fn decode(name: &str, has_args: bool, payload: &[u8]) -> Result<Self, ArgsError> {
         fn parse<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, ArgsError> {
             let mut deserializer = serde_json::Deserializer::from_slice(payload);
@@ -368,7 +371,7 @@ impl Operation {
             "hint_map" => parse(payload).map(Operation::HintMap),
             "hint_slot" => parse(payload).map(Operation::HintSlot),
             "set_hints" => parse(payload).map(Operation::SetHints),
-            "replace" => Ok(Operation::Reserved(ReservedOperation::Replace)),
+            "replace" => parse(payload).map(Operation::Replace),
             _ => Err(ArgsError::UnknownOperation),
         }
     }
@@ -383,6 +386,7 @@ impl Operation {
             Operation::HintMap(args) => serde_json::to_value(args),
             Operation::HintSlot(args) => serde_json::to_value(args),
             Operation::SetHints(args) => serde_json::to_value(args),
+            Operation::Replace(args) => serde_json::to_value(args),
             _ => return None,
         };
         Some(value.expect("arguments serialize"))
@@ -395,14 +399,6 @@ enum ArgsError {
     Missing,
     Unexpected,
     Bad(String),
-}
-
-impl ReservedOperation {
-    pub fn name(self) -> &'static str {
-        match self {
-            ReservedOperation::Replace => "replace",
-        }
-    }
 }
 
 /// A request as it travels; `args` belongs to the operation.
@@ -552,6 +548,8 @@ pub enum Reply {
     Whoami(Whoami),
     Loaded(TenantView),
     Unloaded(TenantView),
+    /// The tenant as it is after the replace: its new policy's name and hash.
+    Replaced(TenantView),
     List(TenantList),
     Stats(TenantStatsList),
     Audit(AuditList),
@@ -640,6 +638,10 @@ pub struct TenantStats {
     pub nr_runnable: i32,
     /// Decisions the host clamped to the tenant's bounds (the sum of the `clamp_*` counters).
     pub clamps: u64,
+    /// Calls that reached a default stub for a hook the policy replaces: 0 unless a replace
+    /// let a call fall between two policies (docs/mechanism.md, "Attach and detach").
+    #[serde(default)]
+    pub default_calls: u32,
     /// The host's counters of the tenant's slot (docs/mechanism.md, "Statistics").
     pub counters: upsched_abi::stats::ClassCounters,
 }
@@ -760,8 +762,6 @@ pub enum ErrorKind {
     /// Another protocol version.
     Version,
     UnknownOperation,
-    /// An operation of the protocol that this daemon does not serve yet.
-    NotSupported,
     /// The caller's grants do not allow it.
     NotPermitted,
     /// The policy or its tenant parameters were refused (by `upsched check`, the bounds of the

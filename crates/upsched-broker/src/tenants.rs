@@ -8,6 +8,11 @@
 //! the tenant in the state directory. Every refusal happens before the kernel is asked; a
 //! refusal or failure changes nothing, in the kernel or in the records.
 //!
+//! A replace is judged the same way: [`admit_policy`] outside the lock, then
+//! [`Tenants::replace`] judges the new policy as a load of it onto the tenant's cgroup with the
+//! tenant's level, weight and bounds would be (the tenant itself not counted twice), and swaps
+//! it in (`Host::replace`: the old policy stays on any refusal or failure).
+//!
 //! The host and the tenants' links are pinned, so that they outlive the daemon: a daemon that
 //! starts finds them and adopts them ([`Tenants::start`]), and [`unload_all`] ends them.
 
@@ -70,7 +75,7 @@ impl LoadRequest {
     /// Admits the policy and opens the cgroup; the policy hash comes back even on refusal, for
     /// the audit log.
     pub fn admit(args: &LoadArgs) -> Result<LoadRequest, ErrorReply> {
-        let policy = Host::admit(&args.policy).map_err(|e| rejected(e.to_string()))?;
+        let policy = admit_policy(&args.policy)?;
         let name = match &args.name {
             Some(name) => name.clone(),
             None if policy.name().is_empty() => {
@@ -120,6 +125,11 @@ impl LoadRequest {
     pub fn name(&self) -> &str {
         &self.name
     }
+}
+
+/// Admits a policy object under the default limits; a refusal is the client's (`rejected`).
+pub fn admit_policy(bytes: &[u8]) -> Result<AdmittedPolicy, ErrorReply> {
+    Host::admit(bytes).map_err(|e| rejected(e.to_string()))
 }
 
 /// A tenant's parameters in its grant's terms.
@@ -486,7 +496,9 @@ impl Tenants {
         let grant = if peer.is_root() {
             "root".to_string()
         } else {
-            self.granting(peer, grants, &request)?
+            let ask = ask_of(&request.config);
+            let capabilities = request.policy.capabilities();
+            self.granting(peer, grants, capabilities, &request.cgroup, &ask, None)?
         };
         // The grant's scope check above read the cgroup's path under this lock; here it is
         // bound by that path, refused if the path now names another directory.
@@ -546,27 +558,28 @@ impl Tenants {
         Ok(view)
     }
 
-    /// The name of the first grant covering `peer` that allows all of `request`.
+    /// The name of the first grant covering `peer` that allows a load of a policy needing
+    /// `capabilities` onto `cgroup` with `ask`; the tenant at `replacing` (whose policy a
+    /// replace swaps) does not count among those `peer` holds, so that it counts once.
     fn granting(
         &self,
         peer: &Peer,
         grants: &Grants,
-        request: &LoadRequest,
+        capabilities: &[CapabilityUse],
+        cgroup: &ResolvedCgroup,
+        ask: &TenantAsk,
+        replacing: Option<usize>,
     ) -> Result<String, ErrorReply> {
         let held = |grant: &str| {
             self.tenants
                 .iter()
-                .filter(|t| t.view.owner == peer.uid() && t.view.grant == grant)
+                .enumerate()
+                .filter(|(index, t)| {
+                    Some(*index) != replacing && t.view.owner == peer.uid() && t.view.grant == grant
+                })
                 .count()
         };
-        let refusals = match judge(
-            grants,
-            &peer.principal,
-            request.policy.capabilities(),
-            &request.cgroup,
-            &ask_of(&request.config),
-            held,
-        ) {
+        let refusals = match judge(grants, &peer.principal, capabilities, cgroup, ask, held) {
             Ok(grant) => return Ok(grant),
             Err(refusals) => refusals,
         };
@@ -578,9 +591,99 @@ impl Tenants {
             )));
         }
         Err(not_permitted(format!(
-            "no grant allows this load: {}",
+            "no grant allows this {}: {}",
+            if replacing.is_some() {
+                "replace"
+            } else {
+                "load"
+            },
             refusals.join(" | ")
         )))
+    }
+
+    /// Swaps the policy of `name` (`peer`'s, or anyone's for root) for `policy`. Anyone but
+    /// root needs a grant that allows a load of `policy` onto the tenant's cgroup with its
+    /// level, weight and bounds; root's replace keeps the tenant's grant, which a reload
+    /// judges as usual. On a refusal or failure the old policy stays, in the kernel and in the
+    /// records.
+    pub fn replace(
+        &mut self,
+        peer: &Peer,
+        grants: &Grants,
+        name: &str,
+        policy: AdmittedPolicy,
+    ) -> Result<TenantView, ErrorReply> {
+        self.forget_departed();
+        let index = self.visible_index(peer, name)?;
+        let grant = if peer.is_root() {
+            self.tenants[index].view.grant.clone()
+        } else {
+            // An adopted tenant's cgroup as its load opened it comes from the records.
+            if self.tenants[index].judged.is_none() {
+                let judged = Judged::recover(&self.state, &self.tenants[index].view)
+                    .map_err(|reason| not_permitted(format!("tenant {name:?}: {reason}")))?;
+                self.tenants[index].judged = Some(judged);
+            }
+            let tenant = &self.tenants[index];
+            let cgroup = &tenant.judged.as_ref().expect("recovered above").cgroup;
+            let ask = ask_of(&tenant.config);
+            self.granting(
+                peer,
+                grants,
+                policy.capabilities(),
+                cgroup,
+                &ask,
+                Some(index),
+            )?
+        };
+        let handle = self.tenants[index].handle;
+        let host = self.host.as_mut().ok_or_else(|| {
+            ErrorReply::new(ErrorKind::UnknownTenant, format!("tenant {name:?} is gone"))
+        })?;
+        host.replace(handle, &policy).map_err(attach_refusal)?;
+        let tenant = &mut self.tenants[index];
+        let before = tenant.view.clone();
+        tenant.view.policy = policy.name().to_string();
+        tenant.view.policy_hash = policy.hash().to_string();
+        tenant.view.grant = grant;
+        let old_capabilities = tenant.judged.as_mut().map(|judged| {
+            std::mem::replace(&mut judged.capabilities, policy.capabilities().to_vec())
+        });
+        let view = tenant.view.clone();
+        let recorded = self
+            .state
+            .store_policy(&view.policy_hash, policy.bytes())
+            .and_then(|()| self.persist());
+        let Err(e) = recorded else {
+            return Ok(view);
+        };
+        // Records that name the old policy would judge it at the next reload: the old policy
+        // goes back in, so that kernel and records agree again.
+        let tenant = &mut self.tenants[index];
+        tenant.view = before;
+        if let (Some(judged), Some(old)) = (tenant.judged.as_mut(), old_capabilities) {
+            judged.capabilities = old;
+        }
+        let old_path = self.state.policy_path(&tenant.view.policy_hash);
+        let reverted = std::fs::read(&old_path)
+            .map_err(|e| format!("its policy {} cannot be read: {e}", old_path.display()))
+            .and_then(|bytes| admit_policy(&bytes).map_err(|e| e.message))
+            .and_then(|old| {
+                let host = self.host.as_mut().ok_or("the host is gone")?;
+                host.replace(handle, &old).map_err(|e| e.to_string())
+            });
+        Err(ErrorReply::new(
+            ErrorKind::Internal,
+            match reverted {
+                Ok(()) => format!(
+                    "the new policy could not be recorded, so the old one was put back: {e}"
+                ),
+                Err(why) => format!(
+                    "the new policy could not be recorded ({e}) and the old one not put back \
+                     ({why}): the tenant runs the new policy, the records name the old one"
+                ),
+            },
+        ))
     }
 
     /// The running host, loaded now if none runs (or if the kernel stopped the last one, whose
@@ -738,6 +841,7 @@ impl Tenants {
                     nr_tasks: info.map_or(0, |t| t.nr_tasks),
                     nr_runnable: info.map_or(0, |t| t.nr_runnable),
                     clamps: class.clamps(),
+                    default_calls: info.map_or(0, |t| t.default_calls),
                     counters: class.raw,
                 }
             })
@@ -1145,6 +1249,62 @@ mod tests {
         assert_eq!(withdrawn.len(), 1, "{withdrawn:?}");
         assert_eq!(withdrawn[0].reason, "no grant covers uid 1000 any more");
         assert_eq!(recorded_names(&state), ["roots"]);
+    }
+
+    fn example(name: &str) -> AdmittedPolicy {
+        Host::admit(upsched_policies::policy(name).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_replace_is_judged_as_a_load_of_the_new_policy_with_the_tenant_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, web) = (dir.path().join("state"), dir.path().join("web"));
+        std::fs::create_dir_all(&web).unwrap();
+        let scopes: &[&Path] = &[dir.path()];
+        // max_tenants 1, held by the tenant itself: a load would be refused, a replace not.
+        let grants = grants(&[("alice", scopes, FIFO_CAPABILITIES, 1)]);
+        let web_tenant = tenant("web", 0, 1000, &web, Some(judged(alice(), &web)));
+        let mut backend = backend(&state, vec![web_tenant]);
+        let peer = Peer {
+            pid: 1,
+            principal: alice(),
+        };
+        let recorded_hash = |state: &Path| {
+            let file = StateDir::open(state).unwrap().read().unwrap().unwrap();
+            file.tenants[0].tenant.policy_hash.clone()
+        };
+        let before = recorded_hash(&state);
+        // faas needs capabilities the grant lacks: refused, naming them; nothing changes.
+        let refused = backend
+            .replace(&peer, &grants, "web", example("faas"))
+            .unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::NotPermitted, "{refused:?}");
+        assert!(
+            refused.message.starts_with("no grant allows this replace")
+                && refused.message.contains("capability hints.read missing")
+                && refused.message.contains("capability sched.verdict missing"),
+            "{}",
+            refused.message
+        );
+        // wfq fits the grant: judged allowed, then asked of the host (none runs here).
+        let gone = backend
+            .replace(&peer, &grants, "web", example("wfq"))
+            .unwrap_err();
+        assert_eq!(gone.kind, ErrorKind::UnknownTenant, "{gone:?}");
+        // Another user's tenant is not found at all.
+        let bob = Peer {
+            pid: 2,
+            principal: Principal {
+                uid: Uid::from_raw(1001),
+                ..alice()
+            },
+        };
+        let unknown = backend
+            .replace(&bob, &grants, "web", example("wfq"))
+            .unwrap_err();
+        assert_eq!(unknown.kind, ErrorKind::UnknownTenant, "{unknown:?}");
+        assert_eq!(backend.tenants[0].view.policy, "fifo");
+        assert_eq!(recorded_hash(&state), before);
     }
 
     #[test]

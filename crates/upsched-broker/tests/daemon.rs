@@ -11,7 +11,7 @@ use upsched_broker::audit::{AuditRecord, AuditResult};
 use upsched_broker::client::{Client, ClientError};
 use upsched_broker::protocol::{
     AuditArgs, AuditList, ErrorKind, ErrorReply, LoadArgs, MAX_MESSAGE_BYTES, Operation, Outcome,
-    Reply, Request, ReservedOperation, Response, SetHintsArgs, StatsArgs, TenantArgs, TenantList,
+    ReplaceArgs, Reply, Request, Response, SetHintsArgs, StatsArgs, TenantArgs, TenantList,
     TenantStatsList, ThreadArgs, encode_request, read_frame, write_frame,
 };
 
@@ -226,20 +226,18 @@ fn host_status_and_whoami_round_trip_and_are_audited() {
         assert_eq!(g.capabilities, ["hints.read", "sched.order"]);
     }
 
-    // Operations this daemon does not serve yet are refused as such, not faked.
-    for op in [ReservedOperation::Replace] {
-        match client.call(Operation::Reserved(op)) {
-            Err(ClientError::Refused(e)) if nix::unistd::getuid().is_root() => {
-                assert_eq!(e.kind, ErrorKind::NotSupported, "{op:?}");
-                assert!(
-                    e.message.contains("not yet supported by this daemon"),
-                    "{}",
-                    e.message
-                );
-            }
-            Err(ClientError::Refused(_)) => {}
-            other => panic!("{op:?}: {other:?}"),
+    // A replace of a tenant nobody loaded: refused before the kernel is asked (root: no such
+    // tenant; anyone else: no grant).
+    let replace = ReplaceArgs {
+        tenant: "nobody-loaded-this".into(),
+        policy: policy("fifo").to_vec(),
+    };
+    match client.call(Operation::Replace(replace)) {
+        Err(ClientError::Refused(e)) if nix::unistd::getuid().is_root() => {
+            assert_eq!(e.kind, ErrorKind::UnknownTenant, "{e:?}");
         }
+        Err(ClientError::Refused(e)) => assert_eq!(e.kind, ErrorKind::NotPermitted, "{e:?}"),
+        other => panic!("replace: {other:?}"),
     }
     // No tenant yet: empty lists, not errors.
     assert_eq!(
@@ -266,20 +264,37 @@ fn host_status_and_whoami_round_trip_and_are_audited() {
         ]
     );
     assert_eq!(operations.len(), 5, "{operations:?}");
-    let load = &audit[2];
+    let replace = &audit[2];
     assert_eq!(
-        (load.operation.as_str(), load.result, load.uid, load.pid),
+        (
+            replace.operation.as_str(),
+            replace.result,
+            replace.uid,
+            replace.pid
+        ),
         ("replace", AuditResult::Refused, me.uid, me.pid)
     );
-    assert!(load.reason.as_deref().unwrap().contains(if me.uid == 0 {
-        "not yet supported"
+    assert!(replace.reason.as_deref().unwrap().contains(if me.uid == 0 {
+        "no tenant \"nobody-loaded-this\""
     } else {
         "grant"
     }));
+    if me.uid == 0 {
+        // Admitted before it was refused: the record names the new policy.
+        assert_eq!(
+            replace.policy_hash.as_deref(),
+            Some(
+                upsched_policy::ContentHash::of(policy("fifo"))
+                    .to_string()
+                    .as_str()
+            )
+        );
+        assert_eq!(replace.tenant.as_deref(), Some("nobody-loaded-this"));
+    }
     assert!(
-        load.time.ends_with('Z') && load.time.len() == "2026-01-01T00:00:00.000000Z".len(),
+        replace.time.ends_with('Z') && replace.time.len() == "2026-01-01T00:00:00.000000Z".len(),
         "{}",
-        load.time
+        replace.time
     );
 }
 
@@ -381,7 +396,10 @@ fn an_unprivileged_peer_is_identified_by_the_kernel_and_refused_what_it_lacks() 
         Operation::Whoami,
         Operation::Load(load_args(b"not an object", "/sys/fs/cgroup")),
         Operation::Audit(AuditArgs::default()),
-        Operation::Reserved(ReservedOperation::Replace),
+        Operation::Replace(ReplaceArgs {
+            tenant: "web".into(),
+            policy: b"not an object".to_vec(),
+        }),
     ];
     let mut requests: Vec<_> = ops
         .into_iter()

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use upsched_broker::protocol::{
     AuditArgs, DecodeError, ErrorKind, ErrorReply, FrameError, HostStatus, LoadArgs,
-    MAX_MESSAGE_BYTES, Operation, PROTOCOL_VERSION, Reply, Request, ReservedOperation, Response,
+    MAX_MESSAGE_BYTES, Operation, PROTOCOL_VERSION, ReplaceArgs, Reply, Request, Response,
     SetHintsArgs, StatsArgs, TenantArgs, ThreadArgs, decode_request, encode_request, fuzz_decode,
     read_frame, read_frame_with_fd, write_frame, write_frame_with_fd,
 };
@@ -55,7 +55,10 @@ fn requests_round_trip_through_frames() {
             tid: 42,
             words: [1, 7, 0, 0, 0, 0, 0, u64::MAX],
         }),
-        Operation::Reserved(ReservedOperation::Replace),
+        Operation::Replace(ReplaceArgs {
+            tenant: "a".into(),
+            policy: vec![0x7f, b'E', b'L', b'F'],
+        }),
     ] {
         let request = Request { id: 7, operation };
         let bytes = framed(&encode_request(&request));
@@ -74,11 +77,12 @@ fn requests_round_trip_through_frames() {
             operation: Operation::Whoami
         }
     );
-    // Reserved operations decode whatever their arguments: the daemon refuses them unread.
-    let replace = decode_request(br#"{"version":1,"id":4,"op":"replace","args":{"x":1}}"#);
+    // A replace names its tenant and carries the policy: other arguments are refused.
+    let replace = refused(r#"{"version":1,"id":4,"op":"replace","args":{"x":1}}"#);
+    assert_eq!(replace.error.kind, ErrorKind::Malformed);
     assert_eq!(
-        replace.unwrap().operation,
-        Operation::Reserved(ReservedOperation::Replace)
+        refused(r#"{"version":1,"id":4,"op":"replace"}"#).error.kind,
+        ErrorKind::Malformed
     );
     // The policy travels as hex.
     let load = decode_request(
@@ -230,13 +234,7 @@ fn nesting_as_deep_as_a_message_allows_neither_overflows_nor_passes() {
         )
     };
     assert!(deep("load").len() <= MAX_MESSAGE_BYTES as usize);
-    // Arguments of an operation not served are skipped unread; those of one served are refused.
-    assert_eq!(
-        decode_request(deep("replace").as_bytes())
-            .unwrap()
-            .operation,
-        Operation::Reserved(ReservedOperation::Replace)
-    );
+    assert_eq!(refused(&deep("replace")).error.kind, ErrorKind::Malformed);
     assert_eq!(refused(&deep("load")).error.kind, ErrorKind::Malformed);
     assert_eq!(refused(&deep("whoami")).error.kind, ErrorKind::Malformed);
     let unclosed = format!(

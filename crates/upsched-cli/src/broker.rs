@@ -1,5 +1,6 @@
 //! Clients of the broker daemon, `upschedd` (docs/protocol.md, docs/broker.md): `upsched host
-//! status`, `upsched grants show`, the tenant operations `load`, `unload`, `list`, `stats`,
+//! status`, `upsched grants show`, the tenant operations `load`, `replace`, `unload`, `list`,
+//! `stats`,
 //! root's `upsched audit` (`upsched hint` is in `hint.rs`, `upsched top` in `top.rs`).
 
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use upsched_broker::audit::AuditRecord;
 use upsched_broker::client::{Client, ClientError};
 use upsched_broker::protocol::{
     AuditArgs, DEFAULT_AUDIT_TAIL, GrantView, HostStatus, LoadArgs, MAX_AUDIT_TAIL, Operation,
-    Reply, StatsArgs, TenantArgs, TenantStats, TenantView, Whoami,
+    ReplaceArgs, Reply, StatsArgs, TenantArgs, TenantStats, TenantView, Whoami,
 };
 
 use crate::failure::failure;
@@ -63,6 +64,16 @@ pub struct LoadCommand {
     /// A task waiting longer than this to run ejects the tenant [default: 3s].
     #[arg(long, value_parser = humantime::parse_duration)]
     watchdog: Option<Duration>,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+#[derive(Args)]
+pub struct ReplaceCommand {
+    /// The tenant's name (`upsched list` shows them).
+    tenant: String,
+    /// The new policy object (a file, or `example:NAME` for a built-in example).
+    policy: String,
     #[command(flatten)]
     pub daemon: DaemonArgs,
 }
@@ -164,13 +175,42 @@ pub fn load(command: &LoadCommand) -> anyhow::Result<ExitCode> {
     let Reply::Loaded(tenant) = ask(&command.daemon, Operation::Load(args))? else {
         return Err(failure(1, "upschedd answered load with another reply"));
     };
-    if command.daemon.json {
-        println!("{}", serde_json::to_string_pretty(&tenant)?);
+    let headline = format!("loaded tenant {:?}", tenant.name);
+    answer_tenant(&command.daemon, &tenant, &headline, true)
+}
+
+/// Prints the tenant a tenant operation answered with: as JSON under `--json`, else
+/// `headline` and (with `details`) the tenant's fields.
+fn answer_tenant(
+    daemon: &DaemonArgs,
+    tenant: &TenantView,
+    headline: &str,
+    details: bool,
+) -> anyhow::Result<ExitCode> {
+    if daemon.json {
+        println!("{}", serde_json::to_string_pretty(tenant)?);
     } else {
-        println!("loaded tenant {:?}", tenant.name);
-        print_tenant(&tenant);
+        println!("{headline}");
+        if details {
+            print_tenant(tenant);
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+pub fn replace(command: &ReplaceCommand) -> anyhow::Result<ExitCode> {
+    let operation = Operation::Replace(ReplaceArgs {
+        tenant: command.tenant.clone(),
+        policy: crate::call::read_policy(&command.policy).map_err(|e| failure(2, e))?,
+    });
+    let Reply::Replaced(tenant) = ask(&command.daemon, operation)? else {
+        return Err(failure(1, "upschedd answered replace with another reply"));
+    };
+    let headline = format!(
+        "tenant {:?} now runs policy {:?}",
+        tenant.name, tenant.policy
+    );
+    answer_tenant(&command.daemon, &tenant, &headline, true)
 }
 
 pub fn unload(command: &TenantCommand) -> anyhow::Result<ExitCode> {
@@ -180,15 +220,11 @@ pub fn unload(command: &TenantCommand) -> anyhow::Result<ExitCode> {
     let Reply::Unloaded(tenant) = ask(&command.daemon, operation)? else {
         return Err(failure(1, "upschedd answered unload with another reply"));
     };
-    if command.daemon.json {
-        println!("{}", serde_json::to_string_pretty(&tenant)?);
-    } else {
-        println!(
-            "unloaded tenant {:?}: its tasks run in the default class",
-            tenant.name
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    let headline = format!(
+        "unloaded tenant {:?}: its tasks run in the default class",
+        tenant.name
+    );
+    answer_tenant(&command.daemon, &tenant, &headline, false)
 }
 
 pub fn list(args: &DaemonArgs) -> anyhow::Result<ExitCode> {

@@ -155,6 +155,18 @@ enum Command {
         after_help = "Examples:\n  upsched load example:fifo --cgroup /sys/fs/cgroup/tenants/me/batch --level 1\n  upsched load my.bpf.o --cgroup /sys/fs/cgroup/tenants/me/web --weight 200 --name web --json"
     )]
     Load(broker::LoadCommand),
+    /// Swap one of your tenants' policy (root: anyone's) for another, atomically.
+    ///
+    /// The daemon admits the new object and judges it against your grant as a load of it onto
+    /// the tenant's cgroup, level, weight and bounds would be (the tenant counted once); the
+    /// host attaches it before it detaches the old one, so that every call of the tenant's tasks
+    /// reaches one of the two policies. The tenant keeps its slot, members and statistics.
+    /// A refusal or failure leaves the old policy in place. Exit status: 0 replaced, 1 refused
+    /// or no such tenant, 2 no daemon answers or the policy cannot be read.
+    #[command(
+        after_help = "Examples:\n  upsched replace web example:wfq\n  upsched replace web my.bpf.o --json"
+    )]
+    Replace(broker::ReplaceCommand),
     /// Detach one of your tenants (root: any); its tasks go back to the default class.
     ///
     /// Exit status: 0 unloaded, 1 refused or no such tenant, 2 no daemon answers.
@@ -289,6 +301,7 @@ fn main() -> ExitCode {
         Command::Host { action } => broker::host(&action),
         Command::Grants { action } => broker::grants(&action),
         Command::Load(command) => broker::load(&command),
+        Command::Replace(command) => broker::replace(&command),
         Command::Unload(command) => broker::unload(&command),
         Command::List(args) => broker::list(&args),
         Command::Stats(command) => broker::stats(&command),
@@ -331,6 +344,7 @@ impl Command {
             Command::Host { action } => ("host", action.json()),
             Command::Grants { action } => ("grants", action.json()),
             Command::Load(command) => ("load", command.daemon.json),
+            Command::Replace(command) => ("replace", command.daemon.json),
             Command::Unload(command) => ("unload", command.daemon.json),
             Command::List(args) => ("list", args.json),
             Command::Stats(command) => ("stats", command.daemon.json),

@@ -368,6 +368,7 @@ mod tests {
             nr_tasks: 2,
             nr_runnable: 1,
             clamps: 3,
+            default_calls: 0,
             counters,
         }
     }

@@ -25,10 +25,11 @@ fn without_a_daemon_each_says_so_and_how_to_start_one() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("none.sock");
     let socket = socket.to_str().unwrap();
-    let commands: [&[&str]; 8] = [
+    let commands: [&[&str]; 9] = [
         &["host", "status"],
         &["grants", "show"],
         &["load", "example:fifo", "--cgroup", "/sys/fs/cgroup"],
+        &["replace", "web", "example:wfq"],
         &["unload", "web"],
         &["list"],
         &["stats"],
@@ -150,6 +151,28 @@ fn tenant_operations_answer_or_refuse_with_the_daemons_reason() {
         "{}",
         text(&out.stderr)
     );
+    // A replace of a tenant that does not exist: no such tenant (root), no grant (anyone
+    // else); an unreadable policy is the client's own failure.
+    let out = upsched(&[
+        "replace",
+        "web",
+        "example:wfq",
+        "--socket",
+        &socket,
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["error"]["command"], "replace");
+    let reason = doc["error"]["message"].as_str().unwrap();
+    let expected = if nix_uid() == 0 {
+        "no tenant \"web\""
+    } else {
+        "holds no grant"
+    };
+    assert!(reason.contains(expected), "{reason}");
+    let out = upsched(&["replace", "web", "example:nope", "--socket", &socket]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     // A directory that is not a cgroup is refused before the kernel is asked (as root) or at
     // the permission check (anyone else, who holds no grant here).
     let plain = dir.path().display().to_string();

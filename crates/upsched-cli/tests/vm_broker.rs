@@ -9,7 +9,10 @@
 //! refused at start and left as it was, a grant that no longer covers a tenant withdraws it on
 //! `SIGHUP` (its slot freed, the other tenant still governing; root reads it with `upsched audit`,
 //! which alice may not), and `upschedd --unload` ends the host with every task alive. `upsched
-//! top --once` shows alice her tenant's row.
+//! top --once` shows alice her tenant's row. While her task spins, alice replaces the tenant's
+//! fifo by wfq (no call reaches a default stub, the task stays governed, the records and the
+//! audit log name wfq) and is refused a replace by faas, which her grant does not allow (wfq
+//! stays); the daemon killed afterwards adopts the tenant on its second stub set.
 //!
 //! Skipped without a kernel or QEMU unless UPSCHED_VM_REQUIRED=1 (`docs/vm-harness.md`).
 
@@ -34,6 +37,8 @@ const EXPECTED: &[&str] = &[
     "tenant_task_governed",
     "top_shows_the_tenant",
     "others_see_no_tenant",
+    "replaced_under_load_without_default_calls",
+    "replace_the_grant_does_not_allow_refused",
     "sched_ext_enabled_after_kill_9",
     "tenant_scheduled_while_no_daemon_ran",
     "restarted_daemon_adopts_the_tenant",
@@ -121,6 +126,35 @@ if [ "$list" = "no tenants" ]; then
 else
     upsched_fail others_see_no_tenant "$list"
 fi
+# Field $2 of stats JSON $1 (the first of that name).
+field() { echo "$1" | sed -n "s/.*\"$2\": \([0-9]*\).*/\1/p" | head -n 1; }
+# A hot swap while the spinner runs: fifo -> wfq (onto the slot's second stub set, pinned b0...).
+before=$(alice upsched stats web --json 2>&1)
+out=$(alice upsched replace web example:wfq --json 2>&1); status=$?
+sleep 0.5
+after=$(alice upsched stats web --json 2>&1)
+calls="default calls $(field "$before" default_calls) -> $(field "$after" default_calls)"
+runs="dispatches $(field "$before" dispatches) -> $(field "$after" dispatches)"
+tasks="tasks $(field "$before" nr_tasks) -> $(field "$after" nr_tasks)"
+if [ $status -eq 0 ] && echo "$out" | grep -qF '"policy": "wfq"' \
+    && alice upsched list | grep -qF 'policy wfq' && grep -qF '"policy": "wfq"' /tmp/state/tenants.json \
+    && [ "$(field "$before" default_calls)" = 0 ] && [ "$(field "$after" default_calls)" = 0 ] \
+    && [ "$(field "$after" dispatches)" -gt "$(field "$before" dispatches)" ] \
+    && [ "$(field "$after" nr_tasks)" -ge 1 ] && ls $PINS/tenants/*/b0 >/dev/null \
+    && grep -q '"operation":"replace","tenant":"web","policy_hash":"[0-9a-f]*","result":"ok"' /tmp/state/audit.jsonl; then
+    upsched_pass replaced_under_load_without_default_calls "$calls; $runs; $tasks"
+else
+    upsched_fail replaced_under_load_without_default_calls "exit $status: $out; $calls; $runs; $tasks; $(ls -R $PINS/tenants); $(tail -3 /tmp/state/audit.jsonl)"
+fi
+out=$(alice upsched replace web example:faas 2>&1); status=$?
+if [ $status -eq 1 ] && echo "$out" | grep -qF "no grant allows this replace" \
+    && echo "$out" | grep -qF "capability hints.read missing" \
+    && alice upsched list | grep -qF 'policy wfq' && grep -qF '"policy": "wfq"' /tmp/state/tenants.json \
+    && [ "$(field "$(alice upsched stats web --json)" default_calls)" = 0 ]; then
+    upsched_pass replace_the_grant_does_not_allow_refused "$out"
+else
+    upsched_fail replace_the_grant_does_not_allow_refused "exit $status: $out; $(alice upsched list 2>&1)"
+fi
 # The tenant's class's CPU time (ns) as the daemon reports it, and the uptime in ms.
 tenant_cpu() { alice upsched stats web --json 2>&1 | sed -n 's/.*"cpu_time_ns": \([0-9]*\).*/\1/p' | head -n 1; }
 now_ms() { awk '{printf "%d", $1 * 1000}' /proc/uptime; }
@@ -148,7 +182,7 @@ else
     upsched_fail tenant_scheduled_while_no_daemon_ran "cpu ns $cpu_before -> $cpu_after; ${gap_ms} ms; $(tail -5 /tmp/upschedd.log)"
 fi
 list=$(alice upsched list 2>&1)
-if echo "$list" | grep -q web && grep -q '"operation":"start","tenant":null,"policy_hash":null,"result":"ok","reason":"adopted' /tmp/state/audit.jsonl; then
+if echo "$list" | grep -q web && echo "$list" | grep -qF 'policy wfq' && grep -q '"operation":"start","tenant":null,"policy_hash":null,"result":"ok","reason":"adopted' /tmp/state/audit.jsonl; then
     upsched_pass restarted_daemon_adopts_the_tenant "$list"
 else
     upsched_fail restarted_daemon_adopts_the_tenant "$list; $(tail -5 /tmp/upschedd.log)"
@@ -156,7 +190,7 @@ fi
 kill $daemon
 wait $daemon
 upsched_check sigterm_leaves_the_tenant_pinned \
-    sh -c "grep -qx enabled /sys/kernel/sched_ext/state && ls $PINS/tenants/*/0"
+    sh -c "grep -qx enabled /sys/kernel/sched_ext/state && ls $PINS/tenants/*/b0"
 # The records say level 0 where the kernel has level 1: the start is refused and changes nothing.
 cp /tmp/state/tenants.json /tmp/tenants.good
 sed 's/"level": 1/"level": 0/' /tmp/tenants.good > /tmp/state/tenants.json
@@ -164,7 +198,7 @@ cp /tmp/state/tenants.json /tmp/tenants.bad
 out=$(/usr/bin/upschedd --state-dir /tmp/state 2>&1); status=$?
 if [ $status -eq 1 ] && echo "$out" | grep -qF "level is 0 in the records, 1 in the kernel" \
     && cmp -s /tmp/state/tenants.json /tmp/tenants.bad && grep -qx enabled /sys/kernel/sched_ext/state \
-    && ls $PINS/tenants/*/0 >/dev/null; then
+    && ls $PINS/tenants/*/b0 >/dev/null; then
     upsched_pass disagreeing_state_file_refused_unchanged "$out"
 else
     upsched_fail disagreeing_state_file_refused_unchanged "exit $status: $out"

@@ -251,7 +251,75 @@ struct Tenant {
     config: TenantConfig,
     /// The policy's loads: the first owns its maps, the others reuse them.
     instances: Vec<PolicyInstance>,
+    /// The stub set its programs replace and the host calls (0: A, 1: B; see [`Host::replace`]).
+    set: u32,
 }
+
+/// A stub of `slot`'s set `set` (0: A, 1: B) for `hook`, as `bpf/host.bpf.c` names them.
+fn stub_name(slot: usize, set: u32, hook: &str) -> String {
+    let set = if set == 0 { "" } else { "b" };
+    format!("upsched_s{slot}{set}_{hook}")
+}
+
+/// What attaching an admitted policy takes from the admitted value (nothing is re-derived).
+struct AttachPlan<'a> {
+    policy: &'a AdmittedPolicy,
+    name: &'a str,
+    /// Loads of the object: the most callers a hook of the policy has.
+    loads: usize,
+    /// The `FILL_*` classes of the context fields some hook of the policy reads: the host
+    /// fills only those.
+    fills: u32,
+}
+
+impl<'a> AttachPlan<'a> {
+    fn of(policy: &'a AdmittedPolicy) -> Self {
+        let reads = policy.report().hooks.iter().flat_map(|hook| &hook.reads);
+        AttachPlan {
+            policy,
+            name: match policy.name() {
+                "" => "unnamed",
+                name => name,
+            },
+            loads: policy
+                .hooks()
+                .map(|hook| callers_of(hook).len())
+                .max()
+                .unwrap_or(0),
+            fills: upsched_abi::mechanism::fills_for_reads(reads.map(String::as_str)),
+        }
+    }
+
+    /// The hook of the admitted object's program in section `section`.
+    fn hook_of(&self, section: &str) -> Option<&'static HookInfo> {
+        self.policy
+            .object()
+            .programs
+            .iter()
+            .find(|program| program.section == section)
+            .and_then(|program| program.hook)
+    }
+}
+
+/// The pin name of the `index`-th link of a tenant whose programs replace stub set `set`: set
+/// A's are the plain index, as before there were two sets, so that older pins still adopt.
+fn link_pin_name(set: u32, index: usize) -> String {
+    if set == 0 {
+        index.to_string()
+    } else {
+        format!("b{index}")
+    }
+}
+
+/// The stub set of the link pinned as `name` (see [`link_pin_name`]).
+fn set_of_link_pin(name: &str) -> u32 {
+    u32::from(name.starts_with('b'))
+}
+
+/// How long [`Host::replace`] waits after the flip before it detaches the old policy: a call
+/// that read the old set just before the flip still enters the old programs, and host callbacks
+/// run without preemption, so a call in flight ends well within this.
+const SWAP_GRACE: Duration = Duration::from_millis(10);
 
 /// One load of a policy object and the links of its programs to their stubs.
 /// A policy object loaded for one caller index, not yet attached: (program name, hook, target
@@ -294,6 +362,9 @@ pub struct TenantInfo {
     pub weight: u32,
     pub nr_tasks: i32,
     pub nr_runnable: i32,
+    /// Calls that reached a stub of the live set with no policy program on it, for a hook the
+    /// policy replaces (wraps): 0 while every call reaches the policy, across replaces too.
+    pub default_calls: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -815,27 +886,16 @@ impl Host {
         policy: &AdmittedPolicy,
         config: &TenantConfig,
     ) -> Result<TenantHandle, HostError> {
-        let loads = policy
-            .hooks()
-            .map(|hook| callers_of(hook).len())
-            .max()
-            .unwrap_or(0);
-        let name = match policy.name() {
-            "" => "unnamed",
-            name => name,
-        };
-        let hook_of = |section: &str| {
-            policy
-                .object()
-                .programs
-                .iter()
-                .find(|program| program.section == section)
-                .and_then(|program| program.hook)
-        };
-        // The host fills only the context fields some hook of the policy reads.
-        let reads = policy.report().hooks.iter().flat_map(|hook| &hook.reads);
-        let fills = upsched_abi::mechanism::fills_for_reads(reads.map(String::as_str));
-        self.attach_object(policy.bytes(), name, loads, fills, &hook_of, config)
+        let plan = AttachPlan::of(policy);
+        let hook_of = |section: &str| plan.hook_of(section);
+        self.attach_object(
+            policy.bytes(),
+            plan.name,
+            plan.loads,
+            plan.fills,
+            &hook_of,
+            config,
+        )
     }
 
     /// [`Host::admit`] then [`Host::attach`], for callers that hold only the object's bytes.
@@ -881,8 +941,14 @@ impl Host {
         let mut first: Option<LoadedInstance> = None;
         for caller_index in 0..MAX_CALLERS {
             let maps_of = first.as_ref().map(|f| &f.object);
-            let loaded =
-                self.load_policy_instance(policy, &hook_of_section, slot, caller_index, maps_of)?;
+            let loaded = self.load_policy_instance(
+                policy,
+                &hook_of_section,
+                slot,
+                0,
+                caller_index,
+                maps_of,
+            )?;
             if first.is_none() {
                 first = loaded;
             }
@@ -911,26 +977,8 @@ impl Host {
             .position(Option::is_none)
             .ok_or(HostError::NoFreeSlot(NR_SLOTS))?;
         self.install_hint_map(slot)?;
-
-        // Load the policy once per caller of its hooks (the first load owns the maps) and
-        // attach each load's programs to their stubs in this slot.
-        let mut instances: Vec<PolicyInstance> = Vec::new();
-        let mut hooks = 0u32;
-        for caller_index in 0..loads {
-            let loaded = self.load_policy_instance(
-                policy,
-                hook_of,
-                slot,
-                caller_index,
-                instances.first().and_then(|first| first.object.as_ref()),
-            )?;
-            if let Some(loaded) = loaded {
-                let instance = Self::attach_instance(loaded)?;
-                hooks |= instance.hooks;
-                instances.push(instance);
-            }
-        }
-        self.pin_tenant_links(slot, &mut instances)?;
+        let (mut instances, hooks) = self.attach_instances(policy, loads, hook_of, slot, 0)?;
+        self.pin_tenant_links(slot, 0, &mut instances)?;
 
         // Statistics, task pool and member count of a slot describe its current tenant only
         // (members of an earlier one that never left no longer count, see drain_and_free).
@@ -938,6 +986,7 @@ impl Host {
         self.reset_slot_pool(slot)?;
         let mut status = self.read_tenant_status(slot)?;
         status.nr_tasks = 0;
+        status.default_calls = 0;
         self.write_tenant_status(slot, &status)?;
         let generation = self.generations[slot].wrapping_add(1).max(1);
         self.generations[slot] = generation;
@@ -955,7 +1004,9 @@ impl Host {
             park_max_ns: params.park_max_ns,
             watchdog_ns: params.watchdog_ns,
             fills,
-            pad: 0,
+            stubs: 0,
+            hooks_b: 0,
+            fills_b: 0,
         };
         self.write_tenant_config(slot, &raw)?;
         let handle = TenantHandle { slot, generation };
@@ -964,9 +1015,91 @@ impl Host {
             policy: policy_name,
             config: config.clone(),
             instances,
+            set: 0,
         });
         self.bump_classification()?;
         Ok(handle)
+    }
+
+    /// Loads the policy once per caller of its hooks (`loads` times, the first load owning the
+    /// maps) and attaches each load's programs to their stubs of set `set` in `slot`; the hooks
+    /// they replace come back with them. On failure the links made so far end with them.
+    fn attach_instances(
+        &self,
+        policy: &[u8],
+        loads: usize,
+        hook_of: &dyn Fn(&str) -> Option<&'static HookInfo>,
+        slot: usize,
+        set: u32,
+    ) -> Result<(Vec<PolicyInstance>, u32), HostError> {
+        let mut instances: Vec<PolicyInstance> = Vec::new();
+        let mut hooks = 0u32;
+        for caller_index in 0..loads {
+            let loaded = self.load_policy_instance(
+                policy,
+                hook_of,
+                slot,
+                set,
+                caller_index,
+                instances.first().and_then(|first| first.object.as_ref()),
+            )?;
+            if let Some(loaded) = loaded {
+                let instance = Self::attach_instance(loaded)?;
+                hooks |= instance.hooks;
+                instances.push(instance);
+            }
+        }
+        Ok((instances, hooks))
+    }
+
+    /// Replaces the policy of tenant `handle` by `policy`, atomically for every call: the new
+    /// policy is loaded and attached onto the slot's idle stub set, the tenant configuration
+    /// learns that set's hooks and fills, then one write flips the set the host calls, and only
+    /// then is the old policy detached. No call reaches a default stub in between (the slot's
+    /// `default_calls` counts any that would). The slot, its generation, members, task slots,
+    /// statistics and hint map stay: members are not told (no `task_exit` of the old policy,
+    /// no `task_init` of the new one; docs/mechanism.md). Any failure before the flip detaches
+    /// what was attached and leaves the old policy in place.
+    pub fn replace(
+        &mut self,
+        handle: TenantHandle,
+        policy: &AdmittedPolicy,
+    ) -> Result<(), HostError> {
+        let slot = self.live_slot(handle)?;
+        let old_set = self.tenants[slot].as_ref().map_or(0, |t| t.set);
+        let set = 1 - old_set;
+        let plan = AttachPlan::of(policy);
+        let hook_of = |section: &str| plan.hook_of(section);
+        let fills = plan.fills;
+        let (mut instances, hooks) =
+            self.attach_instances(policy.bytes(), plan.loads, &hook_of, slot, set)?;
+        // Stale pins of the idle set (a replace interrupted before its flip) are gone by now:
+        // their links held the idle stubs, which the attach above could not have taken.
+        self.pin_tenant_links(slot, set, &mut instances)?;
+        let flipped = self.read_tenant_config(slot).and_then(|mut raw| {
+            // The idle set's hooks and fills first: the host reads them only once `stubs`
+            // names that set, and the second write changes nothing but `stubs`.
+            if set == 0 {
+                (raw.hooks, raw.fills) = (hooks, fills);
+            } else {
+                (raw.hooks_b, raw.fills_b) = (hooks, fills);
+            }
+            self.write_tenant_config(slot, &raw)?;
+            raw.stubs = set;
+            self.write_tenant_config(slot, &raw)
+        });
+        if let Err(e) = flipped {
+            let _ = self.unpin_set(slot, set);
+            return Err(e);
+        }
+        let old = self.tenants[slot].as_mut().map(|tenant| {
+            tenant.policy = plan.name.to_string();
+            tenant.set = set;
+            std::mem::replace(&mut tenant.instances, instances)
+        });
+        std::thread::sleep(SWAP_GRACE);
+        drop(old);
+        self.unpin_set(slot, old_set)
     }
 
     /// The bpffs directory of `slot`'s links, on a pinned host.
@@ -976,11 +1109,13 @@ impl Host {
             .map(|pins| pins.join(PIN_TENANTS).join(slot.to_string()))
     }
 
-    /// Pins the links of a tenant being attached to `slot` on a pinned host; on failure the
-    /// slot's pins are removed again (the links then end with `instances`).
+    /// Pins the links of a tenant's policy attached onto stub set `set` of `slot` on a pinned
+    /// host; on failure that set's pins are removed again (the links then end with
+    /// `instances`).
     fn pin_tenant_links(
         &self,
         slot: usize,
+        set: u32,
         instances: &mut [PolicyInstance],
     ) -> Result<(), HostError> {
         let Some(dir) = self.slot_pins(slot) else {
@@ -991,15 +1126,32 @@ impl Host {
             .and_then(|()| {
                 let links = instances.iter_mut().flat_map(|i| i.links.iter_mut());
                 for (index, link) in links.enumerate() {
-                    let path = dir.join(index.to_string());
+                    let path = dir.join(link_pin_name(set, index));
                     link.pin(&path).map_err(|e| pin_error(&path, e))?;
                 }
                 Ok(())
             });
         if pinned.is_err() {
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = self.unpin_set(slot, set);
         }
         pinned
+    }
+
+    /// Removes the pins of the links of `slot`'s stub set `set` (the links end with their
+    /// values).
+    fn unpin_set(&self, slot: usize, set: u32) -> Result<(), HostError> {
+        let Some(dir) = self.slot_pins(slot).filter(|dir| dir.exists()) else {
+            return Ok(());
+        };
+        let entries = std::fs::read_dir(&dir).map_err(|e| pin_error(&dir, e))?;
+        for entry in entries {
+            let path = entry.map_err(|e| pin_error(&dir, e))?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            if name.is_some_and(|name| set_of_link_pin(&name) == set) {
+                std::fs::remove_file(&path).map_err(|e| pin_error(&path, e))?;
+            }
+        }
+        Ok(())
     }
 
     /// Removes the pins of `slot`'s links, once its tenant is gone: the links end when the
@@ -1014,14 +1166,15 @@ impl Host {
     }
 
     /// Loads `policy` with each hook program aimed at the stub of its `caller_index`-th caller
-    /// in `slot`, without attaching; programs of hooks with no such caller are not loaded, and
-    /// `None` means no program had one. `maps_of` is the first load, whose maps are reused so
-    /// that all loads share the policy's globals.
+    /// in `slot`'s stub set `set`, without attaching; programs of hooks with no such caller are
+    /// not loaded, and `None` means no program had one. `maps_of` is the first load, whose maps
+    /// are reused so that all loads share the policy's globals.
     fn load_policy_instance(
         &self,
         policy: &[u8],
         hook_of: &dyn Fn(&str) -> Option<&'static HookInfo>,
         slot: usize,
+        set: u32,
         caller_index: usize,
         maps_of: Option<&Object>,
     ) -> Result<Option<LoadedInstance>, HostError> {
@@ -1039,7 +1192,7 @@ impl Host {
             let target_fd = self.host_prog_fd(caller)?;
             hooks |= 1 << info.id;
             let hook = info.name.to_string();
-            let stub = format!("upsched_s{slot}_{hook}");
+            let stub = stub_name(slot, set, &hook);
             prog.set_attach_target(target_fd, Some(stub.clone()))
                 .map_err(|e| HostError::PolicyAttach {
                     hook: hook.clone(),
@@ -1369,6 +1522,7 @@ impl Host {
                 weight: tenant.config.weight,
                 nr_tasks: status.nr_tasks,
                 nr_runnable: status.nr_runnable,
+                default_calls: status.default_calls,
             });
         }
         Ok(HostStats { classes, tenants })
@@ -1576,16 +1730,26 @@ impl Host {
             .ok_or_else(|| map_error("reading the host configuration", "short value"))?;
 
         let mut disagreements = Vec::new();
+        let mut stale_sets = Vec::new();
         let mut handles = Vec::with_capacity(expected.len());
         for slot in 0..NR_SLOTS {
             let raw = host.read_tenant_config(slot)?;
+            let live_set = raw.stubs & 1;
             host.generations[slot] = raw.generation;
             // An ejected tenant's policy is still attached; poll_ejections frees it as usual.
             let held = matches!(raw.state, SLOT_ACTIVE | SLOT_EJECTED);
-            let links = match host.slot_pins(slot) {
+            // Only the links of the set the host calls are the tenant's: a replace that
+            // stopped before its flip left its new links on the idle set, which is unpinned
+            // below (it changed nothing, so the old policy stays).
+            let (links, stale): (Vec<_>, Vec<_>) = match host.slot_pins(slot) {
                 Some(dir) if dir.exists() => open_pinned(&dir, Link::open)?,
                 _ => Vec::new(),
-            };
+            }
+            .into_iter()
+            .partition(|(name, _)| !held || set_of_link_pin(name) == live_set);
+            if !stale.is_empty() {
+                stale_sets.push((slot, 1 - live_set));
+            }
             let mut wanted = expected.iter().filter(|t| t.slot == slot);
             let (tenant, duplicate) = (wanted.next(), wanted.next());
             if duplicate.is_some() {
@@ -1621,10 +1785,15 @@ impl Host {
                 policy: tenant.policy.clone(),
                 config: tenant.config.clone(),
                 instances: vec![PolicyInstance {
-                    hooks: raw.hooks,
+                    hooks: if live_set == 0 {
+                        raw.hooks
+                    } else {
+                        raw.hooks_b
+                    },
                     links: links.into_iter().map(|(_, link)| link).collect(),
                     object: None,
                 }],
+                set: live_set,
             });
         }
         for tenant in expected.iter().filter(|t| t.slot >= NR_SLOTS) {
@@ -1639,6 +1808,9 @@ impl Host {
                 *tenant = None;
             }
             return Err(HostError::Adopt(disagreements.join("; ")));
+        }
+        for (slot, set) in stale_sets {
+            host.unpin_set(slot, set)?;
         }
         let ordered = expected
             .iter()
@@ -1818,8 +1990,10 @@ mod tests {
         let text = String::from_utf8_lossy(HOST_OBJECT);
         for slot in 0..NR_SLOTS {
             for hook in upsched_abi::HOOKS {
-                let stub = format!("upsched_s{slot}_{}", hook.name);
-                assert!(text.contains(&stub), "{stub} missing from the host object");
+                for set in 0..2 {
+                    let stub = stub_name(slot, set, hook.name);
+                    assert!(text.contains(&stub), "{stub} missing from the host object");
+                }
             }
         }
         for caller in HOOK_CALLERS.iter().flat_map(|callers| *callers) {

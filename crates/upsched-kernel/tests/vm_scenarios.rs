@@ -25,6 +25,7 @@ const EXPECTED: &[&str] = &[
     "levels_and_guard",
     "strict_priority",
     "detach_while_running",
+    "replace_under_load",
     "absurd_decisions_clamped",
     "park_forever_bounded",
     "starving_policy_ejected",

@@ -12,7 +12,7 @@ use upsched_policy::engine::{EngineError, EngineOptions, ExecMode, LoadedPolicy}
 
 use crate::scenario::Scenario;
 use crate::sched::Scheduler;
-use crate::sched::upsched::{self, HostConfig, Tenant, TenantConfig, UpschedHost};
+use crate::sched::upsched::{self, HostConfig, Replacement, Tenant, TenantConfig, UpschedHost};
 use crate::toml_scenario::{DurationValue, ScenarioError};
 
 /// Prefix of an example policy's name (`upsched_policies::POLICIES`).
@@ -104,6 +104,24 @@ pub struct TenantSpec {
     pub config: TenantConfig,
     /// Line of the table in the scenario file, for errors found when the policy is loaded.
     pub line: Option<usize>,
+    /// The tenant's scheduled replace of its policy (`replace = { at, policy }`).
+    pub replace: Option<ReplaceSpec>,
+}
+
+/// A replace of a tenant's policy at a time, as the scenario wrote it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplaceSpec {
+    pub at: crate::units::Time,
+    /// The new policy as the scenario wrote it.
+    pub policy_text: String,
+    pub policy: PolicySource,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReplace {
+    at: DurationValue,
+    policy: String,
 }
 
 #[derive(Deserialize)]
@@ -120,6 +138,7 @@ pub(crate) struct RawTenant {
     watchdog: Option<DurationValue>,
     attach: Option<DurationValue>,
     detach: Option<DurationValue>,
+    replace: Option<RawReplace>,
 }
 
 /// Validates the `[[tenant]]` tables. `line_of` maps a span to its line; `base` is the
@@ -165,11 +184,33 @@ pub(crate) fn from_raw(
                 format!("tenant {} ({}): {e}", i + 1, t.policy.get_ref()),
             )
         })?;
+        let replace = t
+            .replace
+            .as_ref()
+            .map(|r| {
+                let at = r.at.0;
+                if at <= config.attach_at || config.detach_at.is_some_and(|d| d <= at) {
+                    return Err(format!(
+                        "replace at {at} ns is not between attach ({} ns) and detach",
+                        config.attach_at
+                    ));
+                }
+                let policy = PolicySource::parse(&r.policy, base)
+                    .map_err(|e| format!("replace policy: {e}"))?;
+                Ok(ReplaceSpec {
+                    at,
+                    policy_text: r.policy.clone(),
+                    policy,
+                })
+            })
+            .transpose()
+            .map_err(|e| err(line, format!("tenant {}: {e}", i + 1)))?;
         specs.push(TenantSpec {
             policy_text: t.policy.get_ref().clone(),
             policy,
             config,
             line: Some(line),
+            replace,
         });
     }
     Ok(specs)
@@ -218,15 +259,29 @@ pub fn load(
     specs
         .iter()
         .map(|spec| {
-            let policy = cache.get(&spec.policy).map_err(|message| ScenarioError {
-                file: file.to_string(),
-                line: spec.line,
-                message: format!("tenant policy {}: {message}", spec.policy_text),
-            })?;
+            let get = |source: &PolicySource, text: &str| {
+                cache.get(source).map_err(|message| ScenarioError {
+                    file: file.to_string(),
+                    line: spec.line,
+                    message: format!("tenant policy {text}: {message}"),
+                })
+            };
+            let replace = spec
+                .replace
+                .as_ref()
+                .map(|r| {
+                    Ok(Replacement {
+                        at: r.at,
+                        name: r.policy_text.clone(),
+                        policy: get(&r.policy, &r.policy_text)?,
+                    })
+                })
+                .transpose()?;
             Ok(Tenant {
                 name: spec.policy_text.clone(),
-                policy,
+                policy: get(&spec.policy, &spec.policy_text)?,
                 config: spec.config.clone(),
+                replace,
             })
         })
         .collect()
@@ -296,6 +351,7 @@ pub fn scheduler_from(
             name: name.to_string(),
             policy,
             config: TenantConfig::new("/"),
+            replace: None,
         });
     } else {
         return Err(format!(

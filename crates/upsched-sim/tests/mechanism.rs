@@ -346,6 +346,7 @@ fn run_unchecked(name: &str, mode: upsched_policy::engine::ExecMode) -> Result<i
             name: name.into(),
             policy,
             config: TenantConfig::new("/"),
+            replace: None,
         }],
         &s.cgroups,
     );
@@ -673,6 +674,14 @@ fn a_bad_tenant_table_is_refused_with_its_line() {
             "policy = \"example:fifo\"\nattach = \"1s\"\ndetach = \"1s\"",
             "is not after attach".to_string(),
         ),
+        (
+            "policy = \"example:fifo\"\nattach = \"1s\"\nreplace = { at = \"1s\", policy = \"example:wfq\" }",
+            "is not between attach".to_string(),
+        ),
+        (
+            "policy = \"example:fifo\"\nreplace = { at = \"1s\", policy = \"example:nope\" }",
+            "replace policy".to_string(),
+        ),
     ] {
         let e = scenario_error(tenant);
         assert_eq!(e.line, Some(6), "{tenant}: {e}");
@@ -763,6 +772,7 @@ fn a_policy_that_cannot_finish_a_hook_is_ejected_with_the_fault() {
             name: "starved-of-budget".into(),
             policy,
             config: TenantConfig::new("/"),
+            replace: None,
         }],
         &s.cgroups,
     );
@@ -871,6 +881,33 @@ fn membership(detach: &str, second_attach: &str, tasks: &str) -> RunReport {
         path.display()
     );
     run(&text, "upsched")
+}
+
+#[test]
+fn a_replace_swaps_the_policy_and_keeps_the_tenant_its_members_and_statistics() {
+    // fifo governs /svc from the start; at 100 ms count_members replaces it. Two members run
+    // across the swap, a third joins after it: only that one calls the new policy's
+    // task_init, and all three leave through its task_exit. Nobody leaves the tenant.
+    let path = policy_file("count_members", upsched_testdata::object("count_members"));
+    let text = format!(
+        "duration = \"2s\"\n[machine]\ncpus = 1\ncosts = {{ preset = \"zero\" }}\n\
+         [[tenant]]\npolicy = \"example:fifo\"\ncgroup = \"/svc\"\n\
+         replace = {{ at = \"100ms\", policy = \"{}\" }}\n{}{}",
+        path.display(),
+        hog("early", "count = 2\ncgroup = \"/svc\"", "150ms"),
+        hog("late", "cgroup = \"/svc\"\nstart = \"200ms\"", "50ms"),
+    );
+    let run = run(&text, "upsched");
+    let t = tenant(&run, "example:fifo");
+    let replace = t.replace.as_ref().expect("the replace is reported");
+    assert_eq!(replace.at_ns, 100 * MS);
+    assert_eq!(replace.error, None);
+    assert_eq!(t.slot, Some(0));
+    assert_eq!(member_counts(t), (1, 3));
+    // Every run of the tasks was the tenant's, before and after the swap.
+    assert_eq!(t.stats.cpu_time_ns, 350 * MS);
+    assert_eq!(mechanism(&run).default_class.cpu_time_ns, 0);
+    assert_eq!(run.tasks_alive_at_end, 0);
 }
 
 #[test]

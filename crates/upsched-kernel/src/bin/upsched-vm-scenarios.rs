@@ -641,6 +641,7 @@ fn run_all(alone_secs: u64, only: &[String], repeat: u32) -> i32 {
         ("levels_and_guard", levels),
         ("strict_priority", strict_priority),
         ("detach_while_running", detach_while_running),
+        ("replace_under_load", replace_under_load),
         ("absurd_decisions_clamped", absurd_clamped),
         ("park_forever_bounded", park_forever),
         ("starving_policy_ejected", starving_ejected),
@@ -1002,6 +1003,85 @@ fn detach_while_running(host: &mut Host) -> Result<String, String> {
          dispatches), detached, all finished {:.1} s later",
         detached_at.elapsed().as_secs_f64()
     ))
+}
+
+/// The tenant's member count, dispatches and calls that reached a default stub, now.
+fn governed(host: &Host, handle: TenantHandle) -> Result<(i32, u64, u32, String), String> {
+    let stats = host.stats().map_err(|e| e.to_string())?;
+    let tenant = stats
+        .tenants
+        .iter()
+        .find(|t| t.handle == handle)
+        .ok_or("the tenant is gone")?;
+    Ok((
+        tenant.nr_tasks,
+        stats.classes[handle.slot].raw.dispatches,
+        tenant.default_calls,
+        tenant.policy.clone(),
+    ))
+}
+
+/// Hot swap under load: fifo (enqueue only) is replaced by wfq (four hooks, onto stub set B)
+/// and wfq by fifo again (back onto set A) while two spinners of the tenant run; across both
+/// swaps no call reaches a default stub, the members stay members and keep being dispatched.
+fn replace_under_load(host: &mut Host) -> Result<String, String> {
+    let cgroup = make_cgroup("replace")?;
+    let handle = attach(host, example("fifo")?, &TenantConfig::new(&cgroup).level(1))?;
+    let cg = cgroup.display().to_string();
+    let mut children = Vec::new();
+    for _ in 0..2 {
+        children.push(spawn(&args(&[
+            "spin", "--cgroup", &cg, "--cpu-ms", "2500",
+        ]))?);
+    }
+    let start = Instant::now();
+    while governed(host, handle)?.0 < 2 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut steps = Vec::new();
+    let mut before = governed(host, handle)?;
+    for next in ["wfq", "fifo"] {
+        let admitted = Host::admit(example(next)?).map_err(|e| e.to_string())?;
+        let swap = Instant::now();
+        let replaced = host.replace(handle, &admitted);
+        let took = swap.elapsed();
+        if let Err(e) = replaced {
+            kill_all(&mut children);
+            return Err(format!("replacing by {next}: {e}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let after = governed(host, handle)?;
+        steps.push(format!(
+            "{} -> {} in {:.1} ms: members {} -> {}, dispatches +{}, default-stub calls {} -> {}",
+            before.3,
+            after.3,
+            took.as_secs_f64() * 1e3,
+            before.0,
+            after.0,
+            after.1.saturating_sub(before.1),
+            before.2,
+            after.2
+        ));
+        let wrong = if after.3 != next {
+            Some("the host names another policy")
+        } else if before.0 < 2 || after.0 != before.0 {
+            Some("the members did not stay")
+        } else if after.1 <= before.1 {
+            Some("the members were not dispatched after the swap")
+        } else if after.2 != before.2 || after.2 != 0 {
+            Some("calls reached a default stub")
+        } else {
+            None
+        };
+        if let Some(wrong) = wrong {
+            kill_all(&mut children);
+            return Err(format!("{wrong}: {}", steps.join("; ")));
+        }
+        before = after;
+    }
+    wait_all(&mut children, Duration::from_secs(60))?;
+    host.detach(handle).map_err(|e| e.to_string())?;
+    Ok(steps.join("; "))
 }
 
 /// The `task_init` and `task_exit` calls the count_members policy counted in its .bss.

@@ -81,6 +81,7 @@ fn run(scenario: &Scenario, policy: &str, mode: ExecMode) -> Result<String, Stri
                 name: spec.policy_text.clone(),
                 policy: policies(mode)[&policy_key(&spec.policy)].clone(),
                 config: spec.config.clone(),
+                replace: None,
             })
             .collect();
         let config = HostConfig::new(scenario.params.default_slice);

@@ -140,4 +140,16 @@ pub struct Tenant {
     pub name: String,
     pub policy: LoadedPolicy,
     pub config: TenantConfig,
+    /// A hot swap of the policy while the tenant is attached (`Host::replace`).
+    pub replace: Option<Replacement>,
+}
+
+/// A scheduled replace of a tenant's policy: at `at`, `policy` governs the tenant in place of
+/// the one it had, with the slot, its members and statistics kept (docs/mechanism.md).
+#[derive(Clone, Debug)]
+pub struct Replacement {
+    pub at: Time,
+    /// Shown in reports: the policy as the scenario named it.
+    pub name: String,
+    pub policy: LoadedPolicy,
 }

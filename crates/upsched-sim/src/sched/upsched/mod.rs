@@ -27,10 +27,11 @@ use upsched_ebpf::CallError;
 use upsched_policy::engine::{EngineError, KfuncProvider, PolicyInstance};
 
 pub use config::{
-    DEFAULT_CLASS, HostConfig, NR_CLASSES, NR_LEVELS, NR_SLOTS, Tenant, TenantConfig,
+    DEFAULT_CLASS, HostConfig, NR_CLASSES, NR_LEVELS, NR_SLOTS, Replacement, Tenant, TenantConfig,
 };
 pub use stats::{
-    ClampReport, ClassReport, ClassStats, EjectionReport, MechanismReport, TenantReport,
+    ClampReport, ClassReport, ClassStats, EjectionReport, MechanismReport, ReplaceReport,
+    TenantReport,
 };
 
 use super::fifo::{allowed_or_first, kick_an_idle_cpu};
@@ -52,12 +53,13 @@ const NICE_0_WEIGHT: u64 = 100;
 /// `UPSCHED_CPU_ANY`.
 const CPU_ANY: i32 = upsched_abi::CPU_ANY;
 
-/// Timer tokens: the host timer, and scheduled attaches/detaches (tenant index in the low
-/// bits).
+/// Timer tokens: the host timer, and scheduled attaches/detaches/replaces (tenant index in
+/// the low bits).
 const TIMER_HOST: u64 = 0;
 const TIMER_ATTACH: u64 = 1 << 32;
 const TIMER_DETACH: u64 = 2 << 32;
 const TIMER_DRAIN_BOUND: u64 = 3 << 32;
+const TIMER_REPLACE: u64 = 4 << 32;
 const TIMER_KIND: u64 = !0xffff_ffff;
 
 /// sched_ext's `SCX_DSQ_LOCAL_ON`: with both bits set, the low 32 bits are a CPU number.
@@ -100,6 +102,14 @@ impl Hook {
 
 // `Slot::replaced` has a bit per hook.
 const _: () = assert!(upsched_abi::NR_HOOKS <= u8::BITS as usize);
+
+/// `Slot::replaced` of `policy`: a bit per hook it implements.
+fn replaced_hooks(policy: &upsched_policy::engine::LoadedPolicy) -> u8 {
+    upsched_abi::HOOKS
+        .iter()
+        .filter(|hook| policy.implements(hook.name))
+        .fold(0, |bits, hook| bits | 1 << hook.id)
+}
 
 struct Slot {
     state: SlotState,
@@ -223,6 +233,7 @@ struct TenantRecord {
     detached_at: Option<Time>,
     attach_error: Option<String>,
     ejection: Option<EjectionReport>,
+    replaced: Option<ReplaceReport>,
     stats: ClassStats,
     /// The policy's instance once its slot is FREE: its globals outlive the detach.
     final_policy: Option<PolicyInstance>,
@@ -377,6 +388,7 @@ impl UpschedHost {
                     detached_at: None,
                     attach_error: None,
                     ejection: None,
+                    replaced: None,
                     stats: ClassStats::default(),
                     final_policy: None,
                 })
@@ -438,6 +450,7 @@ impl UpschedHost {
                     detached_at_ns: t.detached_at,
                     attach_error: t.attach_error.clone(),
                     ejection: t.ejection.clone(),
+                    replace: t.replaced.clone(),
                     nr_tasks: t
                         .slot
                         .filter(|s| self.slots[*s].tenant == index)
@@ -677,14 +690,44 @@ impl UpschedHost {
         s.waiting.clear();
         s.config = Some(record.tenant.config.clone());
         s.instance = Some(record.tenant.policy.instantiate());
-        let policy = &record.tenant.policy;
-        s.replaced = upsched_abi::HOOKS
-            .iter()
-            .filter(|hook| policy.implements(hook.name))
-            .fold(0, |bits, hook| bits | 1 << hook.id);
+        s.replaced = replaced_hooks(&record.tenant.policy);
         s.tenant = index;
         self.classify_gen = self.classify_gen.wrapping_add(1);
         self.ensure_timer(cx);
+    }
+
+    /// The tenant's scheduled replace: the slot's policy instance and its replaced hooks
+    /// change at once, as the kernel's flip of the stub set does; the slot, its generation,
+    /// members, task slots, hints and statistics stay, and members are told nothing (no
+    /// `task_exit` of the old policy, no `task_init` of the new). A tenant that is not ACTIVE
+    /// then (not attached yet, detached, ejected) keeps its policy, and the report says why.
+    fn replace(&mut self, cx: &mut Cx, index: usize) {
+        let record = &mut self.tenants[index];
+        let Some(replacement) = record.tenant.replace.clone() else {
+            return;
+        };
+        let live = record.slot.filter(|s| {
+            self.slots[*s].tenant == index && self.slots[*s].state == SlotState::Active
+        });
+        let mut report = ReplaceReport {
+            at_ns: cx.now,
+            policy: replacement.name.clone(),
+            error: None,
+        };
+        match live {
+            Some(slot) => {
+                let s = &mut self.slots[slot];
+                s.instance = Some(replacement.policy.instantiate());
+                s.replaced = replaced_hooks(&replacement.policy);
+            }
+            None => {
+                report.error = Some(format!(
+                    "the tenant is not attached at {} ns: its policy stays",
+                    cx.now
+                ));
+            }
+        }
+        record.replaced = Some(report);
     }
 
     fn detach(&mut self, cx: &mut Cx, index: usize) {
@@ -1365,6 +1408,9 @@ impl Scheduler for UpschedHost {
             if let Some(at) = detach_at {
                 cx.set_timer(at, TIMER_DETACH | index as u64);
             }
+            if let Some(replace) = &self.tenants[index].tenant.replace {
+                cx.set_timer(replace.at, TIMER_REPLACE | index as u64);
+            }
         }
     }
 
@@ -1526,6 +1572,7 @@ impl Scheduler for UpschedHost {
             TIMER_ATTACH => self.attach(cx, index),
             TIMER_DETACH => self.detach(cx, index),
             TIMER_DRAIN_BOUND => self.drain_bound_reached(index),
+            TIMER_REPLACE => self.replace(cx, index),
             _ => {}
         }
     }

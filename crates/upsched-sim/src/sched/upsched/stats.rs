@@ -91,6 +91,16 @@ pub struct ClassReport {
     pub policy_calls: u64,
 }
 
+/// When a tenant's policy was replaced, by which, or why it was not.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ReplaceReport {
+    pub at_ns: Time,
+    pub policy: String,
+    /// Why the replace did not happen (the tenant was not attached then), if it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// Why and when a tenant was ejected.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct EjectionReport {
@@ -120,6 +130,9 @@ pub struct TenantReport {
     pub attach_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ejection: Option<EjectionReport>,
+    /// The scheduled replace of the policy, if the tenant had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replace: Option<ReplaceReport>,
     /// Tasks holding a task slot at the end of the run.
     pub nr_tasks: u32,
     pub stats: ClassReport,
