@@ -9,6 +9,7 @@ mod broker;
 mod call;
 mod check;
 mod demo;
+mod demo_daemon;
 mod engine_arg;
 mod failure;
 mod fidelity;

@@ -1,5 +1,8 @@
 //! `upsched demo --vm` end to end: boots the test VM (the sched_ext kernel under QEMU), runs the
-//! demo in the guest and checks what it printed.
+//! demo in the guest and checks what it printed: root starts `upschedd` and grants the demo
+//! user, that user (uid 1000), not root, loads both policies through the daemon, replaces one
+//! under load with no call reaching a default stub, unloads them, and `upschedd --unload` leaves
+//! nothing behind.
 //!
 //! Without QEMU or a cached kernel (and no UPSCHED_KERNEL) the test is skipped with a loud
 //! message, unless UPSCHED_VM_REQUIRED=1: then it downloads the kernel if needed and fails when
@@ -50,18 +53,40 @@ fn demo_runs_in_the_vm() {
     for expected in [
         "booting the test VM",
         "[vm] guest booted kernel",
-        "host scheduler loaded: sched_ext state disabled -> enabled",
-        "attached policy wfq to tenant batch",
-        "attached policy prio to tenant interactive",
-        "detached policy prio from tenant interactive: its 2 tasks go on in the default class",
+        "guest: created the unprivileged user upsched-demo (uid 1000, gid 1000)",
+        "as root: created the cgroups /sys/fs/cgroup/upsched-demo/batch, \
+         /sys/fs/cgroup/upsched-demo/interactive and delegated them to upsched-demo",
+        "as root: granted upsched-demo in /run/upsched-demo/grants.toml",
+        "as root: started `upschedd --socket /run/upsched-demo/upsched.sock",
+        "as upsched-demo (uid 1000): upsched load example:wfq --cgroup \
+         /sys/fs/cgroup/upsched-demo/batch --level 1 --weight 100 --name batch",
+        "-> upschedd loaded tenant \"batch\" for uid 1000 (grant \"upsched-demo\"): policy wfq",
+        "-> host scheduler loaded by upschedd at this first load: sched_ext state disabled -> \
+         enabled",
+        "as upsched-demo (uid 1000): upsched load example:prio --cgroup \
+         /sys/fs/cgroup/upsched-demo/interactive --level 2 --weight 100 --name interactive",
+        "-> upschedd loaded tenant \"interactive\" for uid 1000 (grant \"upsched-demo\"): policy \
+         prio",
+        "as upsched-demo (uid 1000): upsched replace batch example:rr",
+        "-> upschedd swapped tenant \"batch\"'s policy wfq for rr",
+        "default-stub calls before the swap: 0",
+        "check: after the swap, upschedd counts 0 calls of batch's tasks that reached a default stub",
+        "as upsched-demo (uid 1000): upsched unload interactive",
+        "its 2 tasks go on in the default class",
+        "as upsched-demo (uid 1000): upsched unload batch",
+        "as upsched-demo (uid 1000): upsched list -> 0 tenants",
+        "as root: stopped upschedd",
+        "ran `upschedd --unload`: ended the host pinned in /sys/fs/bpf/upsched-demo",
         "host scheduler unloaded: sched_ext state enabled -> disabled",
+        "no pin left in /sys/fs/bpf/upsched-demo",
         "cgroups removed",
+        "default-stub calls 0",
         "demo OK",
         "[vm] guest verdict: demo PASS",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }
-    for (tenant, policy) in [("batch", "wfq"), ("interactive", "prio")] {
+    for (tenant, policy) in [("batch", "wfq"), ("batch", "rr"), ("interactive", "prio")] {
         let rows = policy_rows(&stdout, tenant, policy);
         assert!(
             !rows.is_empty(),
@@ -72,15 +97,15 @@ fn demo_runs_in_the_vm() {
             "{tenant} got no CPU under {policy}: {rows:?}\n{text}"
         );
     }
-    // After the detach, the interactive tenant's rows say default class and it still runs.
+    // After the unload, the interactive tenant's rows say default class and it still runs.
     let after_detach = stdout
-        .split("detached policy prio")
+        .split("upsched unload interactive")
         .nth(1)
         .unwrap_or_default();
     assert!(
         after_detach
             .lines()
             .any(|l| l.contains("interactive") && l.contains("(counted in the default class)")),
-        "no default-class row for interactive after the detach\n{text}"
+        "no default-class row for interactive after the unload\n{text}"
     );
 }
