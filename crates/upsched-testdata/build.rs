@@ -1,6 +1,7 @@
 //! Compiles the corpus. Unlike the example policies, the good and bad objects are built
 //! without the forced ABI asserts: some of them are wrong on purpose. The misbehaving ones are
 //! valid policies (they pass the ABI asserts) whose decisions the host must clamp or punish.
+//! The kernel_refuses ones pass the ABI asserts and `upsched check` but not the kernel's verifier.
 
 use std::path::PathBuf;
 use upsched_build::abi_spec::AbiSpec;
@@ -42,6 +43,10 @@ fn main() {
     let checked = or_fail(BpfCompiler::new()).arg(format!("-include{}", asserts.display()));
     let objects = or_fail(checked.compile_dir(&PathBuf::from("bpf/misbehaving"), &dir));
     module.push_str(&embed_module("MISBEHAVING", &objects));
+    let dir = out_dir.join("kernel_refuses");
+    or_fail(std::fs::create_dir_all(&dir).map_err(|e| e.to_string()));
+    let objects = or_fail(checked.compile_dir(&PathBuf::from("bpf/kernel_refuses"), &dir));
+    module.push_str(&embed_module("KERNEL_REFUSES", &objects));
 
     or_fail(std::fs::write(out_dir.join("corpus.rs"), module).map_err(|e| e.to_string()));
 }

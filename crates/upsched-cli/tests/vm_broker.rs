@@ -47,6 +47,7 @@ const EXPECTED: &[&str] = &[
     "readopted_after_the_refusal",
     "unload",
     "unloaded_task_back_in_default_class",
+    "kernel_verifier_refusal_changes_nothing",
     "second_load",
     "second_tenant_under_the_reloaded_grant",
     "withdrawn_grant_detaches_its_tenant",
@@ -222,6 +223,22 @@ if [ "$list" = "no tenants" ] && [ "$after" -gt "$before" ]; then
 else
     upsched_fail unloaded_task_back_in_default_class "$list; cpu ns $before -> $after"
 fi
+# A policy that passes `upsched check` but not the kernel's verifier (an unreachable
+# instruction): alice gets the kernel's whole log, and nothing changed (no slot pinned, the
+# records as they were, no tenant), the host still runs, the refusal is audited.
+cp /tmp/state/tenants.json /tmp/tenants.before
+out=$(alice upsched load /opt/unreachable_insn.bpf.o --cgroup $T/alice/web --level 1 2>&1); status=$?
+slots=$(ls -A $PINS/tenants 2>/dev/null)
+if [ $status -eq 1 ] && echo "$out" | grep -qF "the kernel verifier rejected the policy" \
+    && echo "$out" | grep -qF -- "-- BEGIN PROG LOAD LOG --" && echo "$out" | grep -qF "unreachable insn" \
+    && echo "$out" | grep -qF "processed 0 insns" && echo "$out" | grep -qF -- "-- END PROG LOAD LOG --" \
+    && [ -z "$slots" ] && cmp -s /tmp/state/tenants.json /tmp/tenants.before \
+    && [ "$(alice upsched list 2>&1)" = "no tenants" ] && grep -qx enabled /sys/kernel/sched_ext/state \
+    && grep -q '"operation":"load","tenant":null,"policy_hash":"[0-9a-f]*","result":"refused"' /tmp/state/audit.jsonl; then
+    upsched_pass kernel_verifier_refusal_changes_nothing "$out"
+else
+    upsched_fail kernel_verifier_refusal_changes_nothing "exit $status: $out; slots: $slots; $(diff /tmp/state/tenants.json /tmp/tenants.before); $(tail -2 /tmp/state/audit.jsonl)"
+fi
 upsched_check second_load alice upsched load example:fifo --cgroup $T/alice/web --level 1 --name web
 # A withdrawn grant: alice may hold two tenants, one per cgroup; then the grant's scope shrinks
 # to web's cgroup, and the SIGHUP that reads it detaches batch and leaves web governing.
@@ -276,5 +293,15 @@ upsched_finish
 
 #[test]
 fn the_broker_loads_for_granted_users_and_refuses_the_rest_on_the_real_kernel() {
-    guest::run_cli_scenario("broker", SCRIPT, Duration::from_secs(300), EXPECTED);
+    // The policy the kernel's verifier refuses, as a file in the guest.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let refused = dir.path().join("unreachable_insn.bpf.o");
+    let bytes = upsched_testdata::kernel_refuses("unreachable_insn").expect("the fixture");
+    std::fs::write(&refused, bytes).expect("writing the fixture");
+    let extra = [(refused.as_path(), "/opt/unreachable_insn.bpf.o".to_string())];
+    if let Some(results) = guest::run_cli_guest("broker", SCRIPT, &extra, Duration::from_secs(300))
+    {
+        let names: Vec<&str> = results.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, EXPECTED);
+    }
 }

@@ -40,6 +40,8 @@ fn examples_good_objects_and_clang_loops_are_accepted() {
     let good = upsched_policies::POLICIES
         .iter()
         .chain(upsched_testdata::GOOD)
+        // Accepted here, refused by the kernel (docs/verifier.md); vm_broker checks the refusal.
+        .chain(upsched_testdata::KERNEL_REFUSES)
         .map(|(name, bytes)| (*name, *bytes))
         .chain([
             ("loops", LOOPS),
