@@ -1,12 +1,16 @@
 //! The audit log: one JSON line per request, accepted or refused, and per daemon event (a
-//! grants reload), in `STATE_DIR/audit.jsonl` and on stderr (the journal under systemd).
+//! grants reload), in `STATE_DIR/audit.jsonl` and on stderr (the journal under systemd). A
+//! user's served read-only requests of one kind are recorded at most once per
+//! [`READ_RECORD_INTERVAL`], the next record counting those left out (`upsched top` asks for
+//! `stats` every second).
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +19,15 @@ pub const AUDIT_FILE: &str = "audit.jsonl";
 
 /// Bytes of the log read at once, from the end, by [`AuditLog::tail`].
 const TAIL_CHUNK: u64 = 64 * 1024;
+
+/// How often one user's served read-only requests of one operation are recorded.
+pub const READ_RECORD_INTERVAL: Duration = Duration::from_secs(60);
+/// Most (uid, operation) pairs whose last record the log remembers for that; with more users
+/// than this asking at once, the rest are recorded every time (memory stays bounded).
+const READ_RECORD_KEYS: usize = 4096;
+
+/// A user and a read-only operation.
+type ReadKey = (u32, &'static str);
 
 /// One line of the audit log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +92,9 @@ pub struct AuditLog {
     path: PathBuf,
     file: Mutex<File>,
     to_stderr: bool,
+    /// Per (uid, operation): when a served read-only request was last recorded, and how many
+    /// have been left out since.
+    reads: Mutex<HashMap<ReadKey, (Instant, u64)>>,
 }
 
 impl AuditLog {
@@ -98,6 +114,7 @@ impl AuditLog {
             path,
             file: Mutex::new(file),
             to_stderr,
+            reads: Mutex::new(HashMap::new()),
         })
     }
 
@@ -123,6 +140,50 @@ impl AuditLog {
                 self.path.display()
             );
         }
+    }
+
+    /// Records a served read-only request (`operation`, e.g. `stats`) unless one of the same
+    /// user and operation was recorded within [`READ_RECORD_INTERVAL`]; the record that is
+    /// written says in its reason how many were left out before it. Refusals go through
+    /// [`AuditLog::record`], always.
+    pub fn record_read(&self, operation: &'static str, record: &mut AuditRecord) {
+        self.record_read_at(operation, record, Instant::now());
+    }
+
+    fn record_read_at(&self, operation: &'static str, record: &mut AuditRecord, now: Instant) {
+        let left_out = {
+            let mut reads = self
+                .reads
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let key = (record.uid, operation);
+            match reads.get_mut(&key) {
+                Some((last, left_out)) if now.duration_since(*last) < READ_RECORD_INTERVAL => {
+                    *left_out += 1;
+                    return;
+                }
+                Some(entry) => std::mem::replace(entry, (now, 0)).1,
+                None => {
+                    if reads.len() >= READ_RECORD_KEYS {
+                        reads.retain(|_, (last, _)| {
+                            now.duration_since(*last) < READ_RECORD_INTERVAL
+                        });
+                    }
+                    if reads.len() < READ_RECORD_KEYS {
+                        reads.insert(key, (now, 0));
+                    }
+                    0
+                }
+            }
+        };
+        if left_out > 0 {
+            record.reason = Some(format!(
+                "{left_out} more served since this user's previous {operation} record \
+                 (one is recorded per {} s)",
+                READ_RECORD_INTERVAL.as_secs()
+            ));
+        }
+        self.record(record);
     }
 
     /// The newest `count` records, oldest first, from at most `max_bytes` of the log's lines:
@@ -190,6 +251,40 @@ mod tests {
 
     fn record(i: usize, reason: &str) -> AuditRecord {
         AuditRecord::now(i as u32, 1, "whoami", AuditResult::Ok, Some(reason.into()))
+    }
+
+    #[test]
+    fn served_reads_are_recorded_once_per_interval_per_user_and_operation() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), false).unwrap();
+        let start = Instant::now();
+        let read = |uid, operation, after: Duration| {
+            let mut record = AuditRecord::now(uid, 1, operation, AuditResult::Ok, None);
+            log.record_read_at(operation, &mut record, start + after);
+        };
+        let second = Duration::from_secs(1);
+        for i in 0..5 {
+            read(1000, "stats", second * i);
+        }
+        read(1001, "stats", second);
+        read(1000, "list", second);
+        read(1000, "stats", READ_RECORD_INTERVAL + second);
+        let (records, _) = log.tail(100, 1 << 20).unwrap();
+        let seen: Vec<_> = records
+            .iter()
+            .map(|r| (r.uid, r.operation.as_str(), r.reason.as_deref()))
+            .collect();
+        let left_out =
+            "4 more served since this user's previous stats record (one is recorded per 60 s)";
+        assert_eq!(
+            seen,
+            [
+                (1000, "stats", None),
+                (1001, "stats", None),
+                (1000, "list", None),
+                (1000, "stats", Some(left_out)),
+            ]
+        );
     }
 
     #[test]

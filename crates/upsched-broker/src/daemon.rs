@@ -441,6 +441,11 @@ impl Daemon {
         }
         let mut passed = None;
         let mut record = AuditRecord::now(peer.uid(), peer.pid, name, AuditResult::Ok, None);
+        // What a client polls (`upsched top`: stats every second); the rest is always recorded.
+        let read_only = matches!(
+            request.operation,
+            Operation::HostStatus | Operation::Whoami | Operation::List | Operation::Stats(_)
+        );
         let outcome = match request.operation {
             Operation::HostStatus => Ok(Reply::HostStatus(self.host_status())),
             Operation::Whoami => Ok(Reply::Whoami(self.whoami(peer))),
@@ -500,6 +505,10 @@ impl Daemon {
             }
         };
         match outcome {
+            Ok(reply) if read_only => {
+                self.audit.record_read(name, &mut record);
+                (Response::ok(id, reply), passed)
+            }
             Ok(reply) => {
                 self.audit.record(&record);
                 (Response::ok(id, reply), passed)
