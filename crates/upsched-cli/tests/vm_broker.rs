@@ -48,6 +48,7 @@ const EXPECTED: &[&str] = &[
     "unload",
     "unloaded_task_back_in_default_class",
     "kernel_verifier_refusal_changes_nothing",
+    "long_kernel_log_cut_to_its_start_and_end",
     "second_load",
     "second_tenant_under_the_reloaded_grant",
     "withdrawn_grant_detaches_its_tenant",
@@ -239,6 +240,19 @@ if [ $status -eq 1 ] && echo "$out" | grep -qF "the kernel verifier rejected the
 else
     upsched_fail kernel_verifier_refusal_changes_nothing "exit $status: $out; slots: $slots; $(diff /tmp/state/tenants.json /tmp/tenants.before); $(tail -2 /tmp/state/audit.jsonl)"
 fi
+# A refusal whose verifier log is megabytes: the answer keeps the log's start (the refusal is
+# still the verifier's) and its end (the reason), says what it left out, and fits a message.
+out=$(alice upsched load /opt/jump_sequence.bpf.o --cgroup $T/alice/web --level 1 2>&1); status=$?
+bytes=$(echo "$out" | wc -c)
+if [ $status -eq 1 ] && echo "$out" | grep -qF "the kernel verifier rejected the policy" \
+    && echo "$out" | grep -qF "The sequence of 8193 jumps is too complex" \
+    && echo "$out" | grep -qF -- "-- BEGIN PROG LOAD LOG --" && echo "$out" | grep -qF "bytes of the log left out" \
+    && [ "$bytes" -lt 1048576 ] && [ -z "$(ls -A $PINS/tenants 2>/dev/null)" ] \
+    && cmp -s /tmp/state/tenants.json /tmp/tenants.before; then
+    upsched_pass long_kernel_log_cut_to_its_start_and_end "$bytes bytes: $(echo "$out" | head -c 300) ... $(echo "$out" | tail -c 300)"
+else
+    upsched_fail long_kernel_log_cut_to_its_start_and_end "exit $status, $bytes bytes: $(echo "$out" | head -c 600) ... $(echo "$out" | tail -c 600)"
+fi
 upsched_check second_load alice upsched load example:fifo --cgroup $T/alice/web --level 1 --name web
 # A withdrawn grant: alice may hold two tenants, one per cgroup; then the grant's scope shrinks
 # to web's cgroup, and the SIGHUP that reads it detaches batch and leaves web governing.
@@ -293,12 +307,21 @@ upsched_finish
 
 #[test]
 fn the_broker_loads_for_granted_users_and_refuses_the_rest_on_the_real_kernel() {
-    // The policy the kernel's verifier refuses, as a file in the guest.
+    // The policies the kernel's verifier refuses, as files in the guest.
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let refused = dir.path().join("unreachable_insn.bpf.o");
-    let bytes = upsched_testdata::kernel_refuses("unreachable_insn").expect("the fixture");
-    std::fs::write(&refused, bytes).expect("writing the fixture");
-    let extra = [(refused.as_path(), "/opt/unreachable_insn.bpf.o".to_string())];
+    let fixtures: Vec<_> = ["unreachable_insn", "jump_sequence"]
+        .into_iter()
+        .map(|name| {
+            let path = dir.path().join(format!("{name}.bpf.o"));
+            let bytes = upsched_testdata::kernel_refuses(name).expect("the fixture");
+            std::fs::write(&path, bytes).expect("writing the fixture");
+            (path, format!("/opt/{name}.bpf.o"))
+        })
+        .collect();
+    let extra: Vec<_> = fixtures
+        .iter()
+        .map(|(path, guest)| (path.as_path(), guest.clone()))
+        .collect();
     if let Some(results) = guest::run_cli_guest("broker", SCRIPT, &extra, Duration::from_secs(300))
     {
         let names: Vec<&str> = results.iter().map(|r| r.name.as_str()).collect();

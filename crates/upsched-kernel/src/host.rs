@@ -477,16 +477,33 @@ fn capture_libbpf_log(level: PrintLevel, message: String) {
         }
     }
     if let Ok(mut log) = LIBBPF_LOG.lock() {
-        // Bounded: a verifier log can be megabytes; its end holds the reason.
-        if log.len() > 1 << 20 {
-            let cut = log.len() - (1 << 19);
-            let cut = (cut..log.len())
-                .find(|i| log.is_char_boundary(*i))
-                .unwrap_or(0);
-            log.drain(..cut);
-        }
         log.push_str(&message);
+        bound_log(&mut log);
     }
+}
+
+/// Most bytes of libbpf's messages kept for one load: a verifier log can be megabytes (libbpf
+/// passes it whole, in one message), and the broker returns what is kept in one protocol
+/// message.
+const LOG_MAX_BYTES: usize = 512 * 1024;
+/// Of those, the bytes kept from the log's start: libbpf's first messages and the verifier
+/// log's `BEGIN PROG LOAD LOG` line, by which a refusal is told to be the verifier's.
+const LOG_HEAD_BYTES: usize = 16 * 1024;
+
+/// Cuts `log` to at most about [`LOG_MAX_BYTES`]: its first [`LOG_HEAD_BYTES`], a line saying
+/// how much was left out, and its end, which holds the reason.
+fn bound_log(log: &mut String) {
+    if log.len() <= LOG_MAX_BYTES {
+        return;
+    }
+    let boundary = |at: usize| (at..log.len()).find(|i| log.is_char_boundary(*i));
+    let head_end = boundary(LOG_HEAD_BYTES).unwrap_or(log.len());
+    let tail_start = boundary(log.len() - (LOG_MAX_BYTES - LOG_HEAD_BYTES)).unwrap_or(log.len());
+    let left_out = tail_start.saturating_sub(head_end);
+    log.replace_range(
+        head_end..tail_start,
+        &format!("\n[... {left_out} bytes of the log left out ...]\n"),
+    );
 }
 
 fn start_log_capture() {
@@ -1980,6 +1997,31 @@ pub fn cgroup2_mount_of(path: &Path) -> Option<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_long_log_keeps_its_start_and_its_end() {
+        let mut short = "BEGIN PROG LOAD LOG\nunreachable insn 4\n".to_string();
+        let before = short.clone();
+        super::bound_log(&mut short);
+        assert_eq!(short, before);
+
+        let line = "12: (15) if r3 == 0x7 goto pc+3 ; R3=scalar() \u{e9}\n";
+        let mut long = format!("-- BEGIN PROG LOAD LOG --\n{}", line.repeat(100_000));
+        long.push_str("The sequence of 8193 jumps is too complex.\n-- END PROG LOAD LOG --\n");
+        let whole = long.len();
+        super::bound_log(&mut long);
+        assert!(long.len() <= super::LOG_MAX_BYTES + 64, "{}", long.len());
+        assert!(long.starts_with("-- BEGIN PROG LOAD LOG --\n12: (15)"));
+        assert!(long.ends_with("too complex.\n-- END PROG LOAD LOG --\n"));
+        let left_out: usize = long
+            .split("[... ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .expect("the line saying what was left out");
+        let marker = format!("\n[... {left_out} bytes of the log left out ...]\n");
+        assert_eq!(long.len() - marker.len() + left_out, whole);
+    }
+
     use super::*;
 
     #[test]
