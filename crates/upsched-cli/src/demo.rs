@@ -434,10 +434,11 @@ fn capabilities_needed(policies: &[&str]) -> anyhow::Result<Vec<String>> {
 
 /// The demo proper. Errors before the daemon is started are usage errors (exit 2 from main).
 fn run_here(seconds: u64) -> anyhow::Result<ExitCode> {
+    // Before preflight: a leftover demo host makes sched_ext look taken by another scheduler.
+    DemoDaemon::refuse_leftover_pins()?;
     preflight()?;
     let user = DemoUser::find()?;
     let daemon_binary = DemoDaemon::find_binary()?;
-    DemoDaemon::refuse_leftover_pins(&daemon_binary)?;
     signals::install();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let support = detect::detect();

@@ -179,9 +179,12 @@ impl DemoDaemon {
 
     /// Refuses to start over a demo's host that is still pinned (a demo killed with SIGKILL
     /// leaves it running), saying how to end it.
-    pub fn refuse_leftover_pins(binary: &Path) -> anyhow::Result<()> {
+    pub fn refuse_leftover_pins() -> anyhow::Result<()> {
         let pinned = std::fs::read_dir(DEMO_PIN_DIR).is_ok_and(|mut d| d.next().is_some());
         if pinned {
+            let binary = std::env::current_exe()
+                .map(|exe| exe.with_file_name("upschedd"))
+                .unwrap_or_else(|_| PathBuf::from("upschedd"));
             bail!(
                 "an earlier demo's host scheduler is still pinned in {DEMO_PIN_DIR} (was the demo \
                  killed?): end it with `sudo {} --unload --pin-dir {DEMO_PIN_DIR} --state-dir \

@@ -93,24 +93,31 @@ enum Command {
     },
     /// Show the host scheduler and two tenant policies at work on a real kernel.
     ///
-    /// Loads the host scheduler, creates two cgroups (/sys/fs/cgroup/upsched-demo/{batch,
-    /// interactive}) with a mixed workload (CPU hogs; a sleeping/waking task plus a hog),
-    /// attaches the example policies wfq (batch, level 1) and prio (interactive, level 2) while
-    /// the work runs, prints per-tenant statistics every second (CPU share, enqueues and
-    /// dispatches per second, longest wait, parks, clamps), detaches prio (its tasks go on in
-    /// the default class), then stops the workload, unloads the scheduler (sched_ext state
-    /// enabled -> disabled), removes the cgroups and prints a summary. Ctrl-C cleans up too.
+    /// Goes through the broker as a deployment would: as root it creates two cgroups
+    /// (/sys/fs/cgroup/upsched-demo/{batch, interactive}) with a mixed workload (CPU hogs; a
+    /// sleeping/waking task plus a hog), delegates them to the unprivileged user upsched-demo,
+    /// grants that user what the policies need and starts upschedd (files in /run/upsched-demo,
+    /// pins in /sys/fs/bpf/upsched-demo). Then upsched-demo, not root, runs `upsched load` of
+    /// wfq (batch, level 1) and prio (interactive, level 2) while the work runs (the first load
+    /// makes the daemon load the host scheduler), `upsched stats` every second (CPU share,
+    /// enqueues and dispatches per second, longest wait, parks, clamps), `upsched replace` of
+    /// batch's wfq by rr under load (no call may reach a default stub), and `upsched unload`
+    /// of both. Root then stops the daemon and runs `upschedd --unload` (sched_ext state enabled
+    /// -> disabled, no pin left), removes the cgroups and prints a summary. Ctrl-C cleans up too.
     ///
-    /// Where it runs: as root on a kernel with sched_ext, on this machine. Anywhere else it
-    /// boots the test VM (QEMU software emulation, Debian sid's sched_ext kernel, downloaded
-    /// and cached on first use; see docs/vm-harness.md) with a static upsched in its initramfs,
-    /// runs `upsched demo --here` in the guest and streams its output. Outside a source
-    /// checkout the VM needs this binary to be static (or the workspace to build one).
+    /// Where it runs: as root on a kernel with sched_ext, on this machine, with upschedd beside
+    /// this binary and the user upsched-demo existing (`useradd --system --user-group
+    /// upsched-demo`). Anywhere else it boots the test VM (QEMU software emulation, Debian
+    /// sid's sched_ext kernel, downloaded and cached on first use; see docs/vm-harness.md) with
+    /// static upsched and upschedd in its initramfs, creates the user there, runs `upsched demo
+    /// --here` in the guest and streams its output. Outside a source checkout the VM needs both
+    /// binaries to be static and side by side (or the workspace to build them).
     ///
     /// Exit status: 0 the demo ran and looked right, 1 it ran but failed (host stopped, a
-    /// policy ejected or never ran, unload incomplete), 2 it could not start (not root, no
-    /// sched_ext with --here, another scheduler active, no cgroup2, no QEMU), 3 the VM crashed
-    /// or timed out, 130 interrupted by Ctrl-C (after cleaning up).
+    /// policy ejected or never ran, a call reached a default stub, a request refused, unload
+    /// incomplete), 2 it could not start (not root, no sched_ext with --here, another scheduler
+    /// active, no cgroup2, no demo user, no upschedd, no QEMU), 3 the VM crashed or timed out,
+    /// 130 interrupted by Ctrl-C (after cleaning up).
     #[command(
         after_help = "Examples:\n  upsched demo                 # here if possible, else in the VM\n  upsched demo --vm --seconds 12\n  sudo upsched demo --here"
     )]
