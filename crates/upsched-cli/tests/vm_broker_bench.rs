@@ -8,7 +8,7 @@
 //!
 //! In one boot of the test guest: load+attach, replace and unload of a tenant through `Host`
 //! in one process (as root, no daemon) and through `upschedd`'s socket (as alice, a grant
-//! holder; `upsched-broker-bench`), [`ROUNDS`] rounds each; the cost of posting a thread's hint
+//! holder; `upsched-broker-bench`), two blocks of [`ROUNDS`] rounds on each path, alternating; the cost of posting a thread's hint
 //! words with a store into the mapped hint map against a `set_hints` request (`upsched hint
 //! --bench`, as alice); and the daemon's CPU time over [`IDLE_SPAN`] with a tenant loaded, once
 //! with no client and once with a client asking for `stats` every second (as `upsched top`).
@@ -45,14 +45,23 @@ bench() {
         upsched_fail "$name" "exit $status: $out"
     fi
 }
-bench direct /usr/bin/upsched-broker-bench direct $OPS
-for i in $(seq 100); do grep -qx disabled /sys/kernel/sched_ext/state && break; sleep 0.1; done
 grant_alice '"sched.order", "sched.slice", "task.accounting", "time.read"' 100ms 3s
-start_daemon
-# The first load loads the host scheduler: not part of the rounds.
-alice upsched load /tmp/ex/fifo.bpf.o --cgroup $T/alice/web --level 1 --name warm-up >/dev/null
-alice upsched unload warm-up >/dev/null
-bench daemon alice /usr/bin/upsched-broker-bench daemon --socket $SOCK $OPS
+# Two blocks of rounds on each path, alternating (ABAB), so that a drift of the machine's load
+# shows on both paths; the daemon's host is ended between its blocks (one scheduler at a time).
+for block in 1 2; do
+    bench direct_$block /usr/bin/upsched-broker-bench direct $OPS
+    for i in $(seq 100); do grep -qx disabled /sys/kernel/sched_ext/state && break; sleep 0.1; done
+    start_daemon
+    # The first load loads the host scheduler: not part of the rounds.
+    alice upsched load /tmp/ex/fifo.bpf.o --cgroup $T/alice/web --level 1 --name warm-up >/dev/null
+    alice upsched unload warm-up >/dev/null
+    bench daemon_$block alice /usr/bin/upsched-broker-bench daemon --socket $SOCK $OPS
+    if [ $block = 1 ]; then
+        kill $daemon
+        wait $daemon
+        /usr/bin/upschedd --unload --state-dir /tmp/state >/dev/null
+    fi
+done
 
 alice upsched load example:fifo --cgroup $T/alice/web --level 1 --name web >/dev/null
 su -s /bin/sh alice -c 'echo $$ > /tmp/spinner.pid; while :; do :; done' &
@@ -117,13 +126,16 @@ fn broker_latency_hint_cost_and_idle_cpu() {
             .unwrap_or_else(|| panic!("no check {name}"))
     };
 
-    println!("broker benchmark, one boot, {ROUNDS} rounds (median; all in microseconds)");
+    println!(
+        "broker benchmark, one boot, 2 x {ROUNDS} rounds per path, ABAB (median; microseconds)"
+    );
     println!(
         "{:<10} {:>12} {:>12} {:>8}",
         "operation", "Host", "upschedd", "ratio"
     );
     let latencies = |path: &str, operation: &str| -> Vec<f64> {
-        detail(path)
+        [detail(&format!("{path}_1")), detail(&format!("{path}_2"))]
+            .join(";")
             .split(';')
             .map(fields)
             .filter(|f| f.get("op") == Some(&operation))
