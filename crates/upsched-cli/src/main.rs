@@ -10,6 +10,7 @@ mod call;
 mod check;
 mod demo;
 mod engine_arg;
+mod faas;
 mod failure;
 mod fidelity;
 mod hint;
@@ -90,6 +91,14 @@ enum Command {
         #[command(subcommand)]
         action: fidelity::FidelityAction,
     },
+    /// The FaaS chain workload with real processes (docs/faas.md).
+    Faas {
+        #[command(subcommand)]
+        action: faas::FaasAction,
+    },
+    /// Internal: one process of `faas run`'s workload.
+    #[command(hide = true)]
+    FaasChild(faas::ChildArgs),
     /// Show the host scheduler and two tenant policies at work on a real kernel.
     ///
     /// Loads the host scheduler, creates two cgroups (/sys/fs/cgroup/upsched-demo/{batch,
@@ -295,6 +304,8 @@ fn main() -> ExitCode {
         Command::Sim(args) => sim::run(&args),
         Command::Sweep(args) => sweep::run(&args),
         Command::Fidelity { action } => fidelity::run(&action),
+        Command::Faas { action } => faas::run(&action),
+        Command::FaasChild(args) => faas::child(&args),
         Command::Demo(args) => demo::run(&args),
         Command::DemoWorker(args) => demo::worker(&args),
         Command::Examples { action } => examples(action),
@@ -337,6 +348,8 @@ impl Command {
             Command::Sim(args) => ("sim", args.json),
             Command::Sweep(args) => ("sweep", args.json()),
             Command::Fidelity { .. } => ("fidelity", false),
+            Command::Faas { action } => ("faas", action.json()),
+            Command::FaasChild(_) => ("faas-child", false),
             Command::Demo(_) => ("demo", false),
             Command::DemoWorker(_) => ("demo-worker", false),
             Command::Sdk { .. } => ("sdk", false),

@@ -27,6 +27,25 @@ pub struct Function {
     pub io: Time,
 }
 
+impl Function {
+    /// Each of a request's two CPU bursts: log-normal, half the function's CPU time (scaled)
+    /// as mean, half that mean as standard deviation.
+    pub fn burst(&self, cpu_scale: f64) -> Dist {
+        let half_burst = self.cpu as f64 * cpu_scale / 2.0;
+        Dist::log_normal_from_moments(half_burst, half_burst / 2.0)
+    }
+
+    /// A request's I/O wait: exponential with the function's I/O wait (scaled) as mean.
+    pub fn io_wait(&self, io_scale: f64) -> Dist {
+        let io = self.io as f64 * io_scale;
+        if io >= 1.0 {
+            Dist::Exponential { mean: io }
+        } else {
+            Dist::Fixed(0)
+        }
+    }
+}
+
 /// The chain, in order. Costs are those of a warm runtime serving one image: the metadata
 /// steps parse or reshape a small document (about a millisecond of CPU), thumbnail decodes,
 /// resizes and encodes an image (about ten), and the I/O waits are object-store and database
@@ -310,14 +329,8 @@ impl FaasParams {
             s.cgroups.push(format!("/faas/{prefix}/{}", f.name));
             let cgroup = (s.cgroups.len() - 1) as u32;
             let next = inboxes.get(k + 1).copied().unwrap_or(complete);
-            let half_burst = f.cpu as f64 * self.cpu_scale / 2.0;
-            let burst = Dist::log_normal_from_moments(half_burst, half_burst / 2.0);
-            let io = f.io as f64 * self.io_scale;
-            let io = if io >= 1.0 {
-                Dist::Exponential { mean: io }
-            } else {
-                Dist::Fixed(0)
-            };
+            let burst = f.burst(self.cpu_scale);
+            let io = f.io_wait(self.io_scale);
             let hint = |word: u32, value: u64| {
                 Step::Op(Op::SetHint {
                     word: word as u8,
