@@ -66,11 +66,13 @@ fn gettid() -> u32 {
 }
 
 /// The thread's task slot in the tenant, once the host counts it a member (from its first
-/// scheduling in the tenant's cgroup; under emulation that can take a while).
+/// scheduling in the tenant's cgroup; under emulation that can take a while) and the daemon
+/// takes the connection (it serves 16 per user at once, and every runtime thread of a run asks
+/// at its start): retried for up to 10 s.
 fn resolve_slot(tenant: &str, tid: u32) -> Result<u32, FaasError> {
     let socket = upsched_broker::daemon::default_socket();
     let mut last = String::new();
-    for _ in 0..200 {
+    for _ in 0..400 {
         match upsched_hints::task_slot(&socket, tenant, tid as i32) {
             Ok(slot) => return Ok(slot.task_slot),
             Err(e) => last = e.to_string(),
