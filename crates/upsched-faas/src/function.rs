@@ -65,23 +65,39 @@ fn gettid() -> u32 {
     unsafe { libc::gettid() as u32 }
 }
 
-/// The thread's task slot in the tenant, once the host counts it a member (from its first
-/// scheduling in the tenant's cgroup; under emulation that can take a while) and the daemon
-/// takes the connection (it serves 16 per user at once, and every runtime thread of a run asks
-/// at its start): retried for up to 10 s.
-fn resolve_slot(tenant: &str, tid: u32) -> Result<u32, FaasError> {
-    let socket = upsched_broker::daemon::default_socket();
+/// Asks the daemon through `ask`, again while it refuses: a thread is a member of the
+/// tenant only from its first scheduling in the tenant's cgroup (under emulation that can take
+/// a while), and the daemon serves 16 connections per user at once while every process and
+/// runtime thread of a run asks at its start. Retried for up to 10 s.
+pub fn ask_daemon<T>(
+    what: &str,
+    mut ask: impl FnMut() -> Result<T, upsched_hints::HintError>,
+) -> Result<T, FaasError> {
     let mut last = String::new();
     for _ in 0..400 {
-        match upsched_hints::task_slot(&socket, tenant, tid as i32) {
-            Ok(slot) => return Ok(slot.task_slot),
+        match ask() {
+            Ok(answer) => return Ok(answer),
             Err(e) => last = e.to_string(),
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    Err(FaasError::Setup(format!(
-        "thread {tid} got no task slot in tenant {tenant:?}: {last}"
-    )))
+    Err(FaasError::Setup(format!("{what}: {last}")))
+}
+
+/// The thread's task slot in the tenant.
+fn resolve_slot(tenant: &str, tid: u32) -> Result<u32, FaasError> {
+    let socket = upsched_broker::daemon::default_socket();
+    let what = format!("thread {tid} got no task slot in tenant {tenant:?}");
+    ask_daemon(&what, || {
+        upsched_hints::task_slot(&socket, tenant, tid as i32).map(|slot| slot.task_slot)
+    })
+}
+
+/// The tenant's hint map, mapped.
+pub fn open_map(tenant: &str) -> Result<HintMap, FaasError> {
+    ask_daemon(&format!("the hint map of tenant {tenant:?}"), || {
+        HintMap::open(tenant)
+    })
 }
 
 pub fn run(
@@ -97,9 +113,7 @@ pub fn run(
         .clone()
         .filter(|_| params.hints != HintsMode::None);
     let map = match (&tenant, params.hints) {
-        (Some(tenant), HintsMode::Runtime) => Some(Arc::new(
-            HintMap::open(tenant).map_err(|e| FaasError::Setup(format!("hint map: {e}")))?,
-        )),
+        (Some(tenant), HintsMode::Runtime) => Some(Arc::new(open_map(tenant)?)),
         _ => None,
     };
     let (to_worker, requests) = mpsc::channel::<u32>();

@@ -14,10 +14,10 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use upsched_hints::{HintMap, ThreadHints};
+use upsched_hints::ThreadHints;
 use upsched_sim::rng::SimRng;
 
-use crate::function::Schedstat;
+use crate::function::{Schedstat, open_map};
 use crate::shared::{ChainState, FunctionState, STAGES, Shared, now_ns};
 use crate::{FaasError, HintsMode, Params, inbox_event, post_pending, post_sleepy};
 
@@ -51,9 +51,7 @@ pub fn route(shared: &Shared, params: &Params) -> Result<(), FaasError> {
     raise_file_limit();
     let chains = &shared.chains[..params.chains as usize];
     let map = match (&params.tenant, params.hints) {
-        (Some(tenant), HintsMode::Runtime | HintsMode::Platform) => {
-            Some(HintMap::open(tenant).map_err(|e| FaasError::Setup(format!("hint map: {e}")))?)
-        }
+        (Some(tenant), HintsMode::Runtime | HintsMode::Platform) => Some(open_map(tenant)?),
         _ => None,
     };
     let mut routes = Vec::new();
