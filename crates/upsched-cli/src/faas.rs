@@ -326,24 +326,6 @@ fn compare(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     }
     let order = |r: &Row| (r.chains, labels.iter().position(|l| *l == r.label));
     rows.sort_by_key(order);
-    let percent = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1}%", v * 100.0));
-    let number = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
-    println!(
-        "| chains | scheduler | idle ratio | polling share | p50 (ms) | p99 (ms) | completed/s |"
-    );
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
-    for r in &rows {
-        println!(
-            "| {} | {} | {} | {} | {} | {} | {} |",
-            r.chains,
-            r.label,
-            percent(r.idle_ratio),
-            percent(r.poll_ratio),
-            number(r.p50_ms),
-            number(r.p99_ms),
-            number(r.throughput)
-        );
-    }
     let xs: Vec<f64> = chains.iter().map(|&c| f64::from(c)).collect();
     type Figure = fn(&Row) -> Option<f64>;
     let plots: [(&str, &str, Figure); 2] = [
@@ -388,6 +370,25 @@ fn compare(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         let path = args.out.join(format!("faas-real-{name}.svg"));
         std::fs::write(&path, svg).map_err(|e| failure(1, format!("{}: {e}", path.display())))?;
         eprintln!("wrote {}", path.display());
+    }
+    // The plots first: a closed stdout ends the command at the table.
+    let percent = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1}%", v * 100.0));
+    let number = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
+    println!(
+        "| chains | scheduler | idle ratio | polling share | p50 (ms) | p99 (ms) | completed/s |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.chains,
+            r.label,
+            percent(r.idle_ratio),
+            percent(r.poll_ratio),
+            number(r.p50_ms),
+            number(r.p99_ms),
+            number(r.throughput)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

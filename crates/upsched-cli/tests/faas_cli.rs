@@ -2,7 +2,8 @@
 //! `upsched faas run` on the build machine: bad arguments are refused by name and change
 //! nothing; as root on a writable cgroup2 mount, a short run of real processes completes its
 //! requests, reports consistent figures and leaves no process or cgroup behind, also when it
-//! is interrupted. (The kernel side, with a tenant and its hints, is `vm_faas`.)
+//! is interrupted; `faas compare` puts such a run beside the simulator's and refuses runs files
+//! it cannot use. (The kernel side, with a tenant and its hints, is `vm_faas`.)
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -130,6 +131,7 @@ fn a_short_run_completes_its_requests_and_cleans_up_even_when_interrupted() {
     assert!(report.latency.p50_ms <= report.latency.p99_ms);
     assert!(report.latency.p99_ms <= report.latency.max_ms);
     assert_eq!(leftovers(&root), Vec::<String>::new());
+    compares_with_the_simulator(&report);
 
     // Ctrl-C in the middle of a run: everything goes, the status says so.
     let child = Command::new(env!("CARGO_BIN_EXE_upsched"))
@@ -151,4 +153,78 @@ fn a_short_run_completes_its_requests_and_cleans_up_even_when_interrupted() {
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("interrupted"));
     assert_eq!(leftovers(&root), Vec::<String>::new());
+}
+
+/// `faas compare` of a real report: the table holds it and the simulator's two policies at
+/// its chain count, and both plots are written; runs of other parameters are refused.
+fn compares_with_the_simulator(report: &Report) {
+    let dir = support::scratch_dir("faas-compare");
+    let runs = dir.join("runs.json");
+    let labelled = serde_json::json!([{ "scheduler": "linux", "report": report }]);
+    std::fs::write(&runs, labelled.to_string()).unwrap();
+    let out = upsched(&[
+        "faas",
+        "compare",
+        runs.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    for row in [
+        "| 2 | kernel: linux |",
+        "| 2 | sim: linux-eevdf |",
+        "| 2 | sim: example:faas |",
+    ] {
+        assert!(table.contains(row), "{row} missing from {table}");
+    }
+    for plot in ["faas-real-idle_ratio.svg", "faas-real-latency_p99_ms.svg"] {
+        let svg = std::fs::read_to_string(dir.join(plot)).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains("sim: example:faas"),
+            "{plot}"
+        );
+    }
+    let mut other = report.clone();
+    other.params.rate *= 2.0;
+    let mixed = serde_json::json!([
+        { "scheduler": "linux", "report": report },
+        { "scheduler": "host", "report": other },
+    ]);
+    std::fs::write(&runs, mixed.to_string()).unwrap();
+    let out = upsched(&["faas", "compare", runs.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("other parameters than the first run"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unreadable_runs_files_are_refused() {
+    let dir = support::scratch_dir("faas-compare-bad");
+    let cases = [
+        ("missing.json", None, "No such file"),
+        ("empty.json", Some("[]"), "no runs"),
+        ("garbage.json", Some("{\"scheduler\": 3"), "garbage.json"),
+    ];
+    for (name, content, expected) in cases {
+        let path = dir.join(name);
+        if let Some(content) = content {
+            std::fs::write(&path, content).unwrap();
+        }
+        let out = upsched(&[
+            "faas",
+            "compare",
+            path.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{name}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert!(!dir.join("faas-real-idle_ratio.svg").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
