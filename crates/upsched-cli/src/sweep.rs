@@ -319,12 +319,7 @@ const METRICS: [Metric; 13] = [
         name: "poll_ratio",
         about: "chains: CPU the runtimes spent polling (spin) / their CPU",
         axis: "polling share (fraction of the runtimes' CPU)",
-        read: |r| {
-            let chains = r.chains.as_ref()?;
-            let runtimes = r.cgroups.iter().filter(|g| g.idle_ns.is_some());
-            let spin: u64 = runtimes.map(|g| g.spin_ns).sum();
-            upsched_sim::chains::ratio(spin, chains.all.cpu_ns)
-        },
+        read: RunReport::poll_ratio,
     },
     Metric {
         name: "latency_mean_ms",
