@@ -267,6 +267,9 @@ fn simulate(params: &Params, chains: u32, cpus: u32, policy: &str) -> anyhow::Re
         handoff: params.handoff_ns,
         cpu_scale: params.cpu_scale,
         io_scale: params.io_scale,
+        // The side-by-side's tenant: runtime hints, the simulator's park bound (1 s).
+        hints: upsched_sim::faas::HintSource::Runtime,
+        park_max: upsched_sim::faas::FaasParams::default().park_max,
         seed: params.seed,
     };
     let scenario = sim.build();

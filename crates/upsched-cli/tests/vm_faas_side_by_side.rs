@@ -56,7 +56,7 @@ fn script() -> String {
     runs(&mut s, "host", "");
     s.push_str(
         "mkdir -p /sys/fs/cgroup/faas\n\
-         upsched_check faas_loaded upsched load example:faas --cgroup /sys/fs/cgroup/faas --name fn\n",
+         upsched_check faas_loaded upsched load example:faas --cgroup /sys/fs/cgroup/faas --name fn --park-max 1s\n",
     );
     runs(&mut s, "host_faas", "--hints runtime --tenant fn");
     s.push_str("upsched_check stats upsched stats fn\nupsched_finish\n");

@@ -22,7 +22,7 @@ use upsched_sim::rng::SimRng;
 use upsched_workload::{burn_cpu, cpu_time};
 
 use crate::shared::{CpuReader, FunctionState, NO_SLOT, Shared, now_ns};
-use crate::{FaasError, HintsMode, Params, inbox_event, post_pending, post_sleepy};
+use crate::{FaasError, HintsMode, Params, inbox_event, post_own_sleepy, post_pending};
 
 /// Open schedstat files of a set of threads; a thread that is gone reads as `None`.
 pub struct Schedstat {
@@ -230,7 +230,7 @@ fn poll(
         if let Some(me) = &me
             && function.inbox.is_empty()
         {
-            post_sleepy(me, event);
+            post_own_sleepy(me, event);
         }
         let mut checks = 0u32;
         let taken = loop {

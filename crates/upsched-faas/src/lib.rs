@@ -251,14 +251,23 @@ pub fn inbox_event(chain: usize, stage: usize) -> u64 {
     (chain * STAGES + stage + 1) as u64
 }
 
-/// A runtime thread (or the platform for it) says it only polls for `event`. With the
-/// mechanism's prompt park (issue 12), this is also where the runtime yields once.
+/// The platform says a runtime thread only polls for `event` (a running thread is stopped at
+/// its next tick, or at once by a notify, when upsched-hints has one).
 pub fn post_sleepy(thread: &ThreadHints<'_>, event: u64) {
     thread.sleepy(event);
 }
 
-/// `n` requests wait for the thread. With the mechanism's notify (issue 12), this is also
-/// where the poster asks the host to look at the thread at once.
+/// A runtime thread says it only polls for `event`, then yields once: the host re-enqueues
+/// it at once and the policy may park it there, instead of at its next tick
+/// (`docs/mechanism.md`, "Parking and release").
+pub fn post_own_sleepy(me: &ThreadHints<'_>, event: u64) {
+    post_sleepy(me, event);
+    std::thread::yield_now();
+}
+
+/// `n` requests wait for the thread. Once upsched-hints hands out the tenant's notify
+/// program, this is where the poster asks the host to look at the thread at once; until then
+/// the host's 2 ms timer releases a parked thread.
 pub fn post_pending(thread: &ThreadHints<'_>, n: u64) {
     thread.pending(n);
 }
