@@ -205,8 +205,9 @@ fn a_tenant_parks_idle_runtimes_of_real_faas_chains_and_every_request_completes(
     }
     // With platform hints the runtime threads poll on until the platform has seen their
     // function idle, and the platform, a task of the tenant like the pollers, waits its turn
-    // for that (measured: 5.8 times less idle CPU than without the tenant, against 19.6 with
-    // runtime hints); its contrast is held to 3.
+    // for that (measured in two boots: 5.8 and 15 times less idle CPU than without the
+    // tenant, where runtime hints left 20 times less and, with the yield, none); its contrast
+    // is held to 3.
     let without = runtime_idle_ms(&untenanted);
     for (name, r, factor) in [
         ("runtime_hints", &runtime, 5.0),
