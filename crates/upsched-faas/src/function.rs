@@ -11,6 +11,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::os::unix::thread::JoinHandleExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -117,12 +118,14 @@ pub fn run(
         _ => None,
     };
     let (to_worker, requests) = mpsc::channel::<u32>();
+    // SAFETY: pthread_self has no preconditions.
+    let mut pthreads = vec![unsafe { libc::pthread_self() }];
     for index in 1..params.threads() {
         let to_worker = to_worker.clone();
         let map = map.clone();
         let tenant = tenant.clone();
         let params = params.clone();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name(format!("runtime-{index}"))
             .spawn(move || {
                 if let Err(e) = poll(
@@ -135,12 +138,48 @@ pub fn run(
                 }
             })
             .map_err(|e| FaasError::Setup(format!("starting a runtime thread: {e}")))?;
+        // The threads run until the process is killed: their handles are kept for their
+        // CPU clocks only.
+        pthreads.push(handle.as_pthread_t());
     }
     drop(to_worker);
     publish(function, 0, gettid(), None)?;
     wait_for_threads(function, params);
     shared.functions_ready.fetch_add(1, Ordering::AcqRel);
-    work(shared, function, params, chain, stage, requests)
+    let cpu = ThreadClocks::of(&pthreads)?;
+    work(shared, function, params, chain, stage, requests, cpu)
+}
+
+/// The CPU clocks of this process's threads: the kernel's `sum_exec_runtime` of each, brought
+/// up to date at the read (schedstat shows a running thread's as of its last tick or switch).
+pub struct ThreadClocks {
+    clocks: Vec<libc::clockid_t>,
+}
+
+impl ThreadClocks {
+    fn of(threads: &[libc::pthread_t]) -> Result<ThreadClocks, FaasError> {
+        let clocks = threads
+            .iter()
+            .map(|&thread| {
+                let mut clock: libc::clockid_t = 0;
+                // SAFETY: a live thread of this process (none exits) and a clock to fill.
+                match unsafe { libc::pthread_getcpuclockid(thread, &mut clock) } {
+                    0 => Ok(clock),
+                    e => Err(FaasError::Setup(format!(
+                        "a thread's CPU clock: {}",
+                        std::io::Error::from_raw_os_error(e)
+                    ))),
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ThreadClocks { clocks })
+    }
+}
+
+impl CpuReader for ThreadClocks {
+    fn cpu_ns(&mut self, index: usize) -> Option<u64> {
+        Some(cpu_time(*self.clocks.get(index)?).as_nanos() as u64)
+    }
 }
 
 /// Publishes thread `index`'s tid (and its task slot, resolved if `tenant` is given).
@@ -173,14 +212,11 @@ fn work(
     chain: usize,
     stage: usize,
     requests: mpsc::Receiver<u32>,
+    mut cpu: ThreadClocks,
 ) -> Result<(), FaasError> {
     let spec = &FUNCTIONS[stage];
     let (burst, io) = (spec.burst(params.cpu_scale), spec.io_wait(params.io_scale));
     let mut rng = SimRng::stream(params.seed, (1 + chain * crate::STAGES + stage) as u64);
-    let tids = function.threads[..params.threads()]
-        .iter()
-        .map(|t| t.tid.load(Ordering::Relaxed));
-    let mut cpu = Schedstat::open(std::process::id(), tids)?;
     while let Ok(request) = requests.recv() {
         burn_cpu(Duration::from_nanos(burst.sample(&mut rng)));
         std::thread::sleep(Duration::from_nanos(io.sample(&mut rng)));
