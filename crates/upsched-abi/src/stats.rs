@@ -39,6 +39,9 @@ impl ClassCounters {
         self.ejections += other.ejections;
         self.preempt_kicks += other.preempt_kicks;
         self.policy_calls += other.policy_calls;
+        self.notifies += other.notifies;
+        self.notify_releases += other.notify_releases;
+        self.notify_kicks += other.notify_kicks;
         for (sum, value) in self.wait_hist.iter_mut().zip(other.wait_hist.iter()) {
             *sum += value;
         }

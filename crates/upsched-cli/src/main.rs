@@ -11,6 +11,7 @@ mod check;
 mod demo;
 mod demo_daemon;
 mod engine_arg;
+mod faas;
 mod failure;
 mod fidelity;
 mod hint;
@@ -91,6 +92,14 @@ enum Command {
         #[command(subcommand)]
         action: fidelity::FidelityAction,
     },
+    /// The FaaS chain workload with real processes (docs/faas.md).
+    Faas {
+        #[command(subcommand)]
+        action: faas::FaasAction,
+    },
+    /// Internal: one process of `faas run`'s workload.
+    #[command(hide = true)]
+    FaasChild(faas::ChildArgs),
     /// Show the host scheduler and two tenant policies at work on a real kernel.
     ///
     /// Goes through the broker as a deployment would: as root it creates two cgroups
@@ -303,6 +312,8 @@ fn main() -> ExitCode {
         Command::Sim(args) => sim::run(&args),
         Command::Sweep(args) => sweep::run(&args),
         Command::Fidelity { action } => fidelity::run(&action),
+        Command::Faas { action } => faas::run(&action),
+        Command::FaasChild(args) => faas::child(&args),
         Command::Demo(args) => demo::run(&args),
         Command::DemoWorker(args) => demo::worker(&args),
         Command::Examples { action } => examples(action),
@@ -345,6 +356,8 @@ impl Command {
             Command::Sim(args) => ("sim", args.json),
             Command::Sweep(args) => ("sweep", args.json()),
             Command::Fidelity { .. } => ("fidelity", false),
+            Command::Faas { action } => ("faas", action.json()),
+            Command::FaasChild(_) => ("faas-child", false),
             Command::Demo(_) => ("demo", false),
             Command::DemoWorker(_) => ("demo-worker", false),
             Command::Sdk { .. } => ("sdk", false),

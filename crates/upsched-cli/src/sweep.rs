@@ -319,12 +319,7 @@ const METRICS: [Metric; 13] = [
         name: "poll_ratio",
         about: "chains: CPU the runtimes spent polling (spin) / their CPU",
         axis: "polling share (fraction of the runtimes' CPU)",
-        read: |r| {
-            let chains = r.chains.as_ref()?;
-            let runtimes = r.cgroups.iter().filter(|g| g.idle_ns.is_some());
-            let spin: u64 = runtimes.map(|g| g.spin_ns).sum();
-            upsched_sim::chains::ratio(spin, chains.all.cpu_ns)
-        },
+        read: RunReport::poll_ratio,
     },
     Metric {
         name: "latency_mean_ms",
@@ -396,6 +391,11 @@ const METRICS: [Metric; 13] = [
         read: |r| Some(r.events as f64),
     },
 ];
+
+/// Metric `name` of a simulator run's report (`None`: unknown or does not apply).
+pub fn metric_of(name: &str, report: &RunReport) -> Option<f64> {
+    (metric(name).ok()?.read)(report)
+}
 
 fn metric(name: &str) -> Result<&'static Metric, String> {
     METRICS.iter().find(|m| m.name == name).ok_or_else(|| {
@@ -1136,90 +1136,120 @@ fn plot(sheet: &Sheet, rows: &[Row], metric: &Metric) -> Result<String, String> 
     let grid = &sheet.grid;
     let stats = aggregate(grid, rows, metric);
     let (xs, x_unit) = x_of(&grid.values);
-    let bounds =
-        |f: fn(f64, f64) -> f64, init: f64, it: &mut dyn Iterator<Item = f64>| it.fold(init, f);
-    let (x_lo, x_hi) = (
-        bounds(f64::min, f64::INFINITY, &mut xs.iter().copied()),
-        bounds(f64::max, f64::NEG_INFINITY, &mut xs.iter().copied()),
-    );
-    let points = || stats.iter().flatten().flatten();
-    let y_hi = bounds(f64::max, 0.0, &mut points().map(|p| p.2));
-    let y_lo = bounds(f64::min, 0.0, &mut points().map(|p| p.1));
-    let x_range = if x_hi > x_lo {
-        x_lo..x_hi
-    } else {
-        x_lo - 1.0..x_hi + 1.0
+    let chart = LineChart {
+        caption: format!("{}: {} against {}", grid.file, metric.axis, grid.param),
+        x_desc: format!("{}{x_unit}", grid.param),
+        integer_x: x_unit.is_empty() && xs.iter().all(|x| x.fract() == 0.0),
+        y_desc: metric.axis.to_string(),
+        xs,
     };
-    let x_axis = ParamAxis {
-        linear: x_range.into(),
-        integer: x_unit.is_empty() && xs.iter().all(|x| x.fract() == 0.0),
-    };
-    let y_range = y_lo..if y_hi > y_lo { y_hi * 1.05 } else { y_lo + 1.0 };
-    let legend: Vec<LegendEntry> = grid
-        .policies
-        .iter()
-        .enumerate()
-        .map(|(i, policy)| LegendEntry {
-            label: policy.clone(),
-            colour: plots::colour(i),
-            swatch: Swatch::Line,
-        })
-        .collect();
-    let legend_width = plots::legend_width(&legend);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (760 + legend_width, 560)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_error)?;
-        let (plot_area, legend_area) = root.split_horizontally(760);
-        let mut chart = ChartBuilder::on(&plot_area)
-            .caption(
-                format!("{}: {} against {}", grid.file, metric.axis, grid.param),
-                ("sans-serif", 18),
-            )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(x_axis, y_range)
-            .map_err(plot_error)?;
-        chart
-            .configure_mesh()
-            .x_desc(format!("{}{x_unit}", grid.param))
-            .x_label_formatter(&|x| format_number(*x))
-            .y_desc(metric.axis)
-            .draw()
-            .map_err(plot_error)?;
-        for (series, entry) in stats.iter().zip(&legend) {
-            let colour = entry.colour;
-            let present: Vec<(f64, (f64, f64, f64))> = xs
-                .iter()
-                .zip(series)
-                .filter_map(|(x, s)| s.map(|s| (*x, s)))
-                .collect();
-            // The min-max band over seeds, then the mean on top.
-            let band: Vec<(f64, f64)> = present
-                .iter()
-                .map(|(x, s)| (*x, s.2))
-                .chain(present.iter().rev().map(|(x, s)| (*x, s.1)))
-                .collect();
-            chart
-                .draw_series(std::iter::once(Polygon::new(band, colour.mix(0.2))))
+    let series: Vec<Curve> = grid.policies.iter().cloned().zip(stats).collect();
+    chart.svg(&series)
+}
+
+/// A curve's value at one point: (mean, min, max).
+pub type Band = (f64, f64, f64);
+/// A labelled curve: its value at each x, if measured there.
+pub type Curve = (String, Vec<Option<Band>>);
+
+/// A chart of curves against a numeric parameter: each curve a mean per point with a min-max
+/// band (the sweep's plots, and `upsched faas compare`'s).
+pub struct LineChart {
+    pub caption: String,
+    pub x_desc: String,
+    /// Whether the parameter only takes whole values (ticks without fractions).
+    pub integer_x: bool,
+    pub y_desc: String,
+    pub xs: Vec<f64>,
+}
+
+impl LineChart {
+    /// The SVG of `series`: per curve its label and, per x, its (mean, min, max) if measured.
+    pub fn svg(&self, series: &[Curve]) -> Result<String, String> {
+        let xs = &self.xs;
+        let stats: Vec<&Vec<Option<Band>>> = series.iter().map(|s| &s.1).collect();
+        let bounds =
+            |f: fn(f64, f64) -> f64, init: f64, it: &mut dyn Iterator<Item = f64>| it.fold(init, f);
+        let (x_lo, x_hi) = (
+            bounds(f64::min, f64::INFINITY, &mut xs.iter().copied()),
+            bounds(f64::max, f64::NEG_INFINITY, &mut xs.iter().copied()),
+        );
+        let points = || stats.iter().copied().flatten().flatten();
+        let y_hi = bounds(f64::max, 0.0, &mut points().map(|p| p.2));
+        let y_lo = bounds(f64::min, 0.0, &mut points().map(|p| p.1));
+        let x_range = if x_hi > x_lo {
+            x_lo..x_hi
+        } else {
+            x_lo - 1.0..x_hi + 1.0
+        };
+        let x_axis = ParamAxis {
+            linear: x_range.into(),
+            integer: self.integer_x,
+        };
+        let y_range = y_lo..if y_hi > y_lo { y_hi * 1.05 } else { y_lo + 1.0 };
+        let legend: Vec<LegendEntry> = series
+            .iter()
+            .enumerate()
+            .map(|(i, (label, _))| LegendEntry {
+                label: label.clone(),
+                colour: plots::colour(i),
+                swatch: Swatch::Line,
+            })
+            .collect();
+        let legend_width = plots::legend_width(&legend);
+        let mut svg = String::new();
+        {
+            let root =
+                SVGBackend::with_string(&mut svg, (760 + legend_width, 560)).into_drawing_area();
+            root.fill(&WHITE).map_err(plot_error)?;
+            let (plot_area, legend_area) = root.split_horizontally(760);
+            let mut chart = ChartBuilder::on(&plot_area)
+                .caption(self.caption.as_str(), ("sans-serif", 18))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(60)
+                .build_cartesian_2d(x_axis, y_range)
                 .map_err(plot_error)?;
             chart
-                .draw_series(LineSeries::new(
-                    present.iter().map(|(x, s)| (*x, s.0)),
-                    colour.stroke_width(2),
-                ))
+                .configure_mesh()
+                .x_desc(self.x_desc.as_str())
+                .x_label_formatter(&|x| format_number(*x))
+                .y_desc(self.y_desc.as_str())
+                .draw()
                 .map_err(plot_error)?;
-            chart
-                .draw_series(
-                    present
-                        .iter()
-                        .map(|(x, s)| Circle::new((*x, s.0), 3, colour.filled())),
-                )
-                .map_err(plot_error)?;
+            for (series, entry) in stats.iter().copied().zip(&legend) {
+                let colour = entry.colour;
+                let present: Vec<(f64, (f64, f64, f64))> = xs
+                    .iter()
+                    .zip(series)
+                    .filter_map(|(x, s)| s.map(|s| (*x, s)))
+                    .collect();
+                // The min-max band over seeds, then the mean on top.
+                let band: Vec<(f64, f64)> = present
+                    .iter()
+                    .map(|(x, s)| (*x, s.2))
+                    .chain(present.iter().rev().map(|(x, s)| (*x, s.1)))
+                    .collect();
+                chart
+                    .draw_series(std::iter::once(Polygon::new(band, colour.mix(0.2))))
+                    .map_err(plot_error)?;
+                chart
+                    .draw_series(LineSeries::new(
+                        present.iter().map(|(x, s)| (*x, s.0)),
+                        colour.stroke_width(2),
+                    ))
+                    .map_err(plot_error)?;
+                chart
+                    .draw_series(
+                        present
+                            .iter()
+                            .map(|(x, s)| Circle::new((*x, s.0), 3, colour.filled())),
+                    )
+                    .map_err(plot_error)?;
+            }
+            plots::draw_legend(&legend_area, &legend)?;
+            root.present().map_err(plot_error)?;
         }
-        plots::draw_legend(&legend_area, &legend)?;
-        root.present().map_err(plot_error)?;
+        Ok(svg)
     }
-    Ok(svg)
 }

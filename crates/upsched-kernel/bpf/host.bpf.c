@@ -249,7 +249,20 @@ u32 class_enqs_seen[CLASS_ARRAY];
 /* Counter for the timer's park scan loop, in a global because the verifier rejects it in a register
  * inside the DSQ iterator loop ("sequence of 8193 jumps is too complex"). */
 u32 scan_count;
+/* The same for the notify programs' scans (they may run while the timer runs). */
+u32 notify_scan_count;
 u32 timer_runs;
+/* Per slot and task slot, 1 + the CPU a member of a live tenant runs on (0: not running), for
+ * the notify programs: set at ops.running, cleared at ops.stopping. */
+u32 running_cpu[UPSCHED_NR_SLOTS * MAX_TASK_SLOTS];
+
+static __always_inline u32 *running_cpu_of(s32 slot, u32 task_slot)
+{
+	u32 index = masked_index((u32)slot * MAX_TASK_SLOTS + task_slot,
+				 UPSCHED_NR_SLOTS * MAX_TASK_SLOTS - 1);
+
+	return &running_cpu[index];
+}
 
 /* ---- tenant hook stubs ----------------------------------------------------------------------- */
 
@@ -1104,7 +1117,8 @@ static __always_inline void kick_for(struct task_struct *p)
 static __always_inline void decide_enqueue(struct task_struct *p, struct task_ctx *tctx,
 					   struct upsched_tenant_config *cfg,
 					   struct upsched_class_stats *stats, u32 flags, u64 now,
-					   u64 runnable_for, struct upsched_ctx *ctx, struct decision *d)
+					   u64 runnable_for, u64 waited_for, struct upsched_ctx *ctx,
+					   struct decision *d)
 {
 	s32 set = hook_set(cfg, UPSCHED_HOOK_ENQUEUE);
 	u64 slice, park_bound;
@@ -1139,13 +1153,18 @@ static __always_inline void decide_enqueue(struct task_struct *p, struct task_ct
 	}
 	if (d->verdict != UPSCHED_VERDICT_PARK)
 		return;
-	if (runnable_for >= cfg->park_max_ns || (p->signal->flags & SIGNAL_GROUP_EXIT)) {
+	/* The bound counts from the start of the current wait (the task last ran or became
+	 * runnable then): never off the CPU longer than park_max_ns at a time, and parkable again
+	 * once it ran after a release. A released task runs first whatever the clocks say (the
+	 * runqueue clock of a timer's re-enqueue may lag). */
+	if ((flags & UPSCHED_F_RELEASED) || waited_for >= cfg->park_max_ns ||
+	    (p->signal->flags & SIGNAL_GROUP_EXIT)) {
 		d->verdict = UPSCHED_VERDICT_RUN;
 		stats->clamp_park++;
 		return;
 	}
-	/* runnable_at + park_max_ns, on the policies' clock. */
-	park_bound = now + cfg->park_max_ns - (runnable_for < now ? runnable_for : now);
+	/* wait start + park_max_ns, on the policies' clock. */
+	park_bound = now + cfg->park_max_ns - (waited_for < now ? waited_for : now);
 	if (d->until == 0 || d->until > park_bound) {
 		if (d->until)
 			stats->clamp_park++;
@@ -1241,7 +1260,8 @@ s32 BPF_PROG(host_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flag
 	mark_runnable(tctx, host_now());
 	flags = tctx->last_flags | UPSCHED_F_WAKEUP;
 	tctx->last_flags = 0;
-	decide_enqueue(p, tctx, cfg, stats, flags, bpf_ktime_get_ns(), 0, &uctx, &tctx->decision);
+	decide_enqueue(p, tctx, cfg, stats, flags, bpf_ktime_get_ns(), 0, 0, &uctx,
+		       &tctx->decision);
 	/* RUN onto the idle CPU the host claimed while no class has queued tasks: that CPU's
 	 * dispatch would take exactly this task, so it goes to the CPU's local queue now, saving
 	 * ops.enqueue and the dispatch. It runs next whatever the policy does, so it is not put
@@ -1266,7 +1286,7 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 	struct upsched_hint_words *words;
 	struct task_ctx *tctx;
 	struct upsched_ctx uctx;
-	u64 host_time = host_now(), now, runnable_for = 0;
+	u64 host_time = host_now(), now, runnable_for = 0, waited_for = 0;
 	u32 flags, prev_gen;
 	s32 slot, prev_tenant;
 	bool released = false, decided;
@@ -1317,6 +1337,8 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 	now = bpf_ktime_get_ns();
 	if (host_time > tctx->runnable_at)
 		runnable_for = host_time - tctx->runnable_at;
+	if (host_time > tctx->waiting_since)
+		waited_for = host_time - tctx->waiting_since;
 
 	/* A parked task comes back here when scx_bpf_dsq_reenq() re-enqueues its park queue:
 	 * it stays parked, without asking the policy again, until a release condition holds. */
@@ -1346,7 +1368,7 @@ void BPF_PROG(host_enqueue, struct task_struct *p, u64 enq_flags)
 			flags |= UPSCHED_F_WAKEUP;
 		if (released)
 			flags |= UPSCHED_F_RELEASED;
-		decide_enqueue(p, tctx, cfg, stats, flags, now, runnable_for, &uctx,
+		decide_enqueue(p, tctx, cfg, stats, flags, now, runnable_for, waited_for, &uctx,
 			       &tctx->decision);
 	}
 	stats->enqueues++;
@@ -1587,6 +1609,8 @@ void BPF_PROG(host_running, struct task_struct *p)
 	tctx->waiting_since = 0;
 	wait_end(tctx);
 	cfg = live_tenant(tctx);
+	if (cfg)
+		*running_cpu_of(tctx->tenant, tctx->task_slot) = scx_bpf_task_cpu(p) + 1;
 	set = cfg ? hook_set(cfg, UPSCHED_HOOK_RUNNING) : -1;
 	if (set < 0)
 		return;
@@ -1614,6 +1638,8 @@ void BPF_PROG(host_stopping, struct task_struct *p, bool runnable)
 	if (tctx->on_cpu && sum > tctx->run_start_sum)
 		ran = sum - tctx->run_start_sum;
 	tctx->on_cpu = 0;
+	if (tctx->tenant >= 0 && tctx->tenant < UPSCHED_NR_SLOTS)
+		*running_cpu_of(tctx->tenant, tctx->task_slot) = 0;
 	tctx->last_runtime_ns = ran;
 	cls = tctx->cls;
 	if (cls >= 0 && cls < UPSCHED_NR_CLASSES) {
@@ -1780,17 +1806,17 @@ static __always_inline bool should_release(struct task_struct *p, struct task_ct
  * bound, and a release re-enqueues the whole queue. A task beyond the limit only learns of a
  * hint release at the next release of the queue, at the latest at its own deadline.
  */
-static bool park_release_due(u64 dsq, u64 policy_now)
+static bool park_release_due(u64 dsq, u64 policy_now, u32 *count)
 {
 	struct bpf_iter_scx_dsq it;
 	struct task_struct *p;
 	struct task_ctx *tctx;
 	bool due = false;
 
-	scan_count = 0;
+	*count = 0;
 	if (bpf_iter_scx_dsq_new(&it, dsq, 0) == 0) {
 		while ((p = bpf_iter_scx_dsq_next(&it))) {
-			if (++scan_count > PARK_SCAN_LIMIT)
+			if (++*count > PARK_SCAN_LIMIT)
 				break;
 			tctx = task_ctx_of(p);
 			if (tctx && tctx->parked && should_release(p, tctx, policy_now)) {
@@ -1854,7 +1880,7 @@ static int host_timer_fn(void *map, int *key, struct bpf_timer *timer)
 		if (scx_bpf_dsq_nr_queued(UPSCHED_PARK_DSQ(slot)) > 0) {
 			/* Not live any more: every parked task goes back (to the default class). */
 			release = cfg->state != UPSCHED_SLOT_ACTIVE ||
-				  park_release_due(UPSCHED_PARK_DSQ(slot), policy_now);
+				  park_release_due(UPSCHED_PARK_DSQ(slot), policy_now, &scan_count);
 			if (release && bpf_ksym_exists(scx_bpf_dsq_reenq))
 				scx_bpf_dsq_reenq(UPSCHED_PARK_DSQ(slot), 0);
 		}
@@ -1875,6 +1901,74 @@ static int host_timer_fn(void *map, int *key, struct bpf_timer *timer)
 	bpf_timer_start(timer, period, 0);
 	return 0;
 }
+
+#ifndef EINVAL
+#define EINVAL 22
+#endif
+#ifndef ESTALE
+#define ESTALE 116
+#endif
+
+/* ---- notify: a tenant's prompt release and preemption ----------------------------------------- */
+
+/*
+ * The notify program of slot `slot` (docs/mechanism.md, "Notify"), run by whoever raised a
+ * parked task's `pending` with BPF_PROG_TEST_RUN: the tenant's park queue is re-examined as the
+ * timer does, and the given task, if it runs SLEEPY with nothing pending, has its CPU kicked so
+ * that its enqueue may park it. The slot is fixed per program (its fd reaches that slot only),
+ * the tenant's notify key per attach (a former tenant's holder reaches no one).
+ */
+static __always_inline int notify_tenant(s32 slot, struct upsched_notify_args *args)
+{
+	struct upsched_tenant_config *cfg = tenant_cfg(slot);
+	struct upsched_class_stats *stats;
+	struct upsched_hint_words *words;
+	u32 task_slot = args->task_slot, cpu;
+	bool release;
+
+	if (!cfg || cfg->state != UPSCHED_SLOT_ACTIVE || !cfg->notify_key ||
+	    args->key != cfg->notify_key)
+		return -ESTALE;
+	if (task_slot >= MAX_TASK_SLOTS)
+		return -EINVAL;
+	stats = stats_of(slot);
+	if (stats)
+		stats->notifies++;
+	bpf_rcu_read_lock();
+	release = scx_bpf_dsq_nr_queued(UPSCHED_PARK_DSQ(slot)) > 0 &&
+		  park_release_due(UPSCHED_PARK_DSQ(slot), bpf_ktime_get_ns(), &notify_scan_count);
+	if (release && bpf_ksym_exists(scx_bpf_dsq_reenq)) {
+		scx_bpf_dsq_reenq(UPSCHED_PARK_DSQ(slot), 0);
+		if (stats)
+			stats->notify_releases++;
+	}
+	bpf_rcu_read_unlock();
+	cpu = *running_cpu_of(slot, task_slot);
+	words = hint_words(slot, task_slot);
+	if (cpu && words && (words->words[UPSCHED_HINT_FLAGS] & UPSCHED_HINTF_SLEEPY) &&
+	    !words->words[UPSCHED_HINT_PENDING]) {
+		scx_bpf_kick_cpu(cpu - 1, SCX_KICK_PREEMPT);
+		if (stats)
+			stats->notify_kicks++;
+	}
+	return 0;
+}
+
+#define NOTIFY_PROG(s)                                                                       \
+	SEC("syscall")                                                                       \
+	int upsched_notify_s##s(struct upsched_notify_args *args)                            \
+	{                                                                                    \
+		return notify_tenant(s, args);                                               \
+	}
+NOTIFY_PROG(0)
+NOTIFY_PROG(1)
+NOTIFY_PROG(2)
+NOTIFY_PROG(3)
+NOTIFY_PROG(4)
+NOTIFY_PROG(5)
+NOTIFY_PROG(6)
+NOTIFY_PROG(7)
+_Static_assert(UPSCHED_NR_SLOTS == 8, "one notify program per slot");
 
 /* ---- init / exit ------------------------------------------------------------------------------ */
 

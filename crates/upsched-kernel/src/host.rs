@@ -15,7 +15,7 @@
 
 use std::ffi::CString;
 use std::mem::offset_of;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
@@ -1024,6 +1024,7 @@ impl Host {
             stubs: 0,
             hooks_b: 0,
             fills_b: 0,
+            notify_key: new_notify_key()?,
         };
         self.write_tenant_config(slot, &raw)?;
         let handle = TenantHandle { slot, generation };
@@ -1424,6 +1425,31 @@ impl Host {
             .as_fd()
             .try_clone_to_owned()
             .map_err(|e| map_error("sharing a tenant's hint map", e))
+    }
+
+    /// The tenant's notify program (`docs/mechanism.md`, "Notify"), as an fd that reaches
+    /// this slot only, and the tenant's notify key, which it refuses a run without: what the
+    /// broker hands out with the hint map.
+    pub fn notify_program(&self, handle: TenantHandle) -> Result<(OwnedFd, u64), HostError> {
+        let slot = self.live_slot(handle)?;
+        let name = notify_prog_name(slot);
+        let fd = self
+            .progs
+            .iter()
+            .find(|(n, _)| *n == name)
+            .ok_or_else(|| map_error("finding a tenant's notify program", &name))?
+            .1
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| map_error("sharing a tenant's notify program", e))?;
+        Ok((fd, self.read_tenant_config(slot)?.notify_key))
+    }
+
+    /// Runs `handle`'s notify program for `task_slot` as a runtime does (root, tests): its
+    /// return value (0, or `-ESTALE`/`-EINVAL` as the program refuses).
+    pub fn notify(&self, handle: TenantHandle, task_slot: u32) -> Result<i32, HostError> {
+        let (fd, key) = self.notify_program(handle)?;
+        run_notify(fd.as_fd(), task_slot, key)
     }
 
     /// The slot of `handle` while its tenant is attached.
@@ -1961,6 +1987,47 @@ pub fn cgroup_identity(path: &Path) -> Result<(u64, u32), HostError> {
 
 /// A new hint map, all words 0, of the exact shape of host.bpf.c's template for the maps in
 /// `hint_maps` (which the kernel compares): `MAX_TASKS` entries of `HintWordsRaw`, mmapable.
+/// The host's notify program of `slot`.
+fn notify_prog_name(slot: usize) -> String {
+    format!("upsched_notify_s{slot}")
+}
+
+/// A random, non-zero notify key for a new tenant: a former tenant's runtimes, which may keep
+/// the slot's program fd, cannot guess the next one.
+fn new_notify_key() -> Result<u64, HostError> {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| map_error("drawing a notify key", e))?;
+    Ok(u64::from_ne_bytes(bytes).max(1))
+}
+
+/// Runs a notify program (`BPF_PROG_TEST_RUN`) with its argument; the program's return value.
+pub fn run_notify(prog: BorrowedFd<'_>, task_slot: u32, key: u64) -> Result<i32, HostError> {
+    let mut args = upsched_abi::mechanism::NotifyArgs {
+        task_slot,
+        pad: 0,
+        key,
+    };
+    let mut opts = libbpf_sys::bpf_test_run_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_test_run_opts>() as _,
+        ctx_in: (&raw mut args).cast(),
+        ctx_size_in: std::mem::size_of_val(&args) as u32,
+        ..Default::default()
+    };
+    // SAFETY: `opts` points at `args`, which outlives the call; the kernel reads
+    // `ctx_size_in` bytes of it and writes only `opts`' out fields.
+    let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) };
+    if rc != 0 {
+        return Err(map_error(
+            "running a notify program",
+            std::io::Error::from_raw_os_error(-rc),
+        ));
+    }
+    Ok(opts.retval as i32)
+}
+
 pub fn new_hint_map(name: &str) -> Result<MapHandle, HostError> {
     let opts = libbpf_rs::libbpf_sys::bpf_map_create_opts {
         sz: size_of::<libbpf_rs::libbpf_sys::bpf_map_create_opts>()

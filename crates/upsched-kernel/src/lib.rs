@@ -23,6 +23,6 @@ pub use child::{ChildSetup, join_cgroup_before_exec};
 pub use error::{HostError, PolicyLayer};
 pub use host::{
     ClassStats, Ejection, ExitInfo, HOST_OBJECT, Host, HostConfig, HostStats, ProgramStats,
-    TenantConfig, TenantHandle, TenantInfo, libbpf_open_verdict, sched_ext_state,
+    TenantConfig, TenantHandle, TenantInfo, libbpf_open_verdict, run_notify, sched_ext_state,
     wait_for_sched_ext_state,
 };

@@ -8,9 +8,14 @@
  * UPSCHED_HINT_FLAGS, the awaited event in UPSCHED_HINT_WAIT_EVENT, and the number of pending
  * events in UPSCHED_HINT_PENDING. This policy
  *   - parks a task that is sleepy and has nothing pending: it stays off the CPUs until the
- *     host sees an event arrive (pending > 0 or sleepy cleared) or the park bound expires;
+ *     host sees an event arrive (pending > 0 or sleepy cleared; whoever posts it notifies the
+ *     host, else its timer sees it) or the park bound expires. A runtime yields once after it
+ *     posts SLEEPY, and the host preempts a running task that a notify finds sleepy, so the
+ *     park happens at once. Should the host refuse the park (the task reached its park bound:
+ *     it must run once), the task queues behind all ordinary work, its tick ends its run,
+ *     and it is parked again at its next enqueue;
  *   - ends the slice of a running task at the next tick once it turns sleepy with nothing
- *     pending, so polling does not burn the rest of its slice (it is parked at re-enqueue);
+ *     pending (for writers that do not notify);
  *   - runs a task first when an event arrives for it (release from park, or pending work at
  *     wake-up), preempting ordinary work, so the chain's next function starts at once;
  *   - orders all other tasks first in, first out.
@@ -39,6 +44,8 @@ UPSCHED_ENQUEUE(ctx)
 
 	if (idle_poller(ctx)) {
 		ctx->verdict = UPSCHED_VERDICT_PARK;
+		/* Used only if the host runs it instead (park bound reached). */
+		ctx->key = runnable_since | ORDINARY_BAND;
 		nr_parked++;
 		return;
 	}

@@ -13,7 +13,9 @@ use crate::chains::{ChainOutcome, ChainTracker, NO_REQUEST, event_hint_id};
 use crate::machine::{CpuId, IdleCpus};
 use crate::metrics::Record;
 use crate::rng::SimRng;
-use crate::scenario::{ArrivalAction, ArrivalProcess, EventKind, FOREVER, Op, Scenario};
+use crate::scenario::{
+    ArrivalAction, ArrivalProcess, EventId, EventKind, FOREVER, Op, Scenario, SpecId,
+};
 use crate::sched::{
     Cx, F_FORK, F_PREEMPTED, F_WAKEUP, F_YIELD, NO_CPU, Request, Scheduler, TaskId,
 };
@@ -466,7 +468,46 @@ struct Sim<'s, 'p> {
     started: u64,
     wants_tick: bool,
     chains: Option<ChainTracker>,
+    /// The platform's hint posts for chain stages that declare them (`None`: no stage does).
+    platform: Option<PlatformHints>,
+    /// Notifications the acting task made during its current operation, charged to it.
+    notifies: u32,
     started_at: Instant,
+}
+
+/// Which runtime threads the platform posts hints for, per cgroup: the stage's event and the
+/// task specs named in its `platform_hints`, and the live instances of those specs.
+struct PlatformHints {
+    stages: Vec<Option<(EventId, Vec<SpecId>)>>,
+    tasks: Vec<Vec<TaskId>>,
+}
+
+impl PlatformHints {
+    fn new(scenario: &Scenario) -> Option<PlatformHints> {
+        let mut stages = vec![None; scenario.cgroups.len()];
+        let mut any = false;
+        for stage in scenario.chains.iter().flat_map(|c| &c.stages) {
+            if !stage.platform_hints.is_empty() {
+                stages[stage.cgroup as usize] = Some((stage.event, stage.platform_hints.clone()));
+                any = true;
+            }
+        }
+        any.then(|| PlatformHints {
+            tasks: vec![Vec::new(); stages.len()],
+            stages,
+        })
+    }
+
+    /// A new instance of `spec` in `cgroup`: the platform posts for it if the stage names it.
+    fn spawned(&mut self, task: TaskId, spec: SpecId, cgroup: u32) {
+        let Some((_, specs)) = &self.stages[cgroup as usize] else {
+            return;
+        };
+        let tasks = &mut self.tasks[cgroup as usize];
+        if specs.contains(&spec) && !tasks.contains(&task) {
+            tasks.push(task);
+        }
+    }
 }
 
 /// Runs `scenario` under the built-in policy `policy`.
@@ -543,6 +584,8 @@ pub fn run(
         next_pid: 1,
         started: 0,
         chains: ChainTracker::new(scenario),
+        platform: PlatformHints::new(scenario),
+        notifies: 0,
         opts,
         started_at: Instant::now(),
     };
@@ -867,6 +910,9 @@ impl Sim<'_, '_> {
         if let Some(chains) = self.chains.as_mut() {
             chains.set_task_request(id, NO_REQUEST);
         }
+        if let Some(platform) = self.platform.as_mut() {
+            platform.spawned(id, spec, s.cgroup);
+        }
         self.sched.task_init(cx!(self), id);
         self.apply_requests();
         self.wake(id, F_FORK);
@@ -1130,6 +1176,13 @@ impl Sim<'_, '_> {
                     }
                 }
                 Op::SpinUntil(event) | Op::SpinThenBlock { event, .. } => {
+                    let yield_first = matches!(
+                        op,
+                        Op::SpinThenBlock {
+                            yield_first: true,
+                            ..
+                        }
+                    );
                     let e = &mut self.events[*event as usize];
                     if e.tokens > 0 {
                         e.tokens -= 1;
@@ -1145,6 +1198,8 @@ impl Sim<'_, '_> {
                         t.spin_event = *event;
                         if t.remaining == 0 {
                             self.stop_spinning(cpu);
+                        } else if yield_first {
+                            self.requeue_curr(cpu, F_YIELD);
                         } else {
                             self.arm(cpu);
                         }
@@ -1160,6 +1215,16 @@ impl Sim<'_, '_> {
                     self.signal(*event, *count, request);
                     self.acting = NO_TASK;
                     if self.error.is_some() {
+                        return;
+                    }
+                    let notifies = std::mem::take(&mut self.notifies);
+                    let cost = Time::from(notifies) * scenario.machine.costs.notify;
+                    if cost > 0 {
+                        // The notify syscalls take the signalling task's CPU.
+                        let t = &mut self.tasks[task as usize];
+                        t.phase = Phase::Run;
+                        t.remaining = cost;
+                        self.arm(cpu);
                         return;
                     }
                 }
@@ -1249,14 +1314,22 @@ impl Sim<'_, '_> {
         let Some(chains) = &self.chains else {
             return;
         };
-        for cgroup in chains.flips(request, event).into_iter().flatten() {
+        let flips = chains.flips(request, event);
+        for cgroup in flips.into_iter().flatten() {
             // Accounting a CPU touches only that CPU and its task: the order is free.
             for i in 0..self.running_in[cgroup as usize].len() {
                 self.account(self.running_in[cgroup as usize][i]);
             }
         }
+        let [idle, busy] = flips;
         if let Some(chains) = self.chains.as_mut() {
             chains.signalled(request, event, self.now);
+        }
+        if let Some(cgroup) = idle {
+            self.post_platform_hints(cgroup, false);
+        }
+        if let Some(cgroup) = busy {
+            self.post_platform_hints(cgroup, true);
         }
     }
 
@@ -1316,6 +1389,52 @@ impl Sim<'_, '_> {
         *pending = pending.saturating_add(1);
         self.sched.hints_changed(cx!(self), task);
         self.apply_requests();
+        if self.scenario.events[event as usize].notify {
+            self.notify(task);
+            if self.acting != NO_TASK {
+                self.notifies += 1;
+            }
+        }
+    }
+
+    /// The scheduler is notified of a hint change of `task` (the notify program).
+    fn notify(&mut self, task: TaskId) {
+        self.sched.notify(cx!(self), task);
+        self.apply_requests();
+    }
+
+    /// The platform's posts for `cgroup`'s runtime threads when the stage turns busy (its
+    /// first pending request) or idle (its last one left), each followed by a notify.
+    fn post_platform_hints(&mut self, cgroup: u32, busy: bool) {
+        let Some(platform) = &self.platform else {
+            return;
+        };
+        let Some((event, specs)) = &platform.stages[cgroup as usize] else {
+            return;
+        };
+        let wait_event = event_hint_id(*event);
+        let targets: Vec<TaskId> = platform.tasks[cgroup as usize]
+            .iter()
+            .copied()
+            .filter(|task| {
+                let t = &self.tasks[*task as usize];
+                t.state != TaskState::Free && specs.contains(&t.spec)
+            })
+            .collect();
+        for task in targets {
+            let hints = &mut self.tasks[task as usize].hints;
+            if busy {
+                hints[upsched_abi::HINT_FLAGS as usize] = 0;
+                hints[upsched_abi::HINT_PENDING as usize] = 1;
+            } else {
+                hints[upsched_abi::HINT_WAIT_EVENT as usize] = wait_event;
+                hints[upsched_abi::HINT_PENDING as usize] = 0;
+                hints[upsched_abi::HINT_FLAGS as usize] = upsched_abi::HINTF_SLEEPY as u64;
+            }
+            self.sched.hints_changed(cx!(self), task);
+            self.apply_requests();
+            self.notify(task);
+        }
     }
 
     /// Ends the running task's stint (accounting, trace) and frees the CPU.

@@ -7,9 +7,18 @@
 //!   burst, and passes the request to the next function (or completes it);
 //! - `pollers` **runtime threads**: poll the function's inbox (`spin_until` with a spin budget,
 //!   then sleep until the event, like a spin-then-block event loop) and hand each request to
-//!   the worker. They post hints as an instrumented runtime does: `flags = SLEEPY` and
-//!   `wait_event = inbox` while they only poll, `pending` raised by the inbox when a request
-//!   is delivered (the simulator does that), cleared when they take it.
+//!   the worker.
+//!
+//! Who posts the hints (`hints`):
+//! - `runtime` (default): an instrumented runtime. A runtime thread that starts polling posts
+//!   `wait_event = inbox, flags = SLEEPY` and yields once (the scheduler may park it there);
+//!   the inbox raises its `pending` word when it delivers a request and the sender notifies
+//!   the scheduler; the thread clears its words when it takes the request. The worker declares
+//!   its hand-over event the same way.
+//! - `platform`: the runtime is unmodified (it spins, then blocks, and posts nothing); the
+//!   platform, which routes every request, posts for the function's runtime threads: `flags =
+//!   0, pending = 1` when the function gets a request, `flags = SLEEPY, pending = 0` when its
+//!   last one has left it, and notifies the scheduler after each post.
 //!
 //! Requests arrive open loop (Poisson) at each chain's first function. The model and its
 //! calibration are explained in `docs/faas-sim.md`.
@@ -20,11 +29,48 @@ use crate::rng::Dist;
 use crate::scenario::*;
 use crate::units::{MS, S, Time, US, format_duration, parse_duration};
 
+/// Who posts the runtime threads' hints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HintSource {
+    /// The runtime itself: it posts SLEEPY and yields as it starts polling.
+    Runtime,
+    /// The platform on the runtime's behalf, from the requests it routes.
+    Platform,
+}
+
+impl HintSource {
+    fn name(self) -> &'static str {
+        match self {
+            HintSource::Runtime => "runtime",
+            HintSource::Platform => "platform",
+        }
+    }
+}
+
 /// One function of the chain: mean CPU time and mean I/O wait per request.
 pub struct Function {
     pub name: &'static str,
     pub cpu: Time,
     pub io: Time,
+}
+
+impl Function {
+    /// Each of a request's two CPU bursts: log-normal, half the function's CPU time (scaled)
+    /// as mean, half that mean as standard deviation.
+    pub fn burst(&self, cpu_scale: f64) -> Dist {
+        let half_burst = self.cpu as f64 * cpu_scale / 2.0;
+        Dist::log_normal_from_moments(half_burst, half_burst / 2.0)
+    }
+
+    /// A request's I/O wait: exponential with the function's I/O wait (scaled) as mean.
+    pub fn io_wait(&self, io_scale: f64) -> Dist {
+        let io = self.io as f64 * io_scale;
+        if io >= 1.0 {
+            Dist::Exponential { mean: io }
+        } else {
+            Dist::Fixed(0)
+        }
+    }
 }
 
 /// The chain, in order. Costs are those of a warm runtime serving one image: the metadata
@@ -76,6 +122,9 @@ pub struct FaasParams {
     /// Factors on every function's CPU bursts and I/O waits.
     pub cpu_scale: f64,
     pub io_scale: f64,
+    pub hints: HintSource,
+    /// Park bound of the tenant that `--policy` attaches (its grant's `park_max`).
+    pub park_max: Time,
     pub seed: u64,
 }
 
@@ -91,13 +140,17 @@ impl Default for FaasParams {
             handoff: 50 * US,
             cpu_scale: 1.0,
             io_scale: 1.0,
+            hints: HintSource::Runtime,
+            // Longer than almost every idle period of a runtime at 10 requests/s, so that a
+            // parked poller is nearly always released by its request, not by the bound.
+            park_max: S,
             seed: 1,
         }
     }
 }
 
 /// Name, meaning and accepted values of every parameter, for help texts and errors.
-pub const PARAMS: [(&str, &str); 10] = [
+pub const PARAMS: [(&str, &str); 12] = [
     ("chains", "colocated chains, 0-3200"),
     ("rate", "requests per second into each chain, > 0"),
     ("cpus", "CPUs of the machine, 1-1024"),
@@ -113,6 +166,14 @@ pub const PARAMS: [(&str, &str); 10] = [
     ),
     ("cpu_scale", "factor on the functions' CPU bursts, > 0"),
     ("io_scale", "factor on the functions' I/O waits, >= 0"),
+    (
+        "hints",
+        "who posts the runtime threads' hints: runtime or platform",
+    ),
+    (
+        "park_max",
+        "park bound of the --policy tenant, e.g. 1s (below its 3 s watchdog)",
+    ),
     ("seed", "seed of the random streams"),
 ];
 
@@ -174,6 +235,26 @@ impl FaasParams {
             "io_scale" => {
                 let v: f64 = parse_number(name, value)?;
                 self.io_scale = in_range(name, v, v.is_finite() && v >= 0.0, ">= 0")?;
+            }
+            "hints" => {
+                self.hints = match value.trim() {
+                    "runtime" => HintSource::Runtime,
+                    "platform" => HintSource::Platform,
+                    other => {
+                        return Err(format!(
+                            "faas parameter hints: {other:?}: use runtime or platform"
+                        ));
+                    }
+                }
+            }
+            "park_max" => {
+                let v = duration(value)?;
+                let watchdog = upsched_abi::mechanism::TenantParams::default().watchdog_ns;
+                let bound = format!(
+                    "below the tenant's watchdog ({})",
+                    format_duration(watchdog)
+                );
+                self.park_max = in_range(name, v, v < watchdog, &bound)?;
             }
             "seed" => self.seed = parse_number(name, value)?,
             _ => {
@@ -246,6 +327,16 @@ impl FaasParams {
             self.io_scale != d.io_scale,
             self.io_scale.to_string(),
         );
+        show(
+            "hints",
+            self.hints != d.hints,
+            self.hints.name().to_string(),
+        );
+        show(
+            "park_max",
+            self.park_max != d.park_max,
+            format_duration(self.park_max),
+        );
         show("seed", self.seed != d.seed, self.seed.to_string());
         if parts.is_empty() {
             "faas".into()
@@ -278,7 +369,10 @@ impl FaasParams {
             cgroups: vec!["/".into()],
             cpusets: vec![CpuMask::full(self.cpus)],
             arrivals: Vec::new(),
-            params: SchedParams::default(),
+            params: SchedParams {
+                policy_park_max: Some(self.park_max),
+                ..SchedParams::default()
+            },
             chains: Vec::new(),
             tenants: Vec::new(),
             warnings: Vec::new(),
@@ -290,46 +384,48 @@ impl FaasParams {
     }
 
     fn add_chain(&self, s: &mut Scenario, chain: u32) {
-        let event = |s: &mut Scenario, name: String| {
+        let event = |s: &mut Scenario, name: String, notify: bool| {
             s.events.push(EventSpec {
                 name,
                 kind: EventKind::Counter,
                 initial: 0,
+                notify,
             });
             (s.events.len() - 1) as EventId
         };
+        let runtime_hints = self.hints == HintSource::Runtime;
         let prefix = format!("c{chain:02}");
+        // An instrumented runtime's inbox notifies the scheduler when it raises a parked
+        // poller's `pending`; the platform notifies after its own posts instead.
         let inboxes: Vec<EventId> = FUNCTIONS
             .iter()
-            .map(|f| event(s, format!("{prefix}.{}.in", f.name)))
+            .map(|f| event(s, format!("{prefix}.{}.in", f.name), runtime_hints))
             .collect();
-        let complete = event(s, format!("{prefix}.done"));
+        let complete = event(s, format!("{prefix}.done"), false);
         let mut stages = Vec::new();
         for (k, f) in FUNCTIONS.iter().enumerate() {
-            let work = event(s, format!("{prefix}.{}.work", f.name));
+            let work = event(s, format!("{prefix}.{}.work", f.name), false);
             s.cgroups.push(format!("/faas/{prefix}/{}", f.name));
             let cgroup = (s.cgroups.len() - 1) as u32;
             let next = inboxes.get(k + 1).copied().unwrap_or(complete);
-            let half_burst = f.cpu as f64 * self.cpu_scale / 2.0;
-            let burst = Dist::log_normal_from_moments(half_burst, half_burst / 2.0);
-            let io = f.io as f64 * self.io_scale;
-            let io = if io >= 1.0 {
-                Dist::Exponential { mean: io }
-            } else {
-                Dist::Fixed(0)
-            };
+            let burst = f.burst(self.cpu_scale);
+            let io = f.io_wait(self.io_scale);
             let hint = |word: u32, value: u64| {
                 Step::Op(Op::SetHint {
                     word: word as u8,
                     value,
                 })
             };
-            let worker = vec![Step::Loop {
-                count: FOREVER,
-                body: vec![
-                    hint(upsched_abi::HINT_WAIT_EVENT, event_hint_id(work)),
-                    Step::Op(Op::Block(work)),
-                    hint(upsched_abi::HINT_PENDING, 0),
+            // The runtime's own posts; the unmodified runtime of the platform model has none.
+            let posts = |steps: Vec<Step>| if runtime_hints { steps } else { Vec::new() };
+            let worker_body = [
+                posts(vec![hint(
+                    upsched_abi::HINT_WAIT_EVENT,
+                    event_hint_id(work),
+                )]),
+                vec![Step::Op(Op::Block(work))],
+                posts(vec![hint(upsched_abi::HINT_PENDING, 0)]),
+                vec![
                     Step::Op(Op::Run(burst.clone())),
                     Step::Op(Op::Sleep(io)),
                     Step::Op(Op::Run(burst)),
@@ -338,25 +434,37 @@ impl FaasParams {
                         count: 1,
                     }),
                 ],
-            }];
-            let poller = vec![Step::Loop {
-                count: FOREVER,
-                body: vec![
-                    hint(upsched_abi::HINT_FLAGS, upsched_abi::HINTF_SLEEPY as u64),
+            ];
+            let poller_body = [
+                // Event first, then SLEEPY: never SLEEPY with a stale event.
+                posts(vec![
                     hint(upsched_abi::HINT_WAIT_EVENT, event_hint_id(inboxes[k])),
-                    Step::Op(Op::SpinThenBlock {
-                        event: inboxes[k],
-                        spin_max: Dist::Fixed(self.spin),
-                    }),
+                    hint(upsched_abi::HINT_FLAGS, upsched_abi::HINTF_SLEEPY as u64),
+                ]),
+                vec![Step::Op(Op::SpinThenBlock {
+                    event: inboxes[k],
+                    spin_max: Dist::Fixed(self.spin),
+                    yield_first: runtime_hints,
+                })],
+                posts(vec![
                     hint(upsched_abi::HINT_FLAGS, 0),
                     hint(upsched_abi::HINT_PENDING, 0),
+                ]),
+                vec![
                     Step::Op(Op::Run(Dist::Fixed(self.handoff))),
                     Step::Op(Op::Signal {
                         event: work,
                         count: 1,
                     }),
                 ],
-            }];
+            ];
+            let forever = |body: [Vec<Step>; 4]| {
+                vec![Step::Loop {
+                    count: FOREVER,
+                    body: body.concat(),
+                }]
+            };
+            let (worker, poller) = (forever(worker_body), forever(poller_body));
             for (name, count, program) in [("worker", 1, worker), ("runtime", self.pollers, poller)]
             {
                 s.tasks.push(TaskSpec {
@@ -371,9 +479,16 @@ impl FaasParams {
                         .unwrap_or_else(|e| unreachable!("the FaaS programs let time pass: {e}")),
                 });
             }
+            // The runtime threads' spec was pushed last.
+            let runtime_spec = (s.tasks.len() - 1) as u32;
             stages.push(ChainStage {
                 event: inboxes[k],
                 cgroup,
+                platform_hints: if runtime_hints {
+                    Vec::new()
+                } else {
+                    vec![runtime_spec]
+                },
             });
         }
         s.arrivals.push(ArrivalSpec {
@@ -446,6 +561,30 @@ mod tests {
                 .tasks
                 .is_empty()
         );
+        let platform = FaasParams::from_spec("faas:hints=platform,park_max=500ms")
+            .unwrap()
+            .unwrap();
+        assert_eq!(platform.name(), "faas:hints=platform,park_max=500.000ms");
+        let s = platform.build();
+        assert_eq!(s.params.policy_park_max, Some(500 * MS));
+        // The platform posts for the runtime threads; the runtime's inboxes do not notify.
+        for stage in &s.chains[0].stages {
+            let specs: Vec<&str> = stage
+                .platform_hints
+                .iter()
+                .map(|&spec| s.tasks[spec as usize].name.as_str())
+                .collect();
+            assert_eq!(specs.len(), 1);
+            assert!(specs[0].ends_with(".runtime"), "{specs:?}");
+            assert!(!s.events[stage.event as usize].notify);
+        }
+        let runtime = FaasParams::default().build();
+        assert!(
+            runtime.chains[0]
+                .stages
+                .iter()
+                .all(|st| st.platform_hints.is_empty() && runtime.events[st.event as usize].notify)
+        );
         assert!(FaasParams::from_spec("faasx").is_none());
         assert!(FaasParams::from_spec("examples/x.toml").is_none());
     }
@@ -460,6 +599,9 @@ mod tests {
             ("faas:spin=5", "no unit"),
             ("faas:colour=blue", "unknown faas parameter \"colour\""),
             ("faas:chains", "write NAME=VALUE"),
+            ("faas:hints=kernel", "use runtime or platform"),
+            ("faas:park_max=3s", "below the tenant's watchdog"),
+            ("faas:park_max=1", "no unit"),
         ] {
             let e = FaasParams::from_spec(spec).unwrap().unwrap_err();
             assert!(e.contains(expected), "{spec}: {e}");

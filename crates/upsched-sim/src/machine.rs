@@ -187,6 +187,9 @@ pub struct Costs {
     /// Delay between a CPU asking another CPU to reschedule (wake-up on a remote CPU,
     /// preemption kick) and that CPU acting on it: IPI delivery plus idle exit.
     pub wakeup_ipi: Time,
+    /// CPU a task spends notifying the scheduler of an event (`upsched-hints`' `notify()`: a
+    /// `BPF_PROG_TEST_RUN` syscall that runs the tenant's notify program).
+    pub notify: Time,
 }
 
 impl Default for Costs {
@@ -203,6 +206,8 @@ impl Default for Costs {
             migration_cross_llc: 10 * US,
             migration_cross_numa: 20 * US,
             wakeup_ipi: 2 * US,
+            // A syscall entry and exit plus a short BPF program: about one context switch.
+            notify: US,
         }
     }
 }
@@ -217,6 +222,7 @@ impl Costs {
             migration_cross_llc: 0,
             migration_cross_numa: 0,
             wakeup_ipi: 0,
+            notify: 0,
         }
     }
 }

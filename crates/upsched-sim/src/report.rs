@@ -146,6 +146,17 @@ fn share(ns: Time, duration: Time) -> f64 {
 }
 
 /// Jain's fairness index of `values`.
+impl RunReport {
+    /// The chains' polling share: CPU the runtimes (the chains' stage cgroups) spent spinning
+    /// ÷ their CPU; `None` without chains or runtime CPU.
+    pub fn poll_ratio(&self) -> Option<f64> {
+        let chains = self.chains.as_ref()?;
+        let runtimes = self.cgroups.iter().filter(|g| g.idle_ns.is_some());
+        let spin: u64 = runtimes.map(|g| g.spin_ns).sum();
+        crate::chains::ratio(spin, chains.all.cpu_ns)
+    }
+}
+
 pub fn jain_index(values: &[f64]) -> Option<f64> {
     if values.is_empty() {
         return None;

@@ -193,6 +193,7 @@ pub fn import(text: &str, file: &str, opts: &ImportOptions) -> Result<Scenario, 
                     name: name.to_string(),
                     kind: EventKind::Counter,
                     initial: 0,
+                    notify: false,
                 });
                 (events.len() - 1) as EventId
             }

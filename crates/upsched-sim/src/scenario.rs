@@ -28,8 +28,14 @@ pub enum Op {
     /// accounted as spin time.
     SpinUntil(EventId),
     /// Adaptive wait: busy-poll the event for at most the drawn CPU time (spin time), then
-    /// block until it is signalled (a runtime's spin-then-sleep poll loop).
-    SpinThenBlock { event: EventId, spin_max: Dist },
+    /// block until it is signalled (a runtime's spin-then-sleep poll loop). With `yield_first`
+    /// the task, once it is the event's waiter, first gives up the CPU (`sched_yield()`, as a
+    /// runtime that posted SLEEPY does so that the scheduler may park it), then polls.
+    SpinThenBlock {
+        event: EventId,
+        spin_max: Dist,
+        yield_first: bool,
+    },
     /// Signal the event `count` times.
     Signal { event: EventId, count: u32 },
     /// Give up the CPU but stay runnable.
@@ -127,6 +133,10 @@ pub struct EventSpec {
     pub kind: EventKind,
     /// Tokens pending at the start (counter events only).
     pub initial: u64,
+    /// Whoever signals the event, after its source raised a waiter's `pending` word, notifies
+    /// the scheduler for that waiter (`Scheduler::notify`, the host's notify program), paying
+    /// `Costs::notify` of CPU for each when it is a task.
+    pub notify: bool,
 }
 
 /// A kind of task: its placement, its weight and its behaviour.
@@ -194,6 +204,12 @@ pub struct ChainStage {
     pub event: EventId,
     /// Index into `Scenario::cgroups`.
     pub cgroup: u32,
+    /// The task specs of the runtime threads the platform posts hints for (empty: it posts
+    /// none): when the stage gets its first pending request they get `flags = 0, pending = 1`,
+    /// when its last one leaves `wait_event` = this stage's event, `pending = 0`, `flags =
+    /// SLEEPY`; each post is followed by a notify (`docs/simulator.md`, "Hints from the
+    /// platform").
+    pub platform_hints: Vec<SpecId>,
 }
 
 /// Parameters of the built-in policies (the `[scheduler.NAME]` tables).
@@ -204,6 +220,9 @@ pub struct SchedParams {
     pub rr_slice: Time,
     /// Slice of the upsched default class.
     pub default_slice: Time,
+    /// Park bound of the tenant that `--policy NAME` attaches at the root (`None`: the
+    /// loader's default), for scenarios whose runtimes need another one (the FaaS chains).
+    pub policy_park_max: Option<Time>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -230,6 +249,7 @@ impl Default for SchedParams {
             },
             rr_slice: 10 * MS,
             default_slice: 20 * MS,
+            policy_park_max: None,
         }
     }
 }

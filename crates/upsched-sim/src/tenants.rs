@@ -347,10 +347,17 @@ pub fn scheduler_from(
         let policy = cache
             .get(&source)
             .map_err(|e| format!("policy {name}: {e}"))?;
+        let mut config = TenantConfig::new("/");
+        if let Some(park_max) = scenario.params.policy_park_max {
+            config.park_max = park_max;
+        }
+        config
+            .validate()
+            .map_err(|e| format!("policy {name}: the tenant's parameters: {e}"))?;
         tenants.push(Tenant {
             name: name.to_string(),
             policy,
-            config: TenantConfig::new("/"),
+            config,
             replace: None,
         });
     } else {

@@ -250,6 +250,7 @@ struct RawOpFields {
     block: Option<Spanned<String>>,
     spin_until: Option<Spanned<String>>,
     spin_max: Option<DistValue>,
+    yield_first: Option<bool>,
     signal: Option<Spanned<String>>,
     count: Option<u32>,
     #[serde(rename = "yield")]
@@ -269,7 +270,8 @@ enum RawOp {
     Sleep(Dist),
     Timer(Time),
     Block(Spanned<String>),
-    SpinUntil(Spanned<String>, Option<Dist>),
+    /// The event, the spin budget (spin then block), whether to yield first.
+    SpinUntil(Spanned<String>, Option<Dist>, bool),
     Signal(Spanned<String>, u32),
     Yield,
     SetHint(u8, u64),
@@ -329,6 +331,12 @@ impl<'de> Deserialize<'de> for RawOp {
                 misplaced("value", f.value.is_some(), "set_hint")?;
                 misplaced("event", f.event.is_some(), "set_hint")?;
                 misplaced("spin_max", f.spin_max.is_some(), "spin_until")?;
+                misplaced("yield_first", f.yield_first.is_some(), "spin_until")?;
+                if f.yield_first.is_some() && f.spin_max.is_none() {
+                    return Err(de::Error::custom(
+                        "`yield_first` needs `spin_max` (it starts a spin-then-block wait)",
+                    ));
+                }
                 misplaced("body", f.body.is_some(), "loop")?;
                 Ok(match op {
                     "run" => RawOp::Run(f.run.unwrap_or_else(|| unreachable!()).0),
@@ -344,6 +352,7 @@ impl<'de> Deserialize<'de> for RawOp {
                     "spin_until" => RawOp::SpinUntil(
                         f.spin_until.unwrap_or_else(|| unreachable!()),
                         f.spin_max.map(|d| d.0),
+                        f.yield_first.unwrap_or(false),
                     ),
                     "signal" => RawOp::Signal(
                         f.signal.unwrap_or_else(|| unreachable!()),
@@ -395,6 +404,7 @@ struct RawCosts {
     migration_cross_llc: Option<DurationValue>,
     migration_cross_numa: Option<DurationValue>,
     wakeup_ipi: Option<DurationValue>,
+    notify: Option<DurationValue>,
 }
 
 #[derive(Deserialize)]
@@ -415,6 +425,7 @@ struct RawEvent {
     name: Spanned<String>,
     kind: Option<Spanned<String>>,
     initial: Option<u64>,
+    notify: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -521,6 +532,7 @@ struct RawChain {
 struct RawChainStage {
     event: Spanned<String>,
     cgroup: Spanned<String>,
+    platform_hints: Option<Vec<Spanned<String>>>,
 }
 
 /// Names of the built-in policies.
@@ -620,6 +632,7 @@ pub fn parse_scenario_on(
         set(&mut costs.migration_cross_llc, rc.migration_cross_llc);
         set(&mut costs.migration_cross_numa, rc.migration_cross_numa);
         set(&mut costs.wakeup_ipi, rc.wakeup_ipi);
+        set(&mut costs.notify, rc.notify);
         (
             Machine {
                 topology,
@@ -657,6 +670,7 @@ pub fn parse_scenario_on(
             name: e.name.get_ref().clone(),
             kind,
             initial: e.initial.unwrap_or(0),
+            notify: e.notify.unwrap_or(false),
         });
     }
 
@@ -711,11 +725,14 @@ pub fn parse_scenario_on(
                     RawOp::Sleep(d) => Step::Op(Op::Sleep(d.clone())),
                     RawOp::Timer(p) => Step::Op(Op::Timer(*p)),
                     RawOp::Block(e) => Step::Op(Op::Block(resolve_event(e)?)),
-                    RawOp::SpinUntil(e, None) => Step::Op(Op::SpinUntil(resolve_event(e)?)),
-                    RawOp::SpinUntil(e, Some(spin_max)) => Step::Op(Op::SpinThenBlock {
-                        event: resolve_event(e)?,
-                        spin_max: spin_max.clone(),
-                    }),
+                    RawOp::SpinUntil(e, None, _) => Step::Op(Op::SpinUntil(resolve_event(e)?)),
+                    RawOp::SpinUntil(e, Some(spin_max), yield_first) => {
+                        Step::Op(Op::SpinThenBlock {
+                            event: resolve_event(e)?,
+                            spin_max: spin_max.clone(),
+                            yield_first: *yield_first,
+                        })
+                    }
                     RawOp::Signal(e, count) => Step::Op(Op::Signal {
                         event: resolve_event(e)?,
                         count: *count,
@@ -954,9 +971,25 @@ pub fn parse_scenario_on(
                     ),
                 );
             };
+            let mut platform_hints = Vec::new();
+            for task in stage.platform_hints.iter().flatten() {
+                let spec = resolve_spec(task)?;
+                if tasks[spec as usize].cgroup != cgroup as u32 {
+                    return cx.err(
+                        Some(task.span()),
+                        format!(
+                            "chain {name:?}: platform_hints task {:?} is not in the stage's cgroup {:?}",
+                            task.get_ref(),
+                            stage.cgroup.get_ref()
+                        ),
+                    );
+                }
+                platform_hints.push(spec);
+            }
             stages.push(ChainStage {
                 event: resolve_event(&stage.event)?,
                 cgroup: cgroup as u32,
+                platform_hints,
             });
         }
         chains.push(ChainSpec {

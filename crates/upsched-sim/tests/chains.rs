@@ -208,6 +208,14 @@ fn bad_chains_are_refused_with_their_line() {
             "name = \"x\"\nsource = \"requests\"\nstages = [ { event = \"in\", cgroup = \"/rt\" } ]\ncomplete = \"nothing\"",
             "unknown event \"nothing\"",
         ),
+        (
+            "name = \"x\"\nsource = \"requests\"\nstages = [ { event = \"in\", cgroup = \"/rt\", platform_hints = [\"bystander\"] } ]\ncomplete = \"done\"",
+            "platform_hints task \"bystander\" is not in the stage's cgroup \"/rt\"",
+        ),
+        (
+            "name = \"x\"\nsource = \"requests\"\nstages = [ { event = \"in\", cgroup = \"/rt\", platform_hints = [\"ghost\"] } ]\ncomplete = \"done\"",
+            "ghost",
+        ),
     ] {
         let text = format!("{base}[[chain]]\n{chain}\n");
         let e = parse_scenario(&text, "bad.toml").unwrap_err();
@@ -226,4 +234,18 @@ fn bad_chains_are_refused_with_their_line() {
         e.message.contains("`spin_max` belongs to `spin_until`"),
         "{e}"
     );
+    for (op, expected) in [
+        (
+            "{ run = \"1ms\", yield_first = true }",
+            "`yield_first` belongs to `spin_until`",
+        ),
+        (
+            "{ spin_until = \"in\", yield_first = true }",
+            "`yield_first` needs `spin_max`",
+        ),
+    ] {
+        let text = ONE_STAGE.replace("{ run = \"1ms\" }, { sleep = \"2ms\" }", op);
+        let e = parse_scenario(&text, "bad.toml").unwrap_err();
+        assert!(e.message.contains(expected), "{e}");
+    }
 }

@@ -139,6 +139,11 @@ impl Cx<'_> {
     pub fn is_running(&self, task: TaskId) -> bool {
         self.task(task).state == TaskState::Running
     }
+    /// The CPU the task runs on, if it runs.
+    pub fn running_on(&self, task: TaskId) -> Option<CpuId> {
+        let t = self.task(task);
+        (t.state == TaskState::Running).then_some(t.cpu)
+    }
 
     /// The task running on `cpu`, if any.
     #[inline]
@@ -277,6 +282,10 @@ pub trait Scheduler {
 
     /// The task changed one of its hint words.
     fn hints_changed(&mut self, _cx: &mut Cx, _task: TaskId) {}
+
+    /// Whoever changed the task's hint words asks the scheduler to look at them now (the
+    /// upsched host's notify program); schedulers without one ignore it.
+    fn notify(&mut self, _cx: &mut Cx, _task: TaskId) {}
 
     /// The upsched mechanism's statistics (tenants, classes) at the end of a run at `end`,
     /// for schedulers that are it.

@@ -17,8 +17,8 @@ impl UpschedHost {
     /// a cgroup further up, or the default class), so each tenant over the task's cgroup it is
     /// not in now may have held it for that tenant's `watchdog`, plus one timer period for the
     /// watchdog's run that sees it and one for its class queue to be re-enqueued. On top:
-    /// - parked in a live tenant: `park_max` (the park bound counts from when the task became
-    ///   runnable, at or before the wait began), plus one timer period until the release;
+    /// - parked in a live tenant: `park_max` (the park bound counts from the start of the
+    ///   task's wait in this tenant), plus one timer period until the release;
     /// - queued in a live tenant: the tenant's `watchdog`, plus one timer period until the
     ///   watchdog's run that sees it;
     /// - any other task: the default class's bound.
@@ -41,7 +41,7 @@ impl UpschedHost {
             Some(slot) => {
                 let config = self.slots[slot].config.as_ref()?;
                 if t.parked {
-                    return Some(config.park_max + period);
+                    return Some(earlier + config.park_max + period);
                 }
                 config.watchdog + period
             }

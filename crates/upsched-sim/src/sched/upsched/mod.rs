@@ -1002,7 +1002,10 @@ impl UpschedHost {
         let (slice_min, slice_max, park_max) =
             (config.slice_min, config.slice_max, config.park_max);
         let now = cx.now;
-        let runnable_at = self.tasks[task as usize].runnable_at.unwrap_or(now);
+        // The park bound counts from the start of the task's current wait: it ran or became
+        // runnable then, so a task is never held off the CPU longer than park_max at a time.
+        let t = &self.tasks[task as usize];
+        let off_cpu_since = t.waiting_since.or(t.runnable_at).unwrap_or(now);
         let called = u64::from(self.replaces(slot, Hook::Enqueue));
         let stats = self.stats_of(slot).expect("a live slot has statistics");
         stats.counters.policy_calls += called;
@@ -1021,8 +1024,9 @@ impl UpschedHost {
         }
         let mut until = out.park_until_ns;
         if verdict == VERDICT_PARK {
-            let bound = runnable_at.saturating_add(park_max);
-            if now >= bound {
+            let bound = off_cpu_since.saturating_add(park_max);
+            // A released task runs before it may be parked again.
+            if flags & upsched_abi::F_RELEASED != 0 || now >= bound {
                 verdict = VERDICT_RUN;
                 stats.counters.clamp_park += 1;
             } else if until == 0 || until > bound {
@@ -1344,20 +1348,30 @@ impl UpschedHost {
         }
     }
 
+    /// Releases the parked tasks of `slot` that meet a release condition (all of them when
+    /// the slot is not live); the others stay parked, as the kernel's re-enqueue puts them
+    /// back without a call.
+    fn release_parked(&mut self, cx: &mut Cx, slot: usize) -> u64 {
+        let live = self.slots[slot].state == SlotState::Active;
+        let now = cx.now;
+        let due: Vec<TaskId> = self.slots[slot]
+            .park
+            .iter()
+            .map(|e| e.2)
+            .filter(|task| !live || self.release_due(*task, now))
+            .collect();
+        let released = due.len() as u64;
+        for task in due {
+            self.unpark(cx, slot, task);
+        }
+        released
+    }
+
     fn on_host_timer(&mut self, cx: &mut Cx) {
         self.timer_armed = false;
-        let now = cx.now;
         for slot in 0..NR_SLOTS {
             let live = self.slots[slot].state == SlotState::Active;
-            let due: Vec<TaskId> = self.slots[slot]
-                .park
-                .iter()
-                .map(|e| e.2)
-                .filter(|task| !live || self.release_due(*task, now))
-                .collect();
-            for task in due {
-                self.unpark(cx, slot, task);
-            }
+            self.release_parked(cx, slot);
             if !live {
                 self.reenqueue_class(cx, slot);
             }
@@ -1582,6 +1596,26 @@ impl Scheduler for UpschedHost {
         // none (the kernel's `task_lookup` has no entry to write through).
         if self.live_tenant(task).is_some() {
             self.tasks[task as usize].hints = *cx.hints(task);
+        }
+    }
+
+    /// The notify program of the task's tenant: its park queue is re-examined at once (the
+    /// timer's release conditions), and the task, if it runs while SLEEPY with nothing
+    /// pending, is preempted so that its enqueue may park it.
+    fn notify(&mut self, cx: &mut Cx, task: TaskId) {
+        let Some(slot) = self.live_tenant(task) else {
+            return;
+        };
+        let released = self.release_parked(cx, slot);
+        let counters = &mut self.stats_of(slot).expect("live").counters;
+        counters.notifies += 1;
+        counters.notify_releases += u64::from(released > 0);
+        let hints = &self.tasks[task as usize].hints;
+        let idle = hints[HINT_FLAGS as usize] & u64::from(HINTF_SLEEPY) != 0
+            && hints[HINT_PENDING as usize] == 0;
+        if let Some(cpu) = cx.running_on(task).filter(|_| idle) {
+            self.stats_of(slot).expect("live").counters.notify_kicks += 1;
+            cx.preempt(cpu);
         }
     }
 

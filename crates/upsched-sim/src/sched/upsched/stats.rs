@@ -52,6 +52,9 @@ impl ClassStats {
             ejections: c.ejections,
             preempt_kicks: c.preempt_kicks,
             policy_calls: c.policy_calls,
+            notifies: c.notifies,
+            notify_releases: c.notify_releases,
+            notify_kicks: c.notify_kicks,
         }
     }
 }
@@ -89,6 +92,9 @@ pub struct ClassReport {
     pub ejections: u64,
     pub preempt_kicks: u64,
     pub policy_calls: u64,
+    pub notifies: u64,
+    pub notify_releases: u64,
+    pub notify_kicks: u64,
 }
 
 /// When a tenant's policy was replaced, by which, or why it was not.
