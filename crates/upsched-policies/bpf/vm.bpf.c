@@ -23,8 +23,9 @@
  *     tasks by a lead in virtual time, twice that and preempting for latency-sensitive work;
  *   - shares the CPU by virtual time (as wfq) otherwise; an idle vCPU that can no longer be
  *     parked (the host parks a task at most park_max_ns after it became runnable, and a vCPU
- *     that spins never sleeps) is throttled instead: its CPU time counts IDLE_CHARGE times and
- *     it runs minimal slices.
+ *     that spins never sleeps) is throttled instead: its CPU time counts IDLE_CHARGE times (but
+ *     puts it at most one park time ahead of the tenant's virtual time, so it still polls about
+ *     once per park time) and it runs minimal slices.
  * Threads without hints (the VMM's other threads, colocated work) are ordinary tasks.
  */
 #include "upsched_sdk.h"
@@ -111,8 +112,8 @@ UPSCHED_ENQUEUE(ctx)
 		task->vtime = floor;
 	ctx->key = task->vtime;
 	if (idle_past_window(task, ctx)) {
-		/* The host's minimum slice: a poll, then the next decision. */
-		ctx->slice_ns = 0;
+		/* The shortest slice: a poll, then the next decision. */
+		ctx->slice_ns = ctx->slice_min_ns;
 		if (ctx->flags & UPSCHED_F_RELEASED) {
 			ctx->key = floor;
 			return;
@@ -156,5 +157,15 @@ UPSCHED_STOPPING(ctx)
 	u32 weight = ctx->weight ? ctx->weight : 1;
 	u64 charge = ctx->last_runtime_ns * NICE_0_WEIGHT / weight;
 
-	task->vtime += guest_idles(ctx) ? charge * IDLE_CHARGE : charge;
+	u64 lead_cap = vtime_now + hint_or(ctx, VM_HINT_PARK_NS, DEFAULT_PARK_NS);
+
+	if (!guest_idles(ctx)) {
+		task->vtime += charge;
+		return;
+	}
+	/* Idle polling costs IDLE_CHARGE times its CPU time, but puts the vCPU at most one park
+	 * time ahead of the tenant: a throttled vCPU still polls about once per park time. */
+	task->vtime += charge * IDLE_CHARGE;
+	if (task->vtime > lead_cap)
+		task->vtime = lead_cap;
 }
