@@ -153,11 +153,18 @@ pub fn run(command: &VmAgentCommand) -> anyhow::Result<ExitCode> {
         }
     };
     let map = HintMap::open_at(&command.daemon.socket(), &command.tenant).map_err(hint_failure)?;
-    let threads: Vec<ThreadHints<'_>> = tids
-        .iter()
-        .map(|&tid| map.thread(tid))
-        .collect::<Result<_, _>>()
-        .map_err(hint_failure)?;
+    // A thread is a member of the tenant from its first scheduling in the tenant's cgroup: a
+    // VMM moved there a moment ago may need a little while.
+    let asked = Instant::now();
+    let threads: Vec<ThreadHints<'_>> = loop {
+        match tids.iter().map(|&tid| map.thread(tid)).collect() {
+            Ok(threads) => break threads,
+            Err(_) if asked.elapsed() < Duration::from_secs(2) => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => return Err(hint_failure(e)),
+        }
+    };
     let mut stream = UnixStream::connect(&command.channel).map_err(|e| {
         failure(
             2,

@@ -51,7 +51,7 @@ struct vm_task {
 
 UPSCHED_TASK_STATE(struct vm_task, tasks);
 
-/* Largest virtual time of a task that started running (see wfq.bpf.c). */
+/* Largest virtual time of a task with work that started running (see wfq.bpf.c). */
 u64 vtime_now;
 
 /* Verdicts given, for tests and the curious (in the policy's .bss). */
@@ -147,7 +147,9 @@ UPSCHED_RUNNING(ctx)
 {
 	struct vm_task *task = upsched_task_state(tasks, ctx);
 
-	if (task->vtime > vtime_now)
+	/* An idle vCPU runs ahead of everyone by design: it must not drag the tenant's virtual
+	 * time (and with it the floor of every other task) along. */
+	if (!guest_idles(ctx) && task->vtime > vtime_now)
 		vtime_now = task->vtime;
 }
 
