@@ -146,7 +146,10 @@ pub fn run(command: &VmAgentCommand) -> anyhow::Result<ExitCode> {
     let tids = loop {
         match vcpu_threads(Path::new("/proc"), command.vmm_pid) {
             Ok(tids) => break tids,
-            Err(_) if looked.elapsed() < Duration::from_secs(5) => {
+            Err(_)
+                if looked.elapsed() < Duration::from_secs(5)
+                    && Path::new(&format!("/proc/{}", command.vmm_pid)).exists() =>
+            {
                 std::thread::sleep(Duration::from_millis(50))
             }
             Err(e) => return Err(failure(2, e)),

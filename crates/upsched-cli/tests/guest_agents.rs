@@ -191,3 +191,49 @@ fn a_hostile_guest_s_bad_messages_are_each_rejected_and_counted() {
     assert!(reports.iter().all(|r| r.vcpu < 2));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn the_host_agent_refuses_bad_settings_a_missing_vmm_and_a_missing_daemon() {
+    let dir = scratch_dir("vm-agent");
+    let socket = dir.join("none.sock");
+    let (child, _stream) = emulator(&dir, "silent", &["--duration", "2s"]);
+    let vmm = child.id().to_string();
+    let daemon = dir.join("no-daemon.sock");
+    let common = [
+        "vm-agent",
+        "--tenant",
+        "vms",
+        "--channel",
+        socket.to_str().unwrap(),
+    ];
+    for (args, message) in [
+        (
+            vec!["--vmm-pid", &vmm, "--halt-poll", "0s"],
+            "--halt-poll must be more than 0",
+        ),
+        (
+            vec!["--vmm-pid", &vmm, "--park", "2s"],
+            "--park must be more than 0 and at most 1s",
+        ),
+        (vec!["--vmm-pid", "999999999"], "no process 999999999"),
+        (
+            vec!["--vmm-pid", &vmm, "--socket", daemon.to_str().unwrap()],
+            "no-daemon.sock",
+        ),
+    ] {
+        let out = upsched(&[&common[..], &args].concat());
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(message),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert!(child.wait_with_output().unwrap().status.success());
+    std::fs::remove_dir_all(dir).unwrap();
+}
