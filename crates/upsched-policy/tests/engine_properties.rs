@@ -243,15 +243,9 @@ impl Model for Vm {
                     }
                 }
             }
-            "tick" => {
-                if self.idle_past_window(slot, ctx) {
-                    ctx.verdict = VERDICT_PREEMPT;
-                }
-            }
-            "running" => {
-                if !Self::idles(ctx) {
-                    self.vtime_now = self.vtime_now.max(self.vtime[slot]);
-                }
+            "tick" if self.idle_past_window(slot, ctx) => ctx.verdict = VERDICT_PREEMPT,
+            "running" if !Self::idles(ctx) => {
+                self.vtime_now = self.vtime_now.max(self.vtime[slot]);
             }
             "stopping" => {
                 let charge = ctx.last_runtime_ns.wrapping_mul(100) / weight_or_one(ctx);
