@@ -3,9 +3,10 @@
 //!
 //! The channel is a byte stream (a virtio-serial port's host socket): messages are framed by
 //! their fixed size, and a frame that does not start with the magic is skipped up to the next
-//! magic (one `magic` rejection per skip). Every frame costs a token of the guest's bucket
-//! before it is decoded, so a flooding guest costs the host a bounded amount of work; a report
-//! whose sequence number is not newer than the last accepted one of its vCPU is stale.
+//! magic (one `magic` rejection per skip). Every message's worth of bytes (24) costs a token of
+//! the guest's bucket before anything looks at it, messages and garbage alike, so a flooding
+//! guest costs the host a bounded amount of work; a report whose sequence number is not newer
+//! than the last accepted one of its vCPU is stale.
 
 use serde::Serialize;
 
@@ -125,13 +126,21 @@ impl Channel {
     pub fn ingest(&mut self, bytes: &[u8], now_ns: u64) -> Vec<VcpuReport> {
         let mut accepted = Vec::new();
         for chunk in bytes.chunks(MESSAGE_BYTES) {
+            // Every message's worth of bytes costs a token before anything looks at it, be it
+            // a message or garbage: past the bucket, bytes are dropped unread (and the next
+            // ones resynchronise).
+            if !self.bucket.take(now_ns) {
+                self.counters.count(Rejection::RateLimited);
+                self.pending.clear();
+                continue;
+            }
             self.pending.extend_from_slice(chunk);
-            self.drain(now_ns, &mut accepted);
+            self.drain(&mut accepted);
         }
         accepted
     }
 
-    fn drain(&mut self, now_ns: u64, accepted: &mut Vec<VcpuReport>) {
+    fn drain(&mut self, accepted: &mut Vec<VcpuReport>) {
         loop {
             let prefix = self.pending.len().min(MAGIC.len());
             if self.pending[..prefix] != MAGIC[..prefix] {
@@ -146,7 +155,7 @@ impl Channel {
                 .try_into()
                 .unwrap_or_else(|_| unreachable!("the frame is MESSAGE_BYTES long"));
             self.pending.drain(..MESSAGE_BYTES);
-            match self.admit(&frame, now_ns) {
+            match self.admit(&frame) {
                 Ok(report) => {
                     self.counters.accepted += 1;
                     accepted.push(report);
@@ -169,10 +178,7 @@ impl Channel {
         self.pending.drain(..start);
     }
 
-    fn admit(&mut self, frame: &[u8; MESSAGE_BYTES], now_ns: u64) -> Result<VcpuReport, Rejection> {
-        if !self.bucket.take(now_ns) {
-            return Err(Rejection::RateLimited);
-        }
+    fn admit(&mut self, frame: &[u8; MESSAGE_BYTES]) -> Result<VcpuReport, Rejection> {
         let report = VcpuReport::decode(frame, self.nr_vcpus)?;
         let last = &mut self.last_seq[usize::from(report.vcpu)];
         if let Some(previous) = *last {
