@@ -141,7 +141,7 @@ pub fn run(command: &HintCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// A refusal is status 1; no daemon, or a map that cannot be used, status 2.
-fn hint_failure(error: HintError) -> anyhow::Error {
+pub(crate) fn hint_failure(error: HintError) -> anyhow::Error {
     match error {
         HintError::Daemon(e) => hint_failure_of_client(e),
         e => failure(2, e),

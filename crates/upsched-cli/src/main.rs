@@ -14,6 +14,7 @@ mod engine_arg;
 mod faas;
 mod failure;
 mod fidelity;
+mod guest_agent;
 mod hint;
 mod limits_arg;
 mod sdk;
@@ -21,6 +22,7 @@ mod sim;
 mod sweep;
 mod top;
 mod trace;
+mod vm_agent;
 
 /// upsched: user-programmable CPU scheduling on Linux sched_ext.
 ///
@@ -234,6 +236,35 @@ enum Command {
         after_help = "Examples:\n  upsched hint web --tid 4242 --sleepy 7\n  upsched hint web --tid 4242 --pending 1\n  upsched hint web --tid 4242 --clear --slow\n  upsched hint web --tid 4242 --show --json"
     )]
     Hint(hint::HintCommand),
+    /// Host agent of guest/host hints: post a VM's vCPU threads' words from its guest's reports.
+    ///
+    /// Holds the VM's tenant hint map (from the daemon), finds the VMM's vCPU threads by their
+    /// names (`CPU n/KVM`, `CPU n/TCG`, `fc_vcpu n` in /proc/PID/task/*/comm), reads the
+    /// guest's reports from the VMM's channel socket (docs/guest-host.md) and writes the words
+    /// of that VMM's vCPU threads only; malformed reports, vCPUs the VMM does not have, replays
+    /// and floods are counted and change nothing. Load the tenant with `example:vm`.
+    ///
+    /// Exit status: 0 stopped (duration, signal, channel closed or VMM gone), 1 refused by the
+    /// daemon, 2 no daemon, no VMM or no channel.
+    #[command(
+        after_help = "Examples:\n  upsched vm-agent --tenant vms --vmm-pid $(pidof qemu-system-x86_64) --channel /run/vm0/upsched.sock\n  upsched vm-agent --tenant vms --vmm-pid 4242 --channel vm0.sock --halt-poll 50us --park 10ms --duration 60s --json"
+    )]
+    VmAgent(vm_agent::VmAgentCommand),
+    /// Guest agent of guest/host hints: report this guest's per-CPU state to the host.
+    ///
+    /// Runs inside a Linux guest: reads each CPU's busy and idle time from /proc/stat every
+    /// --interval and sends a vCPU's report on the channel when its state changes (and one
+    /// vCPU's in turn every 100 ms), at a rate the host's limit admits (docs/guest-host.md).
+    ///
+    /// Exit status: 0 stopped after --duration, 2 no channel or bad arguments.
+    #[command(
+        after_help = "Examples:\n  upsched guest-agent --channel /dev/virtio-ports/upsched\n  upsched guest-agent --channel /dev/vport0p1 --interval 5ms --latency-cpus 0"
+    )]
+    GuestAgent(guest_agent::GuestAgentCommand),
+    /// Internal: a "VMM" for the guest/host tests (vCPU threads that idle-poll and serve
+    /// requests, and a guest side on a channel socket).
+    #[command(hide = true)]
+    VmmEmulator(guest_agent::VmmEmulatorCommand),
     /// List or export the example policies built into this binary.
     Examples {
         #[command(subcommand)]
@@ -327,6 +358,9 @@ fn main() -> ExitCode {
         Command::Top(command) => top::run(&command),
         Command::Audit(command) => broker::audit(&command),
         Command::Hint(command) => hint::run(&command),
+        Command::VmAgent(command) => vm_agent::run(&command),
+        Command::GuestAgent(command) => guest_agent::guest_agent(&command),
+        Command::VmmEmulator(command) => guest_agent::vmm_emulator(&command),
         Command::Sdk { action } => sdk::run(&action),
         Command::Trace { action } => trace::run(&action),
         Command::Completions { shell } => {
@@ -372,6 +406,9 @@ impl Command {
             Command::Top(command) => ("top", command.daemon.json),
             Command::Audit(command) => ("audit", command.daemon.json),
             Command::Hint(command) => ("hint", command.daemon.json),
+            Command::VmAgent(command) => ("vm-agent", command.daemon.json),
+            Command::GuestAgent(command) => ("guest-agent", command.json),
+            Command::VmmEmulator(_) => ("vmm-emulator", false),
             Command::Completions { .. } => ("completions", false),
             Command::Man { .. } => ("man", false),
             Command::Examples { action } => (

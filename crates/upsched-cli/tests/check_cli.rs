@@ -57,7 +57,7 @@ fn json_is_one_object_per_input_and_an_array_for_several() {
     );
     let all = upsched(&["check", "--json", "--examples"]);
     let value: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
-    assert_eq!(value.as_array().map(Vec::len), Some(6));
+    assert_eq!(value.as_array().map(Vec::len), Some(7));
 }
 
 #[test]

@@ -10,6 +10,7 @@
 //! | `wfq`  | weighted virtual-time fairness |
 //! | `edf`  | earliest deadline first (hinted deadline, latency target, or per-task default) |
 //! | `faas` | event-aware: parks idle pollers, runs tasks first when their event arrives |
+//! | `vm`   | vCPU threads by their guest's reports: parks or throttles idle vCPUs past the halt-poll window, runs vCPUs with guest work first |
 
 include!(concat!(env!("OUT_DIR"), "/policies.rs"));
 
@@ -31,7 +32,7 @@ mod tests {
     #[test]
     fn every_example_is_embedded_as_a_bpf_elf_object() {
         let names: Vec<_> = super::names().collect();
-        assert_eq!(names, ["edf", "faas", "fifo", "prio", "rr", "wfq"]);
+        assert_eq!(names, ["edf", "faas", "fifo", "prio", "rr", "vm", "wfq"]);
         for (name, bytes) in super::POLICIES {
             assert_eq!(&bytes[..4], b"\x7fELF", "{name}");
             // e_machine (little-endian u16 at 18) is EM_BPF = 247.

@@ -6,8 +6,9 @@
 use proptest::prelude::*;
 use std::sync::OnceLock;
 use upsched_abi::{
-    F_RELEASED, F_WAKEUP, HINT_DEADLINE, HINT_FLAGS, HINT_LATENCY_NS, HINT_PENDING, HINTF_SLEEPY,
-    MAX_TASKS, UpschedCtx, VERDICT_PARK, VERDICT_PREEMPT,
+    F_RELEASED, F_WAKEUP, HINT_DEADLINE, HINT_FIRST_FREE, HINT_FLAGS, HINT_LATENCY_NS,
+    HINT_PENDING, HINTF_IDLE_LOOP, HINTF_LATENCY_SENSITIVE, HINTF_SLEEPY, MAX_TASKS, UpschedCtx,
+    VERDICT_PARK, VERDICT_PREEMPT,
 };
 
 use upsched_abi::KfuncInfo;
@@ -167,6 +168,109 @@ impl Model for Faas {
     }
 }
 
+/// vm.bpf.c: per task its virtual time, idle epoch and when its idle period was first seen.
+struct Vm {
+    vtime: Vec<u64>,
+    idle_epoch: Vec<u64>,
+    idle_seen: Vec<u64>,
+    vtime_now: u64,
+    nr_parked: u64,
+    nr_throttled: u64,
+}
+impl Vm {
+    const HALT_POLL: usize = HINT_FIRST_FREE as usize;
+    const EPOCH: usize = HINT_FIRST_FREE as usize + 1;
+    const PARK: usize = HINT_FIRST_FREE as usize + 2;
+
+    fn hint_or(ctx: &UpschedCtx, word: usize, fallback: u64) -> u64 {
+        match ctx.hints[word] {
+            0 => fallback,
+            value => value,
+        }
+    }
+
+    fn idles(ctx: &UpschedCtx) -> bool {
+        ctx.hints[HINT_FLAGS as usize] & u64::from(HINTF_IDLE_LOOP) != 0
+    }
+
+    fn idle_past_window(&mut self, slot: usize, ctx: &UpschedCtx) -> bool {
+        if !Self::idles(ctx) {
+            self.idle_seen[slot] = 0;
+            return false;
+        }
+        let epoch = ctx.hints[Self::EPOCH];
+        if self.idle_seen[slot] == 0 || self.idle_epoch[slot] != epoch {
+            self.idle_epoch[slot] = epoch;
+            self.idle_seen[slot] = ctx.now_ns;
+        }
+        ctx.now_ns.wrapping_sub(self.idle_seen[slot])
+            >= Self::hint_or(ctx, Self::HALT_POLL, 200_000)
+    }
+}
+impl Model for Vm {
+    fn call(&mut self, hook: &str, ctx: &mut UpschedCtx) {
+        let slot = slot(ctx);
+        let park_ns = Self::hint_or(ctx, Self::PARK, 20 * MS);
+        match hook {
+            "task_init" => {
+                self.vtime[slot] = self.vtime_now;
+                self.idle_seen[slot] = 0;
+            }
+            "enqueue" => {
+                let floor = self.vtime_now.saturating_sub(5 * MS);
+                if self.vtime[slot] < floor {
+                    self.vtime[slot] = floor;
+                }
+                ctx.key = self.vtime[slot];
+                if self.idle_past_window(slot, ctx) {
+                    ctx.slice_ns = ctx.slice_min_ns;
+                    if ctx.flags & F_RELEASED != 0 {
+                        ctx.key = floor;
+                    } else if ctx.runnable_ns.wrapping_add(park_ns) <= ctx.park_max_ns {
+                        ctx.verdict = VERDICT_PARK;
+                        ctx.park_until_ns = ctx.now_ns.wrapping_add(park_ns);
+                        self.nr_parked += 1;
+                    } else {
+                        self.nr_throttled += 1;
+                    }
+                } else if ctx.hints[HINT_PENDING as usize] != 0 {
+                    ctx.key = self.vtime[slot].saturating_sub(5 * MS);
+                    if ctx.hints[HINT_FLAGS as usize] & u64::from(HINTF_LATENCY_SENSITIVE) != 0 {
+                        ctx.key = self.vtime[slot].saturating_sub(10 * MS);
+                        if ctx.flags & (F_WAKEUP | F_RELEASED) != 0 {
+                            ctx.verdict = VERDICT_PREEMPT;
+                        }
+                    }
+                }
+            }
+            "tick" if self.idle_past_window(slot, ctx) => ctx.verdict = VERDICT_PREEMPT,
+            "running" if !Self::idles(ctx) => {
+                self.vtime_now = self.vtime_now.max(self.vtime[slot]);
+            }
+            "stopping" => {
+                let charge = ctx.last_runtime_ns.wrapping_mul(100) / weight_or_one(ctx);
+                if Self::idles(ctx) {
+                    let lead_cap = self.vtime_now.wrapping_add(park_ns);
+                    self.vtime[slot] = self.vtime[slot].wrapping_add(charge.wrapping_mul(32));
+                    if self.vtime[slot] > lead_cap {
+                        self.vtime[slot] = lead_cap;
+                    }
+                } else {
+                    self.vtime[slot] = self.vtime[slot].wrapping_add(charge);
+                }
+            }
+            _ => {}
+        }
+    }
+    fn globals(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("vtime_now", self.vtime_now),
+            ("nr_parked", self.nr_parked),
+            ("nr_throttled", self.nr_throttled),
+        ]
+    }
+}
+
 fn model(name: &str) -> Box<dyn Model> {
     match name {
         "fifo" => Box::new(Fifo),
@@ -180,6 +284,14 @@ fn model(name: &str) -> Box<dyn Model> {
             rel_deadline: vec![0; MAX_TASKS as usize],
         }),
         "faas" => Box::new(Faas { nr_parked: 0 }),
+        "vm" => Box::new(Vm {
+            vtime: vec![0; MAX_TASKS as usize],
+            idle_epoch: vec![0; MAX_TASKS as usize],
+            idle_seen: vec![0; MAX_TASKS as usize],
+            vtime_now: 0,
+            nr_parked: 0,
+            nr_throttled: 0,
+        }),
         other => panic!("no model for {other}"),
     }
 }

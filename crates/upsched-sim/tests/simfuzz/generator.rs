@@ -10,7 +10,7 @@ use upsched_sim::rng::SimRng;
 
 /// Example policies (`example:NAME`) and misbehaving ones (`NAME.bpf.o`, from
 /// `upsched-testdata`) the tenants draw from. `no_null_check` is left out: admission refuses it.
-pub const EXAMPLES: [&str; 6] = ["edf", "faas", "fifo", "prio", "rr", "wfq"];
+pub const EXAMPLES: [&str; 7] = ["edf", "faas", "fifo", "prio", "rr", "vm", "wfq"];
 pub const MISBEHAVING: [&str; 4] = ["absurd", "cpu_one", "park_forever", "starve"];
 
 const CGROUPS: [&str; 6] = ["/", "/a", "/a/x", "/a/y", "/b", "/b/z"];
