@@ -38,6 +38,13 @@ fn main() {
         upsched_abi::mechanism::HINT_ENTRY_STRIDE
     )
     .expect("writing to a string");
+    writeln!(
+        check,
+        "_Static_assert(sizeof(struct upsched_notify_args) == {} && __builtin_offsetof(struct upsched_notify_args, key) == {}, \"struct upsched_notify_args differs from mechanism.toml\");",
+        std::mem::size_of::<upsched_abi::mechanism::NotifyArgs>(),
+        std::mem::offset_of!(upsched_abi::mechanism::NotifyArgs, key)
+    )
+    .expect("writing to a string");
 
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let source = out_dir.join("upsched_hints_check.c");

@@ -158,8 +158,11 @@ struct upsched_ctx {
  * it and calls enqueue again with UPSCHED_F_RELEASED as soon as one of these holds:
  *   - hints[UPSCHED_HINT_PENDING] != 0 (an event arrived), or
  *   - hints[UPSCHED_HINT_FLAGS] no longer has UPSCHED_HINTF_SLEEPY, or
- *   - now >= park_until_ns, or the park bound (park_max_ns after it became runnable) passed.
- * A PARK verdict for a task that is already past its park bound is clamped to RUN.
+ *   - now >= park_until_ns, or the park bound passed: park_max_ns after its current wait began
+ *     (when it last ran or became runnable), so that no task waits longer than that at a time.
+ * A PARK verdict for a task past its park bound, or for a released task (it runs before it may
+ * be parked again), is clamped to RUN. The holder of the tenant's notify program may make the
+ * host look at once instead of at its next timer run (docs/hints.md, "Notify").
  */
 
 /* Declared by UPSCHED_POLICY() in section ".upsched" of the object; read by `upsched check`

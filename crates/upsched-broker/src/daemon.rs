@@ -481,6 +481,14 @@ impl Daemon {
                     Reply::HintMap(layout)
                 })
             }
+            Operation::NotifyProgram(args) => {
+                record.tenant = Some(args.tenant.clone());
+                let program = self.lock_tenants().notify_program(peer, &args.tenant);
+                program.map(|(program, fd)| {
+                    passed = Some(fd);
+                    Reply::NotifyProgram(program)
+                })
+            }
             Operation::HintSlot(args) => {
                 record.tenant = Some(args.tenant.clone());
                 let slot = self.lock_tenants().hint_slot(peer, &args);
@@ -598,6 +606,7 @@ impl Daemon {
             | Operation::List
             | Operation::Stats(_)
             | Operation::HintMap(_)
+            | Operation::NotifyProgram(_)
             | Operation::HintSlot(_)
             | Operation::SetHints(_) => Ok(()),
         }

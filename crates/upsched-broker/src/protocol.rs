@@ -191,6 +191,9 @@ pub enum Operation {
     Audit(AuditArgs),
     /// A tenant's hint map: its fd comes with the answer (SCM_RIGHTS), for the caller to map.
     HintMap(TenantArgs),
+    /// A tenant's notify program: its fd comes with the answer (SCM_RIGHTS), its key in it;
+    /// asked and granted as `hint_map`.
+    NotifyProgram(TenantArgs),
     /// The task slot of a thread of the caller's in a tenant: its entry in the hint map.
     HintSlot(ThreadArgs),
     /// Writes a thread's hint words, for a client that cannot map the hint map.
@@ -320,6 +323,7 @@ impl Operation {
             Operation::Stats(_) => "stats",
             Operation::Audit(_) => "audit",
             Operation::HintMap(_) => "hint_map",
+            Operation::NotifyProgram(_) => "notify_program",
             Operation::HintSlot(_) => "hint_slot",
             Operation::SetHints(_) => "set_hints",
             Operation::Replace(_) => "replace",
@@ -327,7 +331,7 @@ impl Operation {
     }
 
     /// Every operation name, for error messages and docs.
-    pub const NAMES: [&'static str; 11] = [
+    pub const NAMES: [&'static str; 12] = [
         "host_status",
         "whoami",
         "load",
@@ -336,6 +340,7 @@ impl Operation {
         "list",
         "stats",
         "hint_map",
+        "notify_program",
         "hint_slot",
         "set_hints",
         "audit",
@@ -369,6 +374,7 @@ impl Operation {
             "audit" if has_args => parse(payload).map(Operation::Audit),
             "audit" => Ok(Operation::Audit(AuditArgs::default())),
             "hint_map" => parse(payload).map(Operation::HintMap),
+            "notify_program" => parse(payload).map(Operation::NotifyProgram),
             "hint_slot" => parse(payload).map(Operation::HintSlot),
             "set_hints" => parse(payload).map(Operation::SetHints),
             "replace" => parse(payload).map(Operation::Replace),
@@ -383,7 +389,7 @@ impl Operation {
             Operation::Unload(args) => serde_json::to_value(args),
             Operation::Stats(args) if args.tenant.is_some() => serde_json::to_value(args),
             Operation::Audit(args) if args.tail.is_some() => serde_json::to_value(args),
-            Operation::HintMap(args) => serde_json::to_value(args),
+            Operation::HintMap(args) | Operation::NotifyProgram(args) => serde_json::to_value(args),
             Operation::HintSlot(args) => serde_json::to_value(args),
             Operation::SetHints(args) => serde_json::to_value(args),
             Operation::Replace(args) => serde_json::to_value(args),
@@ -555,6 +561,8 @@ pub enum Reply {
     Audit(AuditList),
     /// The tenant's hint map came with this answer as an fd (SCM_RIGHTS).
     HintMap(HintMapLayout),
+    /// The tenant's notify program came with this answer as an fd (SCM_RIGHTS).
+    NotifyProgram(NotifyProgram),
     HintSlot(HintSlot),
     HintsSet(HintSlot),
 }
@@ -584,6 +592,15 @@ impl HintMapLayout {
             map_bytes: u64::from(upsched_abi::MAX_TASKS) * u64::from(stride),
         }
     }
+}
+
+/// A tenant's notify program (`docs/hints.md`): run it with `BPF_PROG_TEST_RUN` and the
+/// argument `{task_slot, key}` (`mechanism.toml`'s `upsched_notify_args`); `key` is this
+/// tenant's (a new one per attach).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyProgram {
+    pub tenant: String,
+    pub key: u64,
 }
 
 /// Where a thread's hint words are: entry `task_slot` of its tenant's hint map.

@@ -34,8 +34,8 @@ use upsched_policy::check::CapabilityUse;
 use crate::grants::{Grants, Principal, TenantAsk, TenantBounds};
 use crate::peer::{Peer, process_uid};
 use crate::protocol::{
-    EjectedTenant, ErrorKind, ErrorReply, HintMapLayout, HintSlot, LoadArgs, SetHintsArgs,
-    TenantStats, TenantView, ThreadArgs,
+    EjectedTenant, ErrorKind, ErrorReply, HintMapLayout, HintSlot, LoadArgs, NotifyProgram,
+    SetHintsArgs, TenantStats, TenantView, ThreadArgs,
 };
 use crate::scope::{ResolvedCgroup, ScopeError, cgroup_within, process_cgroup};
 use crate::state::{StateDir, StateError, StoredTenant, boot_id};
@@ -869,6 +869,25 @@ impl Tenants {
             .hint_map(self.tenants[index].handle)
             .map_err(host_failure)?;
         Ok((HintMapLayout::of(name), fd))
+    }
+
+    /// An fd of `name`'s notify program and the tenant's notify key, for `peer` to run it;
+    /// granted as [`Tenants::hint_map`].
+    pub fn notify_program(
+        &mut self,
+        peer: &Peer,
+        name: &str,
+    ) -> Result<(NotifyProgram, OwnedFd), ErrorReply> {
+        let index = self.hint_index(peer, name)?;
+        let (fd, key) = self
+            .running(index)?
+            .notify_program(self.tenants[index].handle)
+            .map_err(host_failure)?;
+        let program = NotifyProgram {
+            tenant: name.to_string(),
+            key,
+        };
+        Ok((program, fd))
     }
 
     /// The task slot of `args.tid`, a thread of `peer`'s in tenant `args.tenant`.

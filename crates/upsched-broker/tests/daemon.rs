@@ -544,6 +544,7 @@ fn the_hints_of_a_tenant_the_peer_neither_owns_nor_runs_in_are_refused_and_audit
     let tenant = || "web".to_string();
     let ops = [
         Operation::HintMap(TenantArgs { tenant: tenant() }),
+        Operation::NotifyProgram(TenantArgs { tenant: tenant() }),
         Operation::HintSlot(ThreadArgs {
             tenant: tenant(),
             tid: 1,
@@ -560,7 +561,7 @@ fn the_hints_of_a_tenant_the_peer_neither_owns_nor_runs_in_are_refused_and_audit
         .map(|(i, op)| request(op, i as u64))
         .collect();
     let (pid, responses) = as_nobody(&daemon.socket(), &requests);
-    assert_eq!(responses.len(), 3, "{responses:?}");
+    assert_eq!(responses.len(), 4, "{responses:?}");
     for response in &responses {
         let e = refusal(response);
         assert_eq!(e.kind, ErrorKind::UnknownTenant, "{e:?}");
@@ -570,7 +571,10 @@ fn the_hints_of_a_tenant_the_peer_neither_owns_nor_runs_in_are_refused_and_audit
     }
     let audit = daemon.audit();
     let operations: Vec<_> = audit.iter().map(|r| r.operation.as_str()).collect();
-    assert_eq!(operations, ["hint_map", "hint_slot", "set_hints"]);
+    assert_eq!(
+        operations,
+        ["hint_map", "notify_program", "hint_slot", "set_hints"]
+    );
     assert!(
         audit.iter().all(|r| r.result == AuditResult::Refused
             && r.tenant.as_deref() == Some("web")

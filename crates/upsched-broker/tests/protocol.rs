@@ -46,6 +46,7 @@ fn requests_round_trip_through_frames() {
         Operation::Audit(AuditArgs::default()),
         Operation::Audit(AuditArgs { tail: Some(20) }),
         Operation::HintMap(TenantArgs { tenant: "a".into() }),
+        Operation::NotifyProgram(TenantArgs { tenant: "a".into() }),
         Operation::HintSlot(ThreadArgs {
             tenant: "a".into(),
             tid: 42,

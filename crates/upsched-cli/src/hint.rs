@@ -37,6 +37,11 @@ pub struct HintCommand {
     /// words not named are 0.
     #[arg(long)]
     slow: bool,
+    /// After posting through the mapping, run the tenant's notify program for the thread, so
+    /// that the host looks at it now (a parked thread is released, a running SLEEPY one is
+    /// preempted and may be parked) instead of at its next timer run or tick.
+    #[arg(long, conflicts_with_all = ["slow", "show"])]
+    notify: bool,
     /// Post the words ROUNDS times (the requests on one connection) and report the time per
     /// post: what the mapping saves over the request.
     #[arg(long, value_name = "ROUNDS", conflicts_with = "show", value_parser = clap::value_parser!(u64).range(1..))]
@@ -51,7 +56,8 @@ struct Posted<'a> {
     tenant: &'a str,
     tid: i32,
     task_slot: u32,
-    /// `map` (stores into the mapping) or `request` (`set_hints`).
+    /// `map` (stores into the mapping), `map+notify` (and the notify program run) or
+    /// `request` (`set_hints`).
     path: &'static str,
     words: Words,
     /// Under `--bench`: the posts made and the mean time of one.
@@ -106,12 +112,15 @@ pub fn run(command: &HintCommand) -> anyhow::Result<ExitCode> {
             if let Some(n) = command.pending {
                 thread.pending(n);
             }
+            if command.notify {
+                thread.notify().map_err(hint_failure)?;
+            }
         }
         Posted {
             tenant: &command.tenant,
             tid: command.tid,
             task_slot: thread.task_slot(),
-            path: "map",
+            path: if command.notify { "map+notify" } else { "map" },
             words: thread.words(),
             posts: None,
             ns_per_post: None,

@@ -82,4 +82,16 @@ static inline void upsched_hint_clear(volatile struct upsched_hint_entry *e)
 		__atomic_store_n(&e->words[i], 0, __ATOMIC_RELEASE);
 }
 
+/*
+ * The argument of a tenant's notify program (the fd and the key come with upschedd's
+ * `notify_program` answer): run it with bpf(BPF_PROG_TEST_RUN, { .prog_fd = fd, .ctx_in =
+ * &args, .ctx_size_in = sizeof(args) }) after a store that should take effect now. retval 0:
+ * done; -ESTALE: the tenant is gone; -EINVAL: task_slot out of range. docs/hints.md.
+ */
+struct upsched_notify_args {
+	uint32_t task_slot;
+	uint32_t pad;
+	uint64_t key;
+};
+
 #endif /* UPSCHED_HINTS_H */

@@ -8,7 +8,8 @@
 //! let map = upsched_hints::HintMap::open("web")?;
 //! let me = map.thread(nix::unistd::gettid().as_raw())?;
 //! me.sleepy(7); // polling until event 7: the policy may park this thread
-//! me.pending(1); // event 7 arrived: a parked thread is released
+//! me.pending(1); // event 7 arrived: a parked thread is released at the host's next look,
+//! me.notify()?; // which the tenant's notify program makes now
 //! me.clear();
 //! # Ok(())
 //! # }
@@ -19,7 +20,7 @@
 
 use std::ffi::c_void;
 use std::num::NonZeroUsize;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +29,7 @@ use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 use upsched_abi::{HINT_FLAGS, HINT_PENDING, HINT_WAIT_EVENT, HINTF_SLEEPY, NR_HINTS};
 use upsched_broker::client::{Client, ClientError};
 use upsched_broker::protocol::{
-    HintMapLayout, HintSlot, Operation, Reply, SetHintsArgs, TenantArgs, ThreadArgs,
+    HintMapLayout, HintSlot, NotifyProgram, Operation, Reply, SetHintsArgs, TenantArgs, ThreadArgs,
 };
 
 /// A thread's hint words, as many as the ABI has.
@@ -53,6 +54,14 @@ pub enum HintError {
     NoSuchEntry { task_slot: u32, entries: u32 },
     #[error("word {0} is not a hint word (there are {NR_HINTS})")]
     NoSuchWord(usize),
+    #[error("this hint map came without the tenant's notify program")]
+    NoNotifier,
+    #[error("running the notify program: {0}")]
+    Notify(std::io::Error),
+    #[error(
+        "the notify program refused: the tenant is gone (ESTALE) or the task slot is out of range (EINVAL): {0}"
+    )]
+    NotifyRefused(i32),
 }
 
 /// A tenant's hint map, mapped into this process. The mapping is the capability: it reaches
@@ -61,6 +70,78 @@ pub struct HintMap {
     base: NonNull<c_void>,
     layout: HintMapLayout,
     socket: PathBuf,
+    notifier: Option<Notifier>,
+}
+
+/// A tenant's notify program (`docs/mechanism.md`, "Notify"): running it makes the host look
+/// at the tenant's parked tasks now, and preempt a given running task that is SLEEPY with
+/// nothing pending. The fd reaches that tenant only; the key is the tenant's (per attach).
+pub struct Notifier {
+    program: OwnedFd,
+    key: u64,
+}
+
+/// `union bpf_attr` for `BPF_PROG_TEST_RUN` (the `test` member, as far as this uses it).
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    pad: u32,
+}
+
+const BPF_PROG_TEST_RUN: nix::libc::c_long = 10;
+
+impl Notifier {
+    pub fn new(program: OwnedFd, key: u64) -> Self {
+        Notifier { program, key }
+    }
+
+    /// Runs the program for `task_slot`: one `bpf(BPF_PROG_TEST_RUN)` syscall.
+    pub fn notify(&self, task_slot: u32) -> Result<(), HintError> {
+        let args = upsched_abi::mechanism::NotifyArgs {
+            task_slot,
+            pad: 0,
+            key: self.key,
+        };
+        let mut attr = TestRunAttr {
+            prog_fd: self.program.as_raw_fd() as u32,
+            ctx_size_in: std::mem::size_of_val(&args) as u32,
+            ctx_in: (&raw const args) as u64,
+            ..TestRunAttr::default()
+        };
+        // SAFETY: `attr` is a valid `bpf_attr` prefix of the size given; the kernel reads
+        // `ctx_size_in` bytes at `ctx_in` (`args`, alive for the call) and writes `retval` and
+        // `duration` into `attr`.
+        let rc = unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_bpf,
+                BPF_PROG_TEST_RUN,
+                &raw mut attr,
+                std::mem::size_of::<TestRunAttr>(),
+            )
+        };
+        if rc != 0 {
+            return Err(HintError::Notify(std::io::Error::last_os_error()));
+        }
+        match attr.retval as i32 {
+            0 => Ok(()),
+            refused => Err(HintError::NotifyRefused(refused)),
+        }
+    }
 }
 
 // SAFETY: the mapping is shared memory that every access reaches through atomics; it stays
@@ -86,7 +167,23 @@ impl HintMap {
             return Err(HintError::BadAnswer { asked: "hint_map" });
         };
         let fd = fd.ok_or(HintError::NoFd)?;
-        Self::from_fd(&fd, layout, socket)
+        let (reply, program) = client.call_with_fd(Operation::NotifyProgram(TenantArgs {
+            tenant: tenant.to_string(),
+        }))?;
+        let Reply::NotifyProgram(NotifyProgram { key, .. }) = reply else {
+            return Err(HintError::BadAnswer {
+                asked: "notify_program",
+            });
+        };
+        let notifier = Notifier::new(program.ok_or(HintError::NoFd)?, key);
+        Ok(Self::from_fd(&fd, layout, socket)?.with_notifier(notifier))
+    }
+
+    /// The map with the tenant's notify program, for [`ThreadHints::notify`] (a map from
+    /// [`HintMap::open`] has it already).
+    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = Some(notifier);
+        self
     }
 
     /// Maps `fd`, a hint map of the layout `layout` that came another way (from the runtime's
@@ -120,6 +217,7 @@ impl HintMap {
             base,
             layout,
             socket: socket.to_path_buf(),
+            notifier: None,
         })
     }
 
@@ -148,7 +246,11 @@ impl HintMap {
         // was mapped), is 8-byte aligned (page-aligned base, stride a multiple of 8) and holds
         // NR_HINTS words; it is only accessed atomically, and lives as long as `self`.
         let words = unsafe { &*self.base.as_ptr().byte_add(offset).cast::<Entry>() };
-        Ok(ThreadHints { words, task_slot })
+        Ok(ThreadHints {
+            words,
+            task_slot,
+            notifier: self.notifier.as_ref(),
+        })
     }
 }
 
@@ -169,6 +271,7 @@ type Entry = [AtomicU64; NR_HINTS as usize];
 pub struct ThreadHints<'a> {
     words: &'a Entry,
     task_slot: u32,
+    notifier: Option<&'a Notifier>,
 }
 
 impl ThreadHints<'_> {
@@ -214,6 +317,16 @@ impl ThreadHints<'_> {
 
     pub fn task_slot(&self) -> u32 {
         self.task_slot
+    }
+
+    /// Tells the host to look at this thread's words now, after a store that releases it
+    /// (`pending`, `clear`) or that makes it SLEEPY while it runs (the host then preempts it,
+    /// so its policy may park it): one syscall; without it the host's timer looks within 2 ms
+    /// and a running thread is looked at by its policy's next tick.
+    pub fn notify(&self) -> Result<(), HintError> {
+        self.notifier
+            .ok_or(HintError::NoNotifier)?
+            .notify(self.task_slot)
     }
 }
 
@@ -278,6 +391,16 @@ mod tests {
         assert_eq!(map.entry(2).unwrap().words(), [0; 8]);
         thread.clear();
         assert_eq!(thread.words(), [0; 8]);
+        // A map that came without the tenant's notify program cannot notify.
+        assert!(matches!(thread.notify(), Err(HintError::NoNotifier)));
+    }
+
+    #[test]
+    fn a_notify_program_that_is_no_program_is_an_error_not_a_crash() {
+        let file = tempfile::tempfile().unwrap();
+        let notifier = Notifier::new(OwnedFd::from(file), 1);
+        // The kernel refuses the fd (EINVAL for a non-BPF fd, EPERM without privileges).
+        assert!(matches!(notifier.notify(0), Err(HintError::Notify(_))));
     }
 
     #[test]
