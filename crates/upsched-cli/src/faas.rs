@@ -23,8 +23,9 @@ pub enum FaasAction {
     /// runtime threads that spin-poll its inbox (shared memory) for up to --spin of their CPU
     /// time, then block on a futex; requests arrive open loop (Poisson, --rate per chain) and
     /// a platform process (ROOT/platform) routes them from function to function. Per thread,
-    /// the CPU used while its function had no pending request is read from
-    /// /proc/PID/task/TID/schedstat whenever that state changes (docs/faas.md).
+    /// the CPU used while its function had no pending request is read from the kernel's
+    /// per-thread accounting (schedstat, thread CPU clocks) whenever that state changes
+    /// (docs/faas.md).
     ///
     /// With --hints runtime the runtime threads post SLEEPY and clear it themselves; with
     /// --hints platform the platform posts for them. Both write into --tenant's hint map, so

@@ -25,9 +25,10 @@ use upsched_workload::{burn_cpu, cpu_time};
 use crate::shared::{CpuReader, FunctionState, NO_SLOT, Shared, now_ns};
 use crate::{FaasError, HintsMode, Params, inbox_event, post_own_sleepy, post_pending};
 
-/// Open schedstat files of a set of threads; a thread that is gone reads as `None`.
+/// Open schedstat files of a set of threads (another process's: the platform's readings); a
+/// thread that is gone reads as `None`.
 pub struct Schedstat {
-    files: Vec<Option<File>>,
+    files: Vec<File>,
 }
 
 impl Schedstat {
@@ -37,9 +38,7 @@ impl Schedstat {
             .into_iter()
             .map(|tid| {
                 let path = format!("/proc/{pid}/task/{tid}/schedstat");
-                File::open(&path)
-                    .map(Some)
-                    .map_err(|e| FaasError::Setup(format!("{path}: {e}")))
+                File::open(&path).map_err(|e| FaasError::Setup(format!("{path}: {e}")))
             })
             .collect::<Result<_, _>>()?;
         Ok(Schedstat { files })
@@ -48,7 +47,7 @@ impl Schedstat {
 
 impl CpuReader for Schedstat {
     fn cpu_ns(&mut self, index: usize) -> Option<u64> {
-        let file = self.files.get(index)?.as_ref()?;
+        let file = self.files.get(index)?;
         let mut buf = [0u8; 96];
         let n = file.read_at(&mut buf, 0).ok()?;
         // "RUN_NS WAIT_NS TIMESLICES": the first field is the CPU time the thread ran.

@@ -8,9 +8,10 @@
 //! hint path (`upsched-hints`): posted by the runtime threads themselves or by the platform
 //! on their behalf.
 //!
-//! Each function's threads' CPU is read from the kernel's per-thread accounting
-//! (`/proc/PID/task/TID/schedstat`) whenever the function's pending state changes, and the
-//! time since the last read is attributed to the state that ends (see [`shared::FunctionState`]).
+//! Each function's threads' CPU is read from the kernel's per-thread accounting whenever the
+//! function's pending state changes (by the platform from `/proc/PID/task/TID/schedstat`, by
+//! the worker through its process's thread CPU clocks), and the time since the last read is
+//! attributed to the state that ends (see [`shared::FunctionState`]).
 //!
 //! The supervisor ([`run`]) starts every process as this program re-executed with the
 //! arguments a [`Launcher`] says (the CLI's hidden `faas-child`), which calls [`child`].

@@ -18,7 +18,7 @@ pub struct ThreadReport {
     pub role: String,
     pub tid: u32,
     pub task_slot: Option<u32>,
-    /// CPU while the function had a request, and while it had none (from schedstat).
+    /// CPU while the function had a request, and while it had none (the kernel's accounting).
     pub pending_cpu_ms: f64,
     pub idle_cpu_ms: f64,
     /// CPU spent polling the inbox (the thread's own clock).

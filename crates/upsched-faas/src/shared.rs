@@ -140,7 +140,7 @@ pub struct ThreadAccount {
     pub tid: AtomicU32,
     /// Its task slot in the tenant's hint map, [`NO_SLOT`] without hints.
     pub task_slot: AtomicU32,
-    /// Its schedstat CPU time when last attributed.
+    /// Its CPU time (`sum_exec_runtime`) when last attributed.
     pub last_cpu_ns: AtomicU64,
     /// CPU attributed to times its function had no pending request, and to the others.
     pub idle_cpu_ns: AtomicU64,
