@@ -151,6 +151,7 @@ impl Model for Faas {
                 let since = ctx.now_ns.wrapping_sub(ctx.runnable_ns);
                 if idle {
                     ctx.verdict = VERDICT_PARK;
+                    ctx.key = since | 1 << 63;
                     self.nr_parked += 1;
                 } else if ctx.flags & F_RELEASED != 0 || pending != 0 {
                     ctx.key = since & !(1 << 63);
