@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod support;
-use support::{text, upsched};
+use support::{assert_refused, text, upsched};
 
 use upsched_faas::Report;
 
@@ -41,18 +41,7 @@ fn out_of_bounds_arguments_are_refused_with_what_is_accepted() {
             all.extend(["--cgroup-root", root_arg]);
         }
         all.extend(&args);
-        let out = upsched(&all);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
-        assert!(
-            text(&out.stderr).contains(expected),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
+        assert_refused(&args, &upsched(&all), expected);
         assert!(!root.exists(), "{args:?} created {}", root.display());
     }
     let out = upsched(&["faas", "run", "--chains", "0", "--json"]);

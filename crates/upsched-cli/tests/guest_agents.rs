@@ -14,7 +14,7 @@ use upsched_guest::channel::Channel;
 use upsched_guest::message::VcpuReport;
 
 mod support;
-use support::{scratch_dir, text, upsched};
+use support::{assert_refused, scratch_dir, text, upsched};
 
 fn read_all(mut stream: UnixStream, channel: &mut Channel) -> Vec<VcpuReport> {
     let start = Instant::now();
@@ -221,18 +221,7 @@ fn the_host_agent_refuses_bad_settings_a_missing_vmm_and_a_missing_daemon() {
             "no-daemon.sock",
         ),
     ] {
-        let out = upsched(&[&common[..], &args].concat());
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
-        assert!(
-            text(&out.stderr).contains(message),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
+        assert_refused(&args, &upsched(&[&common[..], &args].concat()), message);
     }
     assert!(child.wait_with_output().unwrap().status.success());
     std::fs::remove_dir_all(dir).unwrap();

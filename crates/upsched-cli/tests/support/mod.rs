@@ -24,3 +24,12 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("scratch directory");
     dir
 }
+
+/// Asserts that `out`, the output of `upsched ARGS`, is a usage error (exit status 2) whose
+/// message names `expected`.
+#[allow(dead_code)] // not every test file checks refusals this way
+pub fn assert_refused(args: &[&str], out: &Output, expected: &str) {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(stderr.contains(expected), "{args:?}: {stderr}");
+}
