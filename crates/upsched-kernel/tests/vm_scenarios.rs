@@ -35,6 +35,7 @@ const EXPECTED: &[&str] = &[
     "lying_sleepy_runs_per_park_bound",
     "notify_release_and_kick",
     "notify_per_tenant",
+    "garbage_hints_stay_in_tenant",
     "membership_hooks",
     "differential_admission",
     "kfunc_arguments",

@@ -377,6 +377,16 @@ fn saturate(
     hog_cgroups: &[&Path],
     measured: [&Path; 2],
 ) -> Result<([f64; 2], f64), String> {
+    saturate_after(host, hog_cgroups, measured, || Ok(()))
+}
+
+/// [`saturate`], with `before_measuring` run once every hog is governed, before the 4 s.
+fn saturate_after(
+    host: &Host,
+    hog_cgroups: &[&Path],
+    measured: [&Path; 2],
+    before_measuring: impl FnOnce() -> Result<(), String>,
+) -> Result<([f64; 2], f64), String> {
     let mut children = Vec::new();
     for cgroup in hog_cgroups {
         let cgroup = cgroup.display().to_string();
@@ -395,6 +405,10 @@ fn saturate(
             "hogs {} are in no tenant 2 s after they started",
             outside.join(", ")
         ));
+    }
+    if let Err(err) = before_measuring() {
+        kill_all(&mut children);
+        return Err(err);
     }
     let start = Instant::now();
     let before = [cgroup_usage(measured[0])?, cgroup_usage(measured[1])?];
@@ -687,6 +701,7 @@ fn run_all(alone_secs: u64, only: &[String], repeat: u32) -> i32 {
         ),
         ("notify_release_and_kick", notify_release_and_kick),
         ("notify_per_tenant", notify_per_tenant),
+        ("garbage_hints_stay_in_tenant", garbage_hints_stay_in_tenant),
         ("membership_hooks", membership_hooks),
         ("differential_admission", differential_admission),
         ("kfunc_arguments", kfunc_arguments),
@@ -2186,6 +2201,61 @@ fn notify_per_tenant(host: &mut Host) -> Result<String, String> {
     })();
     kill_all(std::slice::from_mut(&mut child));
     result
+}
+
+/// Garbage in a tenant's hint words (every word of every task slot: random values, and on
+/// every other slot SLEEPY with nothing pending, which `faas` parks) changes nothing outside
+/// the tenant: a `wfq` tenant at the same level and weight beside it keeps its fair half of
+/// what the two tenants get (±10%), the noisy tenant's own hogs still run (the park bound),
+/// and nobody is ejected (`run_checked_scenario` fails on any ejection).
+fn garbage_hints_stay_in_tenant(host: &mut Host) -> Result<String, String> {
+    let noisy = make_cgroup("g_noisy")?;
+    let calm = make_cgroup("g_calm")?;
+    let mut config = TenantConfig::new(&noisy).level(1);
+    config.park_max = Duration::from_millis(100);
+    let noisy_tenant = attach(host, example("faas")?, &config)?;
+    attach(host, example("wfq")?, &TenantConfig::new(&calm).level(1))?;
+    let mut parks_before = 0;
+    let fill_with_garbage = || {
+        // xorshift64: the same garbage on every run.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for task_slot in 0..upsched_abi::MAX_TASKS {
+            let mut words: [u64; 8] = std::array::from_fn(|_| next());
+            if task_slot % 2 == 1 {
+                words[upsched_abi::HINT_FLAGS as usize] |= u64::from(upsched_abi::HINTF_SLEEPY);
+                words[upsched_abi::HINT_PENDING as usize] = 0;
+            }
+            host.write_hints(noisy_tenant.slot, task_slot, words)
+                .map_err(|e| e.to_string())?;
+        }
+        parks_before = class_counters(host, noisy_tenant.slot)?.parks;
+        Ok(())
+    };
+    let ([noisy_cpu, calm_cpu], seconds) = saturate_after(
+        host,
+        &[&noisy, &calm, &noisy, &calm],
+        [&noisy, &calm],
+        fill_with_garbage,
+    )?;
+    let parks = class_counters(host, noisy_tenant.slot)?.parks - parks_before;
+    let calm_share = calm_cpu / (calm_cpu + noisy_cpu).max(f64::MIN_POSITIVE);
+    let detail = format!(
+        "over {seconds:.1} s with garbage in the noisy tenant's words: calm wfq tenant \
+         {calm_cpu:.2} CPU-s ({:.0}% of the two tenants' CPU, fair half 50%), noisy faas tenant \
+         {noisy_cpu:.2} CPU-s, {parks} parks",
+        calm_share * 100.0
+    );
+    if calm_share >= 0.45 && noisy_cpu > 0.05 && parks > 0 {
+        Ok(detail)
+    } else {
+        Err(detail)
+    }
 }
 
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
