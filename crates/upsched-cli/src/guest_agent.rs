@@ -282,13 +282,22 @@ pub fn vmm_emulator(command: &VmmEmulatorCommand) -> anyhow::Result<ExitCode> {
         Accelerator::Kvm => "KVM",
     };
     let mut threads = Vec::new();
+    // A spawned thread takes its name itself, as it starts: the listener below waits until
+    // every vCPU thread runs under its name.
+    let named = Arc::new(std::sync::Barrier::new(usize::from(command.vcpus) + 1));
     for index in 0..usize::from(command.vcpus) {
-        let (stop, vcpus, latencies, work) =
-            (stop.clone(), vcpus.clone(), latencies.clone(), command.work);
+        let (stop, vcpus, latencies, work, named) = (
+            stop.clone(),
+            vcpus.clone(),
+            latencies.clone(),
+            command.work,
+            named.clone(),
+        );
         threads.push(
             std::thread::Builder::new()
                 .name(format!("CPU {index}/{suffix}"))
                 .spawn(move || {
+                    named.wait();
                     let me = &vcpus[index];
                     while !stop.load(Ordering::Relaxed) {
                         let at = me.request_at.swap(0, Ordering::AcqRel);
@@ -310,6 +319,7 @@ pub fn vmm_emulator(command: &VmmEmulatorCommand) -> anyhow::Result<ExitCode> {
                 })?,
         );
     }
+    named.wait();
     if let Some(path) = &command.pid_file {
         std::fs::write(path, format!("{}\n", std::process::id()))?;
     }
