@@ -20,7 +20,7 @@
 
 use std::ffi::c_void;
 use std::num::NonZeroUsize;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,8 +56,8 @@ pub enum HintError {
     NoSuchWord(usize),
     #[error("this hint map came without the tenant's notify program")]
     NoNotifier,
-    #[error("running the notify program: {0}")]
-    Notify(std::io::Error),
+    #[error("{0}")]
+    Notify(upsched_kernel::HostError),
     #[error(
         "the notify program refused: the tenant is gone (ESTALE) or the task slot is out of range (EINVAL): {0}"
     )]
@@ -81,30 +81,6 @@ pub struct Notifier {
     key: u64,
 }
 
-/// `union bpf_attr` for `BPF_PROG_TEST_RUN` (the `test` member, as far as this uses it).
-#[repr(C)]
-#[derive(Default)]
-struct TestRunAttr {
-    prog_fd: u32,
-    retval: u32,
-    data_size_in: u32,
-    data_size_out: u32,
-    data_in: u64,
-    data_out: u64,
-    repeat: u32,
-    duration: u32,
-    ctx_size_in: u32,
-    ctx_size_out: u32,
-    ctx_in: u64,
-    ctx_out: u64,
-    flags: u32,
-    cpu: u32,
-    batch_size: u32,
-    pad: u32,
-}
-
-const BPF_PROG_TEST_RUN: nix::libc::c_long = 10;
-
 impl Notifier {
     pub fn new(program: OwnedFd, key: u64) -> Self {
         Notifier { program, key }
@@ -112,34 +88,10 @@ impl Notifier {
 
     /// Runs the program for `task_slot`: one `bpf(BPF_PROG_TEST_RUN)` syscall.
     pub fn notify(&self, task_slot: u32) -> Result<(), HintError> {
-        let args = upsched_abi::mechanism::NotifyArgs {
-            task_slot,
-            pad: 0,
-            key: self.key,
-        };
-        let mut attr = TestRunAttr {
-            prog_fd: self.program.as_raw_fd() as u32,
-            ctx_size_in: std::mem::size_of_val(&args) as u32,
-            ctx_in: (&raw const args) as u64,
-            ..TestRunAttr::default()
-        };
-        // SAFETY: `attr` is a valid `bpf_attr` prefix of the size given; the kernel reads
-        // `ctx_size_in` bytes at `ctx_in` (`args`, alive for the call) and writes `retval` and
-        // `duration` into `attr`.
-        let rc = unsafe {
-            nix::libc::syscall(
-                nix::libc::SYS_bpf,
-                BPF_PROG_TEST_RUN,
-                &raw mut attr,
-                std::mem::size_of::<TestRunAttr>(),
-            )
-        };
-        if rc != 0 {
-            return Err(HintError::Notify(std::io::Error::last_os_error()));
-        }
-        match attr.retval as i32 {
-            0 => Ok(()),
-            refused => Err(HintError::NotifyRefused(refused)),
+        match upsched_kernel::run_notify(self.program.as_fd(), task_slot, self.key) {
+            Ok(0) => Ok(()),
+            Ok(refused) => Err(HintError::NotifyRefused(refused)),
+            Err(err) => Err(HintError::Notify(err)),
         }
     }
 }
